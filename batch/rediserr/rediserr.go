@@ -1,0 +1,63 @@
+// Package rediserr classifies errors from Redis into report codes, in one
+// place, so that every package turns "connection refused" into 69 and
+// "NOPERM" into 77 the same way.
+package rediserr
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/outpost-migrate/outpost/report"
+)
+
+// Classify wraps err with the code its class deserves and says what was
+// being done. nil stays nil; an error that already carries a code keeps it.
+func Classify(err error, doing string) error {
+	if err == nil {
+		return nil
+	}
+	var re *report.Error
+	if errors.As(err, &re) {
+		return err
+	}
+	return report.Wrap(Code(err), err, "redis: %s", doing)
+}
+
+// Code returns the class of a Redis error.
+func Code(err error) report.Code {
+	if errors.Is(err, context.Canceled) {
+		return report.CodeInterrupted
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return report.CodeTimeout
+	}
+	msg := err.Error()
+	for _, p := range []string{"NOAUTH", "WRONGPASS", "NOPERM", "invalid username-password", "-NOPERM", "ERR AUTH"} {
+		if strings.Contains(msg, p) {
+			return report.CodePermission
+		}
+	}
+	if strings.Contains(msg, "x509:") || strings.Contains(msg, "tls:") || strings.Contains(msg, "certificate") {
+		// A TLS handshake failure is a configuration problem, not an outage:
+		// retrying will not help.
+		return report.CodeConfig
+	}
+	for _, p := range []string{"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY"} {
+		if strings.HasPrefix(msg, p) {
+			return report.CodeTemporary
+		}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.EPIPE) ||
+		strings.Contains(msg, "connection refused") || strings.Contains(msg, "i/o timeout") ||
+		strings.Contains(msg, "no such host") || strings.Contains(msg, "connection reset") ||
+		strings.Contains(msg, "use of closed network connection") || strings.Contains(msg, "redis: client is closed") {
+		return report.CodeUnreachable
+	}
+	return report.CodeUnknown
+}

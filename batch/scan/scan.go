@@ -1,0 +1,417 @@
+// Package scan walks a Redis keyspace in SCAN-cursor chunks and hands each
+// chunk to a step, on a standalone server or on every master of a cluster
+// (concurrently, with shared cancellation), saving a checkpoint per node after
+// every chunk whose writes all succeeded.
+//
+// Facts it is built on (see shared/spec/batch-engine.md): a full SCAN
+// iteration returns every key present from its start to its end, perhaps more
+// than once, so steps must be idempotent; a cursor is valid only against the
+// same server process, so a checkpoint stores the node id and the server's
+// run_id beside the cursor and a node whose run_id or id changed is scanned
+// again from 0; SCAN on a cluster is per node, so every master is scanned
+// through ForEachMaster, and the per-node client is used only for SCAN (it
+// does not follow MOVED): steps read and write through the cluster client.
+package scan
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/outpost-migrate/outpost/batch/progress"
+	"github.com/outpost-migrate/outpost/batch/rediserr"
+	"github.com/outpost-migrate/outpost/report"
+)
+
+// DefaultCount is the SCAN COUNT hint.
+const DefaultCount = 1000
+
+// Spec says which keys a pass walks.
+type Spec struct {
+	// Match is the SCAN MATCH pattern; use EscapeGlob on literal parts.
+	Match string
+	// Type is the SCAN TYPE filter ("hash"); empty for every type.
+	Type string
+	// Count is the COUNT hint; 0 means DefaultCount.
+	Count int64
+}
+
+// Step processes one chunk of keys. It must be idempotent: after a crash
+// the chunk after the last checkpoint is processed again. It reads and
+// writes through its own client (the cluster client on a cluster), records
+// per-key outcomes in t, and returns an error only when the store itself
+// failed (the pass then stops without moving the checkpoint).
+type Step func(ctx context.Context, keys []string, t *Tally) error
+
+// Node is one master.
+type Node struct {
+	// ID is the cluster node id (CLUSTER MYID), or "standalone".
+	ID   string
+	Addr string
+	// RunID is the server process's run_id (INFO server): a cursor saved
+	// against another run_id is useless.
+	RunID  string
+	client *redis.Client
+}
+
+// Nodes lists the masters of c with their ids and run_ids.
+func Nodes(ctx context.Context, c redis.UniversalClient) ([]Node, error) {
+	var clients []*redis.Client
+	switch cc := c.(type) {
+	case *redis.ClusterClient:
+		var mu sync.Mutex
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			mu.Lock()
+			clients = append(clients, m)
+			mu.Unlock()
+			return nil
+		})
+		if err != nil {
+			return nil, rediserr.Classify(err, "list cluster masters")
+		}
+	case *redis.Client:
+		clients = []*redis.Client{cc}
+	default:
+		return nil, report.E(report.CodeInternal, "scan: unsupported client type %T", c)
+	}
+	nodes := make([]Node, 0, len(clients))
+	for _, m := range clients {
+		n := Node{ID: "standalone", Addr: m.Options().Addr, client: m}
+		if _, ok := c.(*redis.ClusterClient); ok {
+			id, err := m.Do(ctx, "CLUSTER", "MYID").Text()
+			if err != nil {
+				return nil, rediserr.Classify(err, "CLUSTER MYID on "+n.Addr)
+			}
+			n.ID = id
+		}
+		info, err := m.Info(ctx, "server").Result()
+		if err != nil {
+			return nil, rediserr.Classify(err, "INFO server on "+n.Addr)
+		}
+		n.RunID = infoField(info, "run_id")
+		nodes = append(nodes, n)
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID < nodes[j].ID })
+	return nodes, nil
+}
+
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// Topology fingerprints the masters and their slots; "" on a standalone
+// server. Two equal fingerprints mean no key changed node in between.
+func Topology(ctx context.Context, c redis.UniversalClient) (string, error) {
+	cc, ok := c.(*redis.ClusterClient)
+	if !ok {
+		return "", nil
+	}
+	shards, err := cc.ClusterShards(ctx).Result()
+	if err != nil {
+		return "", rediserr.Classify(err, "CLUSTER SHARDS")
+	}
+	var parts []string
+	for _, s := range shards {
+		var master string
+		for _, n := range s.Nodes {
+			if n.Role == "master" {
+				master = n.ID
+			}
+		}
+		var slots []string
+		for _, r := range s.Slots {
+			slots = append(slots, fmt.Sprintf("%d-%d", r.Start, r.End))
+		}
+		sort.Strings(slots)
+		parts = append(parts, master+"="+strings.Join(slots, ","))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ";"), nil
+}
+
+// Executor runs passes over a keyspace. One Executor is used by one
+// goroutine; the nodes of a pass are scanned concurrently inside it.
+type Executor struct {
+	Client redis.UniversalClient
+	Spec   Spec
+	// Store saves checkpoints; nil runs without them (plan, verify).
+	Store *Store
+	// Name names the checkpoint ("apply", "cleanup").
+	Name string
+	// Fingerprint says what the pass does (the migration set); a checkpoint
+	// saved with another fingerprint is not resumed.
+	Fingerprint string
+	// RunID is this invocation's id, saved with checkpoints.
+	RunID  string
+	Events progress.Sink
+	// Label names the work in events (the migrations of the pass).
+	Label string
+	// Stop, when it returns an error, stops the pass at the next safe point
+	// (after a chunk and its checkpoint).
+	Stop func() error
+	// TotalEstimate, when known, lets events carry an ETA.
+	TotalEstimate int64
+	// EventEvery throttles chunk and checkpoint events per node; 0 = 1s.
+	EventEvery time.Duration
+	// Limit stops the pass once this many keys were scanned in all (a
+	// sample); 0 = no limit.
+	Limit int64
+}
+
+// Result is what a pass did.
+type Result struct {
+	Tally *Tally
+	Nodes []report.NodeProgress
+	// Resumed: at least one node continued from a saved cursor or was
+	// already done.
+	Resumed bool
+	// TopologyChanged: the cluster's masters or slots moved during the pass,
+	// so keys may have been missed; run another pass.
+	TopologyChanged bool
+	// Complete: every node reached cursor 0 (false when stopped or limited).
+	Complete bool
+}
+
+// Pass walks every master once (resuming from the checkpoint when it
+// matches) and calls step on each non-empty chunk.
+func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
+	if e.Events == nil {
+		e.Events = progress.Nop
+	}
+	count := e.Spec.Count
+	if count <= 0 {
+		count = DefaultCount
+	}
+	nodes, err := Nodes(ctx, e.Client)
+	if err != nil {
+		return nil, err
+	}
+	topo0, err := Topology(ctx, e.Client)
+	if err != nil {
+		return nil, err
+	}
+	var saved *Saved
+	if e.Store != nil {
+		if saved, err = e.Store.Load(ctx, e.Name); err != nil {
+			return nil, err
+		}
+		if saved != nil && (saved.Meta.Fingerprint != e.Fingerprint || saved.Meta.Topology != topo0) {
+			progress.Infof(e.Events, "ignoring checkpoint %q: it was saved for %q on another topology or migration set", e.Name, saved.Meta.Fingerprint)
+			saved = nil
+		}
+		meta := Meta{Fingerprint: e.Fingerprint, Topology: topo0, RunID: e.RunID, UpdatedAt: now()}
+		if saved != nil {
+			meta.StartedAt = saved.Meta.StartedAt
+			meta.ResumedBy = e.RunID
+		} else {
+			meta.StartedAt = meta.UpdatedAt
+			if err := e.Store.Clear(ctx, e.Name); err != nil {
+				return nil, err
+			}
+		}
+		if err := e.Store.SaveMeta(ctx, e.Name, meta); err != nil {
+			return nil, err
+		}
+	}
+
+	res := &Result{Tally: NewTally(), Nodes: make([]report.NodeProgress, len(nodes)), Complete: true}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var scanned atomicCounter
+	var wg sync.WaitGroup
+	var firstErr error
+	var errOnce sync.Once
+	var resMu sync.Mutex
+	for i, n := range nodes {
+		np := report.NodeProgress{Node: n.ID, Addr: n.Addr, RunID: n.RunID, Cursor: "0"}
+		start := uint64(0)
+		nodeTally := NewTally()
+		if saved != nil {
+			if sn, ok := saved.Nodes[n.ID]; ok {
+				if sn.ServerRunID == n.RunID {
+					c, _ := strconv.ParseUint(sn.Cursor, 10, 64)
+					start = c
+					np.ResumedFrom = sn.Cursor
+					np.Scanned = sn.Scanned
+					np.Done = sn.Done
+					np.Cursor = sn.Cursor
+					for l, cnt := range sn.Counts {
+						cnt := cnt
+						nodeTally.Add(l, func(d *report.Counts) { addCounts(d, cnt) })
+					}
+					resMu.Lock()
+					res.Resumed = true
+					resMu.Unlock()
+				} else {
+					// A new server process (restart, failover): its hash seed
+					// differs, so the old cursor would skip keys.
+					np.Restarted = true
+				}
+			}
+		}
+		res.Nodes[i] = np
+		if np.Done {
+			res.Tally.Merge(nodeTally)
+			continue
+		}
+		wg.Add(1)
+		go func(i int, n Node, start uint64, nodeTally *Tally) {
+			defer wg.Done()
+			err := e.scanNode(ctx, n, start, uint64(count), step, nodeTally, &res.Nodes[i], &scanned)
+			resMu.Lock()
+			res.Tally.Merge(nodeTally)
+			if !res.Nodes[i].Done {
+				res.Complete = false
+			}
+			resMu.Unlock()
+			if err != nil {
+				errOnce.Do(func() { firstErr = err })
+				cancel(err)
+			}
+		}(i, n, start, nodeTally)
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return res, firstErr
+	}
+	topo1, err := Topology(ctx, e.Client)
+	if err != nil {
+		return res, err
+	}
+	res.TopologyChanged = topo1 != topo0
+	return res, nil
+}
+
+type atomicCounter struct {
+	mu sync.Mutex
+	n  int64
+}
+
+func (a *atomicCounter) add(d int64) int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.n += d
+	return a.n
+}
+
+type chunk struct {
+	keys []string
+	next uint64
+	err  error
+}
+
+func (e *Executor) scanNode(ctx context.Context, n Node, cursor, count uint64, step Step, t *Tally, np *report.NodeProgress, total *atomicCounter) error {
+	// Prefetch: the next SCAN runs while the step works on this chunk.
+	chunks := make(chan chunk, 2)
+	scanCtx, stopScan := context.WithCancel(ctx)
+	defer stopScan()
+	go func() {
+		defer close(chunks)
+		c := cursor
+		for {
+			keys, next, err := n.client.ScanType(scanCtx, c, e.Spec.Match, int64(count), e.Spec.Type).Result()
+			select {
+			case chunks <- chunk{keys: keys, next: next, err: err}:
+			case <-scanCtx.Done():
+				return
+			}
+			if err != nil || next == 0 {
+				return
+			}
+			c = next
+		}
+	}()
+	every := e.EventEvery
+	if every == 0 {
+		every = time.Second
+	}
+	started := time.Now()
+	var lastEvent time.Time
+	var scannedHere int64
+	for ch := range chunks {
+		if ch.err != nil {
+			return rediserr.Classify(ch.err, "SCAN on "+n.Addr)
+		}
+		if len(ch.keys) > 0 {
+			if err := step(ctx, ch.keys, t); err != nil {
+				return err
+			}
+		}
+		scannedHere += int64(len(ch.keys))
+		np.Scanned += int64(len(ch.keys))
+		np.Cursor = strconv.FormatUint(ch.next, 10)
+		np.Done = ch.next == 0
+		if e.Store != nil {
+			if err := e.Store.SaveNode(ctx, e.Name, SavedNode{
+				Node: n.ID, Addr: n.Addr, ServerRunID: n.RunID, Cursor: np.Cursor, Done: np.Done,
+				Scanned: np.Scanned, Counts: t.snapshot(), RunID: e.RunID, UpdatedAt: now(),
+			}); err != nil {
+				return err
+			}
+		}
+		all := total.add(int64(len(ch.keys)))
+		if time.Since(lastEvent) >= every || np.Done {
+			lastEvent = time.Now()
+			e.emitChunk(n, np, t, scannedHere, all, started)
+		}
+		if np.Done {
+			return nil
+		}
+		if e.Stop != nil {
+			if err := e.Stop(); err != nil {
+				return err
+			}
+		}
+		if e.Limit > 0 && all >= e.Limit {
+			return nil
+		}
+	}
+	return ctx.Err()
+}
+
+func (e *Executor) emitChunk(n Node, np *report.NodeProgress, t *Tally, scannedHere, all int64, started time.Time) {
+	elapsed := time.Since(started)
+	sum := t.Sum()
+	sum.Scanned = np.Scanned
+	ev := progress.Event{Event: progress.ChunkDone, Level: "info", Migration: e.Label, Node: n.ID, Cursor: np.Cursor,
+		Msg: fmt.Sprintf("%s: %d keys scanned on %s", e.Label, np.Scanned, n.Addr), Counts: &sum, ElapsedMS: elapsed.Milliseconds(),
+		TotalEstimate: e.TotalEstimate}
+	if s := elapsed.Seconds(); s > 0 {
+		ev.RatePerS = float64(scannedHere) / s
+		if e.TotalEstimate > all && ev.RatePerS > 0 {
+			ev.ETAS = float64(e.TotalEstimate-all) / ev.RatePerS
+		}
+	}
+	e.Events.Emit(ev)
+	if e.Store != nil {
+		e.Events.Emit(progress.Event{Event: progress.CheckpointSaved, Level: "info", Migration: e.Label, Node: n.ID, Cursor: np.Cursor,
+			Msg: fmt.Sprintf("checkpoint %s saved at cursor %s on %s", e.Name, np.Cursor, n.Addr)})
+	}
+}
+
+func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
+
+// EscapeGlob escapes the characters SCAN MATCH treats specially, so that a
+// deployment id is matched literally.
+func EscapeGlob(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', ']', '\\', '^':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

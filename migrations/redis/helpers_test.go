@@ -1,0 +1,5 @@
+package redis_test
+
+import "time"
+
+func msDuration(ms float64) time.Duration { return time.Duration(ms) * time.Millisecond }

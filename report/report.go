@@ -1,0 +1,272 @@
+package report
+
+import (
+	"time"
+)
+
+// APIVersion is the report format's version; an additive change keeps it, a
+// breaking one moves every schema to v2.
+const APIVersion = "outpost.migrate/v1"
+
+// Kinds of report, one per command, each with its own schema.
+const (
+	KindList    = "ListReport"
+	KindPlan    = "PlanReport"
+	KindApply   = "ApplyReport"
+	KindVerify  = "VerifyReport"
+	KindStatus  = "StatusReport"
+	KindUnlock  = "UnlockReport"
+	KindCleanup = "CleanupReport"
+	KindForce   = "ForceReport"
+	KindSchema  = "SchemaReport"
+	KindVersion = "VersionReport"
+	KindDemo    = "DemoReport"
+	KindSeed    = "SeedReport"
+	KindJobRun  = "JobRunReport"
+	// KindError is used when the command itself could not be told (a usage
+	// error before kingpin knew which command was meant).
+	KindError = "ErrorReport"
+)
+
+// Outcomes: a closed list per kind, enumerated in the schemas. The generic
+// failure outcomes apply to every kind.
+const (
+	OutcomeListed         = "listed"
+	OutcomeApplied        = "applied"
+	OutcomeUpToDate       = "up_to_date"
+	OutcomePending        = "pending"
+	OutcomeVerified       = "verified"
+	OutcomeDrift          = "drift"
+	OutcomeUnlocked       = "unlocked"
+	OutcomeNoLock         = "no_lock"
+	OutcomeCleaned        = "cleaned"
+	OutcomeNothingToClean = "nothing_to_clean"
+	OutcomeForced         = "forced"
+	OutcomePrinted        = "printed"
+	OutcomeSeeded         = "seeded"
+	OutcomeCompleted      = "completed"
+	OutcomeDirty          = "dirty"
+
+	OutcomeFailed        = "failed"
+	OutcomeInterrupted   = "interrupted"
+	OutcomeLocked        = "locked"
+	OutcomeCancelled     = "cancelled"
+	OutcomeInvalidUsage  = "invalid_usage"
+	OutcomeInvalidConfig = "invalid_config"
+	OutcomeUnreachable   = "unreachable"
+	OutcomeForbidden     = "permission_denied"
+	OutcomeRefused       = "refused"
+	OutcomeTimedOut      = "timed_out"
+	OutcomeInternalError = "internal_error"
+)
+
+// Report is the one document a command prints. Field names are snake_case and
+// stable; see schemas/common.json for the meaning of each.
+type Report struct {
+	APIVersion string    `json:"api_version"`
+	Kind       string    `json:"kind"`
+	Command    string    `json:"command"`
+	Outcome    string    `json:"outcome"`
+	ExitCode   int       `json:"exit_code"`
+	RC         int       `json:"rc"`
+	Changed    bool      `json:"changed"`
+	Failed     bool      `json:"failed"`
+	Msg        string    `json:"msg"`
+	RunID      string    `json:"run_id"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	DurationMS int64     `json:"duration_ms"`
+	Tool       Tool      `json:"tool"`
+	Targets    *Targets  `json:"targets,omitempty"`
+	Lock       *Lock     `json:"lock,omitempty"`
+	// Summary counts migrations by state, for a quick look.
+	Summary    map[string]int `json:"summary,omitempty"`
+	Migrations []Migration    `json:"migrations,omitempty"`
+	// Next says what a rerun will do (resume from a checkpoint, start over,
+	// nothing), for interrupted and failed runs.
+	Next string `json:"next,omitempty"`
+	// Extra is a kind-specific payload: the schemas for SchemaReport, the
+	// steps of a DemoReport, the seeded counts of a SeedReport.
+	Extra map[string]any `json:"extra,omitempty"`
+	Error *ErrorDoc      `json:"error"`
+}
+
+// Tool identifies the binary that wrote the report.
+type Tool struct {
+	Name      string `json:"name"`
+	Version   string `json:"version"`
+	Commit    string `json:"commit,omitempty"`
+	GoVersion string `json:"go_version,omitempty"`
+}
+
+// Targets says which stores the command worked on, without secrets.
+type Targets struct {
+	Scope        []string        `json:"scope"`
+	DeploymentID string          `json:"deployment_id,omitempty"`
+	Redis        *RedisTarget    `json:"redis,omitempty"`
+	Postgres     *PostgresTarget `json:"postgres,omitempty"`
+}
+
+// RedisTarget describes the Redis store; it never holds the password.
+type RedisTarget struct {
+	Addr     string `json:"addr"`
+	Mode     string `json:"mode"` // standalone | cluster
+	Database int    `json:"database"`
+	TLS      bool   `json:"tls"`
+	Username string `json:"username,omitempty"`
+	Prefix   string `json:"prefix,omitempty"`
+}
+
+// PostgresTarget describes the PostgreSQL store; it never holds the password.
+type PostgresTarget struct {
+	Host     string `json:"host"`
+	Port     string `json:"port,omitempty"`
+	Database string `json:"database"`
+	User     string `json:"user,omitempty"`
+	SSLMode  string `json:"sslmode,omitempty"`
+}
+
+// Lock describes the migration lock as the command saw or left it.
+type Lock struct {
+	Key string `json:"key"`
+	// State: free, held (by someone, seen by status), acquired (by this run,
+	// still held when the report was written), released, removed (unlock),
+	// lost (taken from this run).
+	State string `json:"state"`
+	// Foreign is true when the lock was not written by this tool (Outpost's
+	// own migrator writes a bare random token).
+	Foreign  bool    `json:"foreign"`
+	Holder   *Holder `json:"holder,omitempty"`
+	AgeMS    *int64  `json:"age_ms,omitempty"`
+	TTLMS    *int64  `json:"ttl_ms,omitempty"`
+	Token    int64   `json:"token,omitempty"`
+	Waited   int64   `json:"waited_ms,omitempty"`
+	Renewals int64   `json:"renewals,omitempty"`
+	// Advisory reports the PostgreSQL advisory lock of the SQL phase.
+	Advisory *AdvisoryLock `json:"advisory,omitempty"`
+}
+
+// Holder names who holds a lock written by this tool.
+type Holder struct {
+	RunID        string `json:"run_id"`
+	Host         string `json:"host"`
+	PID          int    `json:"pid"`
+	Command      string `json:"command"`
+	StartedAt    string `json:"started_at"`
+	ToolVersion  string `json:"tool_version"`
+	Token        int64  `json:"token"`
+	NomadAllocID string `json:"nomad_alloc_id,omitempty"`
+	NomadJobID   string `json:"nomad_job_id,omitempty"`
+	K8sPod       string `json:"k8s_pod,omitempty"`
+	K8sNamespace string `json:"k8s_namespace,omitempty"`
+}
+
+// AdvisoryLock is golang-migrate's PostgreSQL session lock.
+type AdvisoryLock struct {
+	ID    int64  `json:"id"`
+	State string `json:"state"` // acquired | released | held
+}
+
+// Migration is one migration's line in a report.
+type Migration struct {
+	ID          string `json:"id"`      // "sql/000005_denormalize_attempts", "redis/001_hash_tags"
+	Backend     string `json:"backend"` // sql | redis
+	Name        string `json:"name"`
+	Version     int    `json:"version,omitempty"`
+	Description string `json:"description,omitempty"`
+	// State: applied, pending, not_applicable, failed, interrupted,
+	// verified, drift, dirty, partial (an unfinished run), skipped, cleaned.
+	State     string    `json:"state"`
+	Reason    string    `json:"reason,omitempty"`
+	AppliedAt string    `json:"applied_at,omitempty"`
+	Counts    *Counts   `json:"counts,omitempty"`
+	Estimate  *Estimate `json:"estimate,omitempty"`
+	Progress  *Progress `json:"checkpoint,omitempty"`
+	Issues    []Issue   `json:"issues,omitempty"`
+	// IssuesTotal is the exact number of issues; Issues holds the first few.
+	IssuesTotal int64 `json:"issues_total"`
+	// Resumable says whether a rerun continues from saved progress.
+	Resumable  bool  `json:"resumable,omitempty"`
+	DurationMS int64 `json:"duration_ms,omitempty"`
+}
+
+// Counts are exact.
+type Counts struct {
+	Scanned   int64 `json:"scanned"`
+	Changed   int64 `json:"changed"`
+	Unchanged int64 `json:"unchanged"`
+	Failed    int64 `json:"failed"`
+	// Verify: records checked and passed; cleanup: keys deleted.
+	Checked int64 `json:"checked,omitempty"`
+	Passed  int64 `json:"passed,omitempty"`
+	Deleted int64 `json:"deleted,omitempty"`
+	Skipped int64 `json:"skipped,omitempty"`
+	// Rows for SQL batched steps.
+	Rows int64 `json:"rows,omitempty"`
+}
+
+// Estimate is plan's idea of how much a migration would touch.
+type Estimate struct {
+	Units  string `json:"units"`  // keys | rows
+	Value  int64  `json:"value"`  // the count or the estimate
+	Method string `json:"method"` // counted | sampled | catalog
+	// Sampled: how many records the estimate was drawn from.
+	Sampled int64  `json:"sampled,omitempty"`
+	Note    string `json:"note,omitempty"`
+}
+
+// Progress is the persisted state of an unfinished or resumed run.
+type Progress struct {
+	RunID     string         `json:"run_id,omitempty"`
+	UpdatedAt string         `json:"updated_at,omitempty"`
+	Resumed   bool           `json:"resumed"`
+	Nodes     []NodeProgress `json:"nodes,omitempty"`
+	// SQL batched steps: the last key done.
+	Position string `json:"position,omitempty"`
+	Done     int64  `json:"done,omitempty"`
+	Total    int64  `json:"total,omitempty"`
+}
+
+// NodeProgress is one Redis master's scan position.
+type NodeProgress struct {
+	Node    string `json:"node"`
+	Addr    string `json:"addr,omitempty"`
+	RunID   string `json:"server_run_id,omitempty"`
+	Cursor  string `json:"cursor"`
+	Done    bool   `json:"done"`
+	Scanned int64  `json:"scanned"`
+	// ResumedFrom is the cursor this run started from; Restarted says the
+	// saved cursor was unusable (new server process, node gone) and the node
+	// was scanned again from 0.
+	ResumedFrom string `json:"resumed_from,omitempty"`
+	Restarted   bool   `json:"restarted,omitempty"`
+}
+
+// Issue is one problem found: a key or object and what is wrong with it.
+type Issue struct {
+	Key      string `json:"key,omitempty"`
+	Object   string `json:"object,omitempty"`
+	Field    string `json:"field,omitempty"`
+	Reason   string `json:"reason"`
+	Expected string `json:"expected,omitempty"`
+	Actual   string `json:"actual,omitempty"`
+}
+
+// ErrorDoc is the report's error object.
+type ErrorDoc struct {
+	Code      Code           `json:"code"`
+	Message   string         `json:"message"`
+	Retryable bool           `json:"retryable"`
+	Details   map[string]any `json:"details,omitempty"`
+}
+
+// MaxIssues caps the issues listed per migration; IssuesTotal keeps the count.
+const MaxIssues = 50
+
+// AddIssue appends an issue under the cap and counts it.
+func (m *Migration) AddIssue(i Issue) {
+	m.IssuesTotal++
+	if len(m.Issues) < MaxIssues {
+		m.Issues = append(m.Issues, i)
+	}
+}
