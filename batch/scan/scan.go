@@ -91,10 +91,15 @@ func Nodes(ctx context.Context, c redis.UniversalClient) ([]Node, error) {
 			n.ID = id
 		}
 		info, err := m.Info(ctx, "server").Result()
-		if err != nil {
+		switch {
+		case err == nil:
+			n.RunID = infoField(info, "run_id")
+		case strings.Contains(err.Error(), "not supported") || strings.Contains(err.Error(), "unknown command"):
+			// A server that hides its run_id (an in-process stand-in, a
+			// proxy): cursors saved against it are never resumed.
+		default:
 			return nil, rediserr.Classify(err, "INFO server on "+n.Addr)
 		}
-		n.RunID = infoField(info, "run_id")
 		nodes = append(nodes, n)
 	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID < nodes[j].ID })
@@ -239,7 +244,7 @@ func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
 		nodeTally := NewTally()
 		if saved != nil {
 			if sn, ok := saved.Nodes[n.ID]; ok {
-				if sn.ServerRunID == n.RunID {
+				if n.RunID != "" && sn.ServerRunID == n.RunID {
 					c, _ := strconv.ParseUint(sn.Cursor, 10, 64)
 					start = c
 					np.ResumedFrom = sn.Cursor

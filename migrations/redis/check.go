@@ -29,7 +29,8 @@ func (s *Set) checkV0(ctx context.Context, keys []string, w work, t *scan.Tally)
 	if err != nil {
 		return err
 	}
-	var twins, srcs []string
+	var twins []string
+	var kinds []twinWork
 	for i, k := range keys {
 		t.Add(HashTags, func(c *report.Counts) { c.Scanned++ })
 		r := recs[i]
@@ -46,7 +47,7 @@ func (s *Set) checkV0(ctx context.Context, keys []string, w work, t *scan.Tally)
 			t.Fail(HashTags, report.Issue{Key: k, Reason: err.Error()})
 			continue
 		}
-		_, bad, _, _ := twinFields(key, r.fields, w)
+		_, bad, conv, ent := twinFields(key, r.fields, w)
 		for _, b := range bad {
 			label := Timestamps
 			if !w.do002 {
@@ -55,7 +56,7 @@ func (s *Set) checkV0(ctx context.Context, keys []string, w work, t *scan.Tally)
 			t.Fail(label, report.Issue{Key: key.V1(s.prefix), Reason: "cannot convert: " + b})
 		}
 		twins = append(twins, key.V1(s.prefix))
-		srcs = append(srcs, k)
+		kinds = append(kinds, twinWork{kind: key.Kind, conv: conv, ent: ent})
 	}
 	exists, err := s.exists(ctx, twins)
 	if err != nil {
@@ -63,12 +64,22 @@ func (s *Set) checkV0(ctx context.Context, keys []string, w work, t *scan.Tally)
 	}
 	for i := range twins {
 		if exists[i] {
+			// The twin is in the keyspace: 002/003 count it when the scan
+			// reaches it.
 			t.Add(HashTags, func(c *report.Counts) { c.Unchanged++ })
-		} else {
-			t.Add(HashTags, func(c *report.Counts) { c.Changed++ })
+			continue
+		}
+		t.Add(HashTags, func(c *report.Counts) { c.Changed++ })
+		// The copy apply will write is transformed by 002/003 too.
+		if kinds[i].kind != KindSummary {
+			if w.do002 {
+				t.Add(Timestamps, func(c *report.Counts) { c.Scanned++; countChange(c, kinds[i].conv) })
+			}
+			if w.do003 {
+				t.Add(Entity, func(c *report.Counts) { c.Scanned++; countChange(c, kinds[i].ent) })
+			}
 		}
 	}
-	_ = srcs
 	return nil
 }
 
@@ -378,4 +389,9 @@ func (s *Set) Cleanup() (scan.Step, []string) {
 		return nil
 	}
 	return step, []string{HashTags}
+}
+
+type twinWork struct {
+	kind      Kind
+	conv, ent bool
 }

@@ -220,6 +220,7 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally) 
 	}
 	type op struct {
 		key, twin         string
+		kind              Kind
 		converted, entity bool
 		args              []any
 	}
@@ -259,7 +260,7 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally) 
 		for f, v := range fields {
 			args = append(args, f, v)
 		}
-		ops = append(ops, op{key: k, twin: twin, converted: conv, entity: ent, args: args})
+		ops = append(ops, op{key: k, twin: twin, kind: key.Kind, converted: conv, entity: ent, args: args})
 	}
 	if len(ops) == 0 {
 		return nil
@@ -274,11 +275,13 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally) 
 			t.Fail(HashTags, report.Issue{Key: o.key, Reason: "copy to " + o.twin + ": " + res.err.Error()})
 		case res.val == 1:
 			t.Add(HashTags, func(c *report.Counts) { c.Changed++ })
-			if o.converted && w.do002 {
-				t.Add(Timestamps, func(c *report.Counts) { c.Scanned++; c.Changed++ })
+			// The twin was written in its final form: count the work of
+			// 002/003 on it as theirs.
+			if w.do002 && o.kind != KindSummary {
+				t.Add(Timestamps, func(c *report.Counts) { c.Scanned++; countChange(c, o.converted) })
 			}
-			if o.entity && w.do003 {
-				t.Add(Entity, func(c *report.Counts) { c.Scanned++; c.Changed++ })
+			if w.do003 && o.kind != KindSummary {
+				t.Add(Entity, func(c *report.Counts) { c.Scanned++; countChange(c, o.entity) })
 			}
 		default:
 			// The twin exists: copied by an earlier run, or written by the
@@ -514,4 +517,12 @@ func formatTTL(ms int64) string {
 		return "none"
 	}
 	return strconv.FormatInt(ms, 10) + "ms"
+}
+
+func countChange(c *report.Counts, changed bool) {
+	if changed {
+		c.Changed++
+	} else {
+		c.Unchanged++
+	}
 }

@@ -1,0 +1,450 @@
+package batch
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/outpost-migrate/outpost/batch/progress"
+	"github.com/outpost-migrate/outpost/report"
+)
+
+// Locker is the migration lock as the runner needs it; package batch/lock
+// provides the Redis lease, cmd adapts it.
+type Locker interface {
+	// Acquire takes the lock, waiting up to wait for a busy one. A busy
+	// lock is a report.CodeLockHeld error whose details name the holder.
+	Acquire(ctx context.Context, command string, wait time.Duration) (Lease, error)
+	// Inspect reports the lock without touching it.
+	Inspect(ctx context.Context) (*report.Lock, error)
+	// ForceUnlock removes the lock whoever holds it and returns what it
+	// removed (nil when there was none).
+	ForceUnlock(ctx context.Context) (*report.Lock, error)
+}
+
+// Lease is a held lock.
+type Lease interface {
+	Fence
+	// Lost is closed when the lease was taken away.
+	Lost() <-chan struct{}
+	// Err says why the lease was lost (report.CodeLockLost), or nil.
+	Err() error
+	Release(ctx context.Context) error
+	Info() *report.Lock
+}
+
+// TargetKnower is implemented by phases that can say whether a --target
+// names one of their migrations.
+type TargetKnower interface{ TargetKnown(target string) bool }
+
+// Runner runs commands over phases, SQL before Redis. It is used by one
+// goroutine.
+type Runner struct {
+	// Phases in the order they run (SQL first).
+	Phases []Phase
+	// Locker is nil when the command's scope has no Redis (the SQL phase
+	// then relies on PostgreSQL's advisory lock alone).
+	Locker Locker
+	Events progress.Sink
+	RunID  string
+}
+
+// Options are what the command line tells the runner.
+type Options struct {
+	Target     string
+	LockWait   time.Duration
+	MaxRuntime time.Duration
+	Sample     int
+	Stop       <-chan struct{}
+	StopCause  func() error
+	StatusWait time.Duration // status --wait: poll until up to date
+	PollEvery  time.Duration
+}
+
+// stopper merges the reasons to stop at a safe point: a signal, the
+// deadline, a lost lease.
+type stopper struct {
+	once  sync.Once
+	ch    chan struct{}
+	mu    sync.Mutex
+	cause error
+}
+
+func newStopper() *stopper { return &stopper{ch: make(chan struct{})} }
+
+func (s *stopper) stop(err error) {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.cause = err
+		s.mu.Unlock()
+		close(s.ch)
+	})
+}
+
+func (s *stopper) err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cause
+}
+
+func (r *Runner) newRun(ctx context.Context, command string, o Options, lease Lease) (*Run, func()) {
+	st := newStopper()
+	done := make(chan struct{})
+	go func() {
+		var lost <-chan struct{}
+		if lease != nil {
+			lost = lease.Lost()
+		}
+		var deadline <-chan time.Time
+		if o.MaxRuntime > 0 {
+			t := time.NewTimer(o.MaxRuntime)
+			defer t.Stop()
+			deadline = t.C
+		}
+		select {
+		case <-o.Stop:
+			var cause error = report.E(report.CodeInterrupted, "interrupted")
+			if o.StopCause != nil && o.StopCause() != nil {
+				cause = o.StopCause()
+			}
+			st.stop(cause)
+		case <-lost:
+			st.stop(lease.Err())
+		case <-deadline:
+			st.stop(report.E(report.CodeTimeout, "--max-runtime %s reached; stopped at a safe point with progress saved", o.MaxRuntime))
+		case <-ctx.Done():
+		case <-done:
+		}
+	}()
+	run := &Run{ID: r.RunID, Command: command, Target: o.Target, Sample: o.Sample, Events: r.events(), Stop: st.ch, StopCause: st.err}
+	if lease != nil {
+		run.Fence = lease
+	}
+	return run, func() { close(done) }
+}
+
+func (r *Runner) events() progress.Sink {
+	if r.Events == nil {
+		return progress.Nop
+	}
+	return r.Events
+}
+
+// Plan fills rep with what apply would do.
+func (r *Runner) Plan(ctx context.Context, rep *report.Report) error {
+	for _, p := range r.Phases {
+		lines, err := p.Plan(ctx)
+		rep.Migrations = append(rep.Migrations, lines...)
+		if err != nil {
+			return err
+		}
+	}
+	r.inspectLock(ctx, rep)
+	r.pendingOutcome(rep)
+	rep.Changed = rep.Outcome == report.OutcomePending
+	return nil
+}
+
+// Status fills rep with versions, pending migrations, the lock and any
+// unfinished run; with o.StatusWait it polls until the stores are current.
+func (r *Runner) Status(ctx context.Context, rep *report.Report, o Options) error {
+	deadline := time.Now().Add(o.StatusWait)
+	every := o.PollEvery
+	if every <= 0 {
+		every = 2 * time.Second
+	}
+	for {
+		rep.Migrations = nil
+		for _, p := range r.Phases {
+			lines, err := p.Status(ctx)
+			rep.Migrations = append(rep.Migrations, lines...)
+			if err != nil {
+				return err
+			}
+		}
+		r.inspectLock(ctx, rep)
+		r.pendingOutcome(rep)
+		if rep.Outcome == report.OutcomeUpToDate || o.StatusWait <= 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return report.E(report.CodeTimeout, "stores still not up to date after --wait %s", o.StatusWait)
+		}
+		progress.Infof(r.events(), "waiting for migrations to be applied (%d pending)", rep.Summary["pending"]+rep.Summary["partial"])
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-o.Stop:
+			return o.StopCause()
+		case <-time.After(every):
+		}
+	}
+}
+
+// List fills rep with every migration and its state.
+func (r *Runner) List(ctx context.Context, rep *report.Report) error {
+	for _, p := range r.Phases {
+		lines, err := p.Status(ctx)
+		rep.Migrations = append(rep.Migrations, lines...)
+		if err != nil {
+			return err
+		}
+	}
+	rep.Outcome = report.OutcomeListed
+	rep.Summary = summarize(rep.Migrations)
+	rep.Msg = fmt.Sprintf("%d migrations", len(rep.Migrations))
+	return nil
+}
+
+func summarize(lines []report.Migration) map[string]int {
+	s := map[string]int{}
+	for _, l := range lines {
+		s[l.State]++
+	}
+	return s
+}
+
+func (r *Runner) pendingOutcome(rep *report.Report) {
+	rep.Summary = summarize(rep.Migrations)
+	n := 0
+	for _, l := range rep.Migrations {
+		switch l.State {
+		case "pending", "partial", "dirty", "failed", "interrupted":
+			n++
+		}
+	}
+	if n > 0 {
+		rep.Outcome = report.OutcomePending
+		rep.Msg = fmt.Sprintf("%d migrations pending", n)
+	} else {
+		rep.Outcome = report.OutcomeUpToDate
+		rep.Msg = "up to date"
+	}
+}
+
+func (r *Runner) inspectLock(ctx context.Context, rep *report.Report) {
+	if r.Locker == nil {
+		return
+	}
+	if l, err := r.Locker.Inspect(ctx); err == nil {
+		rep.Lock = l
+	} else {
+		progress.Warnf(r.events(), "cannot read the lock: %v", err)
+	}
+}
+
+// checkTarget refuses a --target that no phase knows.
+func (r *Runner) checkTarget(target string) error {
+	if target == "" {
+		return nil
+	}
+	for _, p := range r.Phases {
+		if k, ok := p.(TargetKnower); ok && k.TargetKnown(target) {
+			return nil
+		}
+	}
+	return report.E(report.CodeUsage, "--target %q names no migration in scope (see `outpost migrate list`)", target)
+}
+
+// locked runs fn under the lease (when there is a Locker) and fills
+// rep.Lock.
+func (r *Runner) locked(ctx context.Context, rep *report.Report, command string, o Options, fn func(run *Run) error) (err error) {
+	var lease Lease
+	if r.Locker != nil {
+		lease, err = r.Locker.Acquire(ctx, command, o.LockWait)
+		if err != nil {
+			if l, ierr := r.Locker.Inspect(ctx); ierr == nil {
+				rep.Lock = l
+			}
+			return err
+		}
+		defer func() {
+			// Release even when ctx was cancelled by a second signal.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			rerr := lease.Release(rctx)
+			rep.Lock = lease.Info()
+			if rerr != nil && err == nil {
+				err = rerr
+			}
+		}()
+	}
+	run, done := r.newRun(ctx, command, o, lease)
+	defer done()
+	err = fn(run)
+	if err == nil {
+		// A stop that came after the last safe point still counts: the
+		// work finished, so the run is not interrupted.
+		return nil
+	}
+	return err
+}
+
+// Apply applies pending migrations in order, SQL first, then Redis, under
+// one lease.
+func (r *Runner) Apply(ctx context.Context, rep *report.Report, o Options) error {
+	if err := r.checkTarget(o.Target); err != nil {
+		return err
+	}
+	err := r.locked(ctx, rep, "apply", o, func(run *Run) error {
+		for _, p := range r.Phases {
+			lines, err := p.Apply(ctx, run)
+			rep.Migrations = append(rep.Migrations, lines...)
+			if err != nil {
+				return err
+			}
+			if o.Target != "" {
+				if k, ok := p.(TargetKnower); ok && k.TargetKnown(o.Target) {
+					break
+				}
+			}
+		}
+		return nil
+	})
+	rep.Summary = summarize(rep.Migrations)
+	applied := 0
+	for _, l := range rep.Migrations {
+		if l.Counts != nil && (l.State == "applied" || l.State == "not_applicable") {
+			applied++
+		}
+	}
+	rep.Changed = applied > 0
+	if err != nil {
+		if isStop(err) {
+			rep.Next = "rerun the same command: it resumes from the saved checkpoints"
+		} else if report.CodeOf(err) == report.CodeMigrationFailed {
+			rep.Next = "fix the records listed in issues, then rerun apply: completed work is kept"
+		}
+		return err
+	}
+	if applied > 0 {
+		rep.Outcome = report.OutcomeApplied
+		rep.Msg = fmt.Sprintf("applied %d migrations", applied)
+	} else {
+		rep.Outcome = report.OutcomeUpToDate
+		rep.Msg = "nothing to apply: up to date"
+	}
+	return nil
+}
+
+func isStop(err error) bool {
+	switch report.CodeOf(err) {
+	case report.CodeInterrupted, report.CodeTerminated, report.CodeTimeout, report.CodeLockLost:
+		return true
+	}
+	return false
+}
+
+// Verify checks that applied migrations hold in the data. It takes no lock
+// (it only reads) but reports the lock so that a reader knows whether an
+// apply was running meanwhile.
+func (r *Runner) Verify(ctx context.Context, rep *report.Report, o Options) error {
+	run, done := r.newRun(ctx, "verify", o, nil)
+	defer done()
+	var firstErr error
+	for _, p := range r.Phases {
+		lines, err := p.Verify(ctx, run)
+		rep.Migrations = append(rep.Migrations, lines...)
+		if err != nil {
+			if report.CodeOf(err) != report.CodeDrift {
+				return err
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	r.inspectLock(ctx, rep)
+	rep.Summary = summarize(rep.Migrations)
+	if firstErr != nil {
+		return firstErr
+	}
+	rep.Outcome = report.OutcomeVerified
+	n := rep.Summary["verified"]
+	rep.Msg = fmt.Sprintf("%d applied migrations verified", n)
+	if rep.Summary["pending"] > 0 {
+		rep.Msg += fmt.Sprintf("; %d pending (not verified)", rep.Summary["pending"])
+	}
+	return nil
+}
+
+// Cleanup removes what applied migrations preserved, under the lease.
+func (r *Runner) Cleanup(ctx context.Context, rep *report.Report, o Options) error {
+	err := r.locked(ctx, rep, "cleanup", o, func(run *Run) error {
+		for _, p := range r.Phases {
+			lines, err := p.Cleanup(ctx, run)
+			rep.Migrations = append(rep.Migrations, lines...)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	rep.Summary = summarize(rep.Migrations)
+	var deleted int64
+	for _, l := range rep.Migrations {
+		if l.Counts != nil {
+			deleted += l.Counts.Deleted
+		}
+	}
+	rep.Changed = deleted > 0
+	if err != nil {
+		if isStop(err) {
+			rep.Next = "rerun cleanup: it resumes from the saved checkpoint"
+		}
+		return err
+	}
+	if deleted > 0 {
+		rep.Outcome = report.OutcomeCleaned
+		rep.Msg = fmt.Sprintf("removed %d legacy keys whose copies verified", deleted)
+	} else {
+		rep.Outcome = report.OutcomeNothingToClean
+		rep.Msg = "nothing to clean"
+	}
+	return nil
+}
+
+// Unlock removes the lock whoever holds it.
+func (r *Runner) Unlock(ctx context.Context, rep *report.Report) error {
+	if r.Locker == nil {
+		return report.E(report.CodeConfig, "unlock needs Redis: the lock lives there")
+	}
+	removed, err := r.Locker.ForceUnlock(ctx)
+	if err != nil {
+		return err
+	}
+	if removed == nil {
+		rep.Outcome = report.OutcomeNoLock
+		rep.Msg = "no lock was held"
+		rep.Lock = nil
+		if l, err := r.Locker.Inspect(ctx); err == nil {
+			rep.Lock = l
+		}
+		return nil
+	}
+	removed.State = "removed"
+	rep.Lock = removed
+	rep.Changed = true
+	rep.Outcome = report.OutcomeUnlocked
+	who := "a lock not written by this tool"
+	if h := removed.Holder; h != nil {
+		who = fmt.Sprintf("the lock of run %s (%s on %s, pid %d, since %s)", h.RunID, h.Command, h.Host, h.PID, h.StartedAt)
+	}
+	rep.Msg = "removed " + who
+	return nil
+}
+
+// Describe is a one-line summary for logs and /dev/termination-log.
+func Describe(rep *report.Report) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "outpost migrate %s: %s (exit %d)", rep.Command, rep.Outcome, rep.ExitCode)
+	if rep.Msg != "" && rep.Msg != rep.Outcome {
+		b.WriteString(": " + rep.Msg)
+	}
+	if rep.Error != nil {
+		fmt.Fprintf(&b, " [%s]", rep.Error.Code)
+	}
+	return b.String()
+}
