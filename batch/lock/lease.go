@@ -1,0 +1,520 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/outpost-migrate/outpost/batch/progress"
+	"github.com/outpost-migrate/outpost/report"
+)
+
+// Defaults.
+const (
+	// DefaultTTL bounds how long a crashed holder blocks everyone; it is
+	// what Outpost uses for the same key.
+	DefaultTTL = time.Hour
+	// DefaultWait is the --lock-timeout default (see the package doc for
+	// why 30 s).
+	DefaultWait = 30 * time.Second
+
+	waitMin       = 100 * time.Millisecond
+	waitMax       = 5 * time.Second
+	waitReportGap = 5 * time.Second // at most one lock_waiting event per gap for the same holder
+	// releaseTimeout bounds Release, which ignores cancellation because it
+	// runs at shutdown, after a signal has cancelled the run's context.
+	releaseTimeout = 10 * time.Second
+	// cleanupTimeout bounds the attempt to undo an acquisition whose reply
+	// was lost.
+	cleanupTimeout = 2 * time.Second
+)
+
+// Lease states, as report.Lock.State gives them.
+const (
+	StateFree     = "free"
+	StateHeld     = "held"
+	StateAcquired = "acquired"
+	StateReleased = "released"
+	StateRemoved  = "removed"
+	StateLost     = "lost"
+)
+
+// Options configure Acquire.
+type Options struct {
+	// Key is the lock key, Key(prefix). Required.
+	Key string
+	// Holder names this run: the caller sets RunID (required), Command and
+	// ToolVersion; Acquire fills Host, PID, StartedAt (the time of
+	// acquisition) and the Nomad/Kubernetes fields when they are empty.
+	// Token is set by Acquire.
+	Holder report.Holder
+	// TTL of the lease; DefaultTTL when 0.
+	TTL time.Duration
+	// Wait is how long to wait for a busy lock (--lock-timeout), retrying
+	// with backoff and jitter from 100 ms to 5 s. 0 (or less) tries once.
+	Wait time.Duration
+	// RenewEvery is the renewal period; TTL/3 when 0. Must be below TTL.
+	RenewEvery time.Duration
+	// Events receives lock_waiting, lock_acquired, lock_renewed, lock_lost
+	// and lock_released events; nil drops them.
+	Events progress.Sink
+}
+
+// Lease is a held migration lock. See the package doc for its life cycle.
+type Lease struct {
+	client     redis.UniversalClient
+	key        string
+	value      string
+	token      int64
+	holder     report.Holder
+	ttl        time.Duration
+	renewEvery time.Duration
+	events     progress.Sink
+	waited     time.Duration
+	acquiredAt time.Time
+
+	mu       sync.Mutex
+	state    string
+	deadline time.Time // when Redis expires the key unless renewed again
+	renewals int64
+	lostErr  error
+
+	lost     chan struct{}
+	stopOnce sync.Once
+	stop     context.CancelFunc
+	done     chan struct{}
+	release  sync.Mutex // serialises Release calls
+}
+
+// Acquire takes the lock named by opts.Key, waiting up to opts.Wait while it
+// is busy. It returns a report.CodeLockHeld error naming the holder when the
+// lock is still busy after the wait, CodeUnreachable or CodePermission when
+// Redis does not answer or refuses, and an error wrapping
+// context.Cause(ctx) when ctx ends the wait (so a cancellation cause that
+// carries a report code classifies it). The lease then renews itself until
+// Release or until it is lost; ctx does not bound it.
+func Acquire(ctx context.Context, client redis.UniversalClient, opts Options) (*Lease, error) {
+	if err := checkKey(opts.Key); err != nil {
+		return nil, err
+	}
+	if opts.Holder.RunID == "" {
+		// Without it the value would read as foreign, even to this tool.
+		return nil, report.E(report.CodeInternal, "lock: the holder has no run id")
+	}
+	ttl := opts.TTL
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	renewEvery := opts.RenewEvery
+	if renewEvery <= 0 {
+		renewEvery = ttl / 3
+	}
+	if renewEvery >= ttl || ttl < time.Millisecond {
+		return nil, report.E(report.CodeInternal, "lock: renewal period %s must be shorter than the TTL %s", renewEvery, ttl)
+	}
+	events := opts.Events
+	if events == nil {
+		events = progress.Nop
+	}
+	fence := SlotKey(opts.Key, "fence")
+	ttlMS := strconv.FormatInt(ttl.Milliseconds(), 10)
+
+	start := time.Now()
+	giveUp := start.Add(opts.Wait)
+	backoff := waitMin
+	var lastReport time.Time
+	var lastRaw string
+	for {
+		now := time.Now()
+		holder := fillHolder(opts.Holder, now)
+		nonce := newNonce()
+		pre, post, err := template(holder, nonce)
+		if err != nil {
+			return nil, err
+		}
+		res, err := acquireScript.Run(ctx, client, []string{opts.Key, fence}, pre, post, ttlMS).Slice()
+		if err != nil {
+			undoLostAcquire(ctx, client, opts.Key, pre, post)
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("acquiring the migration lock %s: %w", opts.Key, context.Cause(ctx))
+			}
+			return nil, classify(err, "acquiring the migration lock %s", opts.Key)
+		}
+		if len(res) < 3 {
+			return nil, fmt.Errorf("lock: unexpected acquire reply %v", res)
+		}
+		raw, _ := res[1].(string)
+		var token int64
+		if n, _ := res[0].(int64); n == 1 {
+			token, _ = res[2].(int64)
+		} else if v, ours := parseValue(raw); ours && v.Nonce == nonce {
+			// Our own write, seen again because the client retried the
+			// script after a network error: we hold it.
+			token = v.Token
+		} else {
+			var pttl int64
+			var typ string
+			pttl, _ = res[2].(int64)
+			if len(res) > 3 {
+				typ, _ = res[3].(string)
+			}
+			busy := describeLock(opts.Key, raw, typ, pttl, time.Now())
+			waited := time.Since(start)
+			if !time.Now().Before(giveUp) {
+				return nil, heldError(busy, waited)
+			}
+			if raw != lastRaw || time.Since(lastReport) >= waitReportGap {
+				lastRaw, lastReport = raw, time.Now()
+				events.Emit(progress.Event{
+					Level: "warn", Event: progress.LockWaiting,
+					Msg:       heldMessage(busy) + fmt.Sprintf("; waiting up to %s", time.Until(giveUp).Round(time.Second)),
+					ElapsedMS: waited.Milliseconds(),
+					Fields:    lockFields(busy),
+				})
+			}
+			sleep := backoff/2 + rand.N(backoff/2+1)
+			sleep = min(sleep, time.Until(giveUp))
+			backoff = min(backoff*2, waitMax)
+			t := time.NewTimer(sleep)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, fmt.Errorf("waiting for the migration lock (%s): %w", heldMessage(busy), context.Cause(ctx))
+			case <-t.C:
+			}
+			continue
+		}
+
+		holder.Token = token
+		l := &Lease{
+			client: client, key: opts.Key, value: raw, token: token, holder: holder,
+			ttl: ttl, renewEvery: renewEvery, events: events,
+			waited: time.Since(start), acquiredAt: now,
+			state: StateAcquired, deadline: now.Add(ttl),
+			lost: make(chan struct{}), done: make(chan struct{}),
+		}
+		rctx, cancel := context.WithCancel(context.Background())
+		l.stop = cancel
+		go l.renewLoop(rctx)
+		events.Emit(progress.Event{
+			Level: "info", Event: progress.LockAcquired,
+			Msg:       fmt.Sprintf("acquired the migration lock %s (token %d)", l.key, token),
+			ElapsedMS: l.waited.Milliseconds(),
+			Fields:    map[string]any{"key": l.key, "token": token, "waited_ms": l.waited.Milliseconds(), "ttl_ms": ttl.Milliseconds()},
+		})
+		return l, nil
+	}
+}
+
+// undoLostAcquire deletes the value an acquisition attempt may have written
+// although its reply never arrived (a lost connection after the script ran):
+// left there it would block every run for an hour in our name. Best effort.
+func undoLostAcquire(ctx context.Context, client redis.UniversalClient, key, pre, post string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	_ = undoScript.Run(ctx, client, []string{key}, pre, post).Err()
+}
+
+// undoScript deletes KEYS[1] when it holds ARGV[1] .. <token> .. ARGV[2];
+// the nonce in the template makes that our attempt's value and no other.
+var undoScript = redis.NewScript(current + `
+local v, t = current(KEYS[1])
+if t == 'string' and #v > #ARGV[1] + #ARGV[2]
+   and string.sub(v, 1, #ARGV[1]) == ARGV[1]
+   and string.sub(v, -#ARGV[2]) == ARGV[2] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+func lockFields(l *report.Lock) map[string]any {
+	f := map[string]any{"key": l.Key, "foreign": l.Foreign}
+	if l.Holder != nil {
+		f["holder_run_id"] = l.Holder.RunID
+		f["holder_host"] = l.Holder.Host
+		f["holder_pid"] = l.Holder.PID
+		f["holder_token"] = l.Holder.Token
+	}
+	if l.TTLMS != nil {
+		f["ttl_ms"] = *l.TTLMS
+	}
+	return f
+}
+
+// renewLoop extends the lease every renewEvery until stopped or lost. A
+// failed renewal is retried with backoff until the deadline, the moment
+// Redis expires the key if it never heard from us; a renewal that finds
+// another value (or none) loses the lease at once.
+func (l *Lease) renewLoop(ctx context.Context) {
+	defer close(l.done)
+	ttlMS := strconv.FormatInt(l.ttl.Milliseconds(), 10)
+	timer := time.NewTimer(l.renewEvery)
+	defer timer.Stop()
+	backoff := time.Duration(0)
+	var lastErr error
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		sent := time.Now()
+		deadline := l.deadlineAt()
+		if !sent.Before(deadline) {
+			// Also reached without errors when the process was suspended
+			// (a laptop asleep) past the deadline: Redis has expired the
+			// key by its own clock, so the lease is gone either way.
+			e := report.E(report.CodeLockLost,
+				"lost the migration lock %s (token %d): could not renew it before its TTL of %s ran out", l.key, l.token, l.ttl)
+			e.Err = lastErr
+			l.markLost(e.With("key", l.key).With("token", l.token))
+			return
+		}
+		cctx, cancel := context.WithDeadline(ctx, deadline)
+		res, err := renewScript.Run(cctx, l.client, []string{l.key}, l.value, ttlMS).Slice()
+		cancel()
+		if ctx.Err() != nil {
+			return // Release stopped us; whatever happened is Release's business
+		}
+		var ok bool
+		var raw, typ string
+		if err == nil {
+			ok, raw, typ, err = fenceReply(res)
+		}
+		if err != nil {
+			if lastErr == nil {
+				l.events.Emit(progress.Event{Level: "warn", Event: progress.Log,
+					Msg: fmt.Sprintf("renewing the migration lock %s failed, retrying until it would expire in %s: %v",
+						l.key, time.Until(deadline).Round(time.Millisecond), err)})
+			}
+			lastErr = err
+			backoff = min(max(2*backoff, waitMin), l.renewEvery, waitMax)
+			timer.Reset(min(backoff, max(time.Until(deadline), 0)))
+			continue
+		}
+		if !ok {
+			l.markLost(l.lostError(raw, typ))
+			return
+		}
+		l.mu.Lock()
+		l.deadline = sent.Add(l.ttl)
+		l.renewals++
+		n := l.renewals
+		l.mu.Unlock()
+		l.events.Emit(progress.Event{Level: "info", Event: progress.LockRenewed,
+			Msg:    fmt.Sprintf("renewed the migration lock %s (token %d)", l.key, l.token),
+			Fields: map[string]any{"key": l.key, "token": l.token, "renewals": n, "ttl_ms": l.ttl.Milliseconds()}})
+		backoff, lastErr = 0, nil
+		timer.Reset(l.renewEvery)
+	}
+}
+
+func (l *Lease) deadlineAt() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.deadline
+}
+
+func (l *Lease) lostError(raw, typ string) error {
+	return report.E(report.CodeLockLost, "lost the migration lock %s (token %d): %s", l.key, l.token, nowHolds(raw, typ)).
+		With("key", l.key).With("token", l.token)
+}
+
+// markLost moves an acquired lease to lost once: closes Lost(), records the
+// error, emits lock_lost. A released lease stays released.
+func (l *Lease) markLost(err error) {
+	l.mu.Lock()
+	if l.state != StateAcquired {
+		l.mu.Unlock()
+		return
+	}
+	l.state = StateLost
+	l.lostErr = err
+	close(l.lost)
+	l.mu.Unlock()
+	l.events.Emit(progress.Event{Level: "error", Event: progress.LockLost, Msg: err.Error(),
+		Fields: map[string]any{"key": l.key, "token": l.token}})
+}
+
+// stopRenewal stops the renewal goroutine and waits for it.
+func (l *Lease) stopRenewal() {
+	l.stopOnce.Do(l.stop)
+	<-l.done
+}
+
+// usable is nil while the lease is held, else the reason it cannot fence.
+func (l *Lease) usable() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch l.state {
+	case StateAcquired:
+		return nil
+	case StateLost:
+		return l.lostErr
+	default:
+		return report.E(report.CodeInternal, "lock: the lease on %s was already released", l.key)
+	}
+}
+
+// Token is the fencing token: larger for every later acquisition.
+func (l *Lease) Token() int64 { return l.token }
+
+// Key is the lock key.
+func (l *Lease) Key() string { return l.key }
+
+// Holder is what the lock value says about this run.
+func (l *Lease) Holder() report.Holder { return l.holder }
+
+// Lost is closed when the lease is lost (not when it is released).
+func (l *Lease) Lost() <-chan struct{} { return l.lost }
+
+// Err is the report.CodeLockLost error once the lease is lost, else nil.
+func (l *Lease) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lostErr
+}
+
+// Check returns nil while the lock still holds our value, and a
+// report.CodeLockLost error once it does not (the lease is then lost for
+// good). A Redis error is returned classified, without losing the lease.
+// After Release it is a report.CodeInternal error.
+func (l *Lease) Check(ctx context.Context) error {
+	if err := l.usable(); err != nil {
+		return err
+	}
+	v, err := l.client.Get(ctx, l.key).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		l.markLost(l.lostError("", "none"))
+		return l.usable()
+	case redis.HasErrorPrefix(err, "WRONGTYPE"):
+		l.markLost(l.lostError("", "non-string value"))
+		return l.usable()
+	case err != nil:
+		return classify(err, "checking the migration lock %s", l.key)
+	case v != l.value:
+		l.markLost(l.lostError(v, "string"))
+		return l.usable()
+	}
+	return nil
+}
+
+// HSet sets fields of hash key if and only if the lock still holds our value,
+// in one script. key must be in the lock's hash slot (SlotKey). A lost lease
+// makes it a report.CodeLockLost error that wrote nothing.
+func (l *Lease) HSet(ctx context.Context, key string, values map[string]string) error {
+	if err := checkSlot(l.key, key); err != nil {
+		return err
+	}
+	if len(values) == 0 {
+		return l.Check(ctx)
+	}
+	fields := make([]string, 0, len(values))
+	for f := range values {
+		fields = append(fields, f)
+	}
+	sort.Strings(fields)
+	args := make([]any, 0, 1+2*len(values))
+	args = append(args, l.value)
+	for _, f := range fields {
+		args = append(args, f, values[f])
+	}
+	return l.fenced(ctx, hsetScript, []string{l.key, key}, args, "writing %s", key)
+}
+
+// Del deletes keys if and only if the lock still holds our value, in one
+// script. The keys must be in the lock's hash slot (SlotKey).
+func (l *Lease) Del(ctx context.Context, keys ...string) error {
+	for _, k := range keys {
+		if err := checkSlot(l.key, k); err != nil {
+			return err
+		}
+	}
+	if len(keys) == 0 {
+		return l.Check(ctx)
+	}
+	return l.fenced(ctx, delScript, append([]string{l.key}, keys...), []any{l.value}, "deleting %v", keys)
+}
+
+func (l *Lease) fenced(ctx context.Context, s *redis.Script, keys []string, args []any, format string, a ...any) error {
+	if err := l.usable(); err != nil {
+		return err
+	}
+	res, err := s.Run(ctx, l.client, keys, args...).Slice()
+	var ok bool
+	var raw, typ string
+	if err == nil {
+		ok, raw, typ, err = fenceReply(res)
+	}
+	if err != nil {
+		return classify(err, "fenced write under the migration lock %s: "+format, append([]any{l.key}, a...)...)
+	}
+	if !ok {
+		l.markLost(l.lostError(raw, typ))
+		return l.usable()
+	}
+	return nil
+}
+
+// Release stops renewal and deletes the lock if it still holds our value
+// (compare-and-delete). It is idempotent, and does nothing to a lease already
+// lost. It ignores ctx's cancellation (it runs at shutdown, typically after a
+// signal cancelled the run) but gives up after 10 s. When the key holds
+// someone else's value it is left alone and the lease reports itself lost;
+// Release still returns nil, because the fenced writes already kept this run
+// from writing after the loss. A key that is gone counts as released.
+func (l *Lease) Release(ctx context.Context) error {
+	l.release.Lock()
+	defer l.release.Unlock()
+	l.stopRenewal()
+	if l.usable() != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	res, err := releaseScript.Run(ctx, l.client, []string{l.key}, l.value).Slice()
+	var ok bool
+	var raw, typ string
+	if err == nil {
+		ok, raw, typ, err = fenceReply(res)
+	}
+	if err != nil {
+		return classify(err, "releasing the migration lock %s (it expires on its own within %s)", l.key, l.ttl)
+	}
+	if !ok && typ != "none" {
+		l.markLost(l.lostError(raw, typ))
+		return nil
+	}
+	l.mu.Lock()
+	l.state = StateReleased
+	l.mu.Unlock()
+	l.events.Emit(progress.Event{Level: "info", Event: progress.LockReleased,
+		Msg:    fmt.Sprintf("released the migration lock %s (token %d)", l.key, l.token),
+		Fields: map[string]any{"key": l.key, "token": l.token}})
+	return nil
+}
+
+// Info describes the lease for the report.
+func (l *Lease) Info() *report.Lock {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h := l.holder
+	age := time.Since(l.acquiredAt).Milliseconds()
+	out := &report.Lock{
+		Key: l.key, State: l.state, Holder: &h, AgeMS: &age,
+		Token: l.token, Waited: l.waited.Milliseconds(), Renewals: l.renewals,
+	}
+	if l.state == StateAcquired {
+		ttl := max(time.Until(l.deadline).Milliseconds(), 0)
+		out.TTLMS = &ttl
+	}
+	return out
+}

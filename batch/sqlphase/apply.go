@@ -1,0 +1,366 @@
+package sqlphase
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outpost-migrate/outpost/batch"
+	"github.com/outpost-migrate/outpost/batch/progress"
+	"github.com/outpost-migrate/outpost/report"
+)
+
+// Apply implements batch.Phase. Under golang-migrate's advisory lock it
+// applies the pending migrations in order, stopping after run.Target when
+// that names one of them (see Source.Lookup; a target of another phase
+// applies them all). It first resumes a migration this tool left
+// half-done; any other dirty version is refused with report.CodeDirty.
+// When run.Fence is set it is checked before each migration and before
+// every commit, and a lost lease stops the run with the fence's error.
+//
+// Lines of migrations applied by this call have State "applied" with
+// AppliedAt and DurationMS set (and counts and progress for batched
+// steps); lines applied before keep State "applied" without DurationMS.
+// A failure leaves the failed line "failed" (or "interrupted" on
+// cancellation or a lost lease), with Resumable telling whether a rerun
+// continues from a checkpoint; cancellation returns ctx.Err() wrapped.
+func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, error) {
+	if run == nil {
+		run = &batch.Run{Command: "apply"}
+	}
+	if run.Events == nil {
+		run.Events = progress.Nop
+	}
+	conn, err := p.connect(ctx)
+	if err != nil {
+		return p.unknownLines(err), err
+	}
+	release, err := p.lockAdvisory(ctx, conn, run)
+	if err != nil {
+		p.dropConn()
+		lines, _, serr := p.status(ctx)
+		if serr != nil {
+			lines = p.unknownLines(err)
+		}
+		return lines, err
+	}
+	defer release()
+
+	if _, err := conn.Exec(ctx, createVersionTable+"; "+createCheckpointTable); err != nil {
+		p.dropConn()
+		err = classify(ctx, err, report.CodeUnknown, "create schema_migrations and %s in %s", checkpointTable, p.where())
+		return p.unknownLines(err), err
+	}
+	lines, st, err := p.status(ctx)
+	if err != nil {
+		return lines, err
+	}
+	latest := p.src.Latest()
+	if st.Version > latest {
+		return lines, report.E(report.CodeDataRefused, "%s", lines[len(lines)-1].Reason).With("version", st.Version)
+	}
+	target := latest
+	if run.Target != "" {
+		if v, ok := p.src.Lookup(run.Target); ok {
+			target = v
+		}
+	}
+	next := st.Version + 1
+	if st.Version == NoVersion {
+		next = 1
+	}
+	var resume *checkpoint
+	if st.Dirty {
+		cp, ok := st.resumable(p.migration(st.Version))
+		if !ok {
+			return lines, dirtyError(st.Version)
+		}
+		resume, next = &cp, st.Version
+	}
+	for v := next; v <= target; v++ {
+		m := &p.src.Migrations[v-1]
+		if run.Fence != nil {
+			if err := run.Fence.Check(ctx); err != nil {
+				return lines, fmt.Errorf("before SQL migration %s: %w", m.Key(), err)
+			}
+		}
+		line, err := p.applyOne(ctx, conn, run, m, resume)
+		lines[v-1] = line
+		if err != nil {
+			p.dropConn()
+			return lines, err
+		}
+		resume = nil
+	}
+	return lines, nil
+}
+
+// applyOne runs one migration from its first step, or from resume's.
+func (p *Phase) applyOne(ctx context.Context, conn *pgx.Conn, run *batch.Run, m *Migration, resume *checkpoint) (report.Migration, error) {
+	line := p.baseLine(m)
+	begin := time.Now()
+	var token int64
+	if run.Fence != nil {
+		token = run.Fence.Token()
+	}
+	cp := checkpoint{Migration: m.Key(), Version: m.Version, StepName: m.Steps[0].Name, StartedAt: begin}
+	// marked: schema_migrations records this version dirty next to our
+	// checkpoint, so a stop from here on is resumable.
+	marked := false
+	if resume != nil {
+		cp, marked = *resume, true
+	}
+	cp.RunID, cp.FenceToken = run.ID, token
+	msg := "applying"
+	if resume != nil {
+		msg = fmt.Sprintf("resuming at step %q", cp.StepName)
+	}
+	run.Emit(progress.Event{Level: "info", Event: progress.MigrationStarted, Migration: m.ID(),
+		Msg: fmt.Sprintf("SQL migration %s: %s", m.Key(), msg)})
+
+	fail := func(step string, err error) (report.Migration, error) {
+		line.DurationMS = time.Since(begin).Milliseconds()
+		stopped := errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+			report.CodeOf(err) == report.CodeLockLost
+		switch {
+		case stopped:
+			line.State = StateInterrupted
+		default:
+			line.State = StateFailed
+		}
+		if m.Stepped() && marked {
+			line.Resumable = true
+			line.Progress = progressOf(cp, resume != nil)
+			if m.Steps[min(cp.Step, len(m.Steps)-1)].Batched != nil || cp.Done > 0 {
+				line.Counts = countsOf(cp)
+			}
+			line.Reason = fmt.Sprintf("stopped in step %q: %v; version %d stays dirty with this tool's checkpoint, and apply resumes it", step, err, m.Version)
+		} else {
+			line.Reason = fmt.Sprintf("rolled back: %v; the recorded version stays %d and a rerun applies it again", err, m.Version-1)
+		}
+		run.Emit(progress.Event{Level: "error", Event: progress.MigrationFinished, Migration: m.ID(),
+			Msg: fmt.Sprintf("SQL migration %s %s", m.Key(), line.State), ElapsedMS: line.DurationMS})
+		return line, failedVersion(err, m.Version, step)
+	}
+
+	for i := cp.Step; i < len(m.Steps); i++ {
+		step := &m.Steps[i]
+		last := i == len(m.Steps)-1
+		nextName := ""
+		if !last {
+			nextName = m.Steps[i+1].Name
+		}
+		if step.Batched != nil {
+			if !marked {
+				// Record the version dirty, with our checkpoint, before the
+				// first batch: from here a stop is resumable.
+				next := cp
+				next.StepName = step.Name
+				err := p.inTx(ctx, conn, run, func(tx pgx.Tx) error {
+					if err := setVersion(ctx, tx, m.Version, true); err != nil {
+						return err
+					}
+					return saveCheckpoint(ctx, tx, &next, false)
+				})
+				if err != nil {
+					return fail(step.Name, classify(ctx, err, report.CodeMigrationFailed, "SQL migration %s: mark started", m.Key()))
+				}
+				cp, marked = next, true
+			}
+			if err := p.runBatched(ctx, conn, run, m, i, &cp, resume != nil); err != nil {
+				return fail(step.Name, err)
+			}
+			continue
+		}
+		next := cp
+		next.Step, next.StepName = i+1, nextName
+		err := p.inTx(ctx, conn, run, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, step.SQL); err != nil {
+				return err
+			}
+			switch {
+			case last:
+				if err := setVersion(ctx, tx, m.Version, false); err != nil {
+					return err
+				}
+			case !marked:
+				if err := setVersion(ctx, tx, m.Version, true); err != nil {
+					return err
+				}
+			}
+			return saveCheckpoint(ctx, tx, &next, last)
+		})
+		if err != nil {
+			what := "SQL migration " + m.Key()
+			if step.Name != "" {
+				what += " step " + step.Name
+			}
+			return fail(step.Name, classify(ctx, err, report.CodeMigrationFailed, "%s", what))
+		}
+		cp = next
+		marked = marked || !last
+	}
+
+	line.State = StateApplied
+	line.DurationMS = time.Since(begin).Milliseconds()
+	if cp.FinishedAt != nil {
+		line.AppliedAt = cp.FinishedAt.UTC().Format(time.RFC3339)
+	}
+	if m.Stepped() {
+		line.Progress = progressOf(cp, resume != nil)
+		if cp.Done > 0 || cp.Total > 0 {
+			line.Counts = countsOf(cp)
+		}
+		line.Resumable = false
+	}
+	run.Emit(progress.Event{Level: "info", Event: progress.MigrationFinished, Migration: m.ID(),
+		Msg: fmt.Sprintf("SQL migration %s applied", m.Key()), Counts: line.Counts, ElapsedMS: line.DurationMS})
+	return line, nil
+}
+
+// runBatched runs the batched step i of m from cp's position until it is
+// done, one transaction per batch; each commit moves cp.
+func (p *Phase) runBatched(ctx context.Context, conn *pgx.Conn, run *batch.Run, m *Migration, i int, cp *checkpoint, resumed bool) error {
+	step := &m.Steps[i]
+	last := i == len(m.Steps)-1
+	nextName := ""
+	if !last {
+		nextName = m.Steps[i+1].Name
+	}
+	if cp.Total == 0 && cp.Done == 0 {
+		est, err := step.Batched.Estimate(ctx, conn, p.opts.CountBelow)
+		if err != nil {
+			return classify(ctx, err, report.CodeMigrationFailed, "SQL migration %s step %s: count rows", m.Key(), step.Name)
+		}
+		cp.Total, cp.TotalMethod = est.Value, est.Method
+	}
+	start := time.Now()
+	var rowsThisRun int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("SQL migration %s step %s: stopped after %d rows (checkpoint at %q): %w", m.Key(), step.Name, cp.Done, cp.Position, err)
+		}
+		next := *cp
+		var res BatchResult
+		err := p.inTx(ctx, conn, run, func(tx pgx.Tx) error {
+			var err error
+			res, err = step.Batched.Batch(ctx, tx, cp.Position, p.opts.BatchSize)
+			if err != nil {
+				return err
+			}
+			if res.Position != "" {
+				next.Position = res.Position
+			}
+			next.Done += res.Rows
+			next.Changed += res.Changed
+			next.Deleted += res.Deleted
+			if res.Done {
+				next.Step, next.StepName = i+1, nextName
+				if last {
+					if err := setVersion(ctx, tx, m.Version, false); err != nil {
+						return err
+					}
+				}
+			}
+			return saveCheckpoint(ctx, tx, &next, res.Done && last)
+		})
+		if err != nil {
+			return classify(ctx, err, report.CodeMigrationFailed, "SQL migration %s step %s: batch after %q", m.Key(), step.Name, cp.Position)
+		}
+		*cp = next
+		rowsThisRun += res.Rows
+		elapsed := time.Since(start)
+		ev := progress.Event{
+			Level: "info", Event: progress.BatchDone, Migration: m.ID(),
+			Msg:           fmt.Sprintf("SQL migration %s step %s: %d rows done", m.Key(), step.Name, cp.Done),
+			Cursor:        cp.Position,
+			Counts:        countsOf(*cp),
+			TotalEstimate: max(cp.Total, cp.Done),
+			ElapsedMS:     elapsed.Milliseconds(),
+			Fields:        map[string]any{"step": step.Name, "batch_rows": res.Rows, "resumed": resumed},
+		}
+		if s := elapsed.Seconds(); s > 0 && rowsThisRun > 0 {
+			ev.RatePerS = float64(rowsThisRun) / s
+			if left := cp.Total - cp.Done; left > 0 && !res.Done {
+				ev.ETAS = float64(left) / ev.RatePerS
+			}
+		}
+		run.Emit(ev)
+		if res.Done {
+			return nil
+		}
+	}
+}
+
+// inTx runs fn in a transaction and commits it, checking the fence (when
+// there is one) right before the commit, so that a run that lost its lease
+// commits nothing.
+func (p *Phase) inTx(ctx context.Context, conn *pgx.Conn, run *batch.Run, fn func(pgx.Tx) error) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	rollback := func() {
+		// The caller's context may be cancelled: roll back on our own.
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tx.Rollback(rctx)
+	}
+	if err := fn(tx); err != nil {
+		rollback()
+		return err
+	}
+	if run != nil && run.Fence != nil {
+		if err := run.Fence.Check(ctx); err != nil {
+			rollback()
+			return err
+		}
+	}
+	return tx.Commit(ctx)
+}
+
+// Force records version as applied and clean after a manual repair, the way
+// golang-migrate's force does (0 or NoVersion: no version at all), under
+// the advisory lock. It also discards this tool's unfinished checkpoints:
+// the person who repaired the schema decided where it stands. A version
+// the source does not know is a report.CodeUsage error.
+func (p *Phase) Force(ctx context.Context, version int) error {
+	if version == 0 {
+		version = NoVersion
+	}
+	if version != NoVersion && (version < 1 || version > p.src.Latest()) {
+		return report.E(report.CodeUsage, "cannot force version %d: this tool knows SQL versions 1 to %d (0 records no version)", version, p.src.Latest()).With("version", version)
+	}
+	conn, err := p.connect(ctx)
+	if err != nil {
+		return err
+	}
+	run := &batch.Run{Command: "force", Events: progress.Nop}
+	release, err := p.lockAdvisory(ctx, conn, run)
+	if err != nil {
+		p.dropConn()
+		return err
+	}
+	defer release()
+	if _, err := conn.Exec(ctx, createVersionTable+"; "+createCheckpointTable); err != nil {
+		p.dropConn()
+		return classify(ctx, err, report.CodeUnknown, "create schema_migrations in %s", p.where())
+	}
+	err = p.inTx(ctx, conn, nil, func(tx pgx.Tx) error {
+		if err := setVersion(ctx, tx, version, false); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM outpost_migrate_checkpoint WHERE finished_at IS NULL`); err != nil {
+			return fmt.Errorf("discard unfinished checkpoints: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		p.dropConn()
+		return classify(ctx, err, report.CodeUnknown, "force version %d in %s", version, p.where())
+	}
+	return nil
+}

@@ -1,0 +1,463 @@
+// Package sqlphase runs golang-migrate-compatible SQL migrations against
+// PostgreSQL as a batch.Phase: the SQL half of plan, apply, verify, status
+// and cleanup.
+//
+// # Compatibility with golang-migrate and Outpost
+//
+// The version lives where golang-migrate keeps it: schema_migrations
+// (version bigint not null primary key, dirty boolean not null), one row,
+// in current_schema(). A database that golang-migrate or Outpost migrated
+// to version N continues at N+1; dirty = true means version N was started
+// and did not finish. While apply or Force runs, the phase holds
+// golang-migrate's session advisory lock (AdvisoryLockID), so an old
+// Outpost or golang-migrate cannot migrate beside it.
+//
+// # Transactions and steps
+//
+// A migration runs in one transaction together with the update of
+// schema_migrations, so a failure or a crash leaves the previous version
+// recorded, clean. A migration whose file is split by "-- +outpost"
+// markers (see Load) runs step by step: the first transaction records the
+// version dirty, the last records it clean, and this tool's checkpoint
+// table (outpost_migrate_checkpoint) says which step comes next and, for a
+// batched step, the position of the last batch committed. Such a dirty
+// flag is known to be ours, and apply resumes it; any other dirty flag is
+// refused with report.CodeDirty until a person repairs the schema and
+// records a version with Force.
+//
+// # Concurrency
+//
+// A Phase holds one connection. Its methods must be called from one
+// goroutine at a time (the batch.Phase contract); separate Phases may run
+// at once and exclude each other through the advisory lock.
+package sqlphase
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/outpost-migrate/outpost/batch"
+	"github.com/outpost-migrate/outpost/report"
+)
+
+// Defaults of Options.
+const (
+	DefaultBatchSize        = 5000
+	DefaultCountBelow       = 1_000_000
+	DefaultAdvisoryLockWait = 30 * time.Second
+	DefaultConnectTimeout   = 10 * time.Second
+)
+
+// Options tune a Phase; zero values take the defaults.
+type Options struct {
+	// BatchSize is the number of rows per batch of a batched step
+	// (DefaultBatchSize).
+	BatchSize int
+	// CountBelow: plan and progress count rows exactly (count(*)) when the
+	// catalog estimates fewer rows than this, and use the catalog's
+	// estimate above it (DefaultCountBelow).
+	CountBelow int64
+	// AdvisoryLockWait bounds the wait for golang-migrate's advisory lock
+	// when another session holds it (DefaultAdvisoryLockWait); negative
+	// fails at once. When it runs out the error is report.CodeLockHeld.
+	AdvisoryLockWait time.Duration
+	// ConnectTimeout applies when the URL sets no connect_timeout
+	// (DefaultConnectTimeout).
+	ConnectTimeout time.Duration
+}
+
+// Line states, as enumerated in schemas/common.json.
+const (
+	StateApplied     = "applied"
+	StatePending     = "pending"
+	StateDirty       = "dirty"
+	StatePartial     = "partial"
+	StateFailed      = "failed"
+	StateInterrupted = "interrupted"
+	StateVerified    = "verified"
+	StateDrift       = "drift"
+	StateUnknown     = "unknown"
+)
+
+// Phase is the SQL store phase. Create it with New; Close it when done.
+type Phase struct {
+	src      Source
+	opts     Options
+	cfg      *pgx.ConnConfig
+	conn     *pgx.Conn
+	advisory *report.AdvisoryLock
+}
+
+var _ batch.Phase = (*Phase)(nil)
+
+// New checks the URL and the options and returns a Phase over src. It does
+// not connect: every method connects on first use (and again after a lost
+// connection), so that Status can report an unreachable server line by
+// line. A URL that does not parse is a report.CodeConfig error whose
+// message never repeats the URL (it may hold a password).
+func New(ctx context.Context, url string, src Source, opts Options) (*Phase, error) {
+	_ = ctx
+	if url == "" {
+		return nil, report.E(report.CodeConfig, "PostgreSQL URL is empty (set POSTGRES_URL, postgres: in the config file, or --postgres-url)")
+	}
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		reason := "it does not parse"
+		var pe *pgconn.ParseConfigError
+		if errors.As(err, &pe) && pe.Unwrap() != nil {
+			reason = pe.Unwrap().Error()
+		}
+		return nil, report.E(report.CodeConfig, "invalid PostgreSQL URL: %s", reason)
+	}
+	if opts.BatchSize < 0 || opts.CountBelow < 0 || opts.ConnectTimeout < 0 {
+		return nil, report.E(report.CodeConfig, "SQL phase options must not be negative (batch size %d, count below %d, connect timeout %s)",
+			opts.BatchSize, opts.CountBelow, opts.ConnectTimeout)
+	}
+	if opts.BatchSize == 0 {
+		opts.BatchSize = DefaultBatchSize
+	}
+	if opts.CountBelow == 0 {
+		opts.CountBelow = DefaultCountBelow
+	}
+	if opts.AdvisoryLockWait == 0 {
+		opts.AdvisoryLockWait = DefaultAdvisoryLockWait
+	}
+	if opts.ConnectTimeout == 0 {
+		opts.ConnectTimeout = DefaultConnectTimeout
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = opts.ConnectTimeout
+	}
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		// Shows who holds the advisory lock in pg_stat_activity.
+		cfg.RuntimeParams["application_name"] = "outpost-migrate"
+	}
+	return &Phase{src: src, opts: opts, cfg: cfg}, nil
+}
+
+// Backend implements batch.Phase.
+func (p *Phase) Backend() string { return "sql" }
+
+// Source returns the migrations the phase runs.
+func (p *Phase) Source() Source { return p.src }
+
+// Target describes the database without credentials: host:port/database.
+func (p *Phase) Target() report.PostgresTarget {
+	t := report.PostgresTarget{Host: p.cfg.Host, Port: strconv.Itoa(int(p.cfg.Port)), Database: p.cfg.Database, User: p.cfg.User}
+	if p.cfg.TLSConfig == nil {
+		t.SSLMode = "disable"
+	}
+	return t
+}
+
+func (p *Phase) where() string {
+	return fmt.Sprintf("PostgreSQL %s/%s", net.JoinHostPort(p.cfg.Host, strconv.Itoa(int(p.cfg.Port))), p.cfg.Database)
+}
+
+// Close implements batch.Phase.
+func (p *Phase) Close() error {
+	if p.conn == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := p.conn.Close(ctx)
+	p.conn = nil
+	return err
+}
+
+// connect returns the phase's connection, opening it if needed.
+func (p *Phase) connect(ctx context.Context) (*pgx.Conn, error) {
+	if p.conn != nil && !p.conn.IsClosed() {
+		return p.conn, nil
+	}
+	conn, err := pgx.ConnectConfig(ctx, p.cfg.Copy())
+	if err != nil {
+		return nil, classify(ctx, err, report.CodeUnreachable, "connect to %s", p.where())
+	}
+	p.conn = conn
+	return conn, nil
+}
+
+// dropConn closes a connection that an error may have left unusable (a
+// cancelled query, a broken socket); the next call reconnects.
+func (p *Phase) dropConn() {
+	if p.conn != nil && p.conn.IsClosed() {
+		p.conn = nil
+	}
+}
+
+// Version returns the recorded version (NoVersion when none) and whether it
+// is dirty.
+func (p *Phase) Version(ctx context.Context) (version int, dirty bool, err error) {
+	conn, err := p.connect(ctx)
+	if err != nil {
+		return NoVersion, false, err
+	}
+	st, err := readState(ctx, conn)
+	if err != nil {
+		p.dropConn()
+		return NoVersion, false, classify(ctx, err, report.CodeUnknown, "read the schema version from %s", p.where())
+	}
+	return st.Version, st.Dirty, nil
+}
+
+// Status implements batch.Phase: one line per migration, from
+// schema_migrations and the checkpoint table. A dirty version is a line in
+// state "dirty" (or "partial" when it is ours and apply resumes it) whose
+// reason says what it means and how to resolve it; a recorded version newer
+// than the source adds a line in state "unknown". Neither is an error here:
+// apply refuses them. When the server cannot be read every line is
+// "unknown" and the error is returned.
+func (p *Phase) Status(ctx context.Context) ([]report.Migration, error) {
+	lines, _, err := p.status(ctx)
+	return lines, err
+}
+
+func (p *Phase) status(ctx context.Context) ([]report.Migration, dbState, error) {
+	conn, err := p.connect(ctx)
+	if err != nil {
+		return p.unknownLines(err), dbState{}, err
+	}
+	st, err := readState(ctx, conn)
+	if err != nil {
+		p.dropConn()
+		err = classify(ctx, err, report.CodeUnknown, "read the schema version from %s", p.where())
+		return p.unknownLines(err), st, err
+	}
+	return p.linesFor(st), st, nil
+}
+
+func (p *Phase) baseLine(m *Migration) report.Migration {
+	return report.Migration{ID: m.ID(), Backend: "sql", Name: m.Name, Version: m.Version, Description: m.Description}
+}
+
+func (p *Phase) unknownLines(err error) []report.Migration {
+	lines := make([]report.Migration, 0, len(p.src.Migrations))
+	for i := range p.src.Migrations {
+		l := p.baseLine(&p.src.Migrations[i])
+		l.State = StateUnknown
+		l.Reason = "state unknown: " + err.Error()
+		lines = append(lines, l)
+	}
+	return lines
+}
+
+// linesFor derives every migration's line from the recorded state.
+func (p *Phase) linesFor(st dbState) []report.Migration {
+	lines := make([]report.Migration, 0, len(p.src.Migrations)+1)
+	for i := range p.src.Migrations {
+		m := &p.src.Migrations[i]
+		l := p.baseLine(m)
+		switch {
+		case st.Version == NoVersion || m.Version > st.Version:
+			l.State = StatePending
+		case m.Version < st.Version || !st.Dirty:
+			l.State = StateApplied
+			if cp, ok := st.Checkpoints[m.Key()]; ok && cp.FinishedAt != nil && cp.Version == m.Version {
+				l.AppliedAt = cp.FinishedAt.UTC().Format(time.RFC3339)
+			}
+		default:
+			if cp, ok := st.resumable(m); ok {
+				l.State = StatePartial
+				l.Resumable = true
+				l.Progress = progressOf(cp, false)
+				l.Counts = countsOf(cp)
+				l.Reason = fmt.Sprintf("version %d was started by this tool (run %s) and stopped before step %q finished (%d rows done); schema_migrations says dirty, and apply resumes it from its checkpoint",
+					m.Version, cp.RunID, cp.StepName, cp.Done)
+			} else {
+				l.State = StateDirty
+				l.Reason = dirtyReason(m.Version)
+			}
+		}
+		lines = append(lines, l)
+	}
+	if latest := p.src.Latest(); st.Version > latest {
+		lines = append(lines, report.Migration{
+			ID: fmt.Sprintf("sql/%06d_unknown", st.Version), Backend: "sql", Name: "unknown", Version: st.Version,
+			State:  StateUnknown,
+			Reason: fmt.Sprintf("schema_migrations records version %d, newer than the newest migration this tool knows (%d): use the tool of the Outpost release that wrote it", st.Version, latest),
+		})
+	}
+	return lines
+}
+
+// dirtyReason says what a foreign dirty flag means and how to resolve it.
+func dirtyReason(v int) string {
+	return fmt.Sprintf("schema_migrations records version %d as dirty: migration %d started and did not finish "+
+		"(golang-migrate, Outpost or a crashed run), and nothing tells how far it got. "+
+		"Repair the schema by hand (complete or undo what migration %d changed), then record the version: "+
+		"`outpost migrate force %d --yes` if it is complete, `outpost migrate force %d --yes` if you undid it",
+		v, v, v, v, v-1)
+}
+
+func dirtyError(v int) error {
+	return report.E(report.CodeDirty, "%s", dirtyReason(v)).With("version", v)
+}
+
+func progressOf(cp checkpoint, resumed bool) *report.Progress {
+	pr := &report.Progress{RunID: cp.RunID, Resumed: resumed, Position: cp.Position, Done: cp.Done, Total: cp.Total}
+	if !cp.UpdatedAt.IsZero() {
+		pr.UpdatedAt = cp.UpdatedAt.UTC().Format(time.RFC3339)
+	}
+	return pr
+}
+
+func countsOf(cp checkpoint) *report.Counts {
+	return &report.Counts{Scanned: cp.Done, Changed: cp.Changed, Deleted: cp.Deleted, Rows: cp.Done}
+}
+
+// Plan implements batch.Phase: Status plus, for a pending or partial
+// migration with a batched step, how many rows that step visits
+// (report.Estimate with Units "rows", Method "counted" or "catalog").
+// It changes nothing.
+func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
+	lines, st, err := p.status(ctx)
+	if err != nil {
+		return lines, err
+	}
+	conn := p.conn
+	for i := range p.src.Migrations {
+		m := &p.src.Migrations[i]
+		l := &lines[i]
+		if l.State != StatePending && l.State != StatePartial {
+			continue
+		}
+		for _, step := range m.Steps {
+			if step.Batched == nil {
+				continue
+			}
+			est, err := step.Batched.Estimate(ctx, conn, p.opts.CountBelow)
+			if err != nil {
+				p.dropConn()
+				return lines, classify(ctx, err, report.CodeUnknown, "estimate rows of %s step %s", m.Key(), step.Name)
+			}
+			if l.State == StatePartial {
+				if cp, ok := st.resumable(m); ok {
+					est.Value = max(est.Value-cp.Done, 0)
+					est.Note = fmt.Sprintf("rows left after the checkpoint (%d done)", cp.Done)
+				}
+			}
+			l.Estimate = &est
+			break
+		}
+	}
+	return lines, nil
+}
+
+// Cleanup implements batch.Phase. SQL migrations preserve nothing to clean
+// up: it returns the status lines and changes nothing.
+func (p *Phase) Cleanup(ctx context.Context, run *batch.Run) ([]report.Migration, error) {
+	return p.Status(ctx)
+}
+
+// Verify implements batch.Phase: it compares the live schema with the
+// source's expected schema of the recorded version and lists every
+// difference as an issue on that version's line (state "drift"); the other
+// applied lines become "verified". Drift is a report.CodeDrift error. A
+// dirty database cannot be verified (report.CodeDirty); a version newer
+// than the source is report.CodeDataRefused.
+func (p *Phase) Verify(ctx context.Context, run *batch.Run) ([]report.Migration, error) {
+	lines, st, err := p.status(ctx)
+	if err != nil {
+		return lines, err
+	}
+	if latest := p.src.Latest(); st.Version > latest {
+		return lines, report.E(report.CodeDataRefused, "cannot verify: %s", lines[len(lines)-1].Reason).With("version", st.Version)
+	}
+	if st.Dirty {
+		if _, ok := st.resumable(p.migration(st.Version)); ok {
+			return lines, report.E(report.CodeDirty, "cannot verify: migration %d is half-applied; run apply to finish it", st.Version).With("version", st.Version)
+		}
+		return lines, dirtyError(st.Version)
+	}
+	if p.src.Expected == nil {
+		return lines, nil
+	}
+	v := max(st.Version, 0)
+	expected, ok := p.src.Expected(v)
+	if !ok || expected == nil {
+		return lines, report.E(report.CodeInternal, "no expected schema for version %d", v)
+	}
+	live, err := Inspect(ctx, p.conn)
+	if err != nil {
+		p.dropConn()
+		return lines, classify(ctx, err, report.CodeUnknown, "read the live schema of %s", p.where())
+	}
+	issues := Diff(expected, live)
+	for i := range lines {
+		if lines[i].State == StateApplied {
+			lines[i].State = StateVerified
+		}
+	}
+	if len(issues) == 0 {
+		return lines, nil
+	}
+	// The schema at version v is the work of every migration up to v; the
+	// differences are listed on v's line (on the first line when no
+	// version is recorded yet the schema holds tables).
+	at := 0
+	if v > 0 {
+		at = v - 1
+	}
+	if at >= len(lines) {
+		return lines, report.E(report.CodeDrift, "schema differs from version %d in %d places", v, len(issues))
+	}
+	l := &lines[at]
+	l.State = StateDrift
+	l.Reason = fmt.Sprintf("the live schema differs from the schema of version %d in %d places", v, len(issues))
+	for _, is := range issues {
+		l.AddIssue(is)
+	}
+	return lines, report.E(report.CodeDrift, "%s", l.Reason).With("version", v).With("issues", len(issues))
+}
+
+func (p *Phase) migration(version int) *Migration {
+	if version < 1 || version > len(p.src.Migrations) {
+		return nil
+	}
+	return &p.src.Migrations[version-1]
+}
+
+// Advisory returns the advisory lock as the last Apply or Force left it
+// (State "acquired" while held, "released" after), or nil before either.
+func (p *Phase) Advisory() *report.AdvisoryLock {
+	if p.advisory == nil {
+		return nil
+	}
+	a := *p.advisory
+	return &a
+}
+
+// LockStatus reports golang-migrate's advisory lock as another session sees
+// it: State "held" when some session holds it, else "free".
+func (p *Phase) LockStatus(ctx context.Context) (*report.AdvisoryLock, error) {
+	conn, err := p.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := p.lockID(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	h, err := advisoryHolder(ctx, conn, id)
+	if err != nil {
+		p.dropConn()
+		return nil, classify(ctx, err, report.CodeUnknown, "read pg_locks")
+	}
+	state := "free"
+	if h != nil {
+		state = "held"
+	}
+	return &report.AdvisoryLock{ID: id, State: state}, nil
+}

@@ -1,0 +1,712 @@
+package sqlphase
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outpost-migrate/outpost/batch"
+	"github.com/outpost-migrate/outpost/batch/progress"
+	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/report"
+)
+
+// The toy source: items, then a stepped migration that copies v into a new
+// column w in batches, then an index. The finish step refuses to run while
+// a row holds 'poison', to make a late step fail on demand.
+var toyFiles = fstest.MapFS{
+	"000001_items.up.sql":   file("-- 000001_items: the items table.\nCREATE TABLE items (id integer PRIMARY KEY, v text NOT NULL);\n"),
+	"000001_items.down.sql": file("DROP TABLE items;\n"),
+	"000002_fill_w.up.sql": file(`-- 000002_fill_w: copy v into a new column w.
+-- +outpost step add
+ALTER TABLE items ADD COLUMN w text;
+-- +outpost batched copy
+UPDATE items SET w = v;
+-- +outpost step finish
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM items WHERE v = 'poison') THEN RAISE EXCEPTION 'poison row'; END IF;
+END $$;
+ALTER TABLE items ALTER COLUMN w SET NOT NULL;
+`),
+	"000003_index.up.sql": file("CREATE INDEX items_w_idx ON items (w);\n"),
+}
+
+// copyStep is migration 2's batched step: w = v in id order.
+type copyStep struct{}
+
+func (copyStep) Estimate(ctx context.Context, q Querier, countBelow int64) (report.Estimate, error) {
+	return CountRows(ctx, q, "items", countBelow)
+}
+
+func (copyStep) Batch(ctx context.Context, tx pgx.Tx, position string, limit int) (BatchResult, error) {
+	after := -1
+	if position != "" {
+		var err error
+		if after, err = strconv.Atoi(position); err != nil {
+			return BatchResult{}, err
+		}
+	}
+	var res BatchResult
+	var last *int
+	err := tx.QueryRow(ctx, `
+		WITH b AS (SELECT id FROM items WHERE id > $1 ORDER BY id LIMIT $2),
+		     u AS (UPDATE items AS i SET w = i.v FROM b WHERE i.id = b.id RETURNING 1)
+		SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM u), (SELECT max(id) FROM b)`, after, limit).
+		Scan(&res.Rows, &res.Changed, &last)
+	if err != nil {
+		return res, err
+	}
+	if last != nil {
+		res.Position = strconv.Itoa(*last)
+	}
+	res.Done = res.Rows < int64(limit)
+	return res, nil
+}
+
+func toyExpected(v int) (*Schema, bool) {
+	if v < 0 || v > 3 {
+		return nil, false
+	}
+	s := &Schema{}
+	if v == 0 {
+		return s, true
+	}
+	items := Table{Name: "items",
+		Columns:     []Column{{Name: "id", Type: "integer", NotNull: true}, {Name: "v", Type: "text", NotNull: true}},
+		Indexes:     []Index{{Name: "items_pkey", Def: "btree (id)", Unique: true, Primary: true}},
+		Constraints: []Constraint{{Name: "items_pkey", Def: "PRIMARY KEY (id)"}},
+	}
+	if v >= 2 {
+		items.Columns = append(items.Columns, Column{Name: "w", Type: "text", NotNull: true})
+	}
+	if v >= 3 {
+		items.Indexes = append(items.Indexes, Index{Name: "items_w_idx", Def: "btree (w)"})
+	}
+	s.Tables = append(s.Tables, items)
+	return s, true
+}
+
+func toySource(t *testing.T) Source {
+	t.Helper()
+	src, err := Load(toyFiles, ".", map[string]BatchedStep{"000002_fill_w/copy": copyStep{}}, toyExpected)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func newPhase(t *testing.T, url string, src Source, opts Options) *Phase {
+	t.Helper()
+	p, err := New(context.Background(), url, src, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// recorder is a progress.Sink that keeps events and may react to them.
+type recorder struct {
+	mu     sync.Mutex
+	events []progress.Event
+	on     func(progress.Event)
+}
+
+func (r *recorder) Emit(e progress.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+	if r.on != nil {
+		r.on(e)
+	}
+}
+
+func (r *recorder) count(kind string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.Event == kind {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *recorder) last(kind string) progress.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.events) - 1; i >= 0; i-- {
+		if r.events[i].Event == kind {
+			return r.events[i]
+		}
+	}
+	return progress.Event{}
+}
+
+func states(lines []report.Migration) string {
+	var s []string
+	for _, l := range lines {
+		s = append(s, fmt.Sprintf("%d:%s", l.Version, l.State))
+	}
+	return strings.Join(s, " ")
+}
+
+func recorded(t *testing.T, conn *pgx.Conn) string {
+	t.Helper()
+	var v int64
+	var dirty bool
+	err := conn.QueryRow(context.Background(), `SELECT version, dirty FROM schema_migrations`).Scan(&v, &dirty)
+	if err == pgx.ErrNoRows {
+		return "none"
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%d/%v", v, dirty)
+}
+
+func exec(t *testing.T, conn *pgx.Conn, sqls ...string) {
+	t.Helper()
+	for _, q := range sqls {
+		if _, err := conn.Exec(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+func wantCode(t *testing.T, err error, code report.Code) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("err = nil, want %s", code)
+	}
+	if got := report.CodeOf(err); got != code {
+		t.Fatalf("code = %s (%v), want %s", got, err, code)
+	}
+}
+
+func TestApplyInStepsAndBatches(t *testing.T) {
+	ctx := ctxT(t)
+	db := testsrv.Postgres(t)
+	conn := db.Connect(t)
+	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 5})
+
+	lines, err := p.Status(ctx)
+	if err != nil || states(lines) != "1:pending 2:pending 3:pending" {
+		t.Fatalf("fresh status = %s, %v", states(lines), err)
+	}
+	lines, err = p.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := lines[1].Estimate; e == nil || e.Value != 0 || e.Method != "counted" || !strings.Contains(e.Note, "does not exist yet") {
+		t.Errorf("plan estimate on a fresh database = %+v", e)
+	}
+	if lines[0].Description != "the items table." {
+		t.Errorf("description = %q", lines[0].Description)
+	}
+
+	rec := &recorder{}
+	run := &batch.Run{ID: "run-1", Command: "apply", Target: "sql/000001_items", Events: rec}
+	lines, err = p.Apply(ctx, run)
+	if err != nil || states(lines) != "1:applied 2:pending 3:pending" || recorded(t, conn) != "1/false" {
+		t.Fatalf("apply to 1 = %s, %v, recorded %s", states(lines), err, recorded(t, conn))
+	}
+	exec(t, conn, `INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 12) g`)
+
+	lines, err = p.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := lines[1].Estimate; e == nil || e.Value != 12 || e.Method != "counted" || e.Units != "rows" {
+		t.Errorf("plan estimate = %+v", e)
+	}
+
+	// A second session cannot take golang-migrate's lock while apply holds it.
+	other := db.Connect(t)
+	lockID, err := p.AdvisoryLockID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocked []bool
+	rec.on = func(e progress.Event) {
+		if e.Event == progress.BatchDone {
+			var ok bool
+			if err := other.QueryRow(context.Background(), `SELECT pg_try_advisory_lock($1)`, lockID).Scan(&ok); err != nil {
+				t.Error(err)
+			}
+			blocked = append(blocked, !ok)
+		}
+	}
+	run.Target = ""
+	lines, err = p.Apply(ctx, run)
+	if err != nil || states(lines) != "1:applied 2:applied 3:applied" || recorded(t, conn) != "3/false" {
+		t.Fatalf("apply = %s, %v, recorded %s", states(lines), err, recorded(t, conn))
+	}
+	if len(blocked) != 3 || !blocked[0] || !blocked[1] || !blocked[2] {
+		t.Errorf("second session blocked during batches = %v, want 3 times true", blocked)
+	}
+	if a := p.Advisory(); a == nil || a.ID != lockID || a.State != "released" {
+		t.Errorf("advisory after apply = %+v", a)
+	}
+	var ok bool
+	if err := other.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, lockID).Scan(&ok); err != nil || !ok {
+		t.Errorf("after apply the lock is still held: %v %v", ok, err)
+	}
+	exec(t, other, fmt.Sprintf("SELECT pg_advisory_unlock(%d)", lockID))
+
+	if n := rec.count(progress.BatchDone); n != 3 {
+		t.Errorf("batch_done events = %d, want 3 (5+5+2 rows)", n)
+	}
+	last := rec.last(progress.BatchDone)
+	if last.Counts == nil || last.Counts.Rows != 12 || last.Counts.Changed != 12 || last.Cursor != "12" ||
+		last.TotalEstimate != 12 || last.Migration != "sql/000002_fill_w" || last.RatePerS <= 0 {
+		t.Errorf("last batch_done = %+v counts %+v", last, last.Counts)
+	}
+	l2 := lines[1]
+	if l2.Counts == nil || l2.Counts.Rows != 12 || l2.Progress == nil || l2.Progress.Done != 12 || l2.Progress.Total != 12 ||
+		l2.Progress.Position != "12" || l2.AppliedAt == "" || l2.Resumable {
+		t.Errorf("line 2 = %+v counts %+v progress %+v", l2, l2.Counts, l2.Progress)
+	}
+	var mismatched int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM items WHERE w IS DISTINCT FROM v`).Scan(&mismatched); err != nil || mismatched != 0 {
+		t.Errorf("rows not copied: %d %v", mismatched, err)
+	}
+
+	// Nothing left: a rerun changes nothing and says so.
+	before := rec.count(progress.MigrationStarted)
+	lines, err = p.Apply(ctx, run)
+	if err != nil || states(lines) != "1:applied 2:applied 3:applied" || rec.count(progress.MigrationStarted) != before {
+		t.Fatalf("second apply = %s, %v", states(lines), err)
+	}
+	for _, l := range lines {
+		if l.DurationMS != 0 || l.AppliedAt == "" {
+			t.Errorf("already-applied line %+v", l)
+		}
+	}
+	lines, err = p.Verify(ctx, run)
+	if err != nil || states(lines) != "1:verified 2:verified 3:verified" {
+		t.Fatalf("verify = %s, %v", states(lines), err)
+	}
+	lines, err = p.Cleanup(ctx, run)
+	if err != nil || states(lines) != "1:applied 2:applied 3:applied" {
+		t.Fatalf("cleanup = %s, %v", states(lines), err)
+	}
+
+	// Drift: a column dropped by hand.
+	exec(t, conn, `DROP INDEX items_w_idx`, `ALTER TABLE items ADD COLUMN extra int`)
+	lines, err = p.Verify(ctx, run)
+	wantCode(t, err, report.CodeDrift)
+	if states(lines) != "1:verified 2:verified 3:drift" || lines[2].IssuesTotal != 2 {
+		t.Fatalf("verify after drift = %s, issues %+v", states(lines), lines[2].Issues)
+	}
+}
+
+func TestLateStepFailureResumesAtThatStep(t *testing.T) {
+	ctx := ctxT(t)
+	db := testsrv.Postgres(t)
+	conn := db.Connect(t)
+	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 4})
+	rec := &recorder{}
+	run := &batch.Run{ID: "run-1", Events: rec, Target: "1"}
+	if _, err := p.Apply(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, conn, `INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 10) g`, `UPDATE items SET v = 'poison' WHERE id = 7`)
+	run.Target = ""
+	lines, err := p.Apply(ctx, run)
+	wantCode(t, err, report.CodeMigrationFailed)
+	if d := report.DetailsOf(err); d["version"] != 2 || d["step"] != "finish" || !strings.Contains(err.Error(), "poison row") {
+		t.Errorf("error = %v, details %v", err, d)
+	}
+	if states(lines) != "1:applied 2:failed 3:pending" || !lines[1].Resumable || lines[1].Progress == nil || lines[1].Progress.Done != 10 {
+		t.Fatalf("lines = %s %+v", states(lines), lines[1])
+	}
+	if recorded(t, conn) != "2/true" {
+		t.Fatalf("recorded = %s, want 2/true", recorded(t, conn))
+	}
+	lines, err = p.Status(ctx)
+	if err != nil || states(lines) != "1:applied 2:partial 3:pending" || !lines[1].Resumable || !strings.Contains(lines[1].Reason, `"finish"`) {
+		t.Fatalf("status = %s %+v, %v", states(lines), lines[1], err)
+	}
+	// Verify refuses a half-applied version.
+	_, err = p.Verify(ctx, run)
+	wantCode(t, err, report.CodeDirty)
+
+	exec(t, conn, `UPDATE items SET v = 'v7' WHERE id = 7`)
+	batches := rec.count(progress.BatchDone)
+	lines, err = p.Apply(ctx, run)
+	if err != nil || states(lines) != "1:applied 2:applied 3:applied" || recorded(t, conn) != "3/false" {
+		t.Fatalf("resumed apply = %s, %v, recorded %s", states(lines), err, recorded(t, conn))
+	}
+	if n := rec.count(progress.BatchDone); n != batches {
+		t.Errorf("the resumed run ran %d more batches; the backfill was done", n-batches)
+	}
+	if pr := lines[1].Progress; pr == nil || !pr.Resumed || pr.Done != 10 {
+		t.Errorf("resumed line progress = %+v", pr)
+	}
+}
+
+func TestFailedPlainMigrationRollsBack(t *testing.T) {
+	ctx := ctxT(t)
+	db := testsrv.Postgres(t)
+	conn := db.Connect(t)
+	fsys := fstest.MapFS{
+		"000001_a.up.sql": file("CREATE TABLE a (id int);\n"),
+		"000002_b.up.sql": file("CREATE TABLE b (id int);\nINSERT INTO nosuch VALUES (1);\n"),
+	}
+	src, err := Load(fsys, ".", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPhase(t, db.URL, src, Options{})
+	lines, err := p.Apply(ctx, &batch.Run{ID: "r"})
+	wantCode(t, err, report.CodeMigrationFailed)
+	if report.DetailsOf(err)["version"] != 2 {
+		t.Errorf("details = %v", report.DetailsOf(err))
+	}
+	if states(lines) != "1:applied 2:failed" || lines[1].Resumable || !strings.Contains(lines[1].Reason, "rolled back") {
+		t.Fatalf("lines = %s %+v", states(lines), lines[1])
+	}
+	var b *string
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('b')::text`).Scan(&b); err != nil || b != nil {
+		t.Errorf("table b exists after a failed migration: %v %v", b, err)
+	}
+	if recorded(t, conn) != "1/false" {
+		t.Errorf("recorded = %s, want 1/false", recorded(t, conn))
+	}
+}
+
+func TestForeignDirtyIsRefusedAndForceRepairs(t *testing.T) {
+	ctx := ctxT(t)
+	db := testsrv.Postgres(t)
+	conn := db.Connect(t)
+	p := newPhase(t, db.URL, toySource(t), Options{})
+	exec(t, conn,
+		`CREATE TABLE items (id integer PRIMARY KEY, v text NOT NULL, w text)`,
+		`CREATE TABLE schema_migrations (version bigint not null primary key, dirty boolean not null)`,
+		`INSERT INTO schema_migrations VALUES (2, true)`)
+	for name, call := range map[string]func() ([]report.Migration, error){
+		"status": func() ([]report.Migration, error) { return p.Status(ctx) },
+		"plan":   func() ([]report.Migration, error) { return p.Plan(ctx) },
+	} {
+		lines, err := call()
+		if err != nil || states(lines) != "1:applied 2:dirty 3:pending" {
+			t.Fatalf("%s = %s, %v", name, states(lines), err)
+		}
+		if r := lines[1].Reason; !strings.Contains(r, "dirty") || !strings.Contains(r, "outpost migrate force 2 --yes") ||
+			!strings.Contains(r, "outpost migrate force 1 --yes") || lines[1].Resumable {
+			t.Errorf("%s reason = %q", name, r)
+		}
+	}
+	lines, err := p.Apply(ctx, &batch.Run{ID: "r"})
+	wantCode(t, err, report.CodeDirty)
+	if !strings.Contains(err.Error(), "force 2 --yes") || report.DetailsOf(err)["version"] != 2 || recorded(t, conn) != "2/true" {
+		t.Errorf("apply on dirty: %v, recorded %s", err, recorded(t, conn))
+	}
+	if states(lines) != "1:applied 2:dirty 3:pending" {
+		t.Errorf("apply lines = %s", states(lines))
+	}
+	_, err = p.Verify(ctx, &batch.Run{})
+	wantCode(t, err, report.CodeDirty)
+
+	wantCode(t, p.Force(ctx, 4), report.CodeUsage)
+	wantCode(t, p.Force(ctx, -2), report.CodeUsage)
+	// The repair: complete migration 2 by hand, then record it.
+	exec(t, conn, `UPDATE items SET w = v`, `ALTER TABLE items ALTER COLUMN w SET NOT NULL`)
+	if err := p.Force(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if recorded(t, conn) != "2/false" {
+		t.Fatalf("recorded after force = %s", recorded(t, conn))
+	}
+	lines, err = p.Apply(ctx, &batch.Run{ID: "r"})
+	if err != nil || states(lines) != "1:applied 2:applied 3:applied" {
+		t.Fatalf("apply after force = %s, %v", states(lines), err)
+	}
+	if err := p.Force(ctx, 0); err != nil || recorded(t, conn) != "none" {
+		t.Fatalf("force 0: %v, recorded %s", err, recorded(t, conn))
+	}
+}
+
+func TestNewerVersionIsRefused(t *testing.T) {
+	ctx := ctxT(t)
+	db := testsrv.Postgres(t)
+	conn := db.Connect(t)
+	exec(t, conn, `CREATE TABLE schema_migrations (version bigint not null primary key, dirty boolean not null)`,
+		`INSERT INTO schema_migrations VALUES (11, false)`)
+	p := newPhase(t, db.URL, toySource(t), Options{})
+	lines, err := p.Status(ctx)
+	if err != nil || states(lines) != "1:applied 2:applied 3:applied 11:unknown" || lines[3].ID != "sql/000011_unknown" {
+		t.Fatalf("status = %s, %v", states(lines), err)
+	}
+	_, err = p.Apply(ctx, &batch.Run{})
+	wantCode(t, err, report.CodeDataRefused)
+	_, err = p.Verify(ctx, &batch.Run{})
+	wantCode(t, err, report.CodeDataRefused)
+}
+
+// cancelAfter cancels when the n-th batch_done event arrives.
+func TestCancelledBackfillResumes(t *testing.T) {
+	ctx := ctxT(t)
+	db := testsrv.Postgres(t)
+	conn := db.Connect(t)
+	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 5})
+	if _, err := p.Apply(ctx, &batch.Run{ID: "r0", Target: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, conn, `INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 23) g`)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rec := &recorder{}
+	rec.on = func(e progress.Event) {
+		if e.Event == progress.BatchDone && e.Counts.Rows == 10 {
+			cancel()
+		}
+	}
+	lines, err := p.Apply(runCtx, &batch.Run{ID: "r1", Events: rec})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if states(lines) != "1:applied 2:interrupted 3:pending" || !lines[1].Resumable || lines[1].Progress.Done != 10 || lines[1].Progress.Position != "10" {
+		t.Fatalf("lines = %s %+v %+v", states(lines), lines[1], lines[1].Progress)
+	}
+	lines, err = p.Plan(ctx)
+	if err != nil || states(lines) != "1:applied 2:partial 3:pending" {
+		t.Fatalf("plan = %s, %v", states(lines), err)
+	}
+	if e := lines[1].Estimate; e == nil || e.Value != 13 {
+		t.Errorf("plan estimate of the rest = %+v", e)
+	}
+	if pr := lines[1].Progress; pr == nil || pr.RunID != "r1" || pr.Done != 10 || pr.Total != 23 || pr.UpdatedAt == "" {
+		t.Errorf("partial progress = %+v", pr)
+	}
+	var copied int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM items WHERE w = v`).Scan(&copied); err != nil || copied != 10 {
+		t.Errorf("rows copied before the stop = %d, %v", copied, err)
+	}
+
+	rec2 := &recorder{}
+	lines, err = p.Apply(ctx, &batch.Run{ID: "r2", Events: rec2})
+	if err != nil || states(lines) != "1:applied 2:applied 3:applied" {
+		t.Fatalf("resumed = %s, %v", states(lines), err)
+	}
+	if n := rec2.count(progress.BatchDone); n != 3 {
+		t.Errorf("resumed batches = %d, want 3 (rows 11-15, 16-20, 21-23)", n)
+	}
+	if c := lines[1].Counts; c == nil || c.Rows != 23 || c.Changed != 23 {
+		t.Errorf("resumed counts = %+v", c)
+	}
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM items WHERE w = v`).Scan(&copied); err != nil || copied != 23 {
+		t.Errorf("rows copied = %d, %v", copied, err)
+	}
+}
+
+// testFence is a batch.Fence whose lease is lost after a number of checks.
+type testFence struct {
+	checks, keep int
+}
+
+func (f *testFence) Check(context.Context) error {
+	f.checks++
+	if f.checks > f.keep {
+		return report.E(report.CodeLockLost, "lease lost (test)")
+	}
+	return nil
+}
+
+func (f *testFence) Token() int64 { return 42 }
+
+// HSet and Del are the Redis side of batch.Fence; the SQL phase never
+// calls them.
+func (f *testFence) HSet(context.Context, string, map[string]string) error {
+	return errors.New("testFence: HSet is not for the SQL phase")
+}
+
+func (f *testFence) Del(context.Context, ...string) error {
+	return errors.New("testFence: Del is not for the SQL phase")
+}
+
+func TestLostLeaseStopsBeforeCommit(t *testing.T) {
+	ctx := ctxT(t)
+	db := testsrv.Postgres(t)
+	conn := db.Connect(t)
+	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 5})
+	if _, err := p.Apply(ctx, &batch.Run{ID: "r0", Target: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, conn, `INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 20) g`)
+	// Checks: before migration 2, its "mark started" commit, batch 1, batch
+	// 2; the fifth (batch 3's commit) finds the lease gone.
+	fence := &testFence{keep: 4}
+	lines, err := p.Apply(ctx, &batch.Run{ID: "r1", Fence: fence})
+	wantCode(t, err, report.CodeLockLost)
+	if states(lines) != "1:applied 2:interrupted 3:pending" || !lines[1].Resumable {
+		t.Fatalf("lines = %s %+v", states(lines), lines[1])
+	}
+	var done int64
+	var token int64
+	if err := conn.QueryRow(ctx, `SELECT done, fence_token FROM outpost_migrate_checkpoint WHERE version = 2`).Scan(&done, &token); err != nil {
+		t.Fatal(err)
+	}
+	var copied int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM items WHERE w = v`).Scan(&copied); err != nil {
+		t.Fatal(err)
+	}
+	if done != 10 || copied != 10 || token != 42 {
+		t.Errorf("after the lost lease: checkpoint done %d, rows copied %d, token %d; want 10, 10, 42", done, copied, token)
+	}
+	// A lease lost before a migration starts stops before it.
+	_, err = p.Apply(ctx, &batch.Run{ID: "r2", Fence: &testFence{keep: 0}})
+	wantCode(t, err, report.CodeLockLost)
+	if recorded(t, conn) != "2/true" {
+		t.Errorf("recorded = %s", recorded(t, conn))
+	}
+}
+
+func TestAdvisoryLockHeldElsewhere(t *testing.T) {
+	ctx := ctxT(t)
+	db := testsrv.Postgres(t)
+	p := newPhase(t, db.URL, toySource(t), Options{AdvisoryLockWait: 300 * time.Millisecond})
+	id, err := p.AdvisoryLockID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := golangMigrateLockID(db.Name, "public", "schema_migrations"); id != want {
+		t.Fatalf("lock id = %d, want golang-migrate's %d", id, want)
+	}
+	other := db.Connect(t)
+	exec(t, other, `SET application_name = 'golang-migrate-test'`, fmt.Sprintf("SELECT pg_advisory_lock(%d)", id))
+	st, err := p.LockStatus(ctx)
+	if err != nil || st.State != "held" || st.ID != id {
+		t.Fatalf("lock status = %+v, %v", st, err)
+	}
+	rec := &recorder{}
+	lines, err := p.Apply(ctx, &batch.Run{ID: "r", Events: rec})
+	wantCode(t, err, report.CodeLockHeld)
+	if !strings.Contains(err.Error(), "golang-migrate-test") || report.DetailsOf(err)["advisory_lock_id"] != id {
+		t.Errorf("lock held error = %v, details %v", err, report.DetailsOf(err))
+	}
+	if states(lines) != "1:pending 2:pending 3:pending" || rec.count(progress.LockWaiting) != 1 {
+		t.Errorf("lines = %s, lock_waiting events %d", states(lines), rec.count(progress.LockWaiting))
+	}
+	// Released while we wait: apply proceeds.
+	p.opts.AdvisoryLockWait = 10 * time.Second
+	go func() {
+		time.Sleep(400 * time.Millisecond)
+		_, _ = other.Exec(context.Background(), fmt.Sprintf("SELECT pg_advisory_unlock(%d)", id))
+	}()
+	lines, err = p.Apply(ctx, &batch.Run{ID: "r", Events: rec})
+	if err != nil || states(lines) != "1:applied 2:applied 3:applied" {
+		t.Fatalf("apply after release = %s, %v", states(lines), err)
+	}
+	if st, err := p.LockStatus(ctx); err != nil || st.State != "free" {
+		t.Errorf("lock status after apply = %+v, %v", st, err)
+	}
+}
+
+func TestErrorsAreClassified(t *testing.T) {
+	ctx := ctxT(t)
+	db := testsrv.Postgres(t)
+	src := toySource(t)
+
+	t.Run("unreachable", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		p := newPhase(t, "postgres://u:secret@"+addr+"/db?sslmode=disable", src, Options{ConnectTimeout: 2 * time.Second})
+		lines, err := p.Status(ctx)
+		wantCode(t, err, report.CodeUnreachable)
+		if states(lines) != "1:unknown 2:unknown 3:unknown" || strings.Contains(err.Error(), "secret") {
+			t.Errorf("lines %s, err %v", states(lines), err)
+		}
+		_, err = p.Apply(ctx, &batch.Run{})
+		wantCode(t, err, report.CodeUnreachable)
+	})
+	t.Run("wrong password", func(t *testing.T) {
+		db.CreateRole(t, "sqlphase_pw", "right")
+		p := newPhase(t, db.URLFor("sqlphase_pw", "wrong"), src, Options{})
+		_, err := p.Status(ctx)
+		wantCode(t, err, report.CodePermission)
+		if strings.Contains(err.Error(), "wrong") {
+			t.Errorf("error shows the password: %v", err)
+		}
+	})
+	t.Run("no privilege", func(t *testing.T) {
+		url := db.CreateRole(t, "sqlphase_ro", "pw")
+		exec(t, db.Connect(t), `REVOKE CREATE ON SCHEMA public FROM sqlphase_ro`)
+		p := newPhase(t, url, src, Options{})
+		_, err := p.Apply(ctx, &batch.Run{})
+		wantCode(t, err, report.CodePermission)
+	})
+	t.Run("bad url", func(t *testing.T) {
+		_, err := New(ctx, "postgres://u:topsecret@host:notaport/db", src, Options{})
+		wantCode(t, err, report.CodeConfig)
+		if strings.Contains(err.Error(), "topsecret") {
+			t.Errorf("error shows the password: %v", err)
+		}
+		_, err = New(ctx, "", src, Options{})
+		wantCode(t, err, report.CodeConfig)
+	})
+	t.Run("no database", func(t *testing.T) {
+		url := strings.Replace(db.URL, "/"+db.Name+"?", "/"+db.Name+"_missing?", 1)
+		p := newPhase(t, url, src, Options{})
+		_, err := p.Status(ctx)
+		wantCode(t, err, report.CodeConfig)
+	})
+}
+
+func TestCountRows(t *testing.T) {
+	ctx := ctxT(t)
+	db := testsrv.Postgres(t)
+	conn := db.Connect(t)
+	exec(t, conn,
+		`CREATE TABLE parts (t int NOT NULL) PARTITION BY RANGE (t)`,
+		`CREATE TABLE parts_low PARTITION OF parts FOR VALUES FROM (0) TO (500)`,
+		`CREATE TABLE parts_default PARTITION OF parts DEFAULT`,
+		`INSERT INTO parts SELECT g FROM generate_series(1, 2000) g`,
+		`CREATE TABLE plain (t int)`,
+		`INSERT INTO plain SELECT g FROM generate_series(1, 300) g`)
+
+	// Never analyzed: counted, whatever the threshold.
+	e, err := CountRows(ctx, conn, "parts", 1)
+	if err != nil || e.Method != "counted" || e.Value != 2000 || e.Units != "rows" {
+		t.Fatalf("unanalyzed = %+v, %v", e, err)
+	}
+	exec(t, conn, `ANALYZE parts`, `ANALYZE plain`)
+	e, err = CountRows(ctx, conn, "parts", 1000)
+	if err != nil || e.Method != "catalog" || e.Value != 2000 {
+		t.Fatalf("large by the catalog = %+v, %v", e, err)
+	}
+	e, err = CountRows(ctx, conn, "parts", 1_000_000)
+	if err != nil || e.Method != "counted" || e.Value != 2000 {
+		t.Fatalf("small by the catalog = %+v, %v", e, err)
+	}
+	e, err = CountRows(ctx, conn, "plain", 10)
+	if err != nil || e.Method != "catalog" || e.Value != 300 {
+		t.Fatalf("plain table = %+v, %v", e, err)
+	}
+	e, err = CountRows(ctx, conn, "nosuch", 10)
+	if err != nil || e.Value != 0 || e.Note == "" {
+		t.Fatalf("missing table = %+v, %v", e, err)
+	}
+}

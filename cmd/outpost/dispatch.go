@@ -1,0 +1,373 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/outpost-migrate/outpost/batch"
+	"github.com/outpost-migrate/outpost/batch/config"
+	"github.com/outpost-migrate/outpost/batch/lock"
+	"github.com/outpost-migrate/outpost/batch/redisphase"
+	"github.com/outpost-migrate/outpost/batch/stores"
+	migredis "github.com/outpost-migrate/outpost/migrations/redis"
+	"github.com/outpost-migrate/outpost/report"
+	"github.com/outpost-migrate/outpost/schemas"
+)
+
+func schemaNames() []string { return schemas.Names() }
+
+// scrubSecretsFromArgsAndEnv registers every password the invocation may
+// have been given, before anything is parsed, so that even an error about
+// a malformed setting cannot print one.
+func scrubSecretsFromArgsAndEnv(s *report.Scrubber, e env) {
+	add := func(v string) {
+		s.Add(v)
+		if u, err := url.Parse(v); err == nil && u.User != nil {
+			if p, ok := u.User.Password(); ok {
+				s.Add(p)
+			}
+		}
+	}
+	for _, name := range []string{"REDIS_PASSWORD", "POSTGRES_URL", "NOMAD_TOKEN"} {
+		if v, ok := e.lookupEnv(name); ok {
+			add(v)
+		}
+	}
+	for i, a := range e.args {
+		for _, f := range []string{"--redis-password", "--postgres-url"} {
+			if v, ok := strings.CutPrefix(a, f+"="); ok {
+				add(v)
+			} else if a == f && i+1 < len(e.args) {
+				add(e.args[i+1])
+			}
+		}
+	}
+}
+
+// loadConfig merges flags, environment and file.
+func (inv *invocation) loadConfig() (*config.Config, error) {
+	flags := config.Settings{}
+	for k, v := range inv.c.store {
+		if *inv.c.storeSet[k] {
+			flags[k] = *v
+		}
+	}
+	for k, v := range inv.c.storeBools {
+		if *inv.c.storeSet[k] {
+			flags[k] = fmt.Sprint(*v)
+		}
+	}
+	envs := config.FromEnv(inv.e.lookupEnv)
+	path := *inv.c.configFile
+	if path == "" {
+		path, _ = inv.e.lookupEnv("CONFIG")
+	}
+	if path != "" {
+		// Passwords in the file are secrets too, even if the file is invalid.
+		if s, _, err := config.ReadFile(path); err == nil {
+			inv.scrub.Add(s[config.KeyRedisPass])
+			scrubURL(inv.scrub, s[config.KeyPostgres])
+		}
+	}
+	cfg, err := config.Load(flags, envs, path)
+	if err != nil {
+		return nil, err
+	}
+	inv.scrub.Add(cfg.Redis.Password)
+	scrubURL(inv.scrub, cfg.PostgresURL)
+	for _, w := range cfg.Warnings {
+		inv.warn("%s", w)
+	}
+	return cfg, nil
+}
+
+func scrubURL(s *report.Scrubber, v string) {
+	if u, err := url.Parse(v); err == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok {
+			s.Add(p)
+		}
+	}
+}
+
+func (inv *invocation) warn(format string, args ...any) {
+	inv.events.Emit(progressWarn(fmt.Sprintf(format, args...)))
+}
+
+// scope resolves --sql-only/--redis-only.
+func (inv *invocation) scope(cmd string) (config.Scope, error) {
+	switch cmd {
+	case "migrate unlock":
+		return config.Scope{Redis: true}, nil
+	case "migrate force":
+		return config.Scope{SQL: true}, nil
+	}
+	sqlOnly, redisOnly := inv.c.sqlOnly != nil && *inv.c.sqlOnly, inv.c.redisOnly != nil && *inv.c.redisOnly
+	if sqlOnly && redisOnly {
+		return config.Scope{}, report.E(report.CodeUsage, "--sql-only and --redis-only exclude each other")
+	}
+	return config.Scope{SQL: !redisOnly, Redis: !sqlOnly}, nil
+}
+
+func targets(cfg *config.Config, s config.Scope) *report.Targets {
+	t := &report.Targets{Scope: s.Names(), DeploymentID: cfg.DeploymentID}
+	if s.Redis {
+		mode := "standalone"
+		if cfg.Redis.Cluster {
+			mode = "cluster"
+		}
+		t.Redis = &report.RedisTarget{Addr: cfg.Redis.Addr(), Mode: mode, Database: cfg.Redis.Database, TLS: cfg.Redis.TLS, Username: cfg.Redis.Username, Prefix: cfg.Prefix()}
+	}
+	if s.SQL && cfg.PostgresURL != "" {
+		if u, err := url.Parse(cfg.PostgresURL); err == nil {
+			pt := &report.PostgresTarget{Host: u.Hostname(), Port: u.Port(), Database: strings.TrimPrefix(u.Path, "/"), SSLMode: u.Query().Get("sslmode")}
+			if u.User != nil {
+				pt.User = u.User.Username()
+			}
+			t.Postgres = pt
+		}
+	}
+	return t
+}
+
+// wiring is what a store command needs: the runner and the connections to
+// close.
+type wiring struct {
+	runner *batch.Runner
+	redis  redis.UniversalClient
+	sql    batch.Phase
+	cfg    *config.Config
+}
+
+func (w *wiring) close() {
+	for _, p := range w.runner.Phases {
+		_ = p.Close()
+	}
+}
+
+// wire opens the stores in scope and builds the runner: cmd hands the
+// migrations to the engine, which never imports them.
+func (inv *invocation) wire(ctx context.Context, cmd string) (*wiring, error) {
+	cfg, err := inv.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	sc, err := inv.scope(cmd)
+	if err != nil {
+		return nil, err
+	}
+	inv.rep.Targets = targets(cfg, sc)
+	if err := cfg.Validate(sc); err != nil {
+		return nil, err
+	}
+	w := &wiring{runner: &batch.Runner{Events: inv.events, RunID: inv.rep.RunID}, cfg: cfg}
+	if sc.SQL {
+		p, err := openSQL(ctx, cfg, *inv.c.waitFor, inv.events)
+		if err != nil {
+			return nil, err
+		}
+		w.sql = p
+		w.runner.Phases = append(w.runner.Phases, p)
+	}
+	if sc.Redis {
+		client, err := stores.OpenRedis(ctx, cfg.Redis, *inv.c.waitFor, inv.events)
+		if err != nil {
+			w.close()
+			return nil, err
+		}
+		w.redis = client
+		prefix := cfg.Prefix()
+		lockKey := lock.Key(prefix)
+		w.runner.Phases = append(w.runner.Phases, redisphase.New(client, prefix, lockKey, migredis.New(client, prefix), redisphase.Options{}, client.Close))
+		w.runner.Locker = &redisLocker{client: client, key: lockKey, runID: inv.rep.RunID, events: inv.events}
+	}
+	return w, nil
+}
+
+func (inv *invocation) options() batch.Options {
+	o := batch.Options{Stop: inv.stop, StopCause: inv.stopCause}
+	if inv.c.target != nil {
+		o.Target = *inv.c.target
+	}
+	if inv.c.lockTimeout != nil {
+		o.LockWait = *inv.c.lockTimeout
+	}
+	if inv.c.maxRuntime != nil {
+		o.MaxRuntime = *inv.c.maxRuntime
+	}
+	if inv.c.sample != nil {
+		o.Sample = *inv.c.sample
+	}
+	if inv.c.statusWait != nil {
+		o.StatusWait = *inv.c.statusWait
+	}
+	return o
+}
+
+// panicHook lets a test prove that a panic becomes exit 70 with a report.
+var panicHook func()
+
+func (inv *invocation) dispatch(ctx context.Context, cmd string) error {
+	if panicHook != nil {
+		panicHook()
+	}
+	switch cmd {
+	case "version":
+		inv.rep.Outcome = report.OutcomePrinted
+		inv.rep.Msg = "outpost " + version
+		return nil
+	case "migrate schema":
+		return inv.schema()
+	case "demo":
+		return inv.demo(ctx)
+	case "dev seed":
+		return inv.seed(ctx)
+	}
+	if inv.c.detailed != nil {
+		inv.detailed = *inv.c.detailed
+	}
+	if inv.c.sample != nil && *inv.c.sample < 0 {
+		return report.E(report.CodeUsage, "--sample must be 0 (full pass) or more")
+	}
+	// Refuse before touching a store: without --yes and a terminal nothing
+	// may change.
+	switch cmd {
+	case "migrate apply", "migrate unlock", "migrate cleanup", "migrate force":
+		if !*inv.c.yes && !inv.e.stdinTTY {
+			return inv.confirm("")
+		}
+	}
+	w, err := inv.wire(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	r := w.runner
+	o := inv.options()
+	switch cmd {
+	case "migrate list":
+		return r.List(ctx, inv.rep)
+	case "migrate plan":
+		return r.Plan(ctx, inv.rep)
+	case "migrate status":
+		return r.Status(ctx, inv.rep, o)
+	case "migrate verify":
+		return r.Verify(ctx, inv.rep, o)
+	case "migrate apply":
+		if !*inv.c.yes {
+			if err := r.Plan(ctx, inv.rep); err != nil {
+				return err
+			}
+			if inv.rep.Outcome == report.OutcomeUpToDate {
+				inv.rep.Migrations = nil
+				return r.Apply(ctx, inv.rep, o)
+			}
+			if err := inv.confirm(fmt.Sprintf("Apply %d pending migrations to %s?", inv.rep.Summary["pending"]+inv.rep.Summary["partial"], describeTargets(inv.rep.Targets))); err != nil {
+				return err
+			}
+			inv.rep.Migrations, inv.rep.Summary, inv.rep.Outcome, inv.rep.Msg, inv.rep.Changed = nil, nil, "", "", false
+		}
+		return r.Apply(ctx, inv.rep, o)
+	case "migrate cleanup":
+		if err := inv.confirm("Delete the legacy keys whose copies verify?"); err != nil {
+			return err
+		}
+		return r.Cleanup(ctx, inv.rep, o)
+	case "migrate unlock":
+		if err := inv.confirm("Remove the migration lock? Make sure no migration is running."); err != nil {
+			return err
+		}
+		return r.Unlock(ctx, inv.rep)
+	case "migrate force":
+		if err := inv.confirm(fmt.Sprintf("Record PostgreSQL schema version %d as clean?", *inv.c.forceVersion)); err != nil {
+			return err
+		}
+		return forceSQL(ctx, w, inv.rep, *inv.c.forceVersion)
+	}
+	return report.E(report.CodeInternal, "unknown command %s", cmd)
+}
+
+func describeTargets(t *report.Targets) string {
+	var parts []string
+	if t.Postgres != nil {
+		parts = append(parts, "postgres "+net.JoinHostPort(t.Postgres.Host, t.Postgres.Port)+"/"+t.Postgres.Database)
+	}
+	if t.Redis != nil {
+		parts = append(parts, "redis "+t.Redis.Addr)
+	}
+	return strings.Join(parts, " and ")
+}
+
+func (inv *invocation) schema() error {
+	name := *inv.c.schemaName
+	names := schemas.Names()
+	if name != "" {
+		if _, ok := schemas.Get(name); !ok {
+			return report.E(report.CodeUsage, "no schema called %q; there are: %s", name, strings.Join(names, ", "))
+		}
+		names = []string{name}
+	}
+	if *inv.c.schemaRaw {
+		if name == "" {
+			return report.E(report.CodeUsage, "--raw needs a schema NAME")
+		}
+		b, _ := schemas.Get(name)
+		_, err := inv.e.stdout.Write(b)
+		if err != nil {
+			return err
+		}
+		// The bare schema is the output; no report follows it.
+		os.Exit(0)
+	}
+	out := map[string]any{}
+	ids := map[string]string{}
+	for _, n := range names {
+		b, _ := schemas.Get(n)
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			return report.Wrap(report.CodeInternal, err, "schema %s", n)
+		}
+		out[n] = v
+		ids[n] = schemas.ID(n)
+	}
+	inv.rep.Extra = map[string]any{"schemas": out, "ids": ids}
+	inv.rep.Outcome = report.OutcomePrinted
+	inv.rep.Msg = fmt.Sprintf("%d schemas", len(names))
+	return nil
+}
+
+// redisLocker adapts batch/lock to batch.Locker.
+type redisLocker struct {
+	client redis.UniversalClient
+	key    string
+	runID  string
+	events interface{ Emit(e progressEvent) }
+}
+
+func (l *redisLocker) Acquire(ctx context.Context, command string, wait time.Duration) (batch.Lease, error) {
+	lease, err := lock.Acquire(ctx, l.client, lock.Options{
+		Key:    l.key,
+		Holder: report.Holder{RunID: l.runID, Command: command, ToolVersion: version},
+		Wait:   wait,
+		Events: l.events,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return lease, nil
+}
+
+func (l *redisLocker) Inspect(ctx context.Context) (*report.Lock, error) {
+	return lock.Inspect(ctx, l.client, l.key)
+}
+
+func (l *redisLocker) ForceUnlock(ctx context.Context) (*report.Lock, error) {
+	return lock.ForceUnlock(ctx, l.client, l.key)
+}

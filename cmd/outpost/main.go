@@ -1,0 +1,67 @@
+// Command outpost migrates the storage of Outpost (Redis and PostgreSQL):
+// `outpost migrate plan|apply|verify|status|unlock|cleanup|list|force|schema`.
+// It is a non-interactive batch executor: every command prints one JSON
+// report (the last line of stdout) and exits with a code from the table in
+// package report.
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/term"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+// env is everything an invocation reads from its process, so that tests
+// can run commands in-process.
+type env struct {
+	args      []string
+	lookupEnv func(string) (string, bool)
+	stdin     io.Reader
+	stdout    io.Writer
+	stderr    io.Writer
+	stdinTTY  bool
+	stdoutTTY bool
+	stderrTTY bool
+	// signals delivers SIGINT/SIGTERM; nil in tests that do not send any.
+	signals <-chan os.Signal
+	// terminationLog is where a one-line summary goes for Kubernetes
+	// (kubectl describe shows it); empty: none.
+	terminationLog string
+}
+
+func main() {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	e := env{
+		args:      os.Args[1:],
+		lookupEnv: os.LookupEnv,
+		stdin:     os.Stdin,
+		stdout:    os.Stdout,
+		stderr:    os.Stderr,
+		stdinTTY:  term.IsTerminal(int(os.Stdin.Fd())),
+		stdoutTTY: term.IsTerminal(int(os.Stdout.Fd())),
+		stderrTTY: term.IsTerminal(int(os.Stderr.Fd())),
+		signals:   sig,
+	}
+	e.terminationLog = terminationLogPath(os.LookupEnv)
+	os.Exit(Main(context.Background(), e))
+}
+
+// terminationLogPath is /dev/termination-log when it exists (Kubernetes
+// mounts it), or OUTPOST_TERMINATION_LOG when set.
+func terminationLogPath(lookup func(string) (string, bool)) string {
+	if p, ok := lookup("OUTPOST_TERMINATION_LOG"); ok {
+		return p
+	}
+	if _, err := os.Stat("/dev/termination-log"); err == nil {
+		return "/dev/termination-log"
+	}
+	return ""
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outpost-migrate/outpost/batch"
+	"github.com/outpost-migrate/outpost/batch/config"
+	"github.com/outpost-migrate/outpost/batch/progress"
+	"github.com/outpost-migrate/outpost/batch/sqlphase"
+	"github.com/outpost-migrate/outpost/migrations/seed"
+	sqlmig "github.com/outpost-migrate/outpost/migrations/sql"
+	"github.com/outpost-migrate/outpost/report"
+)
+
+// openSQL builds the SQL phase and, with --wait-for, waits for a server
+// that is still starting.
+func openSQL(ctx context.Context, cfg *config.Config, waitFor time.Duration, events progress.Sink) (batch.Phase, error) {
+	p, err := sqlphase.New(ctx, cfg.PostgresURL, sqlmig.Source(), sqlphase.Options{})
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(waitFor)
+	delay := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		_, _, err := p.Version(ctx)
+		if err == nil || report.CodeOf(err) != report.CodeUnreachable || time.Now().Add(delay).After(deadline) {
+			if err != nil && report.CodeOf(err) != report.CodeUnreachable {
+				// Reachable: let the command report what it finds (a
+				// missing schema_migrations table is not an error).
+				return p, nil
+			}
+			if err != nil {
+				_ = p.Close()
+				return nil, err
+			}
+			return p, nil
+		}
+		progress.Warnf(events, "postgres not reachable yet (attempt %d): %v; retrying", attempt, err)
+		select {
+		case <-ctx.Done():
+			_ = p.Close()
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// forceSQL records a version after a manual repair.
+func forceSQL(ctx context.Context, w *wiring, rep *report.Report, version int) error {
+	p := w.sql.(*sqlphase.Phase)
+	before, dirty, err := p.Version(ctx)
+	if err != nil {
+		return err
+	}
+	if err := p.Force(ctx, version); err != nil {
+		return err
+	}
+	lines, err := p.Status(ctx)
+	rep.Migrations = lines
+	if err != nil {
+		return err
+	}
+	rep.Outcome = report.OutcomeForced
+	rep.Changed = true
+	rep.Msg = fmt.Sprintf("recorded schema version %d (was %d, dirty %v)", version, before, dirty)
+	return nil
+}
+
+// seedPostgres migrates the log store to version and writes generated rows.
+func seedPostgres(ctx context.Context, w *wiring, version int, opts seed.PGOptions) (seed.PGStats, error) {
+	p := w.sql.(*sqlphase.Phase)
+	run := &batch.Run{ID: "seed", Command: "dev seed", Target: strconv.Itoa(version), Events: progress.Nop}
+	if _, err := p.Apply(ctx, run); err != nil {
+		return seed.PGStats{}, err
+	}
+	conn, err := pgx.Connect(ctx, w.cfg.PostgresURL)
+	if err != nil {
+		return seed.PGStats{}, report.Wrap(report.CodeUnreachable, err, "connect to postgres")
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	opts.Version = version
+	return seed.WritePostgres(ctx, conn, opts)
+}

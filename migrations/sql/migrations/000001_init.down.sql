@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS deliveries;
+DROP TABLE IF EXISTS events;

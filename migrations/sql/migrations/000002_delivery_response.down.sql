@@ -1,0 +1,3 @@
+ALTER TABLE deliveries
+  DROP COLUMN IF EXISTS response_data,
+  DROP COLUMN IF EXISTS code;
