@@ -32,7 +32,10 @@ type Phase interface {
 	Plan(ctx context.Context) ([]report.Migration, error)
 	// Apply applies the pending migrations in order, stopping after
 	// run.Target when it names one of this phase's migrations. Progress
-	// writes are fenced by run.Fence.
+	// writes are fenced by run.Fence. Lines of the migrations this run
+	// applied (or recorded as not applicable) carry Counts; lines it left
+	// alone have nil Counts. Long loops stop at a safe point once
+	// run.Stopped() returns an error, and return that error.
 	Apply(ctx context.Context, run *Run) ([]report.Migration, error)
 	// Verify checks that applied migrations hold in the data.
 	Verify(ctx context.Context, run *Run) ([]report.Migration, error)

@@ -49,11 +49,6 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 	}
 	defer release()
 
-	if _, err := conn.Exec(ctx, createVersionTable+"; "+createCheckpointTable); err != nil {
-		p.dropConn()
-		err = classify(ctx, err, report.CodeUnknown, "create schema_migrations and %s in %s", checkpointTable, p.where())
-		return p.unknownLines(err), err
-	}
 	lines, st, err := p.status(ctx)
 	if err != nil {
 		return lines, err
@@ -80,14 +75,30 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		}
 		resume, next = &cp, st.Version
 	}
+	if next > target {
+		return lines, nil
+	}
+	// Only now, with work to do: an up-to-date database is left as it is,
+	// even for a role that may not create tables.
+	if _, err := conn.Exec(ctx, createVersionTable+"; "+createCheckpointTable); err != nil {
+		p.dropConn()
+		return lines, classify(ctx, err, report.CodeUnknown, "create schema_migrations and %s in %s", checkpointTable, p.where())
+	}
 	for v := next; v <= target; v++ {
 		m := &p.src.Migrations[v-1]
+		if err := run.Stopped(); err != nil {
+			return lines, fmt.Errorf("before SQL migration %s: %w", m.Key(), err)
+		}
 		if run.Fence != nil {
 			if err := run.Fence.Check(ctx); err != nil {
 				return lines, fmt.Errorf("before SQL migration %s: %w", m.Key(), err)
 			}
 		}
 		line, err := p.applyOne(ctx, conn, run, m, resume)
+		if line.Counts == nil && line.State == StateApplied {
+			// batch.Phase: Counts marks the lines this run applied.
+			line.Counts = &report.Counts{}
+		}
 		lines[v-1] = line
 		if err != nil {
 			p.dropConn()
@@ -134,15 +145,19 @@ func (p *Phase) applyOne(ctx context.Context, conn *pgx.Conn, run *batch.Run, m 
 		if m.Stepped() && marked {
 			line.Resumable = true
 			line.Progress = progressOf(cp, resume != nil)
-			if m.Steps[min(cp.Step, len(m.Steps)-1)].Batched != nil || cp.Done > 0 {
+			if cp.Done > 0 || cp.Total > 0 {
 				line.Counts = countsOf(cp)
 			}
 			line.Reason = fmt.Sprintf("stopped in step %q: %v; version %d stays dirty with this tool's checkpoint, and apply resumes it", step, err, m.Version)
 		} else {
 			line.Reason = fmt.Sprintf("rolled back: %v; the recorded version stays %d and a rerun applies it again", err, m.Version-1)
 		}
-		run.Emit(progress.Event{Level: "error", Event: progress.MigrationFinished, Migration: m.ID(),
-			Msg: fmt.Sprintf("SQL migration %s %s", m.Key(), line.State), ElapsedMS: line.DurationMS})
+		level := "error"
+		if stopped {
+			level = "warn"
+		}
+		run.Emit(progress.Event{Level: level, Event: progress.MigrationFinished, Migration: m.ID(),
+			Msg: fmt.Sprintf("SQL migration %s %s: %v", m.Key(), line.State, err), ElapsedMS: line.DurationMS})
 		return line, failedVersion(err, m.Version, step)
 	}
 
@@ -241,6 +256,11 @@ func (p *Phase) runBatched(ctx context.Context, conn *pgx.Conn, run *batch.Run, 
 	var rowsThisRun int64
 	for {
 		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("SQL migration %s step %s: stopped after %d rows (checkpoint at %q): %w", m.Key(), step.Name, cp.Done, cp.Position, err)
+		}
+		// A signal, --max-runtime or a lost lease: stop between batches,
+		// with the last batch's checkpoint committed.
+		if err := run.Stopped(); err != nil {
 			return fmt.Errorf("SQL migration %s step %s: stopped after %d rows (checkpoint at %q): %w", m.Key(), step.Name, cp.Done, cp.Position, err)
 		}
 		next := *cp

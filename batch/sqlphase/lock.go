@@ -124,7 +124,7 @@ func (p *Phase) lockAdvisory(ctx context.Context, conn *pgx.Conn, run *batch.Run
 			waited = true
 			run.Emit(progress.Event{Level: "warn", Event: progress.LockWaiting,
 				Msg:    fmt.Sprintf("waiting up to %s for PostgreSQL advisory lock %d, held by %s", p.opts.AdvisoryLockWait, id, who),
-				Fields: map[string]any{"advisory_lock_id": id}})
+				Fields: map[string]any{"lock": "postgres_advisory", "advisory_lock_id": id}})
 		}
 		t := time.NewTimer(min(500*time.Millisecond, left))
 		select {
@@ -136,7 +136,7 @@ func (p *Phase) lockAdvisory(ctx context.Context, conn *pgx.Conn, run *batch.Run
 	}
 	p.advisory.State = "acquired"
 	run.Emit(progress.Event{Level: "info", Event: progress.LockAcquired,
-		Msg: fmt.Sprintf("PostgreSQL advisory lock %d acquired", id), Fields: map[string]any{"advisory_lock_id": id}})
+		Msg: fmt.Sprintf("PostgreSQL advisory lock %d acquired", id), Fields: map[string]any{"lock": "postgres_advisory", "advisory_lock_id": id}})
 	return func() {
 		if !conn.IsClosed() {
 			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -148,6 +148,6 @@ func (p *Phase) lockAdvisory(ctx context.Context, conn *pgx.Conn, run *batch.Run
 		}
 		p.advisory.State = "released"
 		run.Emit(progress.Event{Level: "info", Event: progress.LockReleased,
-			Msg: fmt.Sprintf("PostgreSQL advisory lock %d released", id), Fields: map[string]any{"advisory_lock_id": id}})
+			Msg: fmt.Sprintf("PostgreSQL advisory lock %d released", id), Fields: map[string]any{"lock": "postgres_advisory", "advisory_lock_id": id}})
 	}, nil
 }

@@ -25,6 +25,11 @@
 // refused with report.CodeDirty until a person repairs the schema and
 // records a version with Force.
 //
+// Every step runs inside a transaction, so a file may not hold statements
+// PostgreSQL refuses in one (CREATE INDEX CONCURRENTLY, VACUUM) nor its own
+// BEGIN/COMMIT (Load refuses those). Outpost's migrations 1 to 10 need
+// neither.
+//
 // # Concurrency
 //
 // A Phase holds one connection. Its methods must be called from one
@@ -101,7 +106,9 @@ var _ batch.Phase = (*Phase)(nil)
 // not connect: every method connects on first use (and again after a lost
 // connection), so that Status can report an unreachable server line by
 // line. A URL that does not parse is a report.CodeConfig error whose
-// message never repeats the URL (it may hold a password).
+// message never repeats the URL (it may hold a password). ctx is unused
+// (nothing is dialled here); it keeps the signature open to a connecting
+// constructor.
 func New(ctx context.Context, url string, src Source, opts Options) (*Phase, error) {
 	_ = ctx
 	if url == "" {
@@ -147,6 +154,13 @@ func New(ctx context.Context, url string, src Source, opts Options) (*Phase, err
 
 // Backend implements batch.Phase.
 func (p *Phase) Backend() string { return "sql" }
+
+// TargetKnown implements batch.TargetKnower: "sql/000004", "000004_name",
+// a name, or a version number.
+func (p *Phase) TargetKnown(target string) bool {
+	_, ok := p.src.Lookup(target)
+	return ok
+}
 
 // Source returns the migrations the phase runs.
 func (p *Phase) Source() Source { return p.src }

@@ -222,7 +222,8 @@ func TestApplyInStepsAndBatches(t *testing.T) {
 	}
 
 	rec := &recorder{}
-	run := &batch.Run{ID: "run-1", Command: "apply", Target: "sql/000001_items", Events: rec}
+	js := newJSONEvents()
+	run := &batch.Run{ID: "run-1", Command: "apply", Target: "sql/000001_items", Events: progress.Tee{rec, js}}
 	lines, err = p.Apply(ctx, run)
 	if err != nil || states(lines) != "1:applied 2:pending 3:pending" || recorded(t, conn) != "1/false" {
 		t.Fatalf("apply to 1 = %s, %v, recorded %s", states(lines), err, recorded(t, conn))
@@ -236,6 +237,7 @@ func TestApplyInStepsAndBatches(t *testing.T) {
 	if e := lines[1].Estimate; e == nil || e.Value != 12 || e.Method != "counted" || e.Units != "rows" {
 		t.Errorf("plan estimate = %+v", e)
 	}
+	validLines(t, report.KindPlan, "plan", report.OutcomePending, lines, nil)
 
 	// A second session cannot take golang-migrate's lock while apply holds it.
 	other := db.Connect(t)
@@ -258,6 +260,8 @@ func TestApplyInStepsAndBatches(t *testing.T) {
 	if err != nil || states(lines) != "1:applied 2:applied 3:applied" || recorded(t, conn) != "3/false" {
 		t.Fatalf("apply = %s, %v, recorded %s", states(lines), err, recorded(t, conn))
 	}
+	validLines(t, report.KindApply, "apply", report.OutcomeApplied, lines, nil)
+	js.validate(t)
 	if len(blocked) != 3 || !blocked[0] || !blocked[1] || !blocked[2] {
 		t.Errorf("second session blocked during batches = %v, want 3 times true", blocked)
 	}
@@ -315,6 +319,7 @@ func TestApplyInStepsAndBatches(t *testing.T) {
 	if states(lines) != "1:verified 2:verified 3:drift" || lines[2].IssuesTotal != 2 {
 		t.Fatalf("verify after drift = %s, issues %+v", states(lines), lines[2].Issues)
 	}
+	validLines(t, report.KindVerify, "verify", "", lines, err)
 }
 
 func TestLateStepFailureResumesAtThatStep(t *testing.T) {
@@ -337,6 +342,7 @@ func TestLateStepFailureResumesAtThatStep(t *testing.T) {
 	if states(lines) != "1:applied 2:failed 3:pending" || !lines[1].Resumable || lines[1].Progress == nil || lines[1].Progress.Done != 10 {
 		t.Fatalf("lines = %s %+v", states(lines), lines[1])
 	}
+	validLines(t, report.KindApply, "apply", "", lines, err)
 	if recorded(t, conn) != "2/true" {
 		t.Fatalf("recorded = %s, want 2/true", recorded(t, conn))
 	}
@@ -344,6 +350,7 @@ func TestLateStepFailureResumesAtThatStep(t *testing.T) {
 	if err != nil || states(lines) != "1:applied 2:partial 3:pending" || !lines[1].Resumable || !strings.Contains(lines[1].Reason, `"finish"`) {
 		t.Fatalf("status = %s %+v, %v", states(lines), lines[1], err)
 	}
+	validLines(t, report.KindStatus, "status", report.OutcomePending, lines, nil)
 	// Verify refuses a half-applied version.
 	_, err = p.Verify(ctx, run)
 	wantCode(t, err, report.CodeDirty)
@@ -422,6 +429,7 @@ func TestForeignDirtyIsRefusedAndForceRepairs(t *testing.T) {
 	if states(lines) != "1:applied 2:dirty 3:pending" {
 		t.Errorf("apply lines = %s", states(lines))
 	}
+	validLines(t, report.KindApply, "apply", "", lines, err)
 	_, err = p.Verify(ctx, &batch.Run{})
 	wantCode(t, err, report.CodeDirty)
 
@@ -455,6 +463,7 @@ func TestNewerVersionIsRefused(t *testing.T) {
 	if err != nil || states(lines) != "1:applied 2:applied 3:applied 11:unknown" || lines[3].ID != "sql/000011_unknown" {
 		t.Fatalf("status = %s, %v", states(lines), err)
 	}
+	validLines(t, report.KindStatus, "status", report.OutcomeUpToDate, lines, nil)
 	_, err = p.Apply(ctx, &batch.Run{})
 	wantCode(t, err, report.CodeDataRefused)
 	_, err = p.Verify(ctx, &batch.Run{})
@@ -487,6 +496,7 @@ func TestCancelledBackfillResumes(t *testing.T) {
 	if states(lines) != "1:applied 2:interrupted 3:pending" || !lines[1].Resumable || lines[1].Progress.Done != 10 || lines[1].Progress.Position != "10" {
 		t.Fatalf("lines = %s %+v %+v", states(lines), lines[1], lines[1].Progress)
 	}
+	validLines(t, report.KindApply, "apply", report.OutcomeInterrupted, lines, report.Wrap(report.CodeInterrupted, err, "interrupted"))
 	lines, err = p.Plan(ctx)
 	if err != nil || states(lines) != "1:applied 2:partial 3:pending" {
 		t.Fatalf("plan = %s, %v", states(lines), err)
@@ -494,6 +504,7 @@ func TestCancelledBackfillResumes(t *testing.T) {
 	if e := lines[1].Estimate; e == nil || e.Value != 13 {
 		t.Errorf("plan estimate of the rest = %+v", e)
 	}
+	validLines(t, report.KindPlan, "plan", report.OutcomePending, lines, nil)
 	if pr := lines[1].Progress; pr == nil || pr.RunID != "r1" || pr.Done != 10 || pr.Total != 23 || pr.UpdatedAt == "" {
 		t.Errorf("partial progress = %+v", pr)
 	}
@@ -552,8 +563,8 @@ func TestLostLeaseStopsBeforeCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	exec(t, conn, `INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 20) g`)
-	// Checks: before migration 2, its "mark started" commit, batch 1, batch
-	// 2; the fifth (batch 3's commit) finds the lease gone.
+	// Checks: before migration 2, the commit of its "add" step, batch 1,
+	// batch 2; the fifth (batch 3's commit) finds the lease gone.
 	fence := &testFence{keep: 4}
 	lines, err := p.Apply(ctx, &batch.Run{ID: "r1", Fence: fence})
 	wantCode(t, err, report.CodeLockLost)
@@ -608,11 +619,16 @@ func TestAdvisoryLockHeldElsewhere(t *testing.T) {
 	}
 	// Released while we wait: apply proceeds.
 	p.opts.AdvisoryLockWait = 10 * time.Second
+	unlocked := make(chan error, 1)
 	go func() {
 		time.Sleep(400 * time.Millisecond)
-		_, _ = other.Exec(context.Background(), fmt.Sprintf("SELECT pg_advisory_unlock(%d)", id))
+		_, err := other.Exec(context.Background(), fmt.Sprintf("SELECT pg_advisory_unlock(%d)", id))
+		unlocked <- err
 	}()
 	lines, err = p.Apply(ctx, &batch.Run{ID: "r", Events: rec})
+	if uerr := <-unlocked; uerr != nil {
+		t.Fatal(uerr)
+	}
 	if err != nil || states(lines) != "1:applied 2:applied 3:applied" {
 		t.Fatalf("apply after release = %s, %v", states(lines), err)
 	}
@@ -639,6 +655,7 @@ func TestErrorsAreClassified(t *testing.T) {
 		if states(lines) != "1:unknown 2:unknown 3:unknown" || strings.Contains(err.Error(), "secret") {
 			t.Errorf("lines %s, err %v", states(lines), err)
 		}
+		validLines(t, report.KindStatus, "status", "", lines, err)
 		_, err = p.Apply(ctx, &batch.Run{})
 		wantCode(t, err, report.CodeUnreachable)
 	})
@@ -673,6 +690,26 @@ func TestErrorsAreClassified(t *testing.T) {
 		_, err := p.Status(ctx)
 		wantCode(t, err, report.CodeConfig)
 	})
+}
+
+func TestUpToDateNeedsNoCreatePrivilege(t *testing.T) {
+	ctx := ctxT(t)
+	db := testsrv.Postgres(t)
+	admin := newPhase(t, db.URL, toySource(t), Options{})
+	if _, err := admin.Apply(ctx, &batch.Run{ID: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	url := db.CreateRole(t, "sqlphase_reader", "pw")
+	exec(t, db.Connect(t), `REVOKE CREATE ON SCHEMA public FROM sqlphase_reader`,
+		`GRANT SELECT ON ALL TABLES IN SCHEMA public TO sqlphase_reader`)
+	p := newPhase(t, url, toySource(t), Options{})
+	lines, err := p.Apply(ctx, &batch.Run{ID: "r2"})
+	if err != nil || states(lines) != "1:applied 2:applied 3:applied" {
+		t.Fatalf("apply on an up-to-date database without CREATE = %s, %v", states(lines), err)
+	}
+	if _, err := p.Verify(ctx, &batch.Run{}); err != nil {
+		t.Fatalf("verify as a reader: %v", err)
+	}
 }
 
 func TestCountRows(t *testing.T) {

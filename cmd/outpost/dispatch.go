@@ -16,6 +16,7 @@ import (
 	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/batch/lock"
 	"github.com/outpost-migrate/outpost/batch/redisphase"
+	"github.com/outpost-migrate/outpost/batch/sqlphase"
 	"github.com/outpost-migrate/outpost/batch/stores"
 	migredis "github.com/outpost-migrate/outpost/migrations/redis"
 	"github.com/outpost-migrate/outpost/report"
@@ -169,7 +170,11 @@ func (inv *invocation) wire(ctx context.Context, cmd string) (*wiring, error) {
 	}
 	w := &wiring{runner: &batch.Runner{Events: inv.events, RunID: inv.rep.RunID}, cfg: cfg}
 	if sc.SQL {
-		p, err := openSQL(ctx, cfg, *inv.c.waitFor, inv.events)
+		var lockWait time.Duration
+		if inv.c.lockTimeout != nil {
+			lockWait = *inv.c.lockTimeout
+		}
+		p, err := openSQL(ctx, cfg, *inv.c.waitFor, lockWait, inv.events)
 		if err != nil {
 			return nil, err
 		}
@@ -186,7 +191,11 @@ func (inv *invocation) wire(ctx context.Context, cmd string) (*wiring, error) {
 		prefix := cfg.Prefix()
 		lockKey := lock.Key(prefix)
 		w.runner.Phases = append(w.runner.Phases, redisphase.New(client, prefix, lockKey, migredis.New(client, prefix), redisphase.Options{}, client.Close))
-		w.runner.Locker = &redisLocker{client: client, key: lockKey, runID: inv.rep.RunID, events: inv.events}
+		locker := &redisLocker{client: client, key: lockKey, runID: inv.rep.RunID, events: inv.events}
+		if inv.c.lockTTL != nil {
+			locker.ttl = *inv.c.lockTTL
+		}
+		w.runner.Locker = locker
 	}
 	return w, nil
 }
@@ -236,6 +245,9 @@ func (inv *invocation) dispatch(ctx context.Context, cmd string) error {
 	if inv.c.sample != nil && *inv.c.sample < 0 {
 		return report.E(report.CodeUsage, "--sample must be 0 (full pass) or more")
 	}
+	if inv.c.lockTTL != nil && *inv.c.lockTTL != 0 && *inv.c.lockTTL < minLockTTL {
+		return report.E(report.CodeUsage, "--lock-ttl must be at least %s", minLockTTL)
+	}
 	// Refuse before touching a store: without --yes and a terminal nothing
 	// may change.
 	switch cmd {
@@ -251,6 +263,7 @@ func (inv *invocation) dispatch(ctx context.Context, cmd string) error {
 	defer w.close()
 	r := w.runner
 	o := inv.options()
+	defer inv.addAdvisory(ctx, w, cmd)
 	switch cmd {
 	case "migrate list":
 		return r.List(ctx, inv.rep)
@@ -349,12 +362,19 @@ type redisLocker struct {
 	key    string
 	runID  string
 	events interface{ Emit(e progressEvent) }
+	// ttl is the lease's TTL (hidden flag --lock-ttl); 0: lock.DefaultTTL.
+	ttl time.Duration
 }
+
+// minLockTTL keeps --lock-ttl where renewal (every third of it) still has
+// time for a round trip to Redis.
+const minLockTTL = 100 * time.Millisecond
 
 func (l *redisLocker) Acquire(ctx context.Context, command string, wait time.Duration) (batch.Lease, error) {
 	lease, err := lock.Acquire(ctx, l.client, lock.Options{
 		Key:    l.key,
 		Holder: report.Holder{RunID: l.runID, Command: command, ToolVersion: version},
+		TTL:    l.ttl,
 		Wait:   wait,
 		Events: l.events,
 	})
@@ -370,4 +390,31 @@ func (l *redisLocker) Inspect(ctx context.Context) (*report.Lock, error) {
 
 func (l *redisLocker) ForceUnlock(ctx context.Context) (*report.Lock, error) {
 	return lock.ForceUnlock(ctx, l.client, l.key)
+}
+
+// addAdvisory reports golang-migrate's PostgreSQL advisory lock beside the
+// Redis lease: as the run left it (apply, force) or as it is (status).
+func (inv *invocation) addAdvisory(ctx context.Context, w *wiring, cmd string) {
+	p, ok := w.sql.(*sqlphase.Phase)
+	if !ok {
+		return
+	}
+	var a *report.AdvisoryLock
+	switch cmd {
+	case "migrate apply", "migrate force":
+		a = p.Advisory()
+	case "migrate status", "migrate plan":
+		a, _ = p.LockStatus(ctx)
+	}
+	if a == nil {
+		return
+	}
+	if inv.rep.Lock == nil {
+		state := a.State
+		if state == "acquired" {
+			state = "released"
+		}
+		inv.rep.Lock = &report.Lock{Key: fmt.Sprintf("pg_advisory_lock(%d)", a.ID), State: state}
+	}
+	inv.rep.Lock.Advisory = a
 }

@@ -204,6 +204,7 @@ func TestFreshDatabaseToLatest(t *testing.T) {
 	if e := lines[4].Estimate; e == nil || e.Value != 0 || e.Units != "rows" {
 		t.Errorf("plan estimate of 5 on a fresh database = %+v", e)
 	}
+	validLines(t, report.KindPlan, "plan", report.OutcomePending, lines, nil)
 	lines, err = p.Apply(ctx, &batch.Run{ID: "r"})
 	if err != nil || states(lines) != allStates(10, "applied") || recorded(t, conn) != "10/false" {
 		t.Fatalf("apply = %s, %v, %s", states(lines), err, recorded(t, conn))
@@ -279,6 +280,7 @@ func TestDatabaseMigratedByAnotherTool(t *testing.T) {
 	if err != nil || lines[6].State != sqlphase.StateDirty || !strings.Contains(lines[6].Reason, "force 7 --yes") {
 		t.Fatalf("status of dirty 7 = %s %q, %v", states(lines), lines[6].Reason, err)
 	}
+	validLines(t, report.KindStatus, "status", report.OutcomeDirty, lines, nil)
 	_, err = p.Apply(ctx, &batch.Run{ID: "r"})
 	wantCode(t, err, report.CodeDirty)
 	if report.ExitCode(report.CodeOf(err)) != 4 || !strings.Contains(err.Error(), "outpost migrate force 7 --yes") {
@@ -313,6 +315,7 @@ func TestDatabaseMigratedByAnotherTool(t *testing.T) {
 			t.Errorf("verify issues lack %q: %+v", want, lines[9].Issues)
 		}
 	}
+	validLines(t, report.KindVerify, "verify", "", lines, err)
 	if lines[9].IssuesTotal != 4 {
 		t.Errorf("issues total = %d, want 4", lines[9].IssuesTotal)
 	}
