@@ -31,6 +31,10 @@ type Options struct {
 	ScanCount int64
 	// EventEvery throttles progress events (default 1s).
 	EventEvery time.Duration
+	// NoCheckpoints runs apply and cleanup without saving checkpoints, for
+	// the benchmark that measures what checkpointing costs. A crash then
+	// means starting over.
+	NoCheckpoints bool
 }
 
 // Phase implements batch.Phase for Redis.
@@ -149,6 +153,14 @@ func (p *Phase) attachCheckpoint(ctx context.Context, lines []report.Migration, 
 	}
 	members := strings.Split(saved.Meta.Fingerprint, "+")
 	prog := progressOf(saved)
+	var scanned int64
+	done := 0
+	for _, n := range prog.Nodes {
+		scanned += n.Scanned
+		if n.Done {
+			done++
+		}
+	}
 	for i := range lines {
 		for _, m := range members {
 			if lines[i].Name == m && lines[i].State != "applied" {
@@ -156,7 +168,8 @@ func (p *Phase) attachCheckpoint(ctx context.Context, lines []report.Migration, 
 				pr := prog
 				lines[i].Progress = &pr
 				lines[i].Resumable = true
-				lines[i].Reason = fmt.Sprintf("an unfinished %s run %s stopped at %s; a rerun resumes it", name, saved.Meta.RunID, saved.Meta.UpdatedAt)
+				lines[i].Reason = fmt.Sprintf("an unfinished %s run %s stopped at %s after scanning %d keys (%d of %d nodes done); a rerun resumes it",
+					name, saved.Meta.RunID, prog.UpdatedAt, scanned, done, len(prog.Nodes))
 			}
 		}
 	}
@@ -297,7 +310,7 @@ func (p *Phase) executor(run *batch.Run, name string, fence batch.Fence) *scan.E
 		ex.Events = run.Events
 		ex.Stop = run.Stopped
 	}
-	if name != "" {
+	if name != "" && !p.opts.NoCheckpoints {
 		ex.Store = p.store(fence)
 	}
 	return ex
@@ -353,10 +366,17 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		}
 		if res.TopologyChanged && pass < p.opts.MaxPasses {
 			progress.Warnf(run.Events, "cluster topology changed during pass %d; scanning again", pass)
-			if err := ex.Store.Clear(ctx, "apply"); err != nil {
+			if err := p.clear(ctx, ex, "apply"); err != nil {
 				return lines, err
 			}
 			continue
+		}
+		if total.Sum().Scanned == 0 && !res.TopologyChanged && !res.Resumed {
+			// No tenant key at all (a fresh install): nothing can be left
+			// to do, so one pass is enough.
+			confirm = scan.NewTally()
+			run.Emit(progress.Event{Event: progress.PassDone, Pass: pass, Migration: ex.Label, Msg: fmt.Sprintf("pass %d done; no tenant keys", pass)})
+			break
 		}
 		// The confirming pass: read-only, finds what is left to do and the
 		// keys that cannot be converted.
@@ -375,7 +395,7 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		if (left == 0 && !cres.TopologyChanged) || pass >= p.opts.MaxPasses {
 			break
 		}
-		if err := ex.Store.Clear(ctx, "apply"); err != nil {
+		if err := p.clear(ctx, ex, "apply"); err != nil {
 			return lines, err
 		}
 	}
@@ -418,7 +438,7 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 			run.Emit(progress.Event{Event: progress.MigrationFinished, Migration: "redis/" + name, Counts: &c, Msg: "applied redis/" + name})
 		}
 	}
-	if err := ex.Store.Clear(ctx, "apply"); err != nil {
+	if err := p.clear(ctx, ex, "apply"); err != nil {
 		return lines, err
 	}
 	return lines, failedErr
@@ -480,6 +500,11 @@ func (p *Phase) Verify(ctx context.Context, run *batch.Run) ([]report.Migration,
 	ex.Label = "verify"
 	if run.Sample > 0 {
 		ex.Limit = int64(run.Sample)
+		// The limit is checked between chunks: keep a chunk no larger
+		// than the sample.
+		if ex.Spec.Count <= 0 || ex.Spec.Count > ex.Limit {
+			ex.Spec.Count = ex.Limit
+		}
 	}
 	res, err := ex.Pass(ctx, p.set.Verify(applied))
 	if err != nil {
@@ -551,7 +576,7 @@ func (p *Phase) Cleanup(ctx context.Context, run *batch.Run) ([]report.Migration
 	if err != nil {
 		return lines, err
 	}
-	if err := ex.Store.Clear(ctx, "cleanup"); err != nil {
+	if err := p.clear(ctx, ex, "cleanup"); err != nil {
 		return lines, err
 	}
 	if failed > 0 {
@@ -570,4 +595,11 @@ func has(list []string, v string) bool {
 		}
 	}
 	return false
+}
+
+func (p *Phase) clear(ctx context.Context, ex *scan.Executor, name string) error {
+	if ex.Store == nil {
+		return nil
+	}
+	return ex.Store.Clear(ctx, name)
 }

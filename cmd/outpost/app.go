@@ -17,6 +17,7 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch"
 	"github.com/outpost-migrate/outpost/batch/config"
+	"github.com/outpost-migrate/outpost/batch/lock"
 	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -37,9 +38,11 @@ type cli struct {
 
 	// Per-command flags.
 	sqlOnly, redisOnly *bool
+	noCheckpoints      *bool
 	yes                *bool
 	target             *string
 	lockTimeout        *time.Duration
+	lockTTL            *time.Duration
 	maxRuntime         *time.Duration
 	detailed           *bool
 	sample             *int
@@ -121,8 +124,13 @@ func newCLI() *cli {
 	m.Flag("sql-only", "Only the PostgreSQL store (list, plan, apply, verify, status, cleanup).").BoolVar(c.boolPtr(&c.sqlOnly))
 	m.Flag("redis-only", "Only the Redis store (list, plan, apply, verify, status, cleanup).").BoolVar(c.boolPtr(&c.redisOnly))
 	m.Flag("yes", "Do not ask for confirmation: required by apply, cleanup, unlock and force when there is no terminal.").Short('y').BoolVar(c.boolPtr(&c.yes))
-	m.Flag("lock-timeout", "apply, cleanup: wait this long for a busy migration lock before giving up with exit 75.").Default(defaultLockTimeout.String()).DurationVar(c.durPtr(&c.lockTimeout))
+	m.Flag("lock-timeout", "apply, cleanup, force: wait this long for a busy migration lock (the Redis lease; for the SQL phase, golang-migrate's PostgreSQL advisory lock) before giving up with exit 75.").Default(defaultLockTimeout.String()).DurationVar(c.durPtr(&c.lockTimeout))
+	// Hidden: the lease's TTL, for tests that must see a lease renewed (or
+	// expire) within seconds; in production the one hour Outpost uses is
+	// the bound on how long a crashed run blocks everyone.
+	m.Flag("lock-ttl", "apply, cleanup: TTL of the migration lock's lease, renewed every third of it.").Hidden().Default(lock.DefaultTTL.String()).DurationVar(c.durPtr(&c.lockTTL))
 	m.Flag("max-runtime", "apply, cleanup, verify: stop at a safe point after this long, progress saved (exit 75; a rerun resumes). 0: no limit.").Default("0s").DurationVar(c.durPtr(&c.maxRuntime))
+	m.Flag("no-checkpoints", "Benchmarks only: run without saving checkpoints (a crash then starts over).").Hidden().BoolVar(c.boolPtr(&c.noCheckpoints))
 	m.Command("list", "List every migration and its state.")
 	plan := m.Command("plan", "Show what apply would do, and how much; changes nothing.")
 	plan.Flag("detailed-exitcode", "Exit 2 when migrations are pending.").BoolVar(c.boolPtr(&c.detailed))

@@ -83,7 +83,7 @@ var (
 
 // binary builds the outpost binary once per test run, for tests that need
 // a real process (signals, kill -9, stdin without a terminal).
-func binary(t *testing.T) string {
+func binary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "outpost-bin-")

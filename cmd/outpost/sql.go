@@ -18,9 +18,15 @@ import (
 )
 
 // openSQL builds the SQL phase and, with --wait-for, waits for a server
-// that is still starting.
-func openSQL(ctx context.Context, cfg *config.Config, waitFor time.Duration, events progress.Sink) (batch.Phase, error) {
-	p, err := sqlphase.New(ctx, cfg.PostgresURL, sqlmig.Source(), sqlphase.Options{})
+// that is still starting. lockWait (--lock-timeout) bounds the wait for
+// golang-migrate's advisory lock too: with --sql-only it is the only
+// migration lock, and 0 must fail at once there as it does for the Redis
+// lease.
+func openSQL(ctx context.Context, cfg *config.Config, waitFor, lockWait time.Duration, events progress.Sink) (batch.Phase, error) {
+	if lockWait <= 0 {
+		lockWait = -1 // sqlphase reads 0 as its default wait, a negative one as none
+	}
+	p, err := sqlphase.New(ctx, cfg.PostgresURL, sqlmig.Source(), sqlphase.Options{AdvisoryLockWait: lockWait})
 	if err != nil {
 		return nil, err
 	}

@@ -168,7 +168,7 @@ func TestEveryManifestParses(t *testing.T) {
 	}
 }
 
-func TestJob(t *testing.T) {
+func TestKubernetesJobRecipe(t *testing.T) {
 	ms := load(t, "job.yaml")
 	if len(ms) != 1 || ms[0].Kind != "Job" || ms[0].APIVersion != "batch/v1" {
 		t.Fatalf("job.yaml: %+v", ms)
@@ -263,7 +263,7 @@ func TestDeploymentInitContainer(t *testing.T) {
 	}
 }
 
-func TestReadmeHasTheOneLiner(t *testing.T) {
+func TestKubernetesRecipeReadme(t *testing.T) {
 	b, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -277,6 +277,42 @@ func TestReadmeHasTheOneLiner(t *testing.T) {
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("README.md lacks %q", want)
+		}
+	}
+	// The exit-code table: each row's codes ("75", "130 / 143") and action.
+	// Its FailJob rows are exactly the report package's non-retryable codes
+	// (and so job.yaml's FailJob rule, checked in TestJob); every retryable
+	// code is in a Count row.
+	var failJob, count []int
+	for _, line := range strings.Split(s, "\n") {
+		cells := strings.Split(strings.Trim(line, "| "), " | ")
+		if len(cells) != 3 {
+			continue
+		}
+		var codes []int
+		for _, f := range strings.Split(cells[0], " / ") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				codes = nil
+				break
+			}
+			codes = append(codes, n)
+		}
+		switch {
+		case len(codes) == 0:
+		case strings.Contains(cells[2], "FailJob"):
+			failJob = append(failJob, codes...)
+		case strings.Contains(cells[2], "Count"):
+			count = append(count, codes...)
+		}
+	}
+	non, retry := nonRetryableFromReport()
+	if got := sorted(failJob); !reflect.DeepEqual(got, non) {
+		t.Errorf("README.md's FailJob rows %v, want the report package's non-retryable %v", got, non)
+	}
+	for _, code := range append(retry, contractRetryable...) {
+		if !slices.Contains(count, code) {
+			t.Errorf("README.md's table has no Count row for retryable exit code %d", code)
 		}
 	}
 	for _, code := range contractNonRetryable {

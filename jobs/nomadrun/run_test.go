@@ -19,6 +19,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v5"
 
 	nomadspecs "github.com/outpost-migrate/outpost/jobs/nomad"
+	"github.com/outpost-migrate/outpost/jobs/nomadrun/nomadfake"
 )
 
 // Reports as the tool prints them. The odd spacing, escapes and non-ASCII
@@ -54,7 +55,7 @@ func run(t *testing.T, ctx context.Context, o Options) outcome {
 	return outcome{res: res, err: err, stdout: stdout.String(), stderr: stderr.String()}
 }
 
-func opts(f *fakeNomad) Options { return Options{Addr: f.srv.URL, WaitTime: 2 * time.Second} }
+func opts(f *nomadfake.Server) Options { return Options{Addr: f.URL(), WaitTime: 2 * time.Second} }
 
 var (
 	schemaOnce sync.Once
@@ -154,7 +155,7 @@ func TestRelaysTheTaskReportAndExitCode(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			stdout := "some line the tool should not print\n\n" + tc.report + "\n\n"
-			f := newFake(t, exitScenario(tc.code, stdout))
+			f := nomadfake.New(t, nomadfake.Exit(tc.code, stdout))
 			o := run(t, context.Background(), opts(f))
 			if o.err != nil {
 				t.Fatalf("err %v\n%s", o.err, o.stderr)
@@ -172,11 +173,11 @@ func TestRelaysTheTaskReportAndExitCode(t *testing.T) {
 			if !strings.Contains(o.stderr, "registered job outpost-migrate") || !strings.Contains(o.stderr, "exited with code") {
 				t.Fatalf("stderr:\n%s", o.stderr)
 			}
-			if !f.sawBlockingQuery() {
-				t.Fatalf("no blocking query on the job:\n%s", f.requestLog())
+			if !f.SawBlockingQuery() {
+				t.Fatalf("no blocking query on the job:\n%s", f.RequestLog())
 			}
 			// The registered job is the embedded spec plus this run's id.
-			reg := f.registered[0]
+			reg := f.Registered()[0]
 			if reg.Meta[RunIDMeta] == "" || reg.Meta["outpost_recipe"] != "migrate-apply" || *reg.TaskGroups[0].RestartPolicy.Attempts != 0 {
 				t.Fatalf("registered %+v", reg.Meta)
 			}
@@ -185,7 +186,7 @@ func TestRelaysTheTaskReportAndExitCode(t *testing.T) {
 }
 
 func TestRelaysTaskStderrWhenAsked(t *testing.T) {
-	f := newFake(t, exitScenario(0, reportApplied+"\n"))
+	f := nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n"))
 	o := opts(f)
 	o.RelayTaskStderr = true
 	out := run(t, context.Background(), o)
@@ -195,7 +196,7 @@ func TestRelaysTaskStderrWhenAsked(t *testing.T) {
 }
 
 func TestDispatchesTheParameterizedJob(t *testing.T) {
-	f := newFake(t, exitScenario(3, reportDrift+"\n"))
+	f := nomadfake.New(t, nomadfake.Exit(3, reportDrift+"\n"))
 	o := opts(f)
 	o.Job = nomadspecs.MigrateParam
 	o.Meta = map[string]string{"command": "verify"}
@@ -203,24 +204,24 @@ func TestDispatchesTheParameterizedJob(t *testing.T) {
 	if out.err != nil || out.res.ExitCode != 3 || out.stdout != reportDrift+"\n" {
 		t.Fatalf("%v exit %d\n%s\n%s", out.err, out.res.ExitCode, out.stdout, out.stderr)
 	}
-	if len(f.dispatches) != 1 || f.dispatches[0].Meta["command"] != "verify" || f.dispatches[0].JobID != "outpost-migrate-param" {
-		t.Fatalf("dispatches %+v", f.dispatches)
+	if len(f.Dispatches()) != 1 || f.Dispatches()[0].Meta["command"] != "verify" || f.Dispatches()[0].JobID != "outpost-migrate-param" {
+		t.Fatalf("dispatches %+v", f.Dispatches())
 	}
 	n := out.res.Nomad
 	if !strings.HasPrefix(n.DispatchedJobID, "outpost-migrate-param/dispatch-") || n.JobID != "outpost-migrate-param" {
 		t.Fatalf("facts %+v", n)
 	}
 	// The parent is registered as shipped (no run id: dispatches are unique).
-	if len(f.registered) != 1 || f.registered[0].Meta[RunIDMeta] != "" || !f.registered[0].IsParameterized() {
-		t.Fatalf("registered %+v", f.registered)
+	if len(f.Registered()) != 1 || f.Registered()[0].Meta[RunIDMeta] != "" || !f.Registered()[0].IsParameterized() {
+		t.Fatalf("registered %+v", f.Registered())
 	}
-	if !strings.Contains(f.requestLog(), "/v1/job/outpost-migrate-param%2Fdispatch-") {
-		t.Fatalf("the dispatched job's ID must be path-escaped:\n%s", f.requestLog())
+	if !strings.Contains(f.RequestLog(), "/v1/job/outpost-migrate-param%2Fdispatch-") {
+		t.Fatalf("the dispatched job's ID must be path-escaped:\n%s", f.RequestLog())
 	}
 }
 
 func TestDriverFailureIsReported(t *testing.T) {
-	f := newFake(t, driverFailure)
+	f := nomadfake.New(t, nomadfake.DriverFailure)
 	out := run(t, context.Background(), opts(f))
 	d := checkOwn(t, out, CodeUnknown, ReasonTaskNotRun, 1)
 	if !strings.Contains(d.Msg, "Failed to pull") || d.Extra.Nomad.ClientStatus != "failed" || d.Extra.Nomad.TaskExitCode != nil {
@@ -229,7 +230,7 @@ func TestDriverFailureIsReported(t *testing.T) {
 }
 
 func TestLostAllocationIsRetryable(t *testing.T) {
-	f := newFake(t, lostAlloc)
+	f := nomadfake.New(t, nomadfake.LostAlloc)
 	out := run(t, context.Background(), opts(f))
 	d := checkOwn(t, out, CodeTemporary, ReasonAllocLost, 75)
 	if !d.Error.Retryable || d.Extra.Nomad.ClientStatus != "lost" || !strings.Contains(d.Msg, "was lost") ||
@@ -239,7 +240,7 @@ func TestLostAllocationIsRetryable(t *testing.T) {
 }
 
 func TestTimeoutLeavesTheJobRunning(t *testing.T) {
-	f := newFake(t, forever)
+	f := nomadfake.New(t, nomadfake.Forever)
 	o := opts(f)
 	o.Timeout = 300 * time.Millisecond
 	start := time.Now()
@@ -252,13 +253,13 @@ func TestTimeoutLeavesTheJobRunning(t *testing.T) {
 		d.Outcome != "timed_out" || d.Extra.Nomad.JobStatus != "running" {
 		t.Fatalf("%s", out.res.Report)
 	}
-	if strings.Contains(f.requestLog(), "DELETE") {
+	if strings.Contains(f.RequestLog(), "DELETE") {
 		t.Fatal("the runner must not stop the job on timeout")
 	}
 }
 
 func TestTimeoutBeforePlacementSaysSo(t *testing.T) {
-	f := newFake(t, func(*fakeNomad, *api.Job) {}) // never placed
+	f := nomadfake.New(t, func(*nomadfake.Server, *api.Job) {}) // never placed
 	o := opts(f)
 	o.Timeout = 200 * time.Millisecond
 	d := checkOwn(t, run(t, context.Background(), o), CodeTimeout, ReasonTimeout, 75)
@@ -273,7 +274,7 @@ func (s signalCause) Error() string { return "signal" }
 func (s signalCause) ExitCode() int { return int(s) }
 
 func TestInterruptedBySignal(t *testing.T) {
-	f := newFake(t, forever)
+	f := nomadfake.New(t, nomadfake.Forever)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	time.AfterFunc(150*time.Millisecond, func() { cancel(signalCause(143)) })
 	d := checkOwn(t, run(t, ctx, opts(f)), CodeTerminated, ReasonInterrupted, 143)
@@ -282,7 +283,7 @@ func TestInterruptedBySignal(t *testing.T) {
 	}
 	ctx, cancel = context.WithCancelCause(context.Background())
 	time.AfterFunc(150*time.Millisecond, func() { cancel(nil) })
-	checkOwn(t, run(t, ctx, opts(newFake(t, forever))), CodeInterrupted, ReasonInterrupted, 130)
+	checkOwn(t, run(t, ctx, opts(nomadfake.New(t, nomadfake.Forever))), CodeInterrupted, ReasonInterrupted, 130)
 }
 
 func closedAddr(t *testing.T) string {
@@ -311,8 +312,8 @@ func TestCredentialsInAddrAreNotPrinted(t *testing.T) {
 }
 
 func TestACLDenied(t *testing.T) {
-	f := newFake(t, exitScenario(0, reportApplied+"\n"))
-	f.token = "the-right-token"
+	f := nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n"))
+	f.RequireToken("the-right-token")
 	o := opts(f)
 	o.Token = "a-wrong-token"
 	d := checkOwn(t, run(t, context.Background(), o), CodePermission, ReasonACLDenied, 77)
@@ -322,9 +323,9 @@ func TestACLDenied(t *testing.T) {
 }
 
 func TestHonoursNomadEnvironment(t *testing.T) {
-	f := newFake(t, exitScenario(0, reportApplied+"\n"))
-	f.token = "env-token"
-	t.Setenv("NOMAD_ADDR", f.srv.URL)
+	f := nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n"))
+	f.RequireToken("env-token")
+	t.Setenv("NOMAD_ADDR", f.URL())
 	t.Setenv("NOMAD_TOKEN", "env-token")
 	t.Setenv("NOMAD_NAMESPACE", "migrations")
 	t.Setenv("NOMAD_REGION", "eu")
@@ -332,7 +333,7 @@ func TestHonoursNomadEnvironment(t *testing.T) {
 	if out.err != nil || out.res.ExitCode != 0 {
 		t.Fatalf("%v\n%s", out.err, out.stderr)
 	}
-	for _, r := range strings.Split(f.requestLog(), "\n") {
+	for _, r := range strings.Split(f.RequestLog(), "\n") {
 		if !strings.Contains(r, "namespace=migrations") || !strings.Contains(r, "region=eu") {
 			t.Fatalf("request without namespace/region: %s", r)
 		}
@@ -341,16 +342,16 @@ func TestHonoursNomadEnvironment(t *testing.T) {
 		t.Fatalf("%+v", out.res.Nomad)
 	}
 	// Options win over the environment.
-	f2 := newFake(t, exitScenario(0, reportApplied+"\n"))
-	out = run(t, context.Background(), Options{Addr: f2.srv.URL, Namespace: "other", WaitTime: time.Second})
-	if out.err != nil || !strings.Contains(f2.requestLog(), "namespace=other") {
-		t.Fatalf("%v\n%s", out.err, f2.requestLog())
+	f2 := nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n"))
+	out = run(t, context.Background(), Options{Addr: f2.URL(), Namespace: "other", WaitTime: time.Second})
+	if out.err != nil || !strings.Contains(f2.RequestLog(), "namespace=other") {
+		t.Fatalf("%v\n%s", out.err, f2.RequestLog())
 	}
 }
 
 func TestTransientNomadErrorsAreRetried(t *testing.T) {
-	f := newFake(t, exitScenario(0, reportApplied+"\n"))
-	f.failInfo = 2
+	f := nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n"))
+	f.FailJobReads(2)
 	out := run(t, context.Background(), opts(f))
 	if out.err != nil || out.res.ExitCode != 0 || !strings.Contains(out.stderr, "retrying") {
 		t.Fatalf("%v\n%s", out.err, out.stderr)
@@ -360,15 +361,15 @@ func TestTransientNomadErrorsAreRetried(t *testing.T) {
 func TestRerunPicksThisRunsAllocation(t *testing.T) {
 	var n int
 	var mu sync.Mutex
-	f := newFake(t, func(f *fakeNomad, j *api.Job) {
+	f := nomadfake.New(t, func(f *nomadfake.Server, j *api.Job) {
 		mu.Lock()
 		n++
 		first := n == 1
 		mu.Unlock()
 		if first {
-			exitScenario(3, reportDrift+"\n")(f, j)
+			nomadfake.Exit(3, reportDrift+"\n")(f, j)
 		} else {
-			exitScenario(0, reportApplied+"\n")(f, j)
+			nomadfake.Exit(0, reportApplied+"\n")(f, j)
 		}
 	})
 	first := run(t, context.Background(), opts(f))
@@ -379,7 +380,7 @@ func TestRerunPicksThisRunsAllocation(t *testing.T) {
 	if first.res.Nomad.AllocID == second.res.Nomad.AllocID {
 		t.Fatal("the second run relayed the first run's allocation")
 	}
-	if f.registered[0].Meta[RunIDMeta] == f.registered[1].Meta[RunIDMeta] {
+	if f.Registered()[0].Meta[RunIDMeta] == f.Registered()[1].Meta[RunIDMeta] {
 		t.Fatal("each registration must carry its own run id")
 	}
 }
@@ -393,7 +394,7 @@ func writeSpec(t *testing.T, doc string) string {
 }
 
 func TestInvalidSpecIsConfigError(t *testing.T) {
-	f := newFake(t, exitScenario(0, reportApplied+"\n"))
+	f := nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n"))
 	apply, _ := nomadspecs.JSON(nomadspecs.MigrateApply)
 	for name, doc := range map[string]string{
 		"unknown field":    strings.Replace(string(apply), `"Driver"`, `"Drivr"`, 1),
@@ -416,13 +417,13 @@ func TestInvalidSpecIsConfigError(t *testing.T) {
 	o = opts(f)
 	o.JobFile = filepath.Join(t.TempDir(), "missing.json")
 	checkOwn(t, run(t, context.Background(), o), CodeConfig, ReasonSpecInvalid, 78)
-	if f.requestLog() != "" {
-		t.Fatalf("an invalid spec must not reach Nomad:\n%s", f.requestLog())
+	if f.RequestLog() != "" {
+		t.Fatalf("an invalid spec must not reach Nomad:\n%s", f.RequestLog())
 	}
 }
 
 func TestUserJobFileRuns(t *testing.T) {
-	f := newFake(t, exitScenario(0, reportApplied+"\n"))
+	f := nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n"))
 	apply, _ := nomadspecs.JSON(nomadspecs.MigrateApply)
 	o := opts(f)
 	o.JobFile = writeSpec(t, strings.Replace(string(apply), `"outpost-migrate"`, `"my-migrate"`, 2))
@@ -433,7 +434,7 @@ func TestUserJobFileRuns(t *testing.T) {
 }
 
 func TestBadMetaIsUsageError(t *testing.T) {
-	f := newFake(t, exitScenario(0, reportApplied+"\n"))
+	f := nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n"))
 	for _, meta := range []map[string]string{nil, {"command": "drop-everything"}, {"command": "plan", "x": "y"}} {
 		o := opts(f)
 		o.Job = nomadspecs.MigrateParam
@@ -443,24 +444,24 @@ func TestBadMetaIsUsageError(t *testing.T) {
 	o := opts(f)
 	o.Meta = map[string]string{"command": "plan"} // migrate-apply takes no meta
 	checkOwn(t, run(t, context.Background(), o), CodeUsage, ReasonUsage, 64)
-	if f.requestLog() != "" {
+	if f.RequestLog() != "" {
 		t.Fatal("bad meta must not reach Nomad")
 	}
 }
 
 func TestNoReport(t *testing.T) {
-	d := checkOwn(t, run(t, context.Background(), opts(newFake(t, exitScenario(137, "")))), CodeUnknown, ReasonNoReport, 1)
+	d := checkOwn(t, run(t, context.Background(), opts(nomadfake.New(t, nomadfake.Exit(137, "")))), CodeUnknown, ReasonNoReport, 1)
 	if !strings.Contains(d.Msg, "137") || *d.Extra.Nomad.TaskExitCode != 137 {
 		t.Fatal(d.Msg)
 	}
-	checkOwn(t, run(t, context.Background(), opts(newFake(t, exitScenario(0, "\n\n")))), CodeInternal, ReasonNoReport, 70)
+	checkOwn(t, run(t, context.Background(), opts(nomadfake.New(t, nomadfake.Exit(0, "\n\n")))), CodeInternal, ReasonNoReport, 70)
 }
 
 func TestInvalidReport(t *testing.T) {
-	checkOwn(t, run(t, context.Background(), opts(newFake(t, exitScenario(0, "panic: oh no\n")))), CodeInternal, ReasonReportInvalid, 70)
-	checkOwn(t, run(t, context.Background(), opts(newFake(t, exitScenario(0, `{"exit_code":0}`+"\n")))), CodeInternal, ReasonReportInvalid, 70)
+	checkOwn(t, run(t, context.Background(), opts(nomadfake.New(t, nomadfake.Exit(0, "panic: oh no\n")))), CodeInternal, ReasonReportInvalid, 70)
+	checkOwn(t, run(t, context.Background(), opts(nomadfake.New(t, nomadfake.Exit(0, `{"exit_code":0}`+"\n")))), CodeInternal, ReasonReportInvalid, 70)
 
-	o := opts(newFake(t, exitScenario(0, reportApplied+"\n")))
+	o := opts(nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n")))
 	var seen []byte
 	o.Validate = func(line []byte) error {
 		seen = line
@@ -509,13 +510,13 @@ func TestResolveJob(t *testing.T) {
 }
 
 func TestHonoursNomadTLSVariables(t *testing.T) {
-	f := newFakeTLS(t, exitScenario(0, reportApplied+"\n"))
+	f := nomadfake.NewTLS(t, nomadfake.Exit(0, reportApplied+"\n"))
 	ca := filepath.Join(t.TempDir(), "ca.pem")
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.srv.Certificate().Raw})
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.Certificate().Raw})
 	if err := os.WriteFile(ca, pemBytes, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("NOMAD_ADDR", f.srv.URL)
+	t.Setenv("NOMAD_ADDR", f.URL())
 
 	// Without the CA the server is not trusted: a configuration error.
 	d := checkOwn(t, run(t, context.Background(), Options{}), CodeConfig, ReasonNomadConfig, 78)
@@ -541,13 +542,13 @@ func TestHonoursNomadTLSVariables(t *testing.T) {
 }
 
 func TestImageOverride(t *testing.T) {
-	f := newFake(t, exitScenario(0, reportApplied+"\n"))
+	f := nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n"))
 	o := opts(f)
 	o.Image = "hookdeck/outpost:v0.17.0"
 	if out := run(t, context.Background(), o); out.err != nil {
 		t.Fatal(out.err)
 	}
-	if got := f.registered[0].TaskGroups[0].Tasks[0].Config["image"]; got != "hookdeck/outpost:v0.17.0" {
+	if got := f.Registered()[0].TaskGroups[0].Tasks[0].Config["image"]; got != "hookdeck/outpost:v0.17.0" {
 		t.Fatalf("registered image %v", got)
 	}
 }

@@ -1,0 +1,271 @@
+package main
+
+// The performance benchmark of issue #9. Run it with
+//
+//	go test ./cmd/outpost -run '^$' -bench . -benchtime 1x -timeout 60m
+//
+// It starts its own redis-server (standalone and a 3-master cluster) and
+// PostgreSQL, seeds them with migrations/seed, runs the real binary as a
+// subprocess and prints wall time, keys per second and the binary's peak
+// resident memory (getrusage ru_maxrss of the child). Sizes are chosen with
+// OUTPOST_BENCH_TENANTS (comma-separated tenant counts; each tenant has
+// about 3 destinations, so 100000 tenants is about 480k legacy keys);
+// default "100000,200000". OUTPOST_BENCH_DELIVERIES sets the backfill size
+// (default 1000000).
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outpost-migrate/outpost/batch/testsrv"
+	migredis "github.com/outpost-migrate/outpost/migrations/redis"
+	"github.com/outpost-migrate/outpost/migrations/seed"
+)
+
+func benchTenants() []int {
+	v := os.Getenv("OUTPOST_BENCH_TENANTS")
+	if v == "" {
+		v = "100000,200000"
+	}
+	var out []int
+	for _, s := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// measured is one run of the binary.
+type measured struct {
+	wall   time.Duration
+	maxRSS int64 // KiB
+	rep    map[string]any
+	stderr string
+}
+
+func runMeasured(b *testing.B, envs []string, args ...string) measured {
+	b.Helper()
+	cmd := exec.Command(binary(b), args...)
+	cmd.Env = append(envs, "PATH="+os.Getenv("PATH"))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	start := time.Now()
+	out, err := cmd.Output()
+	wall := time.Since(start)
+	require.NoError(b, err, "stderr: %s\nstdout: %s", stderr.String(), out)
+	var rep map[string]any
+	require.NoError(b, json.Unmarshal([]byte(lastLine(string(out))), &rep))
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	return measured{wall: wall, maxRSS: ru.Maxrss, rep: rep, stderr: stderr.String()}
+}
+
+func seedRedis(b *testing.B, c goredis.UniversalClient, tenants int) seed.Stats {
+	b.Helper()
+	opts := seed.DefaultOptions()
+	opts.Tenants = tenants
+	opts.DestinationsPerTenant = 3
+	opts.UnrelatedKeys = 1000
+	st, err := seed.Write(context.Background(), c, opts)
+	require.NoError(b, err)
+	return st
+}
+
+// legacyKeys is what apply migrates: the v0 tenant keys (not the unrelated
+// ones).
+func legacyKeys(st seed.Stats) int { return st.Keys - st.Unrelated }
+
+func reportLine(b *testing.B, format string, args ...any) {
+	b.Helper()
+	msg := fmt.Sprintf(format, args...)
+	b.Log(msg)
+	fmt.Fprintln(os.Stderr, "BENCH "+msg)
+}
+
+// BenchmarkRedisApplyStandalone: the full Redis apply (001-003 from v0) at
+// each size, then the same keyspace without checkpoints, then the naive
+// one-key-at-a-time method and redis-benchmark's HSET ceiling on the same
+// server, for ratios that hold on a noisy machine.
+func BenchmarkRedisApplyStandalone(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		var first *measured
+		var firstKeys int
+		var srv500 *testsrv.RedisServer
+		for _, tenants := range benchTenants() {
+			srv := testsrv.Redis(b)
+			c := srv.Client(b)
+			st := seedRedis(b, c, tenants)
+			envs := []string{"REDIS_HOST=127.0.0.1", "REDIS_PORT=" + itoa(srv.Port)}
+			m := runMeasured(b, envs, "migrate", "apply", "--yes", "--redis-only", "-o", "json")
+			require.Equal(b, "applied", m.rep["outcome"])
+			keys := legacyKeys(st)
+			reportLine(b, "standalone apply: %d tenants, %d legacy keys: %.2fs, %.0f keys/s, peak RSS %.1f MiB",
+				tenants, keys, m.wall.Seconds(), float64(keys)/m.wall.Seconds(), float64(m.maxRSS)/1024)
+			if first == nil {
+				first, firstKeys, srv500 = &m, keys, srv
+				// The same keyspace again, without checkpoints.
+				require.NoError(b, c.FlushAll(context.Background()).Err())
+				seedRedis(b, c, tenants)
+				nc := runMeasured(b, envs, "migrate", "apply", "--yes", "--redis-only", "-o", "json", "--no-checkpoints")
+				reportLine(b, "standalone apply without checkpoints: %.2fs; checkpointing costs %+.1f%%",
+					nc.wall.Seconds(), 100*(m.wall.Seconds()-nc.wall.Seconds())/nc.wall.Seconds())
+				b.ReportMetric(float64(keys)/m.wall.Seconds(), "keys/s")
+				b.ReportMetric(float64(m.maxRSS)/1024, "peak-MiB")
+			}
+		}
+		// The naive method, on the first server (flushed and seeded with a
+		// smaller keyspace so that it finishes), bounded to 20 s.
+		c := srv500.Client(b)
+		require.NoError(b, c.FlushAll(context.Background()).Err())
+		seedRedis(b, c, 20000)
+		n, d := naiveApply(b, c, 20*time.Second)
+		naiveRate := float64(n) / d.Seconds()
+		ourRate := float64(firstKeys) / first.wall.Seconds()
+		reportLine(b, "naive one-key-at-a-time: %d keys in %.1fs = %.0f keys/s; outpost migrate is %.1fx faster", n, d.Seconds(), naiveRate, ourRate/naiveRate)
+		ceiling := redisBenchmarkHSET(b, srv500.Port)
+		reportLine(b, "redis-benchmark HSET -P 100 (server ceiling): %.0f ops/s; outpost migrate reaches %.1f%% of it in keys/s", ceiling, 100*ourRate/ceiling)
+		reportLine(b, "Outpost's own migrator (measured by the project spec on this machine kind): ~138 s for 500k keys => ~3.6k keys/s; outpost migrate: %.0fx", ourRate/(500000.0/138))
+	}
+}
+
+// BenchmarkRedisApplyCluster: the same apply on a 3-master cluster.
+func BenchmarkRedisApplyCluster(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		tenants := benchTenants()[0]
+		cl := testsrv.RedisCluster(b)
+		c := cl.Client(b)
+		st := seedRedis(b, c, tenants)
+		envs := []string{"REDIS_HOST=127.0.0.1", "REDIS_PORT=" + itoa(cl.Ports[0]), "REDIS_CLUSTER_ENABLED=true"}
+		m := runMeasured(b, envs, "migrate", "apply", "--yes", "--redis-only", "-o", "json")
+		require.Equal(b, "applied", m.rep["outcome"])
+		keys := legacyKeys(st)
+		reportLine(b, "cluster apply: %d tenants, %d legacy keys: %.2fs, %.0f keys/s, peak RSS %.1f MiB",
+			tenants, keys, m.wall.Seconds(), float64(keys)/m.wall.Seconds(), float64(m.maxRSS)/1024)
+		b.ReportMetric(float64(keys)/m.wall.Seconds(), "keys/s")
+	}
+}
+
+// BenchmarkBackfill: migration 5 on a log of OUTPOST_BENCH_DELIVERIES
+// deliveries at version 4; reports the rate and the longest batch (the
+// longest any batch holds its row locks).
+func BenchmarkBackfill(b *testing.B) {
+	total := 1_000_000
+	if v, err := strconv.Atoi(os.Getenv("OUTPOST_BENCH_DELIVERIES")); err == nil && v > 0 {
+		total = v
+	}
+	for i := 0; i < b.N; i++ {
+		pg := testsrv.Postgres(b)
+		envs := []string{"POSTGRES_URL=" + pg.URL}
+		runMeasured(b, envs, "migrate", "apply", "--yes", "--sql-only", "--target", "4", "-o", "json")
+		conn := pg.Connect(b)
+		st, err := seed.WritePostgres(context.Background(), conn, seed.PGOptions{Version: 4, Events: total / 2, DeliveriesPerEvent: 2, OrphanRatio: 0.01, Seed: 1})
+		require.NoError(b, err)
+		_, err = conn.Exec(context.Background(), "ANALYZE")
+		require.NoError(b, err)
+		m := runMeasured(b, envs, "migrate", "apply", "--yes", "--sql-only", "-o", "json", "--log-format", "json")
+		require.Equal(b, "applied", m.rep["outcome"])
+		longest := longestBatch(m.stderr)
+		reportLine(b, "backfill (migration 5 and 6-10): %d deliveries: %.2fs, %.0f rows/s, longest batch %s, peak RSS %.1f MiB",
+			st.Deliveries, m.wall.Seconds(), float64(st.Deliveries)/m.wall.Seconds(), longest, float64(m.maxRSS)/1024)
+		b.ReportMetric(float64(longest.Milliseconds()), "longest-batch-ms")
+	}
+}
+
+// longestBatch is the longest gap between consecutive batch_done events
+// (each batch is one transaction, so this bounds how long one holds locks).
+func longestBatch(stderr string) time.Duration {
+	var prev time.Time
+	var longest time.Duration
+	for _, line := range strings.Split(stderr, "\n") {
+		var e struct {
+			TS    time.Time `json:"ts"`
+			Event string    `json:"event"`
+		}
+		if json.Unmarshal([]byte(line), &e) != nil || e.Event != "batch_done" {
+			continue
+		}
+		if !prev.IsZero() && e.TS.Sub(prev) > longest {
+			longest = e.TS.Sub(prev)
+		}
+		prev = e.TS
+	}
+	return longest
+}
+
+// naiveApply is the one-key-at-a-time method: for every legacy key, read
+// it, read its TTL, check the twin, write the converted twin, set its TTL:
+// five round trips per key, no pipelining. It stops after budget.
+func naiveApply(b *testing.B, c goredis.UniversalClient, budget time.Duration) (int, time.Duration) {
+	ctx := context.Background()
+	start := time.Now()
+	n := 0
+	var cursor uint64
+	for time.Since(start) < budget {
+		keys, next, err := c.Scan(ctx, cursor, "tenant:*", 1000).Result()
+		require.NoError(b, err)
+		for _, k := range keys {
+			if !migredis.IsV0Candidate(k) {
+				continue
+			}
+			fields, err := c.HGetAll(ctx, k).Result()
+			require.NoError(b, err)
+			ttl, err := c.PTTL(ctx, k).Result()
+			require.NoError(b, err)
+			key, err := migredis.ClassifyV0(k, fields)
+			if err != nil {
+				continue
+			}
+			twin := key.V1("")
+			if c.Exists(ctx, twin).Val() == 1 {
+				continue
+			}
+			for _, f := range migredis.TimestampFields {
+				if v, ok := fields[f]; ok {
+					if ms, _, err := migredis.ToUnixMilli(v); err == nil {
+						fields[f] = ms
+					}
+				}
+			}
+			if e := key.Kind.Entity(); e != "" {
+				fields["entity"] = e
+			}
+			require.NoError(b, c.HSet(ctx, twin, fields).Err())
+			if ttl > 0 {
+				require.NoError(b, c.PExpire(ctx, twin, ttl).Err())
+			}
+			n++
+		}
+		if next == 0 {
+			break
+		}
+		cursor = next
+	}
+	return n, time.Since(start)
+}
+
+var rpsRE = regexp.MustCompile(`([0-9.]+) requests per second`)
+
+// redisBenchmarkHSET runs redis-benchmark's HSET with pipelines of 100.
+func redisBenchmarkHSET(b *testing.B, port int) float64 {
+	bin, err := testsrv.FindBinary("redis-benchmark")
+	require.NoError(b, err)
+	out, err := exec.Command(bin, "-p", itoa(port), "-t", "hset", "-n", "2000000", "-P", "100", "-q").CombinedOutput()
+	require.NoError(b, err, string(out))
+	m := rpsRE.FindAllStringSubmatch(string(out), -1)
+	require.NotEmpty(b, m, string(out))
+	v, _ := strconv.ParseFloat(m[len(m)-1][1], 64)
+	return v
+}
