@@ -15,11 +15,13 @@ package scan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -162,10 +164,14 @@ type Executor struct {
 	Events progress.Sink
 	// Label names the work in events (the migrations of the pass).
 	Label string
-	// Stop, when it returns an error, stops the pass at the next safe point
-	// (after a chunk and its checkpoint).
+	// Stop, when it returns an error, stops the pass at the next safe point:
+	// it is called before each chunk's step, when the previous chunk's
+	// checkpoint is saved. Pass then returns that error once every node
+	// has reached its safe point.
 	Stop func() error
-	// TotalEstimate, when known, lets events carry an ETA.
+	// TotalEstimate is the number of keys events compute the ETA against;
+	// 0 means the masters' DBSIZE when the pass starts (no estimate with a
+	// Limit).
 	TotalEstimate int64
 	// EventEvery throttles chunk and checkpoint events per node; 0 = 1s.
 	EventEvery time.Duration
@@ -188,8 +194,37 @@ type Result struct {
 	Complete bool
 }
 
+// maxRestartsPerNode bounds how often one pass rescans a node whose server
+// process changed under it (a restart or failover each time): a server
+// that keeps restarting is an outage, not something to loop on.
+const maxRestartsPerNode = 3
+
+// stopError marks the error of Executor.Stop: the node stopped at a safe
+// point, so the pass lets the other nodes reach theirs instead of
+// cancelling the chunks they are working on.
+type stopError struct{ err error }
+
+func (s stopError) Error() string { return s.err.Error() }
+func (s stopError) Unwrap() error { return s.err }
+
+// passState is what the nodes of one pass share for progress events.
+type passState struct {
+	started  time.Time
+	estimate int64
+	// now: keys scanned by this invocation; overall: also those counted
+	// by the checkpoint it resumed from.
+	now, overall atomic.Int64
+}
+
 // Pass walks every master once (resuming from the checkpoint when it
 // matches) and calls step on each non-empty chunk.
+//
+// Nodes are scanned concurrently, one chunk at a time each (the next SCAN
+// is prefetched while the step works), and a node's checkpoint moves only
+// after its step returned nil, so a crash repeats at most one chunk per
+// node. A store error on one node cancels the others; a stop (Executor.Stop)
+// does not: every node finishes the chunk in hand, saves its checkpoint and
+// stops, and Pass returns the stop's error.
 func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
 	if e.Events == nil {
 		e.Events = progress.Nop
@@ -230,10 +265,13 @@ func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
 		}
 	}
 
+	ps := &passState{started: time.Now(), estimate: e.TotalEstimate}
+	if ps.estimate <= 0 && e.Limit == 0 {
+		ps.estimate = estimate(ctx, nodes)
+	}
 	res := &Result{Tally: NewTally(), Nodes: make([]report.NodeProgress, len(nodes)), Complete: true}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var scanned atomicCounter
 	var wg sync.WaitGroup
 	var firstErr error
 	var errOnce sync.Once
@@ -244,20 +282,18 @@ func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
 		nodeTally := NewTally()
 		if saved != nil {
 			if sn, ok := saved.Nodes[n.ID]; ok {
-				if n.RunID != "" && sn.ServerRunID == n.RunID {
-					c, _ := strconv.ParseUint(sn.Cursor, 10, 64)
+				c, perr := strconv.ParseUint(sn.Cursor, 10, 64)
+				if n.RunID != "" && sn.ServerRunID == n.RunID && perr == nil {
 					start = c
 					np.ResumedFrom = sn.Cursor
 					np.Scanned = sn.Scanned
 					np.Done = sn.Done
 					np.Cursor = sn.Cursor
 					for l, cnt := range sn.Counts {
-						cnt := cnt
 						nodeTally.Add(l, func(d *report.Counts) { addCounts(d, cnt) })
 					}
-					resMu.Lock()
+					ps.overall.Add(sn.Scanned)
 					res.Resumed = true
-					resMu.Unlock()
 				} else {
 					// A new server process (restart, failover): its hash seed
 					// differs, so the old cursor would skip keys.
@@ -273,7 +309,7 @@ func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
 		wg.Add(1)
 		go func(i int, n Node, start uint64, nodeTally *Tally) {
 			defer wg.Done()
-			err := e.scanNode(ctx, n, start, uint64(count), step, nodeTally, &res.Nodes[i], &scanned)
+			err := e.scanNode(ctx, n, start, uint64(count), step, nodeTally, &res.Nodes[i], ps)
 			resMu.Lock()
 			res.Tally.Merge(nodeTally)
 			if !res.Nodes[i].Done {
@@ -282,12 +318,19 @@ func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
 			resMu.Unlock()
 			if err != nil {
 				errOnce.Do(func() { firstErr = err })
-				cancel(err)
+				var stop stopError
+				if !errors.As(err, &stop) {
+					cancel(err)
+				}
 			}
 		}(i, n, start, nodeTally)
 	}
 	wg.Wait()
 	if firstErr != nil {
+		var stop stopError
+		if errors.As(firstErr, &stop) {
+			return res, stop.err
+		}
 		return res, firstErr
 	}
 	topo1, err := Topology(ctx, e.Client)
@@ -298,16 +341,19 @@ func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
 	return res, nil
 }
 
-type atomicCounter struct {
-	mu sync.Mutex
-	n  int64
-}
-
-func (a *atomicCounter) add(d int64) int64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.n += d
-	return a.n
+// estimate is the number of keys on the masters (DBSIZE): what a pass
+// without MATCH would scan. It only feeds progress events (ETA), so a
+// failure leaves it unknown rather than failing the pass.
+func estimate(ctx context.Context, nodes []Node) int64 {
+	var total int64
+	for _, n := range nodes {
+		v, err := n.client.DBSize(ctx).Result()
+		if err != nil {
+			return 0
+		}
+		total += v
+	}
+	return total
 }
 
 type chunk struct {
@@ -316,9 +362,48 @@ type chunk struct {
 	err  error
 }
 
-func (e *Executor) scanNode(ctx context.Context, n Node, cursor, count uint64, step Step, t *Tally, np *report.NodeProgress, total *atomicCounter) error {
-	// Prefetch: the next SCAN runs while the step works on this chunk.
-	chunks := make(chan chunk, 2)
+// scanNode walks one master from cursor to the end, restarting from 0 when
+// the server process changed under it.
+func (e *Executor) scanNode(ctx context.Context, n Node, cursor, count uint64, step Step, t *Tally, np *report.NodeProgress, ps *passState) error {
+	for restarts := 0; ; restarts++ {
+		if err := e.walk(ctx, n, cursor, count, step, t, np, ps); err != nil || !np.Done {
+			return err
+		}
+		if n.RunID == "" {
+			return nil
+		}
+		// go-redis silently reconnects and retries a command after a
+		// network error, so a server restarted in the middle of the walk
+		// may have been handed a cursor of its predecessor, which skips
+		// keys: a node is done only if the process that answered the last
+		// SCAN is the one that answered the first.
+		info, err := n.client.Info(ctx, "server").Result()
+		if err != nil {
+			return rediserr.Classify(err, "INFO server on "+n.Addr)
+		}
+		runID := infoField(info, "run_id")
+		if runID == n.RunID {
+			return nil
+		}
+		if restarts >= maxRestartsPerNode {
+			return report.E(report.CodeTemporary, "the Redis server at %s restarted %d times during one pass; try again when it is stable", n.Addr, restarts+1).With("node", n.ID)
+		}
+		progress.Warnf(e.Events, "the Redis server at %s restarted during the pass (run_id %s, was %s): scanning it again from 0", n.Addr, runID, n.RunID)
+		n.RunID = runID
+		np.RunID = runID
+		np.Restarted = true
+		np.Done = false
+		np.Cursor = "0"
+		cursor = 0
+	}
+}
+
+// walk scans n from cursor until cursor 0, a stop, the limit or an error,
+// one chunk at a time: SCAN (prefetched), step, checkpoint, event.
+func (e *Executor) walk(ctx context.Context, n Node, cursor, count uint64, step Step, t *Tally, np *report.NodeProgress, ps *passState) error {
+	// Prefetch: the next SCAN runs while the step works on this chunk. The
+	// channel's small buffer bounds memory to a few chunks per node.
+	chunks := make(chan chunk, 1)
 	scanCtx, stopScan := context.WithCancel(ctx)
 	defer stopScan()
 	go func() {
@@ -341,19 +426,25 @@ func (e *Executor) scanNode(ctx context.Context, n Node, cursor, count uint64, s
 	if every == 0 {
 		every = time.Second
 	}
-	started := time.Now()
 	var lastEvent time.Time
-	var scannedHere int64
 	for ch := range chunks {
 		if ch.err != nil {
+			if cerr := context.Cause(ctx); cerr != nil {
+				return cerr
+			}
 			return rediserr.Classify(ch.err, "SCAN on "+n.Addr)
+		}
+		// A safe point: everything before this chunk is done and saved.
+		if e.Stop != nil {
+			if err := e.Stop(); err != nil {
+				return stopError{err}
+			}
 		}
 		if len(ch.keys) > 0 {
 			if err := step(ctx, ch.keys, t); err != nil {
 				return err
 			}
 		}
-		scannedHere += int64(len(ch.keys))
 		np.Scanned += int64(len(ch.keys))
 		np.Cursor = strconv.FormatUint(ch.next, 10)
 		np.Done = ch.next == 0
@@ -365,37 +456,46 @@ func (e *Executor) scanNode(ctx context.Context, n Node, cursor, count uint64, s
 				return err
 			}
 		}
-		all := total.add(int64(len(ch.keys)))
+		ps.now.Add(int64(len(ch.keys)))
+		ps.overall.Add(int64(len(ch.keys)))
 		if time.Since(lastEvent) >= every || np.Done {
 			lastEvent = time.Now()
-			e.emitChunk(n, np, t, scannedHere, all, started)
+			e.emitChunk(n, np, t, ps)
 		}
 		if np.Done {
 			return nil
 		}
-		if e.Stop != nil {
-			if err := e.Stop(); err != nil {
-				return err
-			}
-		}
-		if e.Limit > 0 && all >= e.Limit {
+		if e.Limit > 0 && ps.now.Load() >= e.Limit {
 			return nil
 		}
+	}
+	if cerr := context.Cause(ctx); cerr != nil {
+		return cerr
 	}
 	return ctx.Err()
 }
 
-func (e *Executor) emitChunk(n Node, np *report.NodeProgress, t *Tally, scannedHere, all int64, started time.Time) {
-	elapsed := time.Since(started)
+// emitChunk reports a node's position. Rate and ETA are the pass's (all
+// nodes together): remaining keys are estimated from DBSIZE (or
+// Executor.TotalEstimate), an upper bound when MATCH skips keys and a lower
+// one when the pass creates keys that it then scans.
+func (e *Executor) emitChunk(n Node, np *report.NodeProgress, t *Tally, ps *passState) {
+	elapsed := time.Since(ps.started)
 	sum := t.Sum()
 	sum.Scanned = np.Scanned
+	overall := ps.overall.Load()
+	// Counts sum the labels (the migrations of a fused pass) with Scanned
+	// the node's keys; fields.by_label has each label's own counts.
 	ev := progress.Event{Event: progress.ChunkDone, Level: "info", Migration: e.Label, Node: n.ID, Cursor: np.Cursor,
 		Msg: fmt.Sprintf("%s: %d keys scanned on %s", e.Label, np.Scanned, n.Addr), Counts: &sum, ElapsedMS: elapsed.Milliseconds(),
-		TotalEstimate: e.TotalEstimate}
+		Fields: map[string]any{"by_label": t.snapshot()}}
+	if ps.estimate > 0 {
+		ev.TotalEstimate = max(ps.estimate, overall)
+	}
 	if s := elapsed.Seconds(); s > 0 {
-		ev.RatePerS = float64(scannedHere) / s
-		if e.TotalEstimate > all && ev.RatePerS > 0 {
-			ev.ETAS = float64(e.TotalEstimate-all) / ev.RatePerS
+		ev.RatePerS = float64(ps.now.Load()) / s
+		if ps.estimate > overall && ev.RatePerS > 0 {
+			ev.ETAS = float64(ps.estimate-overall) / ev.RatePerS
 		}
 	}
 	e.Events.Emit(ev)

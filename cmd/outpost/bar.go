@@ -22,6 +22,7 @@ type bar struct {
 	w     io.Writer
 	b     *progressbar.ProgressBar
 	label string
+	max   int64
 	nodes map[string]int64
 }
 
@@ -45,10 +46,17 @@ func (b *bar) Emit(e progress.Event) {
 			max = -1
 		}
 		b.label = e.Migration
+		b.max = max
 		b.nodes = map[string]int64{}
 		b.b = progressbar.NewOptions64(max, progressbar.OptionSetWriter(b.w), progressbar.OptionSetDescription(e.Migration),
 			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("keys"),
 			progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(200_000_000))
+	}
+	if b.max > 0 && e.TotalEstimate > b.max {
+		// The estimate grew (a pass scans keys that it writes): keep the
+		// bar below its end until the pass ends.
+		b.max = e.TotalEstimate
+		b.b.ChangeMax64(b.max)
 	}
 	if e.Counts != nil {
 		n := e.Counts.Scanned

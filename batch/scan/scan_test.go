@@ -1,0 +1,702 @@
+package scan_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outpost-migrate/outpost/batch/lock"
+	"github.com/outpost-migrate/outpost/batch/progress"
+	"github.com/outpost-migrate/outpost/batch/scan"
+	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/report"
+)
+
+func TestMain(m *testing.M) { testsrv.Main(m) }
+
+const lockKey = ".outpost:migration_lock"
+
+// fill writes n hashes named prefix+i (padded so that names are long) with
+// pipelines, and returns their names.
+func fill(t testing.TB, c redis.UniversalClient, prefix string, n int) []string {
+	t.Helper()
+	ctx := context.Background()
+	keys := make([]string, 0, n)
+	pipe := c.Pipeline()
+	for i := 0; i < n; i++ {
+		k := fmt.Sprintf("%s%07d", prefix, i)
+		keys = append(keys, k)
+		pipe.HSet(ctx, k, "id", i)
+		if pipe.Len() == 1000 {
+			_, err := pipe.Exec(ctx)
+			require.NoError(t, err)
+		}
+	}
+	_, err := pipe.Exec(ctx)
+	require.NoError(t, err)
+	return keys
+}
+
+// recorder is a Step that records every key and every chunk it is handed.
+type recorder struct {
+	mu     sync.Mutex
+	seen   map[string]int
+	chunks [][]string
+	// ctxErrs counts chunks handed over with a cancelled context.
+	ctxErrs int
+	// fail, when set, is called after a chunk is recorded (with the number
+	// of chunks so far); its error is the step's.
+	fail func(n int) error
+	// delay makes every chunk take this long, as real work does.
+	delay time.Duration
+}
+
+func newRecorder() *recorder { return &recorder{seen: map[string]int{}} }
+
+func (r *recorder) step(ctx context.Context, keys []string, t *scan.Tally) error {
+	r.mu.Lock()
+	for _, k := range keys {
+		r.seen[k]++
+	}
+	r.chunks = append(r.chunks, append([]string(nil), keys...))
+	n := len(r.chunks)
+	fail := r.fail
+	r.mu.Unlock()
+	time.Sleep(r.delay)
+	if ctx.Err() != nil {
+		r.mu.Lock()
+		r.ctxErrs++
+		r.mu.Unlock()
+	}
+	t.Add("m", func(c *report.Counts) { c.Scanned += int64(len(keys)); c.Changed += int64(len(keys)) })
+	if fail != nil {
+		return fail(n)
+	}
+	return nil
+}
+
+func (r *recorder) keys() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.seen))
+	for k := range r.seen {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sorted(keys []string) []string {
+	out := append([]string(nil), keys...)
+	sort.Strings(out)
+	return out
+}
+
+func runID(t testing.TB, c *redis.Client) string {
+	t.Helper()
+	info, err := c.Info(context.Background(), "server").Result()
+	require.NoError(t, err)
+	for _, l := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "run_id:"); ok {
+			return v
+		}
+	}
+	t.Fatal("no run_id in INFO server")
+	return ""
+}
+
+func TestEveryKeyStandalone(t *testing.T) {
+	srv := testsrv.Redis(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	want := fill(t, c, "tenant:", 25_000)
+	// Noise that MATCH and TYPE must leave out.
+	fill(t, c, "other:", 3_000)
+	for i := 0; i < 2_000; i++ {
+		require.NoError(t, c.Set(ctx, fmt.Sprintf("tenant:s%d", i), "x", 0).Err())
+	}
+
+	store := &scan.Store{Client: c, LockKey: lockKey}
+	rec := newRecorder()
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*", Type: "hash", Count: 1000}, Store: store,
+		Name: "apply", Fingerprint: "m", RunID: "r-1"}
+	res, err := ex.Pass(ctx, rec.step)
+	require.NoError(t, err)
+	require.True(t, res.Complete)
+	require.False(t, res.Resumed)
+	require.False(t, res.TopologyChanged)
+	require.Equal(t, sorted(want), rec.keys(), "every matching hash, and nothing else")
+	require.Greater(t, len(rec.chunks), 10, "more keys than several chunks")
+
+	require.Len(t, res.Nodes, 1)
+	n := res.Nodes[0]
+	require.Equal(t, "standalone", n.Node)
+	require.Equal(t, srv.Addr, n.Addr)
+	require.Equal(t, runID(t, c), n.RunID)
+	require.True(t, n.Done)
+	require.Equal(t, "0", n.Cursor)
+	var handed int64
+	for _, ch := range rec.chunks {
+		handed += int64(len(ch))
+	}
+	require.Equal(t, handed, n.Scanned)
+	require.Equal(t, handed, res.Tally.Counts("m").Scanned)
+
+	// The checkpoint: node id, server run_id, cursor, counts, run id, time.
+	saved, err := store.Load(ctx, "apply")
+	require.NoError(t, err)
+	require.NotNil(t, saved)
+	require.Equal(t, "m", saved.Meta.Fingerprint)
+	require.Equal(t, "r-1", saved.Meta.RunID)
+	require.NotEmpty(t, saved.Meta.StartedAt)
+	sn := saved.Nodes["standalone"]
+	require.Equal(t, "standalone", sn.Node)
+	require.Equal(t, runID(t, c), sn.ServerRunID)
+	require.Equal(t, "0", sn.Cursor)
+	require.True(t, sn.Done)
+	require.Equal(t, handed, sn.Scanned)
+	require.Equal(t, handed, sn.Counts["m"].Scanned)
+	require.Equal(t, "r-1", sn.RunID)
+	_, err = time.Parse(time.RFC3339Nano, sn.UpdatedAt)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, c.Exists(ctx, "{"+lockKey+"}:checkpoint:apply").Val(), "the checkpoint lives in the lock's slot")
+
+	// A pass over a finished checkpoint does nothing and says so.
+	again := newRecorder()
+	res, err = ex.Pass(ctx, again.step)
+	require.NoError(t, err)
+	require.True(t, res.Resumed)
+	require.True(t, res.Complete)
+	require.Empty(t, again.chunks)
+	require.Equal(t, "0", res.Nodes[0].ResumedFrom)
+	require.Equal(t, handed, res.Tally.Counts("m").Scanned, "counts come back from the checkpoint")
+}
+
+// masterOf names the master that holds key.
+func masterOf(t testing.TB, cc *redis.ClusterClient, key string) string {
+	t.Helper()
+	m, err := cc.MasterForKey(context.Background(), key)
+	require.NoError(t, err)
+	return m.Options().Addr
+}
+
+func TestCluster(t *testing.T) {
+	cl := testsrv.RedisCluster(t)
+	cc := cl.Client(t)
+	ctx := context.Background()
+	want := fill(t, cc, "tenant:", 15_000)
+	// Every master holds keys.
+	perMaster := map[string]int64{}
+	var mu sync.Mutex
+	require.NoError(t, cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		n, err := m.DBSize(ctx).Result()
+		mu.Lock()
+		perMaster[m.Options().Addr] = n
+		mu.Unlock()
+		return err
+	}))
+	require.Len(t, perMaster, 3)
+	for addr, n := range perMaster {
+		require.Greater(t, n, int64(3_000), addr)
+	}
+
+	t.Run("ClusterClient.Scan misses keys", func(t *testing.T) {
+		// The loop go-redis users write: the ClusterClient sends each SCAN
+		// to one node (go-redis #1282), so a cursor loop sees one node's
+		// keys (or a mix of cursors of different nodes), never all.
+		seen := map[string]bool{}
+		var cursor uint64
+		for i := 0; i < 100_000; i++ {
+			keys, next, err := cc.Scan(ctx, cursor, "tenant:*", 1000).Result()
+			require.NoError(t, err)
+			for _, k := range keys {
+				seen[k] = true
+			}
+			if cursor = next; cursor == 0 {
+				break
+			}
+		}
+		require.Less(t, len(seen), len(want), "a single-node SCAN loop must miss keys on the other masters")
+	})
+
+	t.Run("every key on every master", func(t *testing.T) {
+		store := &scan.Store{Client: cc, LockKey: lockKey}
+		rec := newRecorder()
+		ex := &scan.Executor{Client: cc, Spec: scan.Spec{Match: "tenant:*", Count: 500}, Store: store, Name: "all", Fingerprint: "m", RunID: "r-1"}
+		res, err := ex.Pass(ctx, rec.step)
+		require.NoError(t, err)
+		require.True(t, res.Complete)
+		require.Equal(t, sorted(want), rec.keys())
+		// Every chunk comes from one master: SCAN is per node.
+		for _, ch := range rec.chunks {
+			m := masterOf(t, cc, ch[0])
+			for _, k := range ch {
+				require.Equal(t, m, masterOf(t, cc, k))
+			}
+		}
+		require.Len(t, res.Nodes, 3)
+		ids := map[string]bool{}
+		var sum int64
+		for _, n := range res.Nodes {
+			require.True(t, n.Done)
+			require.Len(t, n.Node, 40, "a cluster node id")
+			ids[n.Node] = true
+			sum += n.Scanned
+			require.Equal(t, perMaster[n.Addr], n.Scanned, n.Addr)
+		}
+		require.Len(t, ids, 3)
+		require.EqualValues(t, len(want), sum)
+		saved, err := store.Load(ctx, "all")
+		require.NoError(t, err)
+		require.Len(t, saved.Nodes, 3)
+		require.NotEmpty(t, saved.Meta.Topology)
+		for id, sn := range saved.Nodes {
+			require.True(t, ids[id])
+			require.True(t, sn.Done)
+			require.NotEmpty(t, sn.ServerRunID)
+		}
+	})
+
+	t.Run("a crash repeats at most one chunk per node", func(t *testing.T) {
+		crashResume(t, cc, want, func(key string) string { return masterOf(t, cc, key) })
+	})
+
+	t.Run("a stop lets every node finish its chunk", func(t *testing.T) {
+		store := &scan.Store{Client: cc, LockKey: lockKey}
+		rec := newRecorder()
+		rec.delay = 20 * time.Millisecond
+		stopErr := report.E(report.CodeTerminated, "terminated")
+		ex := &scan.Executor{Client: cc, Spec: scan.Spec{Match: "tenant:*", Count: 500}, Store: store, Name: "stop", Fingerprint: "m", RunID: "r-1",
+			Stop: func() error {
+				rec.mu.Lock()
+				defer rec.mu.Unlock()
+				if len(rec.chunks) >= 7 {
+					return stopErr
+				}
+				return nil
+			}}
+		res, err := ex.Pass(ctx, rec.step)
+		require.ErrorIs(t, err, stopErr)
+		require.Equal(t, report.CodeTerminated, report.CodeOf(err))
+		require.False(t, res.Complete)
+		require.Zero(t, rec.ctxErrs, "a stop must not cancel the chunks other nodes are working on")
+		first := len(rec.chunks)
+
+		ex.Stop = nil
+		ex.RunID = "r-2"
+		res, err = ex.Pass(ctx, rec.step)
+		require.NoError(t, err)
+		require.True(t, res.Resumed)
+		require.Equal(t, sorted(want), rec.keys())
+		for k, n := range rec.seen {
+			require.Equal(t, 1, n, "stopped at safe points: %s must not be repeated", k)
+		}
+		require.Greater(t, len(rec.chunks), first)
+	})
+
+	t.Run("a store error on one node cancels the others", func(t *testing.T) {
+		rec := newRecorder()
+		boom := report.E(report.CodeUnreachable, "boom")
+		rec.fail = func(n int) error {
+			if n == 2 {
+				return boom
+			}
+			return nil
+		}
+		ex := &scan.Executor{Client: cc, Spec: scan.Spec{Match: "tenant:*", Count: 500}, Store: &scan.Store{Client: cc, LockKey: lockKey}, Name: "err", Fingerprint: "m"}
+		start := time.Now()
+		res, err := ex.Pass(ctx, rec.step)
+		require.ErrorIs(t, err, boom)
+		require.False(t, res.Complete)
+		require.Less(t, len(rec.chunks), 15, "the other nodes stop promptly")
+		require.Less(t, time.Since(start), 5*time.Second)
+	})
+}
+
+// crashResume runs a pass whose step fails after recording a few chunks
+// (writes half done, checkpoint not moved: what kill -9 leaves behind),
+// then a second pass from the checkpoint, and checks that every key was
+// seen and that the keys seen twice are, per node, at most the one chunk
+// that node was working on when the first pass died.
+func crashResume(t *testing.T, c redis.UniversalClient, want []string, nodeOf func(key string) string) {
+	ctx := context.Background()
+	store := &scan.Store{Client: c, LockKey: lockKey}
+	first := newRecorder()
+	crash := errors.New("crash")
+	first.fail = func(n int) error {
+		if n >= 5 {
+			return crash
+		}
+		return nil
+	}
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*", Count: 500}, Store: store, Name: "crash", Fingerprint: "m", RunID: "r-1"}
+	res, err := ex.Pass(ctx, first.step)
+	require.ErrorIs(t, err, crash)
+	require.False(t, res.Complete)
+
+	second := newRecorder()
+	ex.RunID = "r-2"
+	res, err = ex.Pass(ctx, second.step)
+	require.NoError(t, err)
+	require.True(t, res.Complete)
+	require.True(t, res.Resumed)
+	for _, n := range res.Nodes {
+		if n.ResumedFrom != "" {
+			require.NotEqual(t, "0", n.ResumedFrom, "a node cut short resumes from its cursor")
+		}
+	}
+
+	all := map[string]bool{}
+	for _, k := range first.keys() {
+		all[k] = true
+	}
+	for _, k := range second.keys() {
+		all[k] = true
+	}
+	require.Len(t, all, len(want), "nothing lost")
+
+	// The last chunk each node handed to the first pass.
+	last := map[string]map[string]bool{}
+	for _, ch := range first.chunks {
+		m := map[string]bool{}
+		for _, k := range ch {
+			m[k] = true
+		}
+		last[nodeOf(ch[0])] = m
+	}
+	repeated := map[string]int{}
+	for k := range second.seen {
+		if first.seen[k] > 0 {
+			node := nodeOf(k)
+			require.True(t, last[node][k], "%s was repeated but was not in the chunk %s was working on", k, node)
+			repeated[node]++
+		}
+	}
+	require.NotEmpty(t, repeated, "the chunk that failed is done again")
+	for node, n := range repeated {
+		require.LessOrEqual(t, n, len(last[node]), node)
+	}
+}
+
+func TestCrashRepeatsAtMostOneChunk(t *testing.T) {
+	srv := testsrv.Redis(t)
+	c := srv.Client(t)
+	want := fill(t, c, "tenant:", 10_000)
+	crashResume(t, c, want, func(string) string { return "standalone" })
+}
+
+func TestCancelledPassResumes(t *testing.T) {
+	srv := testsrv.Redis(t)
+	c := srv.Client(t)
+	want := fill(t, c, "tenant:", 10_000)
+	store := &scan.Store{Client: c, LockKey: lockKey}
+	ctx, cancel := context.WithCancel(context.Background())
+	rec := newRecorder()
+	rec.fail = func(n int) error {
+		if n == 4 {
+			cancel()
+		}
+		return nil
+	}
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*"}, Store: store, Name: "c", Fingerprint: "m"}
+	_, err := ex.Pass(ctx, rec.step)
+	require.ErrorIs(t, err, context.Canceled)
+	saved, err := store.Load(context.Background(), "c")
+	require.NoError(t, err)
+	require.False(t, saved.Nodes["standalone"].Done)
+
+	inFlight := map[string]bool{}
+	for _, k := range rec.chunks[3] {
+		inFlight[k] = true
+	}
+	rec.fail = nil
+	res, err := ex.Pass(context.Background(), rec.step)
+	require.NoError(t, err)
+	require.True(t, res.Complete)
+	require.Equal(t, sorted(want), rec.keys())
+	for k, n := range rec.seen {
+		if n > 1 {
+			require.True(t, inFlight[k], "%s repeated, but only the chunk in flight may be", k)
+		}
+	}
+}
+
+func TestRestartedServerIsScannedAgain(t *testing.T) {
+	srv := testsrv.Redis(t, testsrv.WithPersistence())
+	c := srv.Client(t)
+	ctx := context.Background()
+	want := fill(t, c, "tenant:", 8_000)
+	store := &scan.Store{Client: c, LockKey: lockKey}
+	rec := newRecorder()
+	stop := report.E(report.CodeInterrupted, "stop")
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*"}, Store: store, Name: "apply", Fingerprint: "m",
+		Stop: func() error {
+			if len(rec.chunks) >= 3 {
+				return stop
+			}
+			return nil
+		}}
+	_, err := ex.Pass(ctx, rec.step)
+	require.ErrorIs(t, err, stop)
+	oldRun := runID(t, c)
+
+	srv.Restart(t)
+	require.NotEqual(t, oldRun, runID(t, c))
+
+	ex.Stop = nil
+	again := newRecorder()
+	res, err := ex.Pass(ctx, again.step)
+	require.NoError(t, err)
+	require.True(t, res.Complete)
+	require.False(t, res.Resumed)
+	require.True(t, res.Nodes[0].Restarted)
+	require.Empty(t, res.Nodes[0].ResumedFrom)
+	require.Equal(t, sorted(want), again.keys(), "a new server process: scanned again from 0")
+}
+
+func TestRestartDuringPassIsDetected(t *testing.T) {
+	srv := testsrv.Redis(t, testsrv.WithPersistence())
+	c := srv.Client(t)
+	ctx := context.Background()
+	want := fill(t, c, "tenant:", 8_000)
+	before := runID(t, c)
+	rec := newRecorder()
+	rec.fail = func(n int) error {
+		if n == 3 {
+			// The client reconnects on its own and hands the new process
+			// the old process's cursor.
+			srv.Restart(t)
+		}
+		return nil
+	}
+	store := &scan.Store{Client: c, LockKey: lockKey}
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*"}, Store: store, Name: "apply", Fingerprint: "m"}
+	res, err := ex.Pass(ctx, rec.step)
+	require.NoError(t, err)
+	require.True(t, res.Complete)
+	require.True(t, res.Nodes[0].Restarted)
+	after := runID(t, c)
+	require.NotEqual(t, before, after)
+	require.Equal(t, after, res.Nodes[0].RunID)
+	require.Equal(t, sorted(want), rec.keys())
+	saved, err := store.Load(ctx, "apply")
+	require.NoError(t, err)
+	require.Equal(t, after, saved.Nodes["standalone"].ServerRunID)
+}
+
+func TestCheckpointOfAnotherPassIsIgnored(t *testing.T) {
+	srv := testsrv.Redis(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	want := fill(t, c, "tenant:", 5_000)
+	store := &scan.Store{Client: c, LockKey: lockKey}
+	rec := newRecorder()
+	stop := report.E(report.CodeInterrupted, "stop")
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*"}, Store: store, Name: "apply", Fingerprint: "001",
+		Stop: func() error {
+			if len(rec.chunks) >= 2 {
+				return stop
+			}
+			return nil
+		}}
+	_, err := ex.Pass(ctx, rec.step)
+	require.ErrorIs(t, err, stop)
+
+	ex2 := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*"}, Store: store, Name: "apply", Fingerprint: "002"}
+	again := newRecorder()
+	res, err := ex2.Pass(ctx, again.step)
+	require.NoError(t, err)
+	require.False(t, res.Resumed)
+	require.Equal(t, sorted(want), again.keys())
+	saved, err := store.Load(ctx, "apply")
+	require.NoError(t, err)
+	require.Equal(t, "002", saved.Meta.Fingerprint)
+}
+
+func TestCheckpointWritesAreFenced(t *testing.T) {
+	srv := testsrv.Redis(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	fill(t, c, "tenant:", 6_000)
+	lease, err := lock.Acquire(ctx, c, lock.Options{Key: lockKey, Holder: report.Holder{RunID: "r-1", Command: "apply"}})
+	require.NoError(t, err)
+	defer func() { _ = lease.Release(ctx) }()
+	store := &scan.Store{Client: c, LockKey: lockKey, Writer: lease}
+	var before *scan.Saved
+	rec := newRecorder()
+	rec.fail = func(n int) error {
+		if n == 3 {
+			// Another run takes the lock (after a forced unlock): this run
+			// must not move the checkpoint any more.
+			var err error
+			before, err = store.Load(ctx, "apply")
+			require.NoError(t, err)
+			_, err = lock.ForceUnlock(ctx, c, lockKey)
+			require.NoError(t, err)
+			require.NoError(t, c.Set(ctx, lockKey, "someone-else", time.Minute).Err())
+		}
+		return nil
+	}
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*", Count: 500}, Store: store, Name: "apply", Fingerprint: "m", RunID: "r-1"}
+	_, err = ex.Pass(ctx, rec.step)
+	require.Error(t, err)
+	require.Equal(t, report.CodeLockLost, report.CodeOf(err))
+	after, err := store.Load(ctx, "apply")
+	require.NoError(t, err)
+	require.Equal(t, before.Nodes["standalone"].Cursor, after.Nodes["standalone"].Cursor, "the checkpoint did not move after the lease was lost")
+	require.Len(t, rec.chunks, 3)
+}
+
+func TestLimit(t *testing.T) {
+	srv := testsrv.Redis(t)
+	c := srv.Client(t)
+	fill(t, c, "tenant:", 10_000)
+	rec := newRecorder()
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*"}, Limit: 2_500}
+	res, err := ex.Pass(context.Background(), rec.step)
+	require.NoError(t, err)
+	require.False(t, res.Complete)
+	require.GreaterOrEqual(t, res.Nodes[0].Scanned, int64(2_500))
+	require.Less(t, res.Nodes[0].Scanned, int64(5_000))
+}
+
+func TestEscapeGlob(t *testing.T) {
+	require.Equal(t, `a\*b\?c\[d\]e\\f\^g`, scan.EscapeGlob(`a*b?c[d]e\f^g`))
+	srv := testsrv.Redis(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	prefix := "dep[1]*?:"
+	want := fill(t, c, prefix+"tenant:", 50)
+	fill(t, c, "dep1x:tenant:", 50)    // matched by the unescaped pattern
+	fill(t, c, "dep[1]ab:tenant:", 50) // so is this
+	rec := newRecorder()
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: scan.EscapeGlob(prefix) + "tenant:*"}}
+	_, err := ex.Pass(ctx, rec.step)
+	require.NoError(t, err)
+	require.Equal(t, sorted(want), rec.keys())
+}
+
+func TestProgressEvents(t *testing.T) {
+	srv := testsrv.Redis(t)
+	c := srv.Client(t)
+	fill(t, c, "tenant:", 12_000)
+	var buf bytes.Buffer
+	logger := progress.NewLogger(&buf, true, "r-1", "apply")
+	rec := newRecorder()
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*"}, Store: &scan.Store{Client: c, LockKey: lockKey},
+		Name: "apply", Fingerprint: "m", Label: "m", RunID: "r-1", Events: logger, EventEvery: time.Nanosecond}
+	_, err := ex.Pass(context.Background(), rec.step)
+	require.NoError(t, err)
+
+	var chunks, checkpoints, withETA int
+	var last map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		require.NoError(t, report.ValidateEvent([]byte(line)), line)
+		var ev map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &ev))
+		switch ev["event"] {
+		case progress.ChunkDone:
+			chunks++
+			require.Equal(t, "standalone", ev["node"])
+			require.Greater(t, ev["rate_per_s"], 0.0, line)
+			require.GreaterOrEqual(t, ev["total_estimate"], 12_000.0, line)
+			require.NotNil(t, ev["counts"])
+			if _, ok := ev["eta_s"]; ok {
+				withETA++
+			}
+			last = ev
+		case progress.CheckpointSaved:
+			checkpoints++
+			require.NotEmpty(t, ev["cursor"])
+		}
+	}
+	require.Equal(t, len(rec.chunks), chunks, "one event per chunk when not throttled")
+	require.Equal(t, chunks, checkpoints)
+	require.Greater(t, withETA, 0)
+	require.Equal(t, "0", last["cursor"])
+	require.EqualValues(t, 12_000, last["counts"].(map[string]any)["scanned"])
+
+	// Throttled (the default: one a second per node) a fast pass emits only
+	// its first and last chunk.
+	buf.Reset()
+	ex.EventEvery = 0
+	ex.Name = "other"
+	_, err = ex.Pass(context.Background(), rec.step)
+	require.NoError(t, err)
+	require.Equal(t, 2, strings.Count(buf.String(), `"event":"chunk_done"`))
+}
+
+// TestMemoryDoesNotGrowWithTheKeyspace runs a pass over 200k keys with
+// long names and checks the live heap (after GC) late in the pass against
+// early in it: keeping the keys would cost tens of MB.
+func TestMemoryDoesNotGrowWithTheKeyspace(t *testing.T) {
+	srv := testsrv.Redis(t)
+	c := srv.Client(t)
+	const n = 200_000
+	fill(t, c, "tenant:"+strings.Repeat("x", 90)+":", n)
+	live := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	var early, late uint64
+	chunks := 0
+	step := func(ctx context.Context, keys []string, t *scan.Tally) error {
+		chunks++
+		t.Add("m", func(c *report.Counts) { c.Scanned += int64(len(keys)) })
+		switch chunks {
+		case 10:
+			early = live()
+		case 180:
+			late = live()
+		}
+		return nil
+	}
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*"}, Store: &scan.Store{Client: c, LockKey: lockKey}, Name: "mem", Fingerprint: "m"}
+	res, err := ex.Pass(context.Background(), step)
+	require.NoError(t, err)
+	require.EqualValues(t, n, res.Tally.Counts("m").Scanned)
+	require.NotZero(t, late)
+	t.Logf("live heap after 10 chunks: %d KiB, after 180: %d KiB", early/1024, late/1024)
+	// 170 chunks of 1000 keys of ~110 bytes each is ~20 MB if kept.
+	require.Less(t, int64(late)-int64(early), int64(4<<20), "the live heap grew with the keyspace")
+}
+
+func TestTally(t *testing.T) {
+	a := scan.NewTally()
+	for i := 0; i < report.MaxIssues+20; i++ {
+		a.Fail("001", report.Issue{Key: fmt.Sprintf("k%d", i), Reason: "bad"})
+	}
+	a.Add("002", func(c *report.Counts) { c.Changed = 3 })
+	issues, total := a.Issues("001")
+	require.Len(t, issues, report.MaxIssues, "only the first issues are kept")
+	require.EqualValues(t, report.MaxIssues+20, total, "the total is exact")
+	require.Equal(t, "k0", issues[0].Key)
+	require.EqualValues(t, report.MaxIssues+20, a.Counts("001").Failed)
+
+	b := scan.NewTally()
+	b.Fail("001", report.Issue{Key: "x", Reason: "bad"})
+	b.Add("003", func(c *report.Counts) { c.Scanned = 5 })
+	b.Merge(a)
+	_, total = b.Issues("001")
+	require.EqualValues(t, report.MaxIssues+21, total)
+	issues, _ = b.Issues("001")
+	require.Len(t, issues, report.MaxIssues)
+	require.Equal(t, []string{"001", "002", "003"}, b.Labels())
+	require.EqualValues(t, 3, b.Counts("002").Changed)
+	sum := b.Sum()
+	require.EqualValues(t, report.MaxIssues+21, sum.Failed)
+	require.EqualValues(t, 5, sum.Scanned)
+}
