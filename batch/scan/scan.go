@@ -178,6 +178,12 @@ type Executor struct {
 	// Limit stops the pass once this many keys were scanned in all (a
 	// sample); 0 = no limit.
 	Limit int64
+	// Parallel splits each chunk into this many parts that the step
+	// processes concurrently (steps must allow it: they are idempotent per
+	// key and write their tallies under a lock). The chunk stays the unit
+	// of the checkpoint, so a crash still repeats at most one chunk per
+	// node. 0 or 1: one part.
+	Parallel int
 }
 
 // Result is what a pass did.
@@ -441,7 +447,7 @@ func (e *Executor) walk(ctx context.Context, n Node, cursor, count uint64, step 
 			}
 		}
 		if len(ch.keys) > 0 {
-			if err := step(ctx, ch.keys, t); err != nil {
+			if err := e.runStep(ctx, step, ch.keys, t); err != nil {
 				return err
 			}
 		}
@@ -519,4 +525,38 @@ func EscapeGlob(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// minPart is the smallest part worth a goroutine of its own: below it the
+// pipelines get too short to pay for themselves.
+const minPart = 64
+
+// runStep calls step on keys, split into up to e.Parallel parts processed
+// concurrently; it returns the first error after every part has ended.
+func (e *Executor) runStep(ctx context.Context, step Step, keys []string, t *Tally) error {
+	parts := min(e.Parallel, len(keys)/minPart)
+	if parts <= 1 {
+		return step(ctx, keys, t)
+	}
+	size := (len(keys) + parts - 1) / parts
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	for i := 0; i < parts; i++ {
+		lo, hi := i*size, min((i+1)*size, len(keys))
+		if lo >= hi {
+			break
+		}
+		wg.Add(1)
+		go func(i int, part []string) {
+			defer wg.Done()
+			errs[i] = step(ctx, part, t)
+		}(i, keys[lo:hi])
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

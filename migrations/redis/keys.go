@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -133,88 +134,87 @@ func V0Parses(key string) []Key {
 	return out
 }
 
-// NameOnly returns the reading of a v0 key when its name allows only one
-// entity reading besides the always-possible tenant one; ok is false when the
-// content must decide.
-func NameOnly(key string) (Key, bool) {
-	ps := V0Parses(key)
-	switch len(ps) {
-	case 1:
-		return ps[0], true
-	}
-	return Key{}, false
-}
-
 // ErrUnclassifiable is returned for a v0 hash whose name and content do not
 // say what it is.
 var ErrUnclassifiable = errors.New("cannot tell what this record is")
 
 // ClassifyV0 decides what a v0 hash is from its name and content:
-//   - a record holding only deleted_at is a soft-deleted tenant or
-//     destination: the name decides (a ":destination:" reading wins over the
-//     tenant reading, as Outpost never created tenant ids of that shape when
-//     it also had such a destination);
-//   - a destination holds id (its destination id) and type; the reading
-//     whose DestID equals id wins;
-//   - a tenant holds id equal to the rest of the key;
-//   - a summary's every value is a JSON object whose "id" is its field name.
+//   - a record holding id is a tenant when id is the whole rest of the key,
+//     a destination when id is what follows one ":destination:" of the key
+//     (so "tenant:a:destination:b:destination:c" with id "c" is destination
+//     c of tenant "a:destination:b"); the two can never both hold, as the
+//     rest of a destination key is longer than its destination id;
+//   - a summary's every value is a JSON object whose "id" is its field name
+//     (checked before the soft-delete rule: a summary may list a
+//     destination whose id is "deleted_at");
+//   - a record without id that holds deleted_at is a soft-deleted tenant or
+//     destination (the storage spec's soft delete keeps only deleted_at):
+//     the name decides, a ":destination:" reading winning over the tenant
+//     reading, the leftmost split first (tenant ids stay short, as Outpost's
+//     are). Such a record is deleted and expires within 7 days, so an
+//     ambiguous name costs at most a copy, under another name, that expires
+//     with it.
+//
+// Anything else is an error wrapping ErrUnclassifiable that says why: the
+// caller reports it per key and copies nothing.
 func ClassifyV0(key string, fields map[string]string) (Key, error) {
 	ps := V0Parses(key)
 	if len(ps) == 0 {
 		return Key{}, ErrUnclassifiable
 	}
 	id, hasID := fields["id"]
-	if _, hasType := fields["type"]; hasID && hasType {
+	if hasID {
+		if id == ps[0].TenantID {
+			return ps[0], nil
+		}
 		for _, p := range ps {
 			if p.Kind == KindDestination && p.DestID == id {
 				return p, nil
 			}
 		}
 	}
-	if hasID && id == ps[0].TenantID {
-		if _, hasType := fields["type"]; !hasType {
-			return ps[0], nil
+	var summary *Key
+	for i := range ps {
+		if ps[i].Kind == KindSummary {
+			summary = &ps[i]
 		}
 	}
-	if onlyDeleted(fields) {
-		// Prefer the rightmost-tenant destination reading? No: the leftmost
-		// split keeps tenant ids short, which is how Outpost's ids look; but a
-		// tenant reading is used when no destination reading exists.
+	summaryErr := errors.New("the key is not named like a summary")
+	if summary != nil {
+		if summaryErr = checkSummary(fields); summaryErr == nil {
+			return *summary, nil
+		}
+	}
+	if _, deleted := fields["deleted_at"]; deleted && !hasID {
 		for _, p := range ps {
 			if p.Kind == KindDestination {
 				return p, nil
 			}
 		}
-		for _, p := range ps {
-			if p.Kind == KindSummary {
-				// A summary is never soft-deleted; this is a tenant whose id
-				// ends in ":destinations".
-				return ps[0], nil
-			}
-		}
+		// No destination reading: a tenant (also when its id ends in
+		// ":destinations", as a summary is never soft-deleted).
 		return ps[0], nil
 	}
-	for _, p := range ps {
-		if p.Kind == KindSummary {
-			if err := checkSummary(fields); err != nil {
-				return Key{}, fmt.Errorf("summary: %w", err)
-			}
-			return p, nil
-		}
-	}
-	if hasID {
+	switch {
+	case summary != nil:
+		return Key{}, fmt.Errorf("%w: named like a summary but %v", ErrUnclassifiable, summaryErr)
+	case hasID:
 		return Key{}, fmt.Errorf("%w: id %q matches no reading of the key", ErrUnclassifiable, id)
 	}
-	return Key{}, ErrUnclassifiable
+	return Key{}, fmt.Errorf("%w: it holds neither id nor deleted_at", ErrUnclassifiable)
 }
 
-func onlyDeleted(fields map[string]string) bool {
-	_, ok := fields["deleted_at"]
-	return ok && len(fields) == 1
-}
-
+// checkSummary says why fields are not a destination summary, nil when
+// every value is a JSON object whose "id" is its field name. Fields are
+// checked in name order so that the error is the same on every run.
 func checkSummary(fields map[string]string) error {
-	for f, v := range fields {
+	names := make([]string, 0, len(fields))
+	for f := range fields {
+		names = append(names, f)
+	}
+	sort.Strings(names)
+	for _, f := range names {
+		v := fields[f]
 		var d struct {
 			ID string `json:"id"`
 		}

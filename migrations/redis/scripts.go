@@ -28,26 +28,25 @@ return 1
 
 // updateScript edits a v1 hash in place, only if it still exists and every
 // field read is still what was read (no stale overwrite, no re-created stub
-// of a key that expired in between).
+// of a key that expired in between). HSET and HSETNX keep the key's TTL.
 // KEYS[1] key; ARGV[1] entity ("" = leave entity alone; else set if
 // missing); ARGV[2..] triples field, expected old value, new value.
-// Returns 1 changed, 0 nothing to change, -1 key gone, -2 a field changed
-// since it was read.
+// Returns -1 key gone, -2 a field changed since it was read (nothing
+// written), else a bitmask: 1 timestamps written, 2 entity set.
 var updateScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 for i = 2, #ARGV, 3 do
   if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i+1] then return -2 end
 end
-local changed = 0
+local wrote = 0
 for i = 2, #ARGV, 3 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+2])
-  changed = 1
+  wrote = 1
 end
-if ARGV[1] ~= '' then
-  changed = changed + redis.call('HSETNX', KEYS[1], 'entity', ARGV[1])
+if ARGV[1] ~= '' and redis.call('HSETNX', KEYS[1], 'entity', ARGV[1]) == 1 then
+  wrote = wrote + 2
 end
-if changed > 0 then return 1 end
-return 0
+return wrote
 `)
 
 // deleteIfSameScript deletes a v0 hash only if it still holds exactly the

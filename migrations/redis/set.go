@@ -129,7 +129,10 @@ func isKeyError(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
 }
 
-// readRecords reads whole hashes and their TTLs in one pipeline.
+// readRecords reads whole hashes and their TTLs in one pipeline. A key
+// whose PTTL says it is gone is read as gone even when HGETALL, just
+// before, still saw its fields: it expired in between, and copying it
+// without its TTL would make a soft-deleted record permanent.
 func (s *Set) readRecords(ctx context.Context, keys []string) ([]record, error) {
 	if len(keys) == 0 {
 		return nil, nil
@@ -154,35 +157,48 @@ func (s *Set) readRecords(ctx context.Context, keys []string) ([]record, error) 
 		if err := ts[i].Err(); err != nil {
 			return nil, rediserr.Classify(err, "PTTL "+keys[i])
 		}
+		// go-redis returns PTTL's -1 (no TTL) and -2 (no key) as raw
+		// durations.
+		d := ts[i].Val()
+		if d == -2 {
+			continue
+		}
 		if len(hs[i].Val()) > 0 {
 			out[i].fields = hs[i].Val()
 		}
-		// go-redis returns -1/-2 (no TTL, no key) as raw durations; a TTL
-		// under a millisecond must stay a TTL, not become "none".
-		if d := ts[i].Val(); d > 0 {
+		// A TTL under a millisecond must stay a TTL, not become "none".
+		if d > 0 {
 			out[i].pttl = max(d.Milliseconds(), 1)
 		}
 	}
 	return out, nil
 }
 
+// badTimestamp is a created_at/updated_at that is neither Unix ms nor
+// RFC3339.
+type badTimestamp struct {
+	field, value string
+}
+
+func (b badTimestamp) issue(key string) report.Issue {
+	return report.Issue{Key: key, Field: b.field, Reason: "cannot convert: neither Unix milliseconds nor an RFC3339 time", Actual: shown(b.field, b.value)}
+}
+
 // twinFields is what the v1 twin of a v0 record holds after this run: the
 // same fields, with the transforms of 002/003 when they are applied in the
-// same pass or already were. Conversion failures keep the original value
-// and are returned.
-func twinFields(k Key, fields map[string]string, w work) (map[string]string, []string, bool, bool) {
-	out := make(map[string]string, len(fields)+1)
+// same pass or already were. Values that cannot be converted are kept as
+// they are and returned.
+func twinFields(k Key, fields map[string]string, w work) (out map[string]string, bad []badTimestamp, converted, entitySet bool) {
+	out = make(map[string]string, len(fields)+1)
 	for f, v := range fields {
 		out[f] = v
 	}
-	var bad []string
-	converted, entitySet := false, false
-	if w.convert {
+	if w.convert && k.Kind != KindSummary {
 		for _, f := range TimestampFields {
 			if v, ok := out[f]; ok {
 				ms, changed, err := ToUnixMilli(v)
 				if err != nil {
-					bad = append(bad, f+": "+err.Error())
+					bad = append(bad, badTimestamp{f, v})
 					continue
 				}
 				if changed {
@@ -209,7 +225,7 @@ func (s *Set) Apply(todo, done []string) scan.Step {
 		if err := s.copyV0(ctx, v0, w, t); err != nil {
 			return err
 		}
-		return s.updateV1(ctx, v1, v1keys, w, t, 0)
+		return s.updateV1(ctx, v1, v1keys, w, t)
 	}
 }
 
@@ -222,6 +238,7 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally) 
 		key, twin         string
 		kind              Kind
 		converted, entity bool
+		bad               []badTimestamp
 		args              []any
 	}
 	var ops []op
@@ -243,27 +260,22 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally) 
 			continue
 		}
 		fields, bad, conv, ent := twinFields(key, r.fields, w)
-		twin := key.V1(s.prefix)
-		for _, b := range bad {
-			label := Timestamps
-			if !w.do002 {
-				label = HashTags
-			}
-			t.Fail(label, report.Issue{Key: twin, Field: strings.SplitN(b, ":", 2)[0], Reason: "cannot convert: " + b})
-		}
 		args := make([]any, 0, 1+2*len(fields))
-		ttl := r.pttl
-		if ttl < 0 {
-			ttl = 0
-		}
-		args = append(args, ttl)
+		args = append(args, r.pttl)
 		for f, v := range fields {
 			args = append(args, f, v)
 		}
-		ops = append(ops, op{key: k, twin: twin, kind: key.Kind, converted: conv, entity: ent, args: args})
+		ops = append(ops, op{key: k, twin: key.V1(s.prefix), kind: key.Kind, converted: conv, entity: ent, bad: bad, args: args})
 	}
 	if len(ops) == 0 {
 		return nil
+	}
+	if h := beforeWrite; h != nil {
+		twins := make([]string, len(ops))
+		for i, o := range ops {
+			twins[i] = o.twin
+		}
+		h(ctx, twins)
 	}
 	results, err := s.runScript(ctx, copyScript, len(ops), func(i int) ([]string, []any) { return []string{ops[i].twin}, ops[i].args })
 	if err != nil {
@@ -276,9 +288,21 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally) 
 		case res.val == 1:
 			t.Add(HashTags, func(c *report.Counts) { c.Changed++ })
 			// The twin was written in its final form: count the work of
-			// 002/003 on it as theirs.
+			// 002/003 on it as theirs (a twin the scan reaches later in
+			// this pass counts again, as unchanged).
 			if w.do002 && o.kind != KindSummary {
-				t.Add(Timestamps, func(c *report.Counts) { c.Scanned++; countChange(c, o.converted) })
+				t.Add(Timestamps, func(c *report.Counts) {
+					c.Scanned++
+					if len(o.bad) == 0 {
+						countChange(c, o.converted)
+					}
+				})
+				for _, b := range o.bad {
+					t.Issue(Timestamps, b.issue(o.twin))
+				}
+				if len(o.bad) > 0 {
+					t.Add(Timestamps, func(c *report.Counts) { c.Failed++ })
+				}
 			}
 			if w.do003 && o.kind != KindSummary {
 				t.Add(Entity, func(c *report.Counts) { c.Scanned++; countChange(c, o.entity) })
@@ -341,126 +365,175 @@ func (s *Set) runScript(ctx context.Context, sc *goredis.Script, n int, op func(
 	return out, nil
 }
 
-// updateV1 edits hash-tagged tenant and destination hashes in place.
-func (s *Set) updateV1(ctx context.Context, keys []string, parsed []Key, w work, t *scan.Tally, attempt int) error {
+// beforeWrite, when set (by tests only), runs after a chunk's records were
+// read and before the scripts that write them run: a test changes or
+// deletes records in that window to prove that a stale read never
+// overwrites and a vanished key is never re-created. It gets the keys
+// about to be written.
+var beforeWrite func(ctx context.Context, keys []string)
+
+// Bits of updateScript's result.
+const (
+	wroteTimestamps = 1
+	wroteEntity     = 2
+)
+
+// v1Op is the compare-and-set edit of one hash-tagged record.
+type v1Op struct {
+	i        int   // index in the chunk
+	args     []any // updateScript's ARGV
+	conv     bool  // 002 rewrites timestamps
+	entity   bool  // 003 sets entity
+	failed02 bool  // 002 cannot convert a value of it
+	bad      []report.Issue
+}
+
+// updateV1 edits hash-tagged tenant and destination hashes in place, each
+// with a compare-and-set script: a record that changed between the read
+// and the script is read again (conflictRetries times at most), one that
+// vanished is left gone. Every key is counted once per migration in todo.
+func (s *Set) updateV1(ctx context.Context, keys []string, parsed []Key, w work, t *scan.Tally) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	vals, err := s.readV1(ctx, keys)
-	if err != nil {
-		return err
+	labels := w.v1Labels()
+	for _, l := range labels {
+		t.Add(l, func(c *report.Counts) { c.Scanned += int64(len(keys)) })
 	}
-	type op struct {
-		i      int
-		args   []any
-		conv   bool
-		entity bool
+	count := func(l string, f func(c *report.Counts)) { t.Add(l, f) }
+	failAll := func(k string, reason string) {
+		for _, l := range labels {
+			t.Fail(l, report.Issue{Key: k, Reason: reason})
+		}
 	}
-	var ops []op
-	for i, k := range keys {
-		v := vals[i]
-		if attempt == 0 {
+	pending := make([]int, len(keys))
+	for i := range pending {
+		pending[i] = i
+	}
+	for attempt := 0; len(pending) > 0; attempt++ {
+		batch := make([]string, len(pending))
+		for j, i := range pending {
+			batch[j] = keys[i]
+		}
+		vals, err := s.readV1(ctx, batch)
+		if err != nil {
+			return err
+		}
+		var ops []v1Op
+		for j, i := range pending {
+			k, v := keys[i], vals[j]
+			switch {
+			case v.err != nil:
+				failAll(k, "not a hash: "+v.err.Error())
+				continue
+			case !v.exists:
+				// Expired or deleted since SCAN: nothing to do.
+				for _, l := range labels {
+					count(l, func(c *report.Counts) { c.Skipped++ })
+				}
+				continue
+			}
+			o := v1Op{i: i, args: []any{""}}
 			if w.do002 {
-				t.Add(Timestamps, func(c *report.Counts) { c.Scanned++ })
+				for n, f := range TimestampFields {
+					old := v.ts[n]
+					if old == nil {
+						continue
+					}
+					ms, changed, err := ToUnixMilli(*old)
+					if err != nil {
+						o.failed02 = true
+						o.bad = append(o.bad, badTimestamp{f, *old}.issue(k))
+						continue
+					}
+					if changed {
+						o.args = append(o.args, f, *old, ms)
+						o.conv = true
+					}
+				}
 			}
-			if w.do003 {
-				t.Add(Entity, func(c *report.Counts) { c.Scanned++ })
+			if w.do003 && !v.hasEntity {
+				o.args[0] = parsed[i].Kind.Entity()
+				o.entity = true
 			}
+			if !o.conv && !o.entity {
+				s.countV1(t, w, o, 0)
+				continue
+			}
+			ops = append(ops, o)
 		}
-		if v.err != nil {
-			label := Timestamps
-			if !w.do002 {
-				label = Entity
-			}
-			t.Fail(label, report.Issue{Key: k, Reason: "not a hash: " + v.err.Error()})
-			continue
+		if len(ops) == 0 {
+			return nil
 		}
-		o := op{i: i, args: []any{""}}
-		if w.do002 {
-			for j, f := range TimestampFields {
-				old := v.ts[j]
-				if old == nil {
+		if h := beforeWrite; h != nil {
+			ks := make([]string, len(ops))
+			for j, o := range ops {
+				ks[j] = keys[o.i]
+			}
+			h(ctx, ks)
+		}
+		results, err := s.runScript(ctx, updateScript, len(ops), func(j int) ([]string, []any) { return []string{keys[ops[j].i]}, ops[j].args })
+		if err != nil {
+			return err
+		}
+		pending = pending[:0]
+		for j, o := range ops {
+			k := keys[o.i]
+			switch res := results[j]; {
+			case res.err != nil:
+				failAll(k, "write: "+res.err.Error())
+			case res.val == -2:
+				if attempt+1 < conflictRetries {
+					pending = append(pending, o.i)
 					continue
 				}
-				ms, changed, err := ToUnixMilli(*old)
-				if err != nil {
-					t.Fail(Timestamps, report.Issue{Key: k, Field: f, Reason: "cannot convert", Actual: *old})
-					continue
+				failAll(k, fmt.Sprintf("changed between read and write %d times in a row; rerun apply", conflictRetries))
+			case res.val == -1:
+				// Expired or deleted since it was read: not re-created.
+				for _, l := range labels {
+					count(l, func(c *report.Counts) { c.Skipped++ })
 				}
-				if changed {
-					o.args = append(o.args, f, *old, ms)
-					o.conv = true
-				}
+			default:
+				s.countV1(t, w, o, res.val)
 			}
 		}
-		if w.do003 && !v.hasEntity {
-			o.args[0] = parsed[i].Kind.Entity()
-			o.entity = true
-		}
-		if !o.conv && !o.entity {
-			if attempt == 0 {
-				if w.do002 {
-					t.Add(Timestamps, func(c *report.Counts) { c.Unchanged++ })
-				}
-				if w.do003 {
-					t.Add(Entity, func(c *report.Counts) { c.Unchanged++ })
-				}
-			}
-			continue
-		}
-		ops = append(ops, o)
-	}
-	if len(ops) == 0 {
-		return nil
-	}
-	results, err := s.runScript(ctx, updateScript, len(ops), func(j int) ([]string, []any) { return []string{keys[ops[j].i]}, ops[j].args })
-	if err != nil {
-		return err
-	}
-	var retryKeys []string
-	var retryParsed []Key
-	for j, o := range ops {
-		k := keys[o.i]
-		res := results[j]
-		switch {
-		case res.err != nil:
-			t.Fail(Timestamps, report.Issue{Key: k, Reason: res.err.Error()})
-		case res.val == -2:
-			if attempt+1 < conflictRetries {
-				retryKeys = append(retryKeys, k)
-				retryParsed = append(retryParsed, parsed[o.i])
-			} else {
-				t.Fail(Timestamps, report.Issue{Key: k, Reason: fmt.Sprintf("changed between read and write %d times; rerun", conflictRetries)})
-			}
-		case res.val == -1:
-			// Expired or deleted since it was read: not re-created.
-			if w.do002 {
-				t.Add(Timestamps, func(c *report.Counts) { c.Skipped++ })
-			}
-			if w.do003 {
-				t.Add(Entity, func(c *report.Counts) { c.Skipped++ })
-			}
-		default:
-			if w.do002 {
-				if o.conv {
-					t.Add(Timestamps, func(c *report.Counts) { c.Changed++ })
-				} else {
-					t.Add(Timestamps, func(c *report.Counts) { c.Unchanged++ })
-				}
-			}
-			if w.do003 {
-				if o.entity {
-					t.Add(Entity, func(c *report.Counts) { c.Changed++ })
-				} else {
-					t.Add(Entity, func(c *report.Counts) { c.Unchanged++ })
-				}
-			}
-		}
-	}
-	if len(retryKeys) > 0 {
-		return s.updateV1(ctx, retryKeys, retryParsed, w, t, attempt+1)
 	}
 	return nil
+}
+
+// v1Labels are the migrations of todo that edit hash-tagged records.
+func (w work) v1Labels() []string {
+	var out []string
+	if w.do002 {
+		out = append(out, Timestamps)
+	}
+	if w.do003 {
+		out = append(out, Entity)
+	}
+	return out
+}
+
+// countV1 records the outcome of one record's edit: wrote is the script's
+// bitmask (0 when no script ran).
+func (s *Set) countV1(t *scan.Tally, w work, o v1Op, wrote int64) {
+	if w.do002 {
+		for _, i := range o.bad {
+			t.Issue(Timestamps, i)
+		}
+		t.Add(Timestamps, func(c *report.Counts) {
+			switch {
+			case o.failed02:
+				c.Failed++
+			case wrote&wroteTimestamps != 0:
+				c.Changed++
+			default:
+				c.Unchanged++
+			}
+		})
+	}
+	if w.do003 {
+		t.Add(Entity, func(c *report.Counts) { countChange(c, wrote&wroteEntity != 0) })
+	}
 }
 
 // v1State is what 002/003 need of a hash-tagged record.
@@ -472,11 +545,15 @@ type v1State struct {
 	err       error
 }
 
+// readV1 reads the timestamps and entity of hash-tagged records, and
+// whether they exist, in one pipeline.
 func (s *Set) readV1(ctx context.Context, keys []string) ([]v1State, error) {
 	pipe := s.c.Pipeline()
 	cmds := make([]*goredis.SliceCmd, len(keys))
+	ex := make([]*goredis.IntCmd, len(keys))
 	for i, k := range keys {
-		cmds[i] = pipe.HMGet(ctx, k, append(append([]string{}, TimestampFields...), "entity", "id", "deleted_at")...)
+		cmds[i] = pipe.HMGet(ctx, k, append(append([]string{}, TimestampFields...), "entity")...)
+		ex[i] = pipe.Exists(ctx, k)
 	}
 	_, _ = pipe.Exec(ctx)
 	out := make([]v1State, len(keys))
@@ -488,23 +565,19 @@ func (s *Set) readV1(ctx context.Context, keys []string) ([]v1State, error) {
 			out[i].err = err
 			continue
 		}
+		n, err := ex[i].Result()
+		if err != nil {
+			return nil, rediserr.Classify(err, "EXISTS "+keys[i])
+		}
 		vals := cmds[i].Val()
-		st := v1State{ts: make([]*string, len(TimestampFields))}
+		st := v1State{ts: make([]*string, len(TimestampFields)), exists: n == 1}
 		for j := range TimestampFields {
 			if sv, ok := vals[j].(string); ok {
-				sv := sv
 				st.ts[j] = &sv
-				st.exists = true
 			}
 		}
-		n := len(TimestampFields)
-		if e, ok := vals[n].(string); ok {
-			st.entity, st.hasEntity, st.exists = e, true, true
-		}
-		for _, v := range vals[n+1:] {
-			if _, ok := v.(string); ok {
-				st.exists = true
-			}
+		if e, ok := vals[len(TimestampFields)].(string); ok {
+			st.entity, st.hasEntity = e, true
 		}
 		out[i] = st
 	}
