@@ -39,6 +39,8 @@ type cli struct {
 	// Per-command flags.
 	sqlOnly, redisOnly *bool
 	noCheckpoints      *bool
+	scanCount          *int64
+	parallel           *int
 	yes                *bool
 	target             *string
 	lockTimeout        *time.Duration
@@ -130,6 +132,8 @@ func newCLI() *cli {
 	// the bound on how long a crashed run blocks everyone.
 	m.Flag("lock-ttl", "apply, cleanup: TTL of the migration lock's lease, renewed every third of it.").Hidden().Default(lock.DefaultTTL.String()).DurationVar(c.durPtr(&c.lockTTL))
 	m.Flag("max-runtime", "apply, cleanup, verify: stop at a safe point after this long, progress saved (exit 75; a rerun resumes). 0: no limit.").Default("0s").DurationVar(c.durPtr(&c.maxRuntime))
+	m.Flag("scan-count", "Redis: SCAN COUNT hint, about the keys per chunk (a crash repeats at most one chunk per node).").Default("4000").Int64Var(c.int64Ptr(&c.scanCount))
+	m.Flag("parallel", "Redis: parts of a chunk processed at once.").Default("4").IntVar(c.intPtr(&c.parallel))
 	m.Flag("no-checkpoints", "Benchmarks only: run without saving checkpoints (a crash then starts over).").Hidden().BoolVar(c.boolPtr(&c.noCheckpoints))
 	m.Command("list", "List every migration and its state.")
 	plan := m.Command("plan", "Show what apply would do, and how much; changes nothing.")
@@ -157,6 +161,12 @@ func newCLI() *cli {
 func (c *cli) boolPtr(p **bool) *bool {
 	if *p == nil {
 		*p = new(bool)
+	}
+	return *p
+}
+func (c *cli) int64Ptr(p **int64) *int64 {
+	if *p == nil {
+		*p = new(int64)
 	}
 	return *p
 }

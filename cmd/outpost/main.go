@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"golang.org/x/term"
@@ -51,6 +52,16 @@ func main() {
 		signals:   sig,
 	}
 	e.terminationLog = terminationLogPath(os.LookupEnv)
+	// OUTPOST_CPUPROFILE=FILE writes a CPU profile, for performance work
+	// (go tool pprof FILE).
+	if path, ok := os.LookupEnv("OUTPOST_CPUPROFILE"); ok {
+		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
+			code := Main(context.Background(), e)
+			pprof.StopCPUProfile()
+			_ = f.Close()
+			os.Exit(code)
+		}
+	}
 	os.Exit(Main(context.Background(), e))
 }
 
