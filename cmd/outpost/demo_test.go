@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/outpost-migrate/outpost/batch/testsrv"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -50,4 +51,24 @@ func filterEnv(env []string, names ...string) []string {
 		}
 	}
 	return out
+}
+
+// TestDemoWithPostgres: with POSTGRES_URL the demo includes the SQL phase,
+// through the same runner, against real servers.
+func TestDemoWithPostgres(t *testing.T) {
+	pg := testsrv.Postgres(t)
+	srv := testsrv.Redis(t)
+	envs := redisEnv(srv)
+	envs["POSTGRES_URL"] = pg.URL
+	r := run(t, envs, "demo", "--tenants", "100")
+	require.Equal(t, 0, r.code, r.stderr)
+	steps := r.rep["extra"].(map[string]any)["steps"].([]any)
+	apply := steps[1].(map[string]any)
+	require.Equal(t, "applied", apply["outcome"])
+	backends := map[string]int{}
+	for _, m := range apply["migrations"].([]any) {
+		backends[m.(map[string]any)["backend"].(string)]++
+	}
+	require.Equal(t, map[string]int{"sql": 10, "redis": 3}, backends)
+	require.Equal(t, "up_to_date", steps[3].(map[string]any)["outcome"])
 }
