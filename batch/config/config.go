@@ -265,7 +265,9 @@ func ReadFile(path string) (Settings, []string, error) {
 func readDotenv(path string, b []byte) (Settings, []string, error) {
 	m, err := godotenv.Parse(bytes.NewReader(b))
 	if err != nil {
-		return nil, nil, report.E(report.CodeConfig, "config file %s is not a valid .env file: %v", path, err).With("setting", "config")
+		// godotenv quotes the text around the error, which may be a
+		// password: say where and what, never the text itself.
+		return nil, nil, report.E(report.CodeConfig, "config file %s is not a valid .env file: %s%s", path, dotenvWhere(b), dotenvReason(err)).With("setting", "config")
 	}
 	s := Settings{}
 	byEnv := map[string]string{}
@@ -278,6 +280,42 @@ func readDotenv(path string, b []byte) (Settings, []string, error) {
 		}
 	}
 	return s, nil, nil
+}
+
+// dotenvWhere gives the line of a .env file's syntax error as "line N: ":
+// one past the longest prefix of whole lines that parses (a multi-line
+// quoted value that is closed later does not mislead it). Big files are not
+// searched (the search parses the file once per line): "".
+func dotenvWhere(b []byte) string {
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	if len(lines) > 5000 {
+		return ""
+	}
+	for n := len(lines) - 1; n > 0; n-- {
+		if _, err := godotenv.Parse(bytes.NewReader(bytes.Join(lines[:n], nil))); err == nil {
+			return fmt.Sprintf("line %d: ", n+1)
+		}
+	}
+	return "line 1: "
+}
+
+// dotenvReason is godotenv's message without the quoted file content.
+func dotenvReason(err error) string {
+	msg := err.Error()
+	if strings.HasPrefix(msg, "unterminated quoted value") {
+		return "a quoted value is not terminated"
+	}
+	if i := strings.Index(msg, " near "); i >= 0 {
+		msg = msg[:i]
+	}
+	if strings.HasPrefix(msg, "unexpected character") {
+		return msg
+	}
+	// An unknown message may quote anything: keep only its first words.
+	if i := strings.IndexAny(msg, "\"'`"); i >= 0 {
+		msg = strings.TrimSpace(msg[:i])
+	}
+	return msg
 }
 
 // yamlRedis is strict: a typo under redis: is an error, not a silent default.

@@ -2,10 +2,13 @@ package sqlphase
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -57,6 +60,11 @@ func classify(ctx context.Context, err error, fallback report.Code, format strin
 		}
 		return report.Wrap(fallback, err, "%s", msg)
 	}
+	if isTLSMismatch(err) {
+		// sslmode asks for TLS the server does not offer, or a certificate
+		// that does not verify: retrying cannot help, the URL must change.
+		return report.Wrap(report.CodeConfig, err, "%s (check sslmode and the server's TLS setup)", msg).(*report.Error).With("setting", "postgres")
+	}
 	var connErr *pgconn.ConnectError
 	var netErr net.Error
 	if errors.As(err, &connErr) || errors.As(err, &netErr) ||
@@ -82,4 +90,18 @@ func failedVersion(err error, version int, step string) error {
 		}
 	}
 	return err
+}
+
+// isTLSMismatch says whether a connection failed on TLS itself: the server
+// refused TLS (sslmode=require against a server without ssl), or its
+// certificate did not verify (verify-ca, verify-full).
+func isTLSMismatch(err error) bool {
+	var certErr *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	if errors.As(err, &certErr) || errors.As(err, &unknownCA) || errors.As(err, &hostErr) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "server refused TLS connection") || strings.Contains(msg, "x509:")
 }

@@ -4,11 +4,14 @@
 package stores
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -54,13 +57,17 @@ func NewRedis(c config.Redis) (redis.UniversalClient, error) {
 		return redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: []string{c.Addr()}, Username: c.Username, Password: c.Password, TLSConfig: tlsConf,
 			DialTimeout: config.DialTimeout, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
-			PoolSize: 16, MaxRetries: 2,
+			PoolSize: 16, MaxRetries: 2, ContextTimeoutEnabled: true,
 		}), nil
 	}
 	return redis.NewClient(&redis.Options{
 		Addr: c.Addr(), Username: c.Username, Password: c.Password, DB: c.Database, TLSConfig: tlsConf,
 		DialTimeout: config.DialTimeout, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 		PoolSize: 16, MaxRetries: 2,
+		// Without it go-redis ignores context deadlines and cancellation on
+		// reads: a wedged server would hold a ping for ReadTimeout, not
+		// DialTimeout, and a second signal could not cancel a blocked call.
+		ContextTimeoutEnabled: true,
 	}), nil
 }
 
@@ -99,7 +106,39 @@ func ping(ctx context.Context, client redis.UniversalClient, c config.Redis) err
 	pctx, cancel := context.WithTimeout(ctx, config.DialTimeout+time.Second)
 	defer cancel()
 	if err := client.Ping(pctx).Err(); err != nil {
+		switch rediserr.Code(err) {
+		case report.CodeUnreachable, report.CodeTimeout:
+			// A TLS server drops a plaintext client (EOF) and a plaintext
+			// server never answers a TLS handshake (timeout): both look like
+			// an outage, but retrying cannot help.
+			if merr := tlsMismatch(ctx, c); merr != nil {
+				return merr
+			}
+		case report.CodeUnknown:
+			if c.Cluster && strings.Contains(err.Error(), "cluster support disabled") {
+				// The cluster client asks for the slots before PING.
+				return report.Wrap(report.CodeConfig, err, "REDIS_CLUSTER_ENABLED is set but %s is not a cluster", c.Addr()).(*report.Error).With("setting", config.KeyRedisCluster)
+			}
+		case report.CodeConfig:
+			if c.TLS && strings.Contains(err.Error(), "x509:") {
+				return report.Wrap(report.CodeConfig, err, "redis: connect to %s: the server's certificate did not verify (give its CA with REDIS_TLS_CA_FILE or --redis-tls-ca-file, or opt out with --redis-tls-insecure-skip-verify)", c.Addr()).(*report.Error).With("setting", config.KeyRedisTLSCA)
+			}
+		}
+		if rediserr.Code(err) == report.CodeTimeout && ctx.Err() == nil {
+			// No answer within the dial timeout is an unreachable store
+			// (69, retried under --wait-for), not a wait of ours that ran
+			// out (75).
+			return report.Wrap(report.CodeUnreachable, err, "redis: connect to %s: no answer within %s", c.Addr(), config.DialTimeout+time.Second)
+		}
 		return rediserr.Classify(err, fmt.Sprintf("connect to %s", c.Addr()))
+	}
+	if sc, ok := client.(*redis.Client); ok {
+		// A cluster node used as a standalone server answers for its own
+		// slots only: MOVED for every other key, mid-run. INFO may be
+		// denied to a restricted ACL user; then the run finds out later.
+		if info, err := sc.Info(pctx, "cluster").Result(); err == nil && strings.Contains(info, "cluster_enabled:1") {
+			return report.E(report.CodeConfig, "redis at %s is a cluster node but REDIS_CLUSTER_ENABLED is not set: set it (--redis-cluster, redis.cluster_enabled)", c.Addr()).With("setting", config.KeyRedisCluster)
+		}
 	}
 	if cc, ok := client.(*redis.ClusterClient); ok {
 		// A server that is not in cluster mode answers PING but not the
@@ -110,6 +149,41 @@ func ping(ctx context.Context, client redis.UniversalClient, c config.Redis) err
 			}
 			return rediserr.Classify(err, "CLUSTER INFO")
 		}
+	}
+	return nil
+}
+
+// probeTimeout bounds each step of tlsMismatch's probe.
+const probeTimeout = 2 * time.Second
+
+// tlsMismatch probes a server that did not answer PING for the other
+// protocol: with TLS off, whether it completes a TLS handshake; with TLS on,
+// whether it answers a plaintext PING. A match is a report.CodeConfig error
+// saying which setting to change; anything else (nothing listening, no
+// answer either way) gives nil and the original error stands.
+func tlsMismatch(ctx context.Context, c config.Redis) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*probeTimeout)
+	defer cancel()
+	conn, err := (&net.Dialer{Timeout: probeTimeout}).DialContext(ctx, "tcp", c.Addr())
+	if err != nil {
+		return nil
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(probeTimeout))
+	if !c.TLS {
+		// Only the protocol is probed: the certificate is not trusted.
+		tc := tls.Client(conn, &tls.Config{ServerName: c.Host, InsecureSkipVerify: true}) //nolint:gosec // a protocol probe, no data is sent
+		if tc.HandshakeContext(ctx) == nil {
+			return report.E(report.CodeConfig, "redis at %s speaks TLS but TLS is off: set REDIS_TLS_ENABLED=true (--redis-tls, redis.tls_enabled)", c.Addr()).With("setting", config.KeyRedisTLS)
+		}
+		return nil
+	}
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return nil
+	}
+	reply, err := bufio.NewReader(conn).ReadString('\n')
+	if err == nil && (strings.HasPrefix(reply, "+") || strings.HasPrefix(reply, "-")) {
+		return report.E(report.CodeConfig, "redis at %s does not speak TLS but TLS is on: unset REDIS_TLS_ENABLED (--redis-tls, redis.tls_enabled)", c.Addr()).With("setting", config.KeyRedisTLS)
 	}
 	return nil
 }
