@@ -71,6 +71,13 @@ func (inv *invocation) loadConfig() (*config.Config, error) {
 	if path == "" {
 		path, _ = inv.e.lookupEnv("CONFIG")
 	}
+	if path == "" && inv.e.readDotenv {
+		// Outpost reads ./.env when it exists; so does this tool, below the
+		// environment and flags.
+		if _, err := os.Stat(".env"); err == nil {
+			path = ".env"
+		}
+	}
 	if path != "" {
 		// Passwords in the file are secrets too, even if the file is invalid.
 		if s, _, err := config.ReadFile(path); err == nil {

@@ -36,6 +36,10 @@ type env struct {
 	// terminationLog is where a one-line summary goes for Kubernetes
 	// (kubectl describe shows it); empty: none.
 	terminationLog string
+	// readDotenv: read ./.env as the config file when none is named, as
+	// Outpost does (off in in-process tests, whose working directory is
+	// the package's).
+	readDotenv bool
 }
 
 // memoryLimit is the Go runtime's soft memory limit unless GOMEMLIMIT says
@@ -51,15 +55,16 @@ func main() {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	e := env{
-		args:      os.Args[1:],
-		lookupEnv: os.LookupEnv,
-		stdin:     os.Stdin,
-		stdout:    os.Stdout,
-		stderr:    os.Stderr,
-		stdinTTY:  term.IsTerminal(int(os.Stdin.Fd())),
-		stdoutTTY: term.IsTerminal(int(os.Stdout.Fd())),
-		stderrTTY: term.IsTerminal(int(os.Stderr.Fd())),
-		signals:   sig,
+		args:       os.Args[1:],
+		lookupEnv:  os.LookupEnv,
+		stdin:      os.Stdin,
+		stdout:     os.Stdout,
+		stderr:     os.Stderr,
+		stdinTTY:   term.IsTerminal(int(os.Stdin.Fd())),
+		stdoutTTY:  term.IsTerminal(int(os.Stdout.Fd())),
+		stderrTTY:  term.IsTerminal(int(os.Stderr.Fd())),
+		signals:    sig,
+		readDotenv: true,
 	}
 	e.terminationLog = terminationLogPath(os.LookupEnv)
 	// OUTPOST_CPUPROFILE=FILE writes a CPU profile, for performance work

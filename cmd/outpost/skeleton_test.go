@@ -267,3 +267,27 @@ func TestPanicIsInternalError(t *testing.T) {
 	require.Equal(t, 70, r.code)
 	require.Equal(t, "INTERNAL", errorCode(r))
 }
+
+// TestDotenvInWorkingDirectory: like Outpost, the binary reads ./.env when
+// no config file is named; the environment still wins over it.
+func TestDotenvInWorkingDirectory(t *testing.T) {
+	srv := testsrv.Redis(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ".env"), []byte("REDIS_HOST=127.0.0.1\nREDIS_PORT="+itoa(srv.Port)+"\n"), 0o600))
+	cmd := exec.Command(binary(t), "migrate", "status", "--redis-only", "-o", "json")
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.Output()
+	require.NoError(t, err, string(out))
+	r := &result{code: 0, stdout: string(out)}
+	checkReport(t, r)
+	require.Equal(t, "127.0.0.1:"+itoa(srv.Port), r.rep["targets"].(map[string]any)["redis"].(map[string]any)["addr"])
+
+	cmd = exec.Command(binary(t), "migrate", "status", "--redis-only", "-o", "json")
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "REDIS_PORT=1"}
+	out, _ = cmd.Output()
+	r = &result{code: cmd.ProcessState.ExitCode(), stdout: string(out)}
+	checkReport(t, r)
+	require.Equal(t, 69, r.code, "the environment overrides ./.env")
+}
