@@ -273,13 +273,9 @@ func (r *Runner) locked(ctx context.Context, rep *report.Report, command string,
 	}
 	run, done := r.newRun(ctx, command, o, lease)
 	defer done()
-	err = fn(run)
-	if err == nil {
-		// A stop that came after the last safe point still counts: the
-		// work finished, so the run is not interrupted.
-		return nil
-	}
-	return err
+	// A stop that comes after the last safe point does not turn finished
+	// work into an interrupted run: only fn's own error counts.
+	return fn(run)
 }
 
 // Apply applies pending migrations in order, SQL first, then Redis, under
