@@ -79,27 +79,20 @@ func OpenRedis(ctx context.Context, c config.Redis, waitFor time.Duration, event
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(waitFor)
-	delay := 250 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err = ping(ctx, client, c)
-		if err == nil {
-			return client, nil
-		}
-		code := report.CodeOf(err)
-		if (code != report.CodeUnreachable && code != report.CodeTemporary) || time.Now().Add(delay).After(deadline) {
-			_ = client.Close()
-			return nil, err
-		}
-		progress.Warnf(events, "redis at %s not reachable yet (attempt %d): %v; retrying for %s", c.Addr(), attempt, err, time.Until(deadline).Round(time.Second))
-		select {
-		case <-ctx.Done():
-			_ = client.Close()
-			return nil, ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 5*time.Second)
+	err = Wait(ctx, waitFor,
+		func() error { return ping(ctx, client, c) },
+		func(err error) bool {
+			code := report.CodeOf(err)
+			return code == report.CodeUnreachable || code == report.CodeTemporary
+		},
+		func(attempt int, err error, left time.Duration) {
+			progress.Warnf(events, "redis at %s not reachable yet (attempt %d): %v; retrying for %s", c.Addr(), attempt, err, left.Round(time.Second))
+		})
+	if err != nil {
+		_ = client.Close()
+		return nil, err
 	}
+	return client, nil
 }
 
 func ping(ctx context.Context, client redis.UniversalClient, c config.Redis) error {

@@ -123,68 +123,46 @@ func newCLI() *cli {
 	// specification (a Nomad parameterized job, an Ansible loop) can pass
 	// the same flags whatever the command; a command ignores what does not
 	// concern it.
-	m.Flag("sql-only", "Only the PostgreSQL store (list, plan, apply, verify, status, cleanup).").BoolVar(c.boolPtr(&c.sqlOnly))
-	m.Flag("redis-only", "Only the Redis store (list, plan, apply, verify, status, cleanup).").BoolVar(c.boolPtr(&c.redisOnly))
-	m.Flag("yes", "Do not ask for confirmation: required by apply, cleanup, unlock and force when there is no terminal.").Short('y').BoolVar(c.boolPtr(&c.yes))
-	m.Flag("lock-timeout", "apply, cleanup, force: wait this long for a busy migration lock (the Redis lease; for the SQL phase, golang-migrate's PostgreSQL advisory lock) before giving up with exit 75.").Default(defaultLockTimeout.String()).DurationVar(c.durPtr(&c.lockTimeout))
+	m.Flag("sql-only", "Only the PostgreSQL store (list, plan, apply, verify, status, cleanup).").BoolVar(flagVar(&c.sqlOnly))
+	m.Flag("redis-only", "Only the Redis store (list, plan, apply, verify, status, cleanup).").BoolVar(flagVar(&c.redisOnly))
+	m.Flag("yes", "Do not ask for confirmation: required by apply, cleanup, unlock and force when there is no terminal.").Short('y').BoolVar(flagVar(&c.yes))
+	m.Flag("lock-timeout", "apply, cleanup, force: wait this long for a busy migration lock (the Redis lease; for the SQL phase, golang-migrate's PostgreSQL advisory lock) before giving up with exit 75.").Default(defaultLockTimeout.String()).DurationVar(flagVar(&c.lockTimeout))
 	// Hidden: the lease's TTL, for tests that must see a lease renewed (or
 	// expire) within seconds; in production the one hour Outpost uses is
 	// the bound on how long a crashed run blocks everyone.
-	m.Flag("lock-ttl", "apply, cleanup: TTL of the migration lock's lease, renewed every third of it.").Hidden().Default(lock.DefaultTTL.String()).DurationVar(c.durPtr(&c.lockTTL))
-	m.Flag("max-runtime", "apply, cleanup, verify: stop at a safe point after this long, progress saved (exit 75; a rerun resumes). 0: no limit.").Default("0s").DurationVar(c.durPtr(&c.maxRuntime))
-	m.Flag("scan-count", "Redis: SCAN COUNT hint, about the keys per chunk (a crash repeats at most one chunk per node).").Default("4000").Int64Var(c.int64Ptr(&c.scanCount))
-	m.Flag("parallel", "Redis: parts of a chunk processed at once.").Default("4").IntVar(c.intPtr(&c.parallel))
-	m.Flag("no-checkpoints", "Benchmarks only: run without saving checkpoints (a crash then starts over).").Hidden().BoolVar(c.boolPtr(&c.noCheckpoints))
+	m.Flag("lock-ttl", "apply, cleanup: TTL of the migration lock's lease, renewed every third of it.").Hidden().Default(lock.DefaultTTL.String()).DurationVar(flagVar(&c.lockTTL))
+	m.Flag("max-runtime", "apply, cleanup, verify: stop at a safe point after this long, progress saved (exit 75; a rerun resumes). 0: no limit.").Default("0s").DurationVar(flagVar(&c.maxRuntime))
+	m.Flag("scan-count", "Redis: SCAN COUNT hint, about the keys per chunk (a crash repeats at most one chunk per node).").Default("4000").Int64Var(flagVar(&c.scanCount))
+	m.Flag("parallel", "Redis: parts of a chunk processed at once.").Default("4").IntVar(flagVar(&c.parallel))
+	m.Flag("no-checkpoints", "Benchmarks only: run without saving checkpoints (a crash then starts over).").Hidden().BoolVar(flagVar(&c.noCheckpoints))
 	m.Command("list", "List every migration and its state.")
 	plan := m.Command("plan", "Show what apply would do, and how much; changes nothing.")
-	plan.Flag("detailed-exitcode", "Exit 2 when migrations are pending.").BoolVar(c.boolPtr(&c.detailed))
+	plan.Flag("detailed-exitcode", "Exit 2 when migrations are pending.").BoolVar(flagVar(&c.detailed))
 	apply := m.Command("apply", "Apply pending migrations in order, SQL first, then Redis, under one lock.")
-	apply.Flag("target", "Stop after this migration (an id from `migrate list`, e.g. sql/000004 or redis/001_hash_tags).").StringVar(c.strPtr(&c.target))
+	apply.Flag("target", "Stop after this migration (an id from `migrate list`, e.g. sql/000004 or redis/001_hash_tags).").StringVar(flagVar(&c.target))
 	verify := m.Command("verify", "Check that applied migrations hold in the data (full pass; --sample N for a spot check).")
-	verify.Flag("sample", "Spot-check about N records instead of all.").Default("0").IntVar(c.intPtr(&c.sample))
+	verify.Flag("sample", "Spot-check about N records instead of all.").Default("0").IntVar(flagVar(&c.sample))
 	status := m.Command("status", "Show versions, pending migrations, the lock and any unfinished run.")
-	status.Flag("detailed-exitcode", "Exit 2 when migrations are pending.").BoolVar(c.boolPtr(&c.detailed))
-	status.Flag("wait", "Poll until the stores are up to date, up to this long (exit 75 after).").Default("0s").DurationVar(c.durPtr(&c.statusWait))
+	status.Flag("detailed-exitcode", "Exit 2 when migrations are pending.").BoolVar(flagVar(&c.detailed))
+	status.Flag("wait", "Poll until the stores are up to date, up to this long (exit 75 after).").Default("0s").DurationVar(flagVar(&c.statusWait))
 	m.Command("unlock", "Remove the migration lock, whoever holds it (after a crash).")
 	m.Command("cleanup", "Remove the legacy keys that an applied migration preserved, where the copies verify.")
 	force := m.Command("force", "Record a PostgreSQL schema version after a manual repair (clears dirty).")
-	force.Arg("version", "The version to record.").Required().IntVar(c.intPtr(&c.forceVersion))
+	force.Arg("version", "The version to record.").Required().IntVar(flagVar(&c.forceVersion))
 	schema := m.Command("schema", "Print the published JSON Schemas of the reports and progress events.")
-	schema.Arg("name", "One schema: "+strings.Join(schemaNames(), ", ")+".").StringVar(c.strPtr(&c.schemaName))
-	schema.Flag("raw", "Print the bare schema document instead of a report (needs NAME).").BoolVar(c.boolPtr(&c.schemaRaw))
+	schema.Arg("name", "One schema: "+strings.Join(schemaNames(), ", ")+".").StringVar(flagVar(&c.schemaName))
+	schema.Flag("raw", "Print the bare schema document instead of a report (needs NAME).").BoolVar(flagVar(&c.schemaRaw))
 	a.Command("version", "Print the version.")
 	c.registerDemo(a)
 	c.actions = registerJobs(a)
 	return c
 }
 
-func (c *cli) boolPtr(p **bool) *bool {
+// flagVar returns the variable *p points to, allocating it on first use, so
+// that several commands' flags can share one field.
+func flagVar[T any](p **T) *T {
 	if *p == nil {
-		*p = new(bool)
-	}
-	return *p
-}
-func (c *cli) int64Ptr(p **int64) *int64 {
-	if *p == nil {
-		*p = new(int64)
-	}
-	return *p
-}
-func (c *cli) strPtr(p **string) *string {
-	if *p == nil {
-		*p = new(string)
-	}
-	return *p
-}
-func (c *cli) intPtr(p **int) *int {
-	if *p == nil {
-		*p = new(int)
-	}
-	return *p
-}
-func (c *cli) durPtr(p **time.Duration) *time.Duration {
-	if *p == nil {
-		*p = new(time.Duration)
+		*p = new(T)
 	}
 	return *p
 }

@@ -11,7 +11,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -303,13 +302,7 @@ func TestBadInputWaitFor(t *testing.T) {
 
 	// Through the real binary: every stderr line is a JSON event (go-redis'
 	// own logger must not interleave its lines), and the retries are there.
-	cmd := exec.Command(binary(t), "--wait-for", "3s", "--log-format", "json", "migrate", "status", "--redis-only")
-	cmd.Env = []string{"REDIS_HOST=127.0.0.1", "REDIS_PORT=" + itoa(port), "PATH=" + os.Getenv("PATH")}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, _ := cmd.Output()
-	r = &result{code: cmd.ProcessState.ExitCode(), stdout: string(out), stderr: stderr.String()}
-	checkReport(t, r)
+	r = startProc(t, envs, "--wait-for", "3s", "--log-format", "json", "migrate", "status", "--redis-only").wait(t)
 	require.Equal(t, 69, r.code)
 	retries := 0
 	sc := bufio.NewScanner(strings.NewReader(r.stderr))

@@ -8,13 +8,10 @@ package main
 // applied, and logs progress events valid against their schema.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,8 +27,6 @@ import (
 )
 
 const (
-	engLockKey       = ".outpost:migration_lock"
-	engCheckpointKey = "{" + engLockKey + "}:checkpoint:apply"
 	// engTenants makes apply take a couple of seconds on a test server
 	// (about 50k v0 keys): time to act in the middle of a run.
 	engTenants = 10_000
@@ -46,21 +41,10 @@ var engMigrations = []string{"001_hash_tags", "002_timestamps", "003_entity"}
 // the number of legacy tenant:* keys 001 must copy.
 func engSeed(t *testing.T, c redis.UniversalClient, n int) (seed.Options, int64) {
 	t.Helper()
-	o := seed.DefaultOptions()
-	o.Tenants = n
+	o := seedOptions(n)
 	st, err := seed.Write(context.Background(), c, o)
 	require.NoError(t, err)
 	return o, int64(st.Keys - st.Unrelated)
-}
-
-// engMigrated checks the keyspace against what 001-003 must make of the
-// seeded data: nothing lost, nothing extra.
-func engMigrated(t *testing.T, c redis.UniversalClient, o seed.Options) {
-	t.Helper()
-	diffs, checked, err := seed.Check(context.Background(), c, o, seed.Expect)
-	require.NoError(t, err)
-	require.Empty(t, diffs)
-	require.Positive(t, checked)
 }
 
 // engEvents checks that every line of stderr is a progress event valid
@@ -80,92 +64,12 @@ func engEvents(t *testing.T, stderr string) []map[string]any {
 	return out
 }
 
-// engProc is `outpost ... --log-format json` as a subprocess whose stderr
-// is read as it comes.
-type engProc struct {
-	cmd    *exec.Cmd
-	stdout bytes.Buffer
-	done   chan struct{}
-
-	mu     sync.Mutex
-	stderr strings.Builder
-	kinds  []string
-}
-
-func engStart(t *testing.T, envs map[string]string, args ...string) *engProc {
-	t.Helper()
-	p := &engProc{done: make(chan struct{})}
-	p.cmd = exec.Command(binary(t), append([]string{"--log-format", "json", "--output", "json"}, args...)...)
-	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	for k, v := range envs {
-		p.cmd.Env = append(p.cmd.Env, k+"="+v)
-	}
-	p.cmd.Stdout = &p.stdout
-	pipe, err := p.cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, p.cmd.Start())
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			<-p.done
-			_ = p.cmd.Wait()
-		}
-	})
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(pipe)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var ev struct{ Event string }
-			_ = json.Unmarshal(sc.Bytes(), &ev)
-			p.mu.Lock()
-			p.stderr.Write(sc.Bytes())
-			p.stderr.WriteByte('\n')
-			p.kinds = append(p.kinds, ev.Event)
-			p.mu.Unlock()
-		}
-	}()
-	return p
-}
-
-// waitFor waits until the process has logged an event of kind.
-func (p *engProc) waitFor(t *testing.T, kind string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		p.mu.Lock()
-		for _, k := range p.kinds {
-			if k == kind {
-				p.mu.Unlock()
-				return
-			}
-		}
-		text := p.stderr.String()
-		p.mu.Unlock()
-		select {
-		case <-p.done:
-			t.Fatalf("the process ended before a %s event; stdout: %s\nstderr: %s", kind, p.stdout.String(), text)
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
-	t.Fatalf("no %s event", kind)
-}
-
-// kill sends SIGKILL and waits for the process to die.
-func (p *engProc) kill(t *testing.T) {
-	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
-	<-p.done
-	require.Error(t, p.cmd.Wait())
-	require.Empty(t, p.stdout.String(), "a killed run prints no report")
-}
-
-// waitScanned waits until the saved checkpoint counts at least min keys
-// scanned over all nodes: far enough into the run that starting over
+// engWaitScanned waits until the saved checkpoint counts at least min keys
+// scanned over all nodes: far enough into p's run that starting over
 // instead of resuming would show.
-func (p *engProc) waitScanned(t *testing.T, c redis.UniversalClient, min int64) {
+func engWaitScanned(t *testing.T, p *proc, c redis.UniversalClient, min int64) {
 	t.Helper()
-	p.waitFor(t, "checkpoint_saved")
+	p.waitEvent(t, "checkpoint_saved", 20*time.Second)
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		var sum int64
@@ -184,15 +88,10 @@ func (p *engProc) waitScanned(t *testing.T, c redis.UniversalClient, min int64) 
 	t.Fatalf("the checkpoint never reached %d keys", min)
 }
 
-// finish waits for the exit, checks the report and every stderr line.
-func (p *engProc) finish(t *testing.T) (*result, []map[string]any) {
+// engFinish waits for p's exit, checks the report and every stderr line.
+func engFinish(t *testing.T, p *proc) (*result, []map[string]any) {
 	t.Helper()
-	<-p.done
-	_ = p.cmd.Wait()
-	p.mu.Lock()
-	r := &result{code: p.cmd.ProcessState.ExitCode(), stdout: p.stdout.String(), stderr: p.stderr.String()}
-	p.mu.Unlock()
-	checkReport(t, r)
+	r := p.wait(t)
 	return r, engEvents(t, r.stderr)
 }
 
@@ -230,7 +129,7 @@ func engNodes(t *testing.T, line map[string]any) []map[string]any {
 // engSaved reads the saved checkpoint's node entries, by node id.
 func engSaved(t *testing.T, c redis.UniversalClient) map[string]map[string]any {
 	t.Helper()
-	h, err := c.HGetAll(context.Background(), engCheckpointKey).Result()
+	h, err := c.HGetAll(context.Background(), checkpointKey).Result()
 	require.NoError(t, err)
 	out := map[string]map[string]any{}
 	for f, v := range h {
@@ -273,8 +172,8 @@ func TestEngineKill9Resumes(t *testing.T) {
 	envs := redisEnv(srv)
 	o, legacy := engSeed(t, c, engTenants)
 
-	p := engStart(t, envs, "migrate", "apply", "--yes", "--redis-only")
-	p.waitScanned(t, c, 10*engChunkKeys)
+	p := startJSON(t, envs, "migrate", "apply", "--yes", "--redis-only")
+	engWaitScanned(t, p, c, 10*engChunkKeys)
 	p.kill(t)
 	saved := engSaved(t, c)["standalone"]
 	require.NotNil(t, saved, "the checkpoint survives the kill")
@@ -321,10 +220,10 @@ func TestEngineKill9Resumes(t *testing.T) {
 	require.Zero(t, engNum(counts["failed"]))
 	require.Equal(t, legacy, changed+unchanged, "nothing lost, nothing counted twice")
 	require.LessOrEqual(t, unchanged, int64(engChunkKeys), "at most one chunk repeated")
-	require.EqualValues(t, 0, c.Exists(context.Background(), engCheckpointKey).Val(), "a finished run clears its checkpoint")
+	require.EqualValues(t, 0, c.Exists(context.Background(), checkpointKey).Val(), "a finished run clears its checkpoint")
 	engRequireProgress(t, events)
 
-	engMigrated(t, c, o)
+	requireMigrated(t, c, o)
 	v := run(t, envs, "migrate", "verify", "--redis-only")
 	require.Equal(t, 0, v.code, v.stdout)
 	require.Equal(t, "verified", v.rep["outcome"])
@@ -339,8 +238,8 @@ func TestEngineRedisRestartRescans(t *testing.T) {
 	envs := redisEnv(srv)
 	o, _ := engSeed(t, c, engTenants)
 
-	p := engStart(t, envs, "migrate", "apply", "--yes", "--redis-only")
-	p.waitFor(t, "checkpoint_saved")
+	p := startJSON(t, envs, "migrate", "apply", "--yes", "--redis-only")
+	p.waitEvent(t, "checkpoint_saved", 20*time.Second)
 	p.kill(t)
 	old := engSaved(t, c)["standalone"]
 	require.NotNil(t, old)
@@ -363,7 +262,7 @@ func TestEngineRedisRestartRescans(t *testing.T) {
 		require.NotEqual(t, old["server_run_id"], n["server_run_id"])
 		require.Equal(t, true, n["done"])
 	}
-	engMigrated(t, c, o)
+	requireMigrated(t, c, o)
 	v := run(t, envs, "migrate", "verify", "--redis-only")
 	require.Equal(t, 0, v.code, v.stdout)
 }
@@ -383,18 +282,18 @@ func TestEngineSignalsStopAtASafePoint(t *testing.T) {
 		exit int
 		code string
 	}{{syscall.SIGTERM, 143, "TERMINATED"}, {syscall.SIGINT, 130, "INTERRUPTED"}} {
-		p := engStart(t, envs, "migrate", "apply", "--yes", "--redis-only")
-		p.waitFor(t, "checkpoint_saved")
+		p := startJSON(t, envs, "migrate", "apply", "--yes", "--redis-only")
+		p.waitEvent(t, "checkpoint_saved", 20*time.Second)
 		require.NoError(t, p.cmd.Process.Signal(sig.sig))
-		r, _ := p.finish(t)
+		r, _ := engFinish(t, p)
 		require.Equal(t, sig.exit, r.code, r.stdout)
 		require.Equal(t, "interrupted", r.rep["outcome"])
 		require.Equal(t, sig.code, errorCode(r))
 		require.Equal(t, true, r.rep["error"].(map[string]any)["retryable"])
 		require.Contains(t, r.rep["next"], "resumes", "the report says what a rerun will do")
 		require.Equal(t, "released", r.rep["lock"].(map[string]any)["state"])
-		require.EqualValues(t, 0, c.Exists(ctx, engLockKey).Val(), "lock released")
-		require.EqualValues(t, 1, c.Exists(ctx, engCheckpointKey).Val(), "checkpoint saved")
+		require.EqualValues(t, 0, c.Exists(ctx, lockKey).Val(), "lock released")
+		require.EqualValues(t, 1, c.Exists(ctx, checkpointKey).Val(), "checkpoint saved")
 		saved := engSaved(t, c)["standalone"]
 		for name, l := range engLines(t, r) {
 			require.Equal(t, "interrupted", l["state"], name)
@@ -410,7 +309,7 @@ func TestEngineSignalsStopAtASafePoint(t *testing.T) {
 	r, _ := engApply(t, envs)
 	require.Equal(t, 0, r.code, r.stdout)
 	require.Equal(t, "applied", r.rep["outcome"])
-	engMigrated(t, c, o)
+	requireMigrated(t, c, o)
 }
 
 // --max-runtime stops the same way when the deadline comes: exit 75
@@ -428,8 +327,8 @@ func TestEngineMaxRuntime(t *testing.T) {
 	require.Equal(t, "timed_out", r.rep["outcome"])
 	require.NotEmpty(t, r.rep["next"])
 	require.Equal(t, "released", r.rep["lock"].(map[string]any)["state"])
-	require.EqualValues(t, 0, c.Exists(ctx, engLockKey).Val())
-	require.EqualValues(t, 1, c.Exists(ctx, engCheckpointKey).Val())
+	require.EqualValues(t, 0, c.Exists(ctx, lockKey).Val())
+	require.EqualValues(t, 1, c.Exists(ctx, checkpointKey).Val())
 	for name, l := range engLines(t, r) {
 		require.Equal(t, "interrupted", l["state"], name)
 		require.Equal(t, true, l["resumable"], name)
@@ -441,7 +340,7 @@ func TestEngineMaxRuntime(t *testing.T) {
 		require.Equal(t, "applied", l["state"], name)
 		require.Equal(t, true, l["checkpoint"].(map[string]any)["resumed"], name)
 	}
-	engMigrated(t, c, o)
+	requireMigrated(t, c, o)
 }
 
 // Bad records among thousands: apply goes on, migrates the rest, reports
@@ -518,7 +417,7 @@ func TestEnginePerKeyFailures(t *testing.T) {
 	for i := 0; i < garbage; i++ {
 		require.NoError(t, c.Del(ctx, fmt.Sprintf("tenant:badts%d", i), fmt.Sprintf("tenant:{badts%d}:tenant", i)).Err())
 	}
-	engMigrated(t, c, o)
+	requireMigrated(t, c, o)
 }
 
 // On a cluster SCAN is per node: a ClusterClient.Scan loop sees one
@@ -556,8 +455,8 @@ func TestEngineCluster(t *testing.T) {
 	}
 	require.Less(t, int64(len(seen)), legacy, "ClusterClient.Scan would have missed keys")
 
-	p := engStart(t, envs, "migrate", "apply", "--yes", "--redis-only")
-	p.waitScanned(t, cc, 5*engChunkKeys)
+	p := startJSON(t, envs, "migrate", "apply", "--yes", "--redis-only")
+	engWaitScanned(t, p, cc, 5*engChunkKeys)
 	p.kill(t)
 	saved := engSaved(t, cc)
 	require.NotEmpty(t, saved)
@@ -588,7 +487,7 @@ func TestEngineCluster(t *testing.T) {
 	}
 	require.Len(t, nodesSeen, 3, "progress from every master")
 
-	engMigrated(t, cc, o)
+	requireMigrated(t, cc, o)
 	v := run(t, envs, "migrate", "verify", "--redis-only")
 	require.Equal(t, 0, v.code, v.stdout)
 }
@@ -602,21 +501,12 @@ func TestEngineProgressBarOnATerminal(t *testing.T) {
 	c := srv.Client(t)
 	envs := redisEnv(srv)
 	o, _ := engSeed(t, c, 3_000)
-	var out, errb bytes.Buffer
-	code := Main(context.Background(), env{
-		args:      []string{"migrate", "apply", "--yes", "--redis-only", "--output", "json"},
-		lookupEnv: func(k string) (string, bool) { v, ok := envs[k]; return v, ok },
-		stdin:     strings.NewReader(""),
-		stdout:    &out,
-		stderr:    &errb,
-		stderrTTY: true,
-	})
-	r := &result{code: code, stdout: out.String(), stderr: errb.String()}
+	r := runMain(envs, env{args: []string{"migrate", "apply", "--yes", "--redis-only", "--output", "json"}, stderrTTY: true})
 	checkReport(t, r)
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stderr, "keys/s", "the bar shows the rate")
 	require.NotContains(t, r.stderr, "event=chunk_done", "chunks show on the bar, not as log lines")
-	engMigrated(t, c, o)
+	requireMigrated(t, c, o)
 
 	// The bar follows an estimate that grows instead of stopping at it.
 	var buf bytes.Buffer

@@ -10,13 +10,11 @@ package main
 // replays another.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,95 +58,10 @@ func faultRand(t *testing.T) *rand.Rand {
 	return rand.New(rand.NewPCG(s, s^0x9e3779b97f4a7c15))
 }
 
-// faultBuffer is a bytes.Buffer safe for a writer and a reader.
-type faultBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *faultBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *faultBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// faultProc is one run of the real binary.
-type faultProc struct {
-	cmd            *exec.Cmd
-	stdout, stderr faultBuffer
-	done           chan struct{}
-	err            error
-}
-
-// faultStart starts the binary with only envs (and PATH) as environment.
-func faultStart(t *testing.T, envs map[string]string, args ...string) *faultProc {
-	t.Helper()
-	p := &faultProc{cmd: exec.Command(binary(t), args...), done: make(chan struct{})}
-	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	for k, v := range envs {
-		p.cmd.Env = append(p.cmd.Env, k+"="+v)
-	}
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	require.NoError(t, p.cmd.Start())
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	})
-	return p
-}
-
-// events counts the JSON progress events of one kind on stderr.
-func (p *faultProc) events(kind string) int {
-	return strings.Count(p.stderr.String(), `"event":"`+kind+`"`)
-}
-
-// waitEvent waits until stderr shows an event of kind, or the process ends.
-func (p *faultProc) waitEvent(t *testing.T, kind string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for p.events(kind) == 0 {
-		select {
-		case <-p.done:
-			t.Fatalf("the run ended before %s:\n%s\n%s", kind, p.stdout.String(), p.stderr.String())
-		case <-time.After(10 * time.Millisecond):
-		}
-		require.True(t, time.Now().Before(deadline), "no %s within %s:\n%s", kind, timeout, p.stderr.String())
-	}
-}
-
-// result waits for the end and checks the report.
-func (p *faultProc) result(t *testing.T, timeout time.Duration) *result {
-	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(max(timeout, time.Millisecond)):
-		// Done may have closed at the same moment: look again.
-		select {
-		case <-p.done:
-		default:
-			t.Fatalf("the run did not end within %s:\n%s", timeout, p.stderr.String())
-		}
-	}
-	r := &result{code: p.cmd.ProcessState.ExitCode(), stdout: p.stdout.String(), stderr: p.stderr.String()}
-	checkReport(t, r)
-	return r
-}
-
 // faultSeed writes a legacy (v0) keyspace of n tenants.
 func faultSeed(t *testing.T, c redis.UniversalClient, n int) seed.Options {
 	t.Helper()
-	o := seed.DefaultOptions()
-	o.Tenants = n
+	o := seedOptions(n)
 	o.Seed = 10
 	_, err := seed.Write(context.Background(), c, o)
 	require.NoError(t, err)
@@ -159,10 +72,7 @@ func faultSeed(t *testing.T, c redis.UniversalClient, n int) seed.Options {
 // end of every fault test.
 func faultRequireData(t *testing.T, c redis.UniversalClient, envs map[string]string, o seed.Options, expect seed.ExpectFunc) {
 	t.Helper()
-	diffs, checked, err := seed.Check(context.Background(), c, o, expect)
-	require.NoError(t, err)
-	require.Empty(t, diffs, "%d of %d keys differ; first: %v", len(diffs), checked, diffs[:min(len(diffs), 20)])
-	require.Positive(t, checked)
+	requireKeyspace(t, c, o, expect)
 	v := run(t, envs, "migrate", "verify", "--redis-only")
 	require.Equal(t, 0, v.code, v.stdout)
 	require.Equal(t, "verified", v.rep["outcome"])
@@ -177,11 +87,11 @@ func faultKillLoop(t *testing.T, rng *rand.Rand, c redis.UniversalClient, envs m
 	ctx := context.Background()
 	for i := range faultKills {
 		delay := faultMinDelay + time.Duration(rng.Int64N(int64(faultMaxDelay-faultMinDelay)+1))
-		p := faultStart(t, envs, append([]string{"--log-format", "json"}, args...)...)
+		p := startJSON(t, envs, args...)
 		var how string
 		select {
 		case <-p.done:
-			r := p.result(t, 0)
+			r := p.wait(t)
 			require.Equal(t, 0, r.code, "a run that was not killed must succeed:\n%s\n%s", r.stdout, r.stderr)
 			how = "finished (" + r.rep["outcome"].(string) + ")"
 		case <-time.After(delay):
@@ -191,7 +101,7 @@ func faultKillLoop(t *testing.T, rng *rand.Rand, c redis.UniversalClient, envs m
 			if ws.Signaled() {
 				how = "killed"
 			} else {
-				r := p.result(t, 0)
+				r := p.wait(t)
 				require.Equal(t, 0, r.code, r.stdout)
 				how = "finished as killed (" + r.rep["outcome"].(string) + ")"
 			}
@@ -315,14 +225,14 @@ func TestFaultConcurrentApplies(t *testing.T) {
 			}
 			o := faultSeed(t, c, 3000)
 
-			procs := make([]*faultProc, 8)
+			procs := make([]*proc, 8)
 			for i := range procs {
-				procs[i] = faultStart(t, envs, "--log-format", "json", "migrate", "apply", "--yes", "--redis-only", "--lock-timeout", "60s")
+				procs[i] = startJSON(t, envs, "migrate", "apply", "--yes", "--redis-only", "--lock-timeout", "60s")
 			}
 			outcomes := map[string]int{}
 			tokens := map[float64]bool{}
 			for _, p := range procs {
-				r := p.result(t, 90*time.Second)
+				r := p.waitWithin(t, 90*time.Second)
 				require.Equal(t, 0, r.code, "stdout: %s\nstderr: %s", r.stdout, r.stderr)
 				outcomes[r.rep["outcome"].(string)]++
 				l := r.rep["lock"].(map[string]any)
@@ -348,10 +258,10 @@ func TestFaultRedisGoneMidApply(t *testing.T) {
 	envs := redisEnv(srv)
 	o := faultSeed(t, c, faultTenants/2)
 
-	p := faultStart(t, envs, "--log-format", "json", "migrate", "apply", "--yes", "--redis-only")
+	p := startJSON(t, envs, "migrate", "apply", "--yes", "--redis-only")
 	p.waitEvent(t, "checkpoint_saved", 30*time.Second)
 	srv.Stop(t)
-	r := p.result(t, 60*time.Second)
+	r := p.waitWithin(t, 60*time.Second)
 	srv.Start(t)
 	c = srv.Client(t)
 
@@ -395,10 +305,10 @@ func TestFaultRedisRestartMidApply(t *testing.T) {
 	envs := redisEnv(srv)
 	o := faultSeed(t, c, faultSmallTenants)
 
-	p := faultStart(t, envs, "--log-format", "json", "migrate", "apply", "--yes", "--redis-only")
+	p := startJSON(t, envs, "migrate", "apply", "--yes", "--redis-only")
 	p.waitEvent(t, "checkpoint_saved", 30*time.Second)
 	srv.Restart(t)
-	r := p.result(t, 60*time.Second)
+	r := p.waitWithin(t, 60*time.Second)
 	c = srv.Client(t)
 	t.Logf("apply across a restart: exit %d, outcome %v, error %v", r.code, r.rep["outcome"], r.rep["error"])
 	switch r.code {

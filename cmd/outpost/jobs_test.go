@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -68,18 +67,11 @@ func jobsTask(t *testing.T, envs map[string]string) (nomadfake.Task, func() []jo
 			return 1, "", err.Error()
 		}
 		args = nomadfake.Interpolate(j, args)
-		var out, errb bytes.Buffer
-		code := Main(context.Background(), env{
-			args:      args,
-			lookupEnv: func(k string) (string, bool) { v, ok := envs[k]; return v, ok },
-			stdin:     strings.NewReader(""),
-			stdout:    &out,
-			stderr:    &errb,
-		})
+		r := runMain(envs, env{args: args})
 		mu.Lock()
-		runs = append(runs, jobsTaskRun{args: args, code: code, stdout: out.String()})
+		runs = append(runs, jobsTaskRun{args: args, code: r.code, stdout: r.stdout})
 		mu.Unlock()
-		return code, out.String(), errb.String()
+		return r.code, r.stdout, r.stderr
 	}
 	return task, func() []jobsTaskRun {
 		mu.Lock()
@@ -157,7 +149,7 @@ func TestJobsNomadRunOwnReport(t *testing.T) {
 	require.NoError(t, l.Close())
 	r := run(t, nil, "jobs", "nomad", "run", "--addr", addr, "--timeout", "30s")
 	require.Equal(t, 69, r.code)
-	require.Equal(t, nomadrun.Kind, r.rep["kind"])
+	require.Equal(t, report.KindJobRun, r.rep["kind"])
 	require.Equal(t, "STORE_UNREACHABLE", errorCode(r))
 
 	r = run(t, nil, "jobs", "nomad", "run", "--addr", addr, "--job", "migrate-param", "--meta", "command=drop")
@@ -169,16 +161,7 @@ func TestJobsNomadRunOwnReport(t *testing.T) {
 // OUTPOST_TERMINATION_LOG or /dev/termination-log.
 func jobsRunLogged(t *testing.T, logPath string, envs map[string]string, args ...string) *result {
 	t.Helper()
-	var out, errb bytes.Buffer
-	code := Main(context.Background(), env{
-		args:           args,
-		lookupEnv:      func(k string) (string, bool) { v, ok := envs[k]; return v, ok },
-		stdin:          strings.NewReader(""),
-		stdout:         &out,
-		stderr:         &errb,
-		terminationLog: logPath,
-	})
-	r := &result{code: code, stdout: out.String(), stderr: errb.String()}
+	r := runMain(envs, env{args: args, terminationLog: logPath})
 	checkReport(t, r)
 	return r
 }

@@ -5,16 +5,12 @@ package main
 // validated against its schema (run and proc.wait go through checkReport).
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,12 +19,9 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch/sqlphase"
 	"github.com/outpost-migrate/outpost/batch/testsrv"
-	"github.com/outpost-migrate/outpost/migrations/seed"
 )
 
 const (
-	lockKey       = ".outpost:migration_lock"
-	checkpointKey = "{" + lockKey + "}:checkpoint:apply"
 	// bigTenants makes apply take a couple of seconds on a test server:
 	// long enough for every concurrent run to meet the winner's lock and
 	// for the test to look at the lock while the winner holds it.
@@ -64,150 +57,6 @@ var lockModes = []struct {
 		env := map[string]string{"REDIS_CLUSTER_ENABLED": "true", "REDIS_HOST": c.Host, "REDIS_PORT": itoa(c.Ports[0])}
 		return lockStore{env: env, client: c.Client(t)}
 	}},
-}
-
-func seedOptions(tenants int) seed.Options {
-	o := seed.DefaultOptions()
-	o.Tenants = tenants
-	return o
-}
-
-// seedTenants writes a v0 keyspace of n tenants.
-func seedTenants(t *testing.T, c redis.UniversalClient, n int) seed.Options {
-	t.Helper()
-	o := seedOptions(n)
-	_, err := seed.Write(context.Background(), c, o)
-	require.NoError(t, err)
-	return o
-}
-
-// requireMigrated checks the keyspace against what migrations 001-003 must
-// make of the seeded data.
-func requireMigrated(t *testing.T, c redis.UniversalClient, o seed.Options) {
-	t.Helper()
-	diffs, checked, err := seed.Check(context.Background(), c, o, seed.Expect)
-	require.NoError(t, err)
-	require.Empty(t, diffs)
-	require.Positive(t, checked)
-}
-
-// proc is the outpost binary running as a subprocess with JSON logs on
-// stderr, read as they come.
-type proc struct {
-	cmd    *exec.Cmd
-	stdout bytes.Buffer
-	done   chan struct{} // closed when stderr is drained
-
-	mu     sync.Mutex
-	stderr bytes.Buffer
-	events []map[string]any
-}
-
-// startProc starts the binary with only envs (and PATH) in its environment.
-func startProc(t *testing.T, envs map[string]string, args ...string) *proc {
-	t.Helper()
-	p := &proc{done: make(chan struct{})}
-	p.cmd = exec.Command(binary(t), append([]string{"--log-format", "json", "--output", "json"}, args...)...)
-	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	for k, v := range envs {
-		p.cmd.Env = append(p.cmd.Env, k+"="+v)
-	}
-	p.cmd.Stdout = &p.stdout
-	stderr, err := p.cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, p.cmd.Start())
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			<-p.done
-			_ = p.cmd.Wait()
-		}
-	})
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			var ev map[string]any
-			p.mu.Lock()
-			p.stderr.Write(line)
-			p.stderr.WriteByte('\n')
-			if json.Unmarshal(line, &ev) == nil {
-				p.events = append(p.events, ev)
-			}
-			p.mu.Unlock()
-		}
-	}()
-	return p
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) stderrText() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stderr.String()
-}
-
-// waitEvent waits for the first progress event of kind and returns it.
-func (p *proc) waitEvent(t *testing.T, kind string, timeout time.Duration) map[string]any {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		p.mu.Lock()
-		for _, ev := range p.events {
-			if ev["event"] == kind {
-				p.mu.Unlock()
-				return ev
-			}
-		}
-		p.mu.Unlock()
-		select {
-		case <-p.done:
-			// Drained: one last look happened above only if it was there.
-			p.mu.Lock()
-			for _, ev := range p.events {
-				if ev["event"] == kind {
-					p.mu.Unlock()
-					return ev
-				}
-			}
-			p.mu.Unlock()
-			t.Fatalf("the process ended without a %s event; stdout: %s\nstderr: %s", kind, p.stdout.String(), p.stderrText())
-		case <-time.After(2 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s event within %s; stderr: %s", kind, timeout, p.stderrText())
-		}
-	}
-}
-
-// countEvents counts the process's events of kind so far.
-func (p *proc) countEvents(kind string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, ev := range p.events {
-		if ev["event"] == kind {
-			n++
-		}
-	}
-	return n
-}
-
-// wait waits for the process to exit and checks its report.
-func (p *proc) wait(t *testing.T) *result {
-	t.Helper()
-	<-p.done
-	err := p.cmd.Wait()
-	if err != nil {
-		var exit *exec.ExitError
-		require.ErrorAs(t, err, &exit)
-	}
-	r := &result{code: p.cmd.ProcessState.ExitCode(), stdout: p.stdout.String(), stderr: p.stderrText()}
-	checkReport(t, r)
-	return r
 }
 
 // obj walks a report: obj(r.rep, "error", "details", "holder").
@@ -284,7 +133,7 @@ func TestLockConcurrentApply(t *testing.T) {
 			const n = 8
 			procs := make([]*proc, n)
 			for i := range procs {
-				procs[i] = startProc(t, st.env, "migrate", "apply", "--yes", "--redis-only", "--lock-timeout", "0s")
+				procs[i] = startJSON(t, st.env, "migrate", "apply", "--yes", "--redis-only", "--lock-timeout", "0s")
 			}
 			winnerRun, winnerPID := waitHeld(t, st.client, 20*time.Second)
 			var winner *proc
@@ -312,7 +161,7 @@ func TestLockConcurrentApply(t *testing.T) {
 			require.NoError(t, err)
 			require.False(t, ok, "Outpost's SET NX must fail while this tool holds the lock")
 
-			waiter := startProc(t, st.env, "migrate", "apply", "--yes", "--redis-only", "--lock-timeout", "30s")
+			waiter := startJSON(t, st.env, "migrate", "apply", "--yes", "--redis-only", "--lock-timeout", "30s")
 
 			var winnerToken float64
 			for _, p := range procs {
@@ -365,7 +214,7 @@ func TestLockLeaseRenewed(t *testing.T) {
 	ctx := context.Background()
 	seedTenants(t, c, hugeTenants)
 
-	p := startProc(t, redisEnv(srv), "migrate", "apply", "--yes", "--redis-only", "--lock-ttl", "1s")
+	p := startJSON(t, redisEnv(srv), "migrate", "apply", "--yes", "--redis-only", "--lock-ttl", "1s")
 	acq := p.waitEvent(t, "lock_acquired", 10*time.Second)
 	require.EqualValues(t, 1000, obj(acq, "fields")["ttl_ms"])
 	pttl, err := c.PTTL(ctx, lockKey).Result()
@@ -405,7 +254,7 @@ func TestLockLostStopsTheHolder(t *testing.T) {
 			ctx := context.Background()
 			seedTenants(t, st.client, smallTenants)
 
-			p := startProc(t, st.env, "migrate", "apply", "--yes", "--redis-only")
+			p := startJSON(t, st.env, "migrate", "apply", "--yes", "--redis-only")
 			p.waitEvent(t, "checkpoint_saved", 10*time.Second)
 			require.EqualValues(t, 1, st.client.Del(ctx, lockKey).Val())
 			before, err := st.client.HGetAll(ctx, checkpointKey).Result()
@@ -462,17 +311,12 @@ func TestLockLeftByKill9(t *testing.T) {
 	envs := redisEnv(srv)
 	o := seedTenants(t, c, smallTenants)
 
-	p := startProc(t, envs, "migrate", "apply", "--yes", "--redis-only")
+	p := startJSON(t, envs, "migrate", "apply", "--yes", "--redis-only")
 	ev := p.waitEvent(t, "checkpoint_saved", 10*time.Second)
 	dead, _ := ev["run_id"].(string)
 	require.NotEmpty(t, dead)
 	deadPID := p.pid()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
-	<-p.done
-	err := p.cmd.Wait()
-	require.Error(t, err)
-	require.Equal(t, syscall.SIGKILL, p.cmd.ProcessState.Sys().(syscall.WaitStatus).Signal())
-	require.Empty(t, p.stdout.String(), "a killed run prints no report")
+	p.kill(t)
 
 	r := run(t, envs, "migrate", "apply", "--yes", "--redis-only", "--lock-timeout", "0s")
 	require.Equal(t, 75, r.code, r.stdout)

@@ -7,12 +7,10 @@ package main
 // its explicit opt-out), Redis ACL users, PostgreSQL sslmode.
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -60,17 +58,7 @@ func secRequireClean(t *testing.T, what string, texts map[string]string) {
 func secRun(t *testing.T, envs map[string]string, args ...string) *result {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), "termination-log")
-	var out, errb bytes.Buffer
-	e := env{
-		args:           args,
-		lookupEnv:      func(k string) (string, bool) { v, ok := envs[k]; return v, ok },
-		stdin:          strings.NewReader(""),
-		stdout:         &out,
-		stderr:         &errb,
-		terminationLog: logPath,
-	}
-	code := Main(context.Background(), e)
-	r := &result{code: code, stdout: out.String(), stderr: errb.String()}
+	r := runMain(envs, env{args: args, terminationLog: logPath})
 	tl, _ := os.ReadFile(logPath)
 	secRequireClean(t, strings.Join(args, " "), map[string]string{"stdout": r.stdout, "stderr": r.stderr, "termination log": string(tl)})
 	if !strings.Contains(strings.Join(args, " "), "--output text") && !strings.Contains(strings.Join(args, " "), "--help") {
@@ -197,20 +185,17 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		// A real process: anything a library writes to the process's own
 		// stderr is caught too.
 		for _, c := range []struct {
-			env  []string
-			args []string
-			code int
+			password, pgURL string
+			args            []string
+			code            int
 		}{
-			{[]string{"REDIS_PASSWORD=" + secRedis, "POSTGRES_URL=" + pgURL}, []string{"--log-format", "json", "migrate", "status"}, 0},
-			{[]string{"REDIS_PASSWORD=wrong-" + secRedis, "POSTGRES_URL=" + pgURL}, []string{"--log-format", "json", "migrate", "apply", "--yes"}, 77},
-			{[]string{"REDIS_PASSWORD=" + secRedis, "POSTGRES_URL=" + closedPGURL(pgURL)}, []string{"--wait-for", "1s", "migrate", "status"}, 69},
+			{secRedis, pgURL, []string{"--log-format", "json", "migrate", "status"}, 0},
+			{"wrong-" + secRedis, pgURL, []string{"--log-format", "json", "migrate", "apply", "--yes"}, 77},
+			{secRedis, closedPGURL(pgURL), []string{"--wait-for", "1s", "migrate", "status"}, 69},
 		} {
-			cmd := exec.Command(binary(t), c.args...)
-			cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "REDIS_HOST=127.0.0.1", "REDIS_PORT=" + itoa(srv.Port)}, c.env...)
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			out, _ := cmd.Output()
-			r := &result{code: cmd.ProcessState.ExitCode(), stdout: string(out), stderr: stderr.String()}
+			r := startProc(t, map[string]string{
+				"REDIS_HOST": "127.0.0.1", "REDIS_PORT": itoa(srv.Port), "REDIS_PASSWORD": c.password, "POSTGRES_URL": c.pgURL,
+			}, c.args...).exit(t, 0)
 			secRequireClean(t, strings.Join(c.args, " "), map[string]string{"stdout": r.stdout, "stderr": r.stderr})
 			checkReport(t, r)
 			require.Equal(t, c.code, r.code, r.stdout)

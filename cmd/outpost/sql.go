@@ -12,6 +12,7 @@ import (
 	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/batch/sqlphase"
+	"github.com/outpost-migrate/outpost/batch/stores"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 	sqlmig "github.com/outpost-migrate/outpost/migrations/sql"
 	"github.com/outpost-migrate/outpost/report"
@@ -30,31 +31,25 @@ func openSQL(ctx context.Context, cfg *config.Config, waitFor, lockWait time.Dur
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(waitFor)
-	delay := 250 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		_, _, err := p.Version(ctx)
-		if err == nil || report.CodeOf(err) != report.CodeUnreachable || time.Now().Add(delay).After(deadline) {
-			if err != nil && report.CodeOf(err) != report.CodeUnreachable {
-				// Reachable: let the command report what it finds (a
-				// missing schema_migrations table is not an error).
-				return p, nil
+	err = stores.Wait(ctx, waitFor,
+		func() error {
+			_, _, err := p.Version(ctx)
+			if report.CodeOf(err) == report.CodeUnreachable {
+				return err
 			}
-			if err != nil {
-				_ = p.Close()
-				return nil, err
-			}
-			return p, nil
-		}
-		progress.Warnf(events, "postgres not reachable yet (attempt %d): %v; retrying", attempt, err)
-		select {
-		case <-ctx.Done():
-			_ = p.Close()
-			return nil, ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 5*time.Second)
+			// Reachable: let the command report what it finds (a missing
+			// schema_migrations table is not an error).
+			return nil
+		},
+		func(error) bool { return true },
+		func(attempt int, err error, _ time.Duration) {
+			progress.Warnf(events, "postgres not reachable yet (attempt %d): %v; retrying", attempt, err)
+		})
+	if err != nil {
+		_ = p.Close()
+		return nil, err
 	}
+	return p, nil
 }
 
 // forceSQL records a version after a manual repair.

@@ -10,22 +10,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/nomad/api"
-)
 
-// Error codes of the runner's own reports. They are the codes of the report
-// package's closed list (so callers switch on one vocabulary); Reason says
-// what happened on the Nomad side.
-const (
-	CodeUnknown     = "UNKNOWN"           // 1
-	CodeUsage       = "USAGE"             // 64
-	CodeUnreachable = "STORE_UNREACHABLE" // 69: here, Nomad did not answer
-	CodeInternal    = "INTERNAL"          // 70
-	CodeTemporary   = "TEMPORARY"         // 75
-	CodeTimeout     = "TIMEOUT"           // 75
-	CodePermission  = "PERMISSION_DENIED" // 77
-	CodeConfig      = "CONFIG_INVALID"    // 78
-	CodeInterrupted = "INTERRUPTED"       // 130
-	CodeTerminated  = "TERMINATED"        // 143
+	"github.com/outpost-migrate/outpost/report"
 )
 
 // Reasons, in the report's error.details.reason.
@@ -52,29 +38,15 @@ const (
 	ReasonAllocUnsupported = "allocation_unknown" // 1: an allocation status the runner does not know
 )
 
-var exitCodes = map[string]int{
-	CodeUnknown: 1, CodeUsage: 64, CodeUnreachable: 69, CodeInternal: 70, CodeTemporary: 75,
-	CodeTimeout: 75, CodePermission: 77, CodeConfig: 78, CodeInterrupted: 130, CodeTerminated: 143,
-}
-
-// retryable mirrors the report package: running the same thing again may
-// succeed without anyone changing anything.
-var retryable = map[string]bool{
-	CodeUnknown: true, CodeUnreachable: true, CodeTemporary: true, CodeTimeout: true,
-	CodeInterrupted: true, CodeTerminated: true,
-}
-
-var outcomes = map[string]string{
-	CodeUnknown: "failed", CodeUsage: "invalid_usage", CodeUnreachable: "unreachable", CodeInternal: "internal_error",
-	CodeTemporary: "failed", CodeTimeout: "timed_out", CodePermission: "permission_denied", CodeConfig: "invalid_config",
-	CodeInterrupted: "interrupted", CodeTerminated: "interrupted",
-}
-
 // Error is a failure of the runner itself (as opposed to a task that ran and
 // reported a failure, which is relayed). Run returns it after printing the
 // runner's own JobRunReport for it.
+//
+// Its Code is one of package report's closed list (so callers switch on one
+// vocabulary) and decides the exit code through report.ExitCode; Reason says
+// what happened on the Nomad side.
 type Error struct {
-	Code     string // one of the Code* constants
+	Code     report.Code
 	Reason   string // one of the Reason* constants
 	Message  string
 	ExitCode int
@@ -91,10 +63,10 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // Retryable reports whether a rerun may succeed unchanged.
-func (e *Error) Retryable() bool { return retryable[e.Code] }
+func (e *Error) Retryable() bool { return report.Retryable(e.Code) }
 
-func newError(code, reason string, err error, format string, args ...any) *Error {
-	return &Error{Code: code, Reason: reason, Message: fmt.Sprintf(format, args...), ExitCode: exitCodes[code], Err: err}
+func newError(code report.Code, reason string, err error, format string, args ...any) *Error {
+	return &Error{Code: code, Reason: reason, Message: fmt.Sprintf(format, args...), ExitCode: report.ExitCode(code), Err: err}
 }
 
 // classify turns an error of the Nomad client into a runner Error; doing says
@@ -106,16 +78,16 @@ func classify(err error, doing string) *Error {
 		body := strings.TrimSpace(ure.Body())
 		switch {
 		case sc == http.StatusForbidden || sc == http.StatusUnauthorized || strings.Contains(body, api.PermissionDeniedErrorContent):
-			return newError(CodePermission, ReasonACLDenied, nil,
+			return newError(report.CodePermission, ReasonACLDenied, nil,
 				"%s: Nomad denied the request (%d %s); the token in NOMAD_TOKEN needs a policy that allows it", doing, sc, body)
 		case sc == http.StatusBadRequest:
-			return newError(CodeConfig, ReasonJobRejected, nil, "%s: Nomad rejected the request (400): %s", doing, body)
+			return newError(report.CodeConfig, ReasonJobRejected, nil, "%s: Nomad rejected the request (400): %s", doing, body)
 		case sc == http.StatusNotFound:
-			return newError(CodeUnknown, ReasonNotFound, nil, "%s: Nomad answered 404: %s", doing, body)
+			return newError(report.CodeUnknown, ReasonNotFound, nil, "%s: Nomad answered 404: %s", doing, body)
 		case sc >= 500:
-			return newError(CodeUnreachable, ReasonUnavailable, nil, "%s: Nomad is unavailable (%d): %s", doing, sc, body)
+			return newError(report.CodeUnreachable, ReasonUnavailable, nil, "%s: Nomad is unavailable (%d): %s", doing, sc, body)
 		default:
-			return newError(CodeUnknown, ReasonNomadError, nil, "%s: Nomad answered %d: %s", doing, sc, body)
+			return newError(report.CodeUnknown, ReasonNomadError, nil, "%s: Nomad answered %d: %s", doing, sc, body)
 		}
 	}
 	var (
@@ -128,12 +100,12 @@ func classify(err error, doing string) *Error {
 	)
 	switch {
 	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &certInvErr):
-		return newError(CodeConfig, ReasonNomadConfig, err,
+		return newError(report.CodeConfig, ReasonNomadConfig, err,
 			"%s: TLS verification of Nomad failed; check NOMAD_CACERT and NOMAD_TLS_SERVER_NAME", doing)
 	case errors.As(err, &recordErr):
-		return newError(CodeConfig, ReasonNomadConfig, err, "%s: Nomad does not speak TLS on that address (http vs https?)", doing)
+		return newError(report.CodeConfig, ReasonNomadConfig, err, "%s: Nomad does not speak TLS on that address (http vs https?)", doing)
 	case errors.As(err, &netErr):
-		return newError(CodeUnreachable, ReasonUnreachable, err, "%s: cannot reach Nomad", doing)
+		return newError(report.CodeUnreachable, ReasonUnreachable, err, "%s: cannot reach Nomad", doing)
 	}
-	return newError(CodeUnknown, ReasonNomadError, err, "%s", doing)
+	return newError(report.CodeUnknown, ReasonNomadError, err, "%s", doing)
 }

@@ -1,57 +1,14 @@
 package nomadrun
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"time"
+
+	"github.com/outpost-migrate/outpost/report"
 )
 
-// Kind and Command of the runner's own report.
-const (
-	Kind       = "JobRunReport"
-	Command    = "jobs nomad run"
-	APIVersion = "outpost.migrate/v1"
-)
-
-// ownReport is the JobRunReport envelope (schemas/jobrun.json). The runner
-// prints it only when it cannot relay the task's report.
-type ownReport struct {
-	APIVersion string    `json:"api_version"`
-	Kind       string    `json:"kind"`
-	Command    string    `json:"command"`
-	Outcome    string    `json:"outcome"`
-	ExitCode   int       `json:"exit_code"`
-	RC         int       `json:"rc"`
-	Changed    bool      `json:"changed"`
-	Failed     bool      `json:"failed"`
-	Msg        string    `json:"msg"`
-	RunID      string    `json:"run_id"`
-	StartedAt  time.Time `json:"started_at"`
-	FinishedAt time.Time `json:"finished_at"`
-	DurationMS int64     `json:"duration_ms"`
-	Tool       toolDoc   `json:"tool"`
-	Extra      *extraDoc `json:"extra,omitempty"`
-	Error      *errorDoc `json:"error"`
-}
-
-type toolDoc struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-}
-
-type extraDoc struct {
-	Nomad *NomadFacts `json:"nomad"`
-}
-
-type errorDoc struct {
-	Code      string         `json:"code"`
-	Message   string         `json:"message"`
-	Retryable bool           `json:"retryable"`
-	Details   map[string]any `json:"details,omitempty"`
-}
+// Command is the command of the runner's own report (kind
+// report.KindJobRun, schemas/jobrun.json).
+const Command = "jobs nomad run"
 
 // NomadFacts is what the runner learnt about the job, in the report's
 // extra.nomad and in Result.
@@ -80,18 +37,15 @@ type NomadFacts struct {
 // maxEvents caps the task events copied into a report.
 const maxEvents = 10
 
-func newRunID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return "r-" + hex.EncodeToString(b[:])
-}
-
-// marshalOwn builds the runner's report for err, one compact line without a
-// trailing newline.
-func marshalOwn(runID, version string, started, finished time.Time, facts *NomadFacts, err error) []byte {
+// marshalOwn finishes rep, the runner's JobRunReport started by Run, for
+// err and encodes it as one compact line without a trailing newline. The
+// outcome, exit code, rc and failed flag come from report.Finish, so they
+// follow the one table of package report; error.details carries the Nomad
+// side's reason and IDs, extra.nomad the facts.
+func marshalOwn(rep *report.Report, facts *NomadFacts, err error) []byte {
 	var e *Error
 	if !errors.As(err, &e) {
-		e = newError(CodeUnknown, ReasonNomadError, err, "%v", err)
+		e = newError(report.CodeUnknown, ReasonNomadError, err, "%v", err)
 	}
 	details := map[string]any{"reason": e.Reason}
 	if facts != nil && facts.JobID != "" {
@@ -103,32 +57,13 @@ func marshalOwn(runID, version string, started, finished time.Time, facts *Nomad
 	if facts != nil && facts.AllocID != "" {
 		details["alloc_id"] = facts.AllocID
 	}
-	msg := e.Error()
-	r := ownReport{
-		APIVersion: APIVersion,
-		Kind:       Kind,
-		Command:    Command,
-		Outcome:    outcomes[e.Code],
-		ExitCode:   e.ExitCode,
-		RC:         e.ExitCode,
-		Failed:     e.ExitCode != 0 && e.ExitCode != 2,
-		Msg:        msg,
-		RunID:      runID,
-		StartedAt:  started.UTC(),
-		FinishedAt: finished.UTC(),
-		DurationMS: finished.Sub(started).Milliseconds(),
-		Tool:       toolDoc{Name: "outpost", Version: version},
-		Error:      &errorDoc{Code: e.Code, Message: msg, Retryable: e.Retryable(), Details: details},
-	}
-	if r.Outcome == "" {
-		r.Outcome = "failed"
-	}
 	if facts != nil {
-		r.Extra = &extraDoc{Nomad: facts}
+		rep.Extra = map[string]any{"nomad": facts}
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(r)
-	return bytes.TrimRight(buf.Bytes(), "\n")
+	// Finish reads the code, message and details from a report.Error; the
+	// message is the runner's whole error text.
+	rep.Finish(&report.Error{Code: e.Code, Message: e.Error(), Details: details}, false)
+	// Encoding a Report of plain values cannot fail.
+	line, _ := report.Marshal(rep, nil)
+	return line
 }

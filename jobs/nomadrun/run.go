@@ -28,6 +28,7 @@ import (
 	"github.com/hashicorp/nomad/api"
 
 	nomadspecs "github.com/outpost-migrate/outpost/jobs/nomad"
+	"github.com/outpost-migrate/outpost/report"
 )
 
 // Options say what to run and where. Empty connection fields fall back to
@@ -74,8 +75,6 @@ type Options struct {
 
 	// ToolVersion goes into the runner's own reports.
 	ToolVersion string
-	// Now is the clock (tests); default time.Now.
-	Now func() time.Time
 }
 
 // Result is what happened. ExitCode is the process exit code to use: the
@@ -108,17 +107,17 @@ var errTimeout = errors.New("timeout")
 func Run(ctx context.Context, o Options) (*Result, error) {
 	r := &runner{o: o}
 	r.defaults()
-	r.started = r.o.Now()
-	r.runID = newRunID()
+	// The run id is the report's, and goes into the job's meta (RunIDMeta).
+	r.rep = report.New(report.KindJobRun, Command, report.Tool{Name: "outpost", Version: r.o.ToolVersion})
 	res := &Result{}
 	line, exit, relayed, err := r.run(ctx)
 	if err != nil {
 		var e *Error
 		if !errors.As(err, &e) {
-			e = newError(CodeUnknown, ReasonNomadError, err, "%v", err)
+			e = newError(report.CodeUnknown, ReasonNomadError, err, "%v", err)
 			err = e
 		}
-		line = marshalOwn(r.runID, r.o.ToolVersion, r.started, r.o.Now(), &r.facts, e)
+		line = marshalOwn(r.rep, &r.facts, e)
 		exit = e.ExitCode
 		r.logf("%s", e.Error())
 	}
@@ -130,11 +129,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 }
 
 type runner struct {
-	o       Options
-	c       *api.Client
-	started time.Time
-	runID   string
-	facts   NomadFacts
+	o     Options
+	c     *api.Client
+	rep   *report.Report // the runner's own report, printed on failure
+	facts NomadFacts
 
 	lastJobStatus string
 	lastAlloc     map[string]string
@@ -146,9 +144,6 @@ func (r *runner) defaults() {
 	}
 	if r.o.Stderr == nil {
 		r.o.Stderr = os.Stderr
-	}
-	if r.o.Now == nil {
-		r.o.Now = time.Now
 	}
 	if r.o.WaitTime <= 0 {
 		r.o.WaitTime = defaultWaitTime
@@ -187,11 +182,11 @@ func LoadJob(o Options) (*api.Job, error) {
 		b, err = nomadspecs.JSON(name)
 	}
 	if err != nil {
-		return nil, newError(CodeConfig, ReasonSpecInvalid, err, "read %s", src)
+		return nil, newError(report.CodeConfig, ReasonSpecInvalid, err, "read %s", src)
 	}
 	job, err := nomadspecs.Decode(b)
 	if err != nil {
-		return nil, newError(CodeConfig, ReasonSpecInvalid, err, "%s", src)
+		return nil, newError(report.CodeConfig, ReasonSpecInvalid, err, "%s", src)
 	}
 	return job, nil
 }
@@ -230,7 +225,7 @@ func (r *runner) client() (*api.Client, error) {
 	r.facts.Region = cfg.Region
 	c, err := api.NewClient(cfg)
 	if err != nil {
-		return nil, newError(CodeConfig, ReasonNomadConfig, err, "configure the Nomad client for %s", r.facts.Addr)
+		return nil, newError(report.CodeConfig, ReasonNomadConfig, err, "configure the Nomad client for %s", r.facts.Addr)
 	}
 	return c, nil
 }
@@ -252,14 +247,14 @@ func (r *runner) run(ctx context.Context) (line []byte, exit int, relayed bool, 
 	}
 	warnings, err := nomadspecs.CheckBatch(job)
 	if err != nil {
-		return nil, 0, false, newError(CodeConfig, ReasonSpecInvalid, err, "job %q breaks the rules for a migration job", deref(job.ID))
+		return nil, 0, false, newError(report.CodeConfig, ReasonSpecInvalid, err, "job %q breaks the rules for a migration job", deref(job.ID))
 	}
 	for _, w := range warnings {
 		r.logf("warning: %s", w)
 	}
 	group, task, err := nomadspecs.MigrationTask(job, r.o.Task)
 	if err != nil {
-		return nil, 0, false, newError(CodeConfig, ReasonSpecInvalid, err, "choose the task")
+		return nil, 0, false, newError(report.CodeConfig, ReasonSpecInvalid, err, "choose the task")
 	}
 	r.facts.JobID, r.facts.TaskGroup, r.facts.Task = deref(job.ID), deref(group.Name), task.Name
 	if r.o.Image != "" {
@@ -269,7 +264,7 @@ func (r *runner) run(ctx context.Context) (line []byte, exit int, relayed bool, 
 		task.Config["image"] = r.o.Image
 	}
 	if err := nomadspecs.CheckDispatchMeta(job, r.o.Meta); err != nil {
-		return nil, 0, false, newError(CodeUsage, ReasonUsage, err, "dispatch meta")
+		return nil, 0, false, newError(report.CodeUsage, ReasonUsage, err, "dispatch meta")
 	}
 	if r.c, err = r.client(); err != nil {
 		return nil, 0, false, err
@@ -317,7 +312,7 @@ func (r *runner) start(ctx context.Context, job *api.Job) (string, uint64, error
 	} else {
 		job.Meta = maps.Clone(job.Meta)
 	}
-	job.Meta[RunIDMeta] = r.runID
+	job.Meta[RunIDMeta] = r.rep.RunID
 	resp, _, err := r.c.Jobs().Register(job, wq)
 	if err != nil {
 		return "", 0, r.ctxErr(ctx, classify(err, "register job "+id))
@@ -354,12 +349,12 @@ func (r *runner) stopped(ctx context.Context) error {
 	}
 	cause := context.Cause(ctx)
 	if errors.Is(cause, errTimeout) {
-		return newError(CodeTimeout, ReasonTimeout, nil, "gave up waiting after %s: %s", r.o.Timeout, where)
+		return newError(report.CodeTimeout, ReasonTimeout, nil, "gave up waiting after %s: %s", r.o.Timeout, where)
 	}
-	code := CodeInterrupted
+	code := report.CodeInterrupted
 	var ec interface{ ExitCode() int }
 	if errors.As(cause, &ec) && ec.ExitCode() == 143 {
-		code = CodeTerminated
+		code = report.CodeTerminated
 	}
 	return newError(code, ReasonInterrupted, nil, "stopped before the job finished: %s", where)
 }
@@ -382,10 +377,10 @@ func (r *runner) wait(ctx context.Context, jobID string, minIndex uint64) (*api.
 			}
 			e := classify(err, "watch job "+jobID)
 			if e.Reason == ReasonNotFound {
-				return nil, newError(CodeUnknown, ReasonNotFound, nil, "job %s disappeared while the runner waited (stopped with -purge?)", jobID)
+				return nil, newError(report.CodeUnknown, ReasonNotFound, nil, "job %s disappeared while the runner waited (stopped with -purge?)", jobID)
 			}
 			// Leader elections and restarts are short: retry transient errors.
-			if (e.Code == CodeUnreachable) && failures < 5 {
+			if (e.Code == report.CodeUnreachable) && failures < 5 {
 				failures++
 				r.logf("%s; retrying (%d/5)", e.Error(), failures)
 				if err := sleep(ctx, time.Duration(failures)*500*time.Millisecond); err != nil {
@@ -415,15 +410,15 @@ func (r *runner) wait(ctx context.Context, jobID string, minIndex uint64) (*api.
 			continue
 		}
 		if minIndex > 0 && job.JobModifyIndex != nil && *job.JobModifyIndex > minIndex && len(allocs) == 0 {
-			return nil, newError(CodeUnknown, ReasonSupersededByJob, nil,
+			return nil, newError(report.CodeUnknown, ReasonSupersededByJob, nil,
 				"job %s was registered again by someone else before this run was placed", jobID)
 		}
 		if len(allocs) == 0 {
 			if job.Stop != nil && *job.Stop {
-				return nil, newError(CodeUnknown, ReasonJobStopped, nil,
+				return nil, newError(report.CodeUnknown, ReasonJobStopped, nil,
 					"job %s was stopped before an allocation of this run was placed", jobID)
 			}
-			return nil, newError(CodeUnknown, ReasonNoAllocation, nil,
+			return nil, newError(report.CodeUnknown, ReasonNoAllocation, nil,
 				"job %s is dead without an allocation of this run (`nomad job status -evals %s` shows why)", jobID, jobID)
 		}
 		stub := allocs[len(allocs)-1]
@@ -503,18 +498,18 @@ func (r *runner) collect(ctx context.Context, alloc *api.Allocation, taskName st
 	}
 
 	if alloc.ClientStatus == api.AllocClientStatusLost {
-		return nil, 0, false, newError(CodeTemporary, ReasonAllocLost, nil,
+		return nil, 0, false, newError(report.CodeTemporary, ReasonAllocLost, nil,
 			"allocation %s of job %s was lost: node %s stopped answering (%s). The migration may still be running there and holds the lock until it ends or the lock expires; rerun later, the lock keeps runs apart",
 			alloc.ID, alloc.JobID, nodeName(alloc.NodeName, alloc.NodeID), firstNonEmpty(alloc.ClientDescription, "no description"))
 	}
 	switch alloc.ClientStatus {
 	case api.AllocClientStatusComplete, api.AllocClientStatusFailed:
 	default:
-		return nil, 0, false, newError(CodeUnknown, ReasonAllocUnsupported, nil,
+		return nil, 0, false, newError(report.CodeUnknown, ReasonAllocUnsupported, nil,
 			"job is dead but allocation %s is %q", alloc.ID, alloc.ClientStatus)
 	}
 	if term == nil {
-		return nil, 0, false, newError(CodeUnknown, ReasonTaskNotRun, nil,
+		return nil, 0, false, newError(report.CodeUnknown, ReasonTaskNotRun, nil,
 			"task %s of allocation %s did not run to an exit (allocation %s): %s",
 			taskName, alloc.ID, alloc.ClientStatus, lastEvents(f.Events, 3))
 	}
@@ -550,14 +545,14 @@ func (r *runner) collect(ctx context.Context, alloc *api.Allocation, taskName st
 			extra = fmt.Sprintf(" (signal %d)", *f.TaskSignal)
 		}
 		if code == 0 {
-			return nil, 0, false, newError(CodeInternal, ReasonNoReport, nil,
+			return nil, 0, false, newError(report.CodeInternal, ReasonNoReport, nil,
 				"task %s exited 0 without printing a report on stdout", taskName)
 		}
-		return nil, 0, false, newError(CodeUnknown, ReasonNoReport, nil,
+		return nil, 0, false, newError(report.CodeUnknown, ReasonNoReport, nil,
 			"task %s exited with code %d%s without printing a report on stdout", taskName, code, extra)
 	}
 	if err := r.o.Validate(line); err != nil {
-		return nil, 0, false, newError(CodeInternal, ReasonReportInvalid, err,
+		return nil, 0, false, newError(report.CodeInternal, ReasonReportInvalid, err,
 			"task %s exited with code %d and printed a report that fails validation", taskName, code)
 	}
 	if rc, ok := reportExitCode(line); ok && rc != code {
@@ -607,7 +602,7 @@ func (r *runner) readLog(ctx context.Context, alloc *api.Allocation, task, typ s
 				}
 			}
 			if buf.Len()+len(fr.Data) > maxLog {
-				return nil, newError(CodeInternal, ReasonLogsUnreadable, nil, "task %s wrote more than %d MiB to %s", task, maxLog>>20, typ)
+				return nil, newError(report.CodeInternal, ReasonLogsUnreadable, nil, "task %s wrote more than %d MiB to %s", task, maxLog>>20, typ)
 			}
 			buf.Write(fr.Data)
 		case err := <-errCh:

@@ -20,6 +20,7 @@ import (
 
 	nomadspecs "github.com/outpost-migrate/outpost/jobs/nomad"
 	"github.com/outpost-migrate/outpost/jobs/nomadrun/nomadfake"
+	"github.com/outpost-migrate/outpost/report"
 )
 
 // Reports as the tool prints them. The odd spacing, escapes and non-ASCII
@@ -111,7 +112,7 @@ type ownDoc struct {
 
 // checkOwn asserts that the run printed a valid JobRunReport with the given
 // code, reason and exit code, and returns it.
-func checkOwn(t *testing.T, o outcome, code, reason string, exit int) ownDoc {
+func checkOwn(t *testing.T, o outcome, code report.Code, reason string, exit int) ownDoc {
 	t.Helper()
 	var e *Error
 	if !errors.As(o.err, &e) {
@@ -133,7 +134,7 @@ func checkOwn(t *testing.T, o outcome, code, reason string, exit int) ownDoc {
 	if err := json.Unmarshal(o.res.Report, &d); err != nil {
 		t.Fatal(err)
 	}
-	if d.Kind != Kind || d.Command != Command || d.Error.Code != code || d.Error.Details["reason"] != reason ||
+	if d.Kind != report.KindJobRun || d.Command != Command || d.Error.Code != string(code) || d.Error.Details["reason"] != reason ||
 		d.ExitCode != exit || d.RC != exit || o.res.ExitCode != exit || e.ExitCode != exit || !d.Failed || d.Changed {
 		t.Fatalf("want %s/%s exit %d, got exit %d (result %d):\n%s\nstderr:\n%s", code, reason, exit, d.ExitCode, o.res.ExitCode, o.res.Report, o.stderr)
 	}
@@ -223,7 +224,7 @@ func TestDispatchesTheParameterizedJob(t *testing.T) {
 func TestDriverFailureIsReported(t *testing.T) {
 	f := nomadfake.New(t, nomadfake.DriverFailure)
 	out := run(t, context.Background(), opts(f))
-	d := checkOwn(t, out, CodeUnknown, ReasonTaskNotRun, 1)
+	d := checkOwn(t, out, report.CodeUnknown, ReasonTaskNotRun, 1)
 	if !strings.Contains(d.Msg, "Failed to pull") || d.Extra.Nomad.ClientStatus != "failed" || d.Extra.Nomad.TaskExitCode != nil {
 		t.Fatalf("%s", out.res.Report)
 	}
@@ -232,7 +233,7 @@ func TestDriverFailureIsReported(t *testing.T) {
 func TestLostAllocationIsRetryable(t *testing.T) {
 	f := nomadfake.New(t, nomadfake.LostAlloc)
 	out := run(t, context.Background(), opts(f))
-	d := checkOwn(t, out, CodeTemporary, ReasonAllocLost, 75)
+	d := checkOwn(t, out, report.CodeTemporary, ReasonAllocLost, 75)
 	if !d.Error.Retryable || d.Extra.Nomad.ClientStatus != "lost" || !strings.Contains(d.Msg, "was lost") ||
 		!strings.Contains(d.Msg, "client-1") || d.Error.Details["alloc_id"] != d.Extra.Nomad.AllocID {
 		t.Fatalf("%s", out.res.Report)
@@ -248,7 +249,7 @@ func TestTimeoutLeavesTheJobRunning(t *testing.T) {
 	if time.Since(start) > 5*time.Second {
 		t.Fatal("the timeout did not cut the blocking query short")
 	}
-	d := checkOwn(t, out, CodeTimeout, ReasonTimeout, 75)
+	d := checkOwn(t, out, report.CodeTimeout, ReasonTimeout, 75)
 	if !d.Error.Retryable || !strings.Contains(d.Msg, "outpost-migrate") || !strings.Contains(d.Msg, "left running") ||
 		d.Outcome != "timed_out" || d.Extra.Nomad.JobStatus != "running" {
 		t.Fatalf("%s", out.res.Report)
@@ -262,7 +263,7 @@ func TestTimeoutBeforePlacementSaysSo(t *testing.T) {
 	f := nomadfake.New(t, func(*nomadfake.Server, *api.Job) {}) // never placed
 	o := opts(f)
 	o.Timeout = 200 * time.Millisecond
-	d := checkOwn(t, run(t, context.Background(), o), CodeTimeout, ReasonTimeout, 75)
+	d := checkOwn(t, run(t, context.Background(), o), report.CodeTimeout, ReasonTimeout, 75)
 	if !strings.Contains(d.Msg, "no allocation was placed") {
 		t.Fatal(d.Msg)
 	}
@@ -277,13 +278,13 @@ func TestInterruptedBySignal(t *testing.T) {
 	f := nomadfake.New(t, nomadfake.Forever)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	time.AfterFunc(150*time.Millisecond, func() { cancel(signalCause(143)) })
-	d := checkOwn(t, run(t, ctx, opts(f)), CodeTerminated, ReasonInterrupted, 143)
+	d := checkOwn(t, run(t, ctx, opts(f)), report.CodeTerminated, ReasonInterrupted, 143)
 	if d.Outcome != "interrupted" || !strings.Contains(d.Msg, "left running") {
 		t.Fatal(d.Msg)
 	}
 	ctx, cancel = context.WithCancelCause(context.Background())
 	time.AfterFunc(150*time.Millisecond, func() { cancel(nil) })
-	checkOwn(t, run(t, ctx, opts(nomadfake.New(t, nomadfake.Forever))), CodeInterrupted, ReasonInterrupted, 130)
+	checkOwn(t, run(t, ctx, opts(nomadfake.New(t, nomadfake.Forever))), report.CodeInterrupted, ReasonInterrupted, 130)
 }
 
 func closedAddr(t *testing.T) string {
@@ -297,7 +298,7 @@ func closedAddr(t *testing.T) string {
 }
 
 func TestNomadUnreachable(t *testing.T) {
-	d := checkOwn(t, run(t, context.Background(), Options{Addr: closedAddr(t)}), CodeUnreachable, ReasonUnreachable, 69)
+	d := checkOwn(t, run(t, context.Background(), Options{Addr: closedAddr(t)}), report.CodeUnreachable, ReasonUnreachable, 69)
 	if !d.Error.Retryable || d.Outcome != "unreachable" {
 		t.Fatalf("%+v", d)
 	}
@@ -316,7 +317,7 @@ func TestACLDenied(t *testing.T) {
 	f.RequireToken("the-right-token")
 	o := opts(f)
 	o.Token = "a-wrong-token"
-	d := checkOwn(t, run(t, context.Background(), o), CodePermission, ReasonACLDenied, 77)
+	d := checkOwn(t, run(t, context.Background(), o), report.CodePermission, ReasonACLDenied, 77)
 	if d.Error.Retryable || d.Outcome != "permission_denied" || !strings.Contains(d.Msg, "Permission denied") {
 		t.Fatalf("%+v", d)
 	}
@@ -408,15 +409,15 @@ func TestInvalidSpecIsConfigError(t *testing.T) {
 			}
 			o := opts(f)
 			o.JobFile = writeSpec(t, doc)
-			checkOwn(t, run(t, context.Background(), o), CodeConfig, ReasonSpecInvalid, 78)
+			checkOwn(t, run(t, context.Background(), o), report.CodeConfig, ReasonSpecInvalid, 78)
 		})
 	}
 	o := opts(f)
 	o.Job = "no-such-recipe"
-	checkOwn(t, run(t, context.Background(), o), CodeConfig, ReasonSpecInvalid, 78)
+	checkOwn(t, run(t, context.Background(), o), report.CodeConfig, ReasonSpecInvalid, 78)
 	o = opts(f)
 	o.JobFile = filepath.Join(t.TempDir(), "missing.json")
-	checkOwn(t, run(t, context.Background(), o), CodeConfig, ReasonSpecInvalid, 78)
+	checkOwn(t, run(t, context.Background(), o), report.CodeConfig, ReasonSpecInvalid, 78)
 	if f.RequestLog() != "" {
 		t.Fatalf("an invalid spec must not reach Nomad:\n%s", f.RequestLog())
 	}
@@ -439,27 +440,27 @@ func TestBadMetaIsUsageError(t *testing.T) {
 		o := opts(f)
 		o.Job = nomadspecs.MigrateParam
 		o.Meta = meta
-		checkOwn(t, run(t, context.Background(), o), CodeUsage, ReasonUsage, 64)
+		checkOwn(t, run(t, context.Background(), o), report.CodeUsage, ReasonUsage, 64)
 	}
 	o := opts(f)
 	o.Meta = map[string]string{"command": "plan"} // migrate-apply takes no meta
-	checkOwn(t, run(t, context.Background(), o), CodeUsage, ReasonUsage, 64)
+	checkOwn(t, run(t, context.Background(), o), report.CodeUsage, ReasonUsage, 64)
 	if f.RequestLog() != "" {
 		t.Fatal("bad meta must not reach Nomad")
 	}
 }
 
 func TestNoReport(t *testing.T) {
-	d := checkOwn(t, run(t, context.Background(), opts(nomadfake.New(t, nomadfake.Exit(137, "")))), CodeUnknown, ReasonNoReport, 1)
+	d := checkOwn(t, run(t, context.Background(), opts(nomadfake.New(t, nomadfake.Exit(137, "")))), report.CodeUnknown, ReasonNoReport, 1)
 	if !strings.Contains(d.Msg, "137") || *d.Extra.Nomad.TaskExitCode != 137 {
 		t.Fatal(d.Msg)
 	}
-	checkOwn(t, run(t, context.Background(), opts(nomadfake.New(t, nomadfake.Exit(0, "\n\n")))), CodeInternal, ReasonNoReport, 70)
+	checkOwn(t, run(t, context.Background(), opts(nomadfake.New(t, nomadfake.Exit(0, "\n\n")))), report.CodeInternal, ReasonNoReport, 70)
 }
 
 func TestInvalidReport(t *testing.T) {
-	checkOwn(t, run(t, context.Background(), opts(nomadfake.New(t, nomadfake.Exit(0, "panic: oh no\n")))), CodeInternal, ReasonReportInvalid, 70)
-	checkOwn(t, run(t, context.Background(), opts(nomadfake.New(t, nomadfake.Exit(0, `{"exit_code":0}`+"\n")))), CodeInternal, ReasonReportInvalid, 70)
+	checkOwn(t, run(t, context.Background(), opts(nomadfake.New(t, nomadfake.Exit(0, "panic: oh no\n")))), report.CodeInternal, ReasonReportInvalid, 70)
+	checkOwn(t, run(t, context.Background(), opts(nomadfake.New(t, nomadfake.Exit(0, `{"exit_code":0}`+"\n")))), report.CodeInternal, ReasonReportInvalid, 70)
 
 	o := opts(nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n")))
 	var seen []byte
@@ -467,7 +468,7 @@ func TestInvalidReport(t *testing.T) {
 		seen = line
 		return errors.New("kind ApplyReport: missing properties: 'targets'")
 	}
-	d := checkOwn(t, run(t, context.Background(), o), CodeInternal, ReasonReportInvalid, 70)
+	d := checkOwn(t, run(t, context.Background(), o), report.CodeInternal, ReasonReportInvalid, 70)
 	if string(seen) != reportApplied || !strings.Contains(d.Msg, "missing properties") {
 		t.Fatalf("validator saw %q; msg %s", seen, d.Msg)
 	}
@@ -519,7 +520,7 @@ func TestHonoursNomadTLSVariables(t *testing.T) {
 	t.Setenv("NOMAD_ADDR", f.URL())
 
 	// Without the CA the server is not trusted: a configuration error.
-	d := checkOwn(t, run(t, context.Background(), Options{}), CodeConfig, ReasonNomadConfig, 78)
+	d := checkOwn(t, run(t, context.Background(), Options{}), report.CodeConfig, ReasonNomadConfig, 78)
 	if !strings.Contains(d.Msg, "NOMAD_CACERT") {
 		t.Fatal(d.Msg)
 	}
@@ -532,7 +533,7 @@ func TestHonoursNomadTLSVariables(t *testing.T) {
 	}
 	// A name the certificate does not carry fails verification.
 	t.Setenv("NOMAD_TLS_SERVER_NAME", "nomad.invalid")
-	checkOwn(t, run(t, context.Background(), Options{}), CodeConfig, ReasonNomadConfig, 78)
+	checkOwn(t, run(t, context.Background(), Options{}), report.CodeConfig, ReasonNomadConfig, 78)
 	// NOMAD_SKIP_VERIFY turns verification off.
 	t.Setenv("NOMAD_CACERT", "")
 	t.Setenv("NOMAD_SKIP_VERIFY", "true")

@@ -36,31 +36,11 @@ func (s *Set) checkV0(ctx context.Context, keys []string, w work, t *scan.Tally)
 	if err != nil {
 		return err
 	}
-	type planned struct {
-		twin      string
-		kind      Kind
-		conv, ent bool
-		bad       []badTimestamp
-	}
-	var todo []planned
+	var todo []twinPlan
 	for i, k := range keys {
-		t.Add(HashTags, func(c *report.Counts) { c.Scanned++ })
-		r := recs[i]
-		switch {
-		case r.err != nil:
-			t.Fail(HashTags, report.Issue{Key: k, Reason: "not a hash: " + r.err.Error()})
-			continue
-		case r.fields == nil:
-			t.Add(HashTags, func(c *report.Counts) { c.Skipped++ })
-			continue
+		if p, _, ok := s.planTwin(t, w, k, recs[i]); ok {
+			todo = append(todo, p)
 		}
-		key, err := ClassifyV0(k, r.fields)
-		if err != nil {
-			t.Fail(HashTags, report.Issue{Key: k, Reason: err.Error()})
-			continue
-		}
-		_, bad, conv, ent := twinFields(key, r.fields, w)
-		todo = append(todo, planned{twin: key.V1(s.prefix), kind: key.Kind, conv: conv, ent: ent, bad: bad})
 	}
 	twins := make([]string, len(todo))
 	for i, p := range todo {
@@ -78,26 +58,8 @@ func (s *Set) checkV0(ctx context.Context, keys []string, w work, t *scan.Tally)
 			continue
 		}
 		t.Add(HashTags, func(c *report.Counts) { c.Changed++ })
-		if p.kind == KindSummary {
-			continue
-		}
 		// The copy apply will write is transformed by 002/003 too.
-		if w.do002 {
-			for _, b := range p.bad {
-				t.Issue(Timestamps, b.issue(p.twin))
-			}
-			t.Add(Timestamps, func(c *report.Counts) {
-				c.Scanned++
-				if len(p.bad) > 0 {
-					c.Failed++
-				} else {
-					countChange(c, p.conv)
-				}
-			})
-		}
-		if w.do003 {
-			t.Add(Entity, func(c *report.Counts) { c.Scanned++; countChange(c, p.ent) })
-		}
+		p.countFinal(t, w)
 	}
 	return nil
 }

@@ -14,8 +14,6 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/outpost-migrate/outpost/batch"
-	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/batch/redisphase"
 	"github.com/outpost-migrate/outpost/batch/testsrv"
 	migredis "github.com/outpost-migrate/outpost/migrations/redis"
@@ -94,14 +92,6 @@ func seedFixture(t *testing.T, ctx context.Context, c goredis.UniversalClient, k
 	}
 }
 
-func newPhase(c goredis.UniversalClient, prefix string) *redisphase.Phase {
-	return redisphase.New(c, prefix, prefix+".outpost:migration_lock", migredis.New(c, prefix), redisphase.Options{ScanCount: 3}, nil)
-}
-
-func newRun() *batch.Run {
-	return &batch.Run{ID: "r-test", Command: "apply", Events: progress.Nop}
-}
-
 func checkAfterApply(t *testing.T, ctx context.Context, c goredis.UniversalClient, f fixture) {
 	for _, k := range f.AfterApply {
 		if k.Type != "hash" {
@@ -138,7 +128,7 @@ func TestFixtureStandalone(t *testing.T) {
 	c := srv.Client(t)
 	f := loadFixture(t)
 	seedFixture(t, ctx, c, f.Before)
-	p := newPhase(c, "")
+	p := phaseFor(c, "", redisphase.Options{ScanCount: 3})
 
 	plan, err := p.Plan(ctx)
 	require.NoError(t, err)
@@ -146,14 +136,14 @@ func TestFixtureStandalone(t *testing.T) {
 	require.Equal(t, "pending", plan[0].State)
 	require.Equal(t, int64(9), plan[0].Estimate.Value, "nine v0 keys to copy")
 
-	lines, err := p.Apply(ctx, newRun())
+	lines, err := p.Apply(ctx, runFor("apply"))
 	require.NoError(t, err)
 	for _, l := range lines {
 		require.Equal(t, "applied", l.State, l.Name)
 	}
 	checkAfterApply(t, ctx, c, f)
 
-	v, err := p.Verify(ctx, newRun())
+	v, err := p.Verify(ctx, runFor("verify"))
 	require.NoError(t, err)
 	for _, l := range v {
 		require.Equal(t, "verified", l.State, l.Name)
@@ -161,13 +151,13 @@ func TestFixtureStandalone(t *testing.T) {
 		require.Positive(t, l.Counts.Checked)
 	}
 	// Apply again: up to date, nothing changes.
-	lines, err = p.Apply(ctx, newRun())
+	lines, err = p.Apply(ctx, runFor("apply"))
 	require.NoError(t, err)
 	for _, l := range lines {
 		require.Nil(t, l.Counts, l.Name)
 	}
 
-	_, err = p.Cleanup(ctx, newRun())
+	_, err = p.Cleanup(ctx, runFor("cleanup"))
 	require.NoError(t, err)
 	keys, err := c.Keys(ctx, "tenant:*").Result()
 	require.NoError(t, err)
@@ -188,15 +178,15 @@ func TestFixtureCluster(t *testing.T) {
 	c := cl.Client(t)
 	f := loadFixture(t)
 	seedFixture(t, ctx, c, f.Before)
-	p := newPhase(c, "")
-	lines, err := p.Apply(ctx, newRun())
+	p := phaseFor(c, "", redisphase.Options{ScanCount: 3})
+	lines, err := p.Apply(ctx, runFor("apply"))
 	require.NoError(t, err)
 	for _, l := range lines {
 		require.Equal(t, "applied", l.State, l.Name)
 		require.Len(t, l.Progress.Nodes, 3)
 	}
 	checkAfterApply(t, ctx, c, f)
-	v, err := p.Verify(ctx, newRun())
+	v, err := p.Verify(ctx, runFor("verify"))
 	require.NoError(t, err)
 	for _, l := range v {
 		require.Equal(t, "verified", l.State)

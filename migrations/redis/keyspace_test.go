@@ -38,11 +38,13 @@ func bigOptions() seed.Options {
 	return o
 }
 
-// phaseFor builds the Redis phase as cmd does, with default options.
+// phaseFor builds the Redis phase as cmd does (lock key, migration set,
+// no deployment prefix unless given), with opts.
 func phaseFor(c goredis.UniversalClient, prefix string, opts redisphase.Options) *redisphase.Phase {
 	return redisphase.New(c, prefix, prefix+".outpost:migration_lock", migredis.New(c, prefix), opts, nil)
 }
 
+// runFor is a run of command with an id of its own and no event sink.
 func runFor(command string) *batch.Run {
 	return &batch.Run{ID: "r-" + command, Command: command, Events: progress.Nop}
 }

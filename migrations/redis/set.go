@@ -229,43 +229,85 @@ func (s *Set) Apply(todo, done []string) scan.Step {
 	}
 }
 
+// twinPlan is what 001 makes of one legacy record: the twin's name and
+// kind, and what 002/003 change in its fields on the way (timestamps
+// converted, entity set, values that cannot be converted).
+type twinPlan struct {
+	key, twin         string
+	kind              Kind
+	converted, entity bool
+	bad               []badTimestamp
+}
+
+// planTwin counts a legacy record read for 001 as scanned and plans its
+// twin, whose fields it returns. A record that is not a hash or cannot be
+// classified is failed, one gone since SCAN skipped; ok is false for both.
+func (s *Set) planTwin(t *scan.Tally, w work, k string, r record) (p twinPlan, fields map[string]string, ok bool) {
+	t.Add(HashTags, func(c *report.Counts) { c.Scanned++ })
+	switch {
+	case r.err != nil:
+		t.Fail(HashTags, report.Issue{Key: k, Reason: "not a hash: " + r.err.Error()})
+		return p, nil, false
+	case r.fields == nil:
+		// Gone since SCAN (expired, deleted): nothing to copy.
+		t.Add(HashTags, func(c *report.Counts) { c.Skipped++ })
+		return p, nil, false
+	}
+	key, err := ClassifyV0(k, r.fields)
+	if err != nil {
+		t.Fail(HashTags, report.Issue{Key: k, Reason: err.Error()})
+		return p, nil, false
+	}
+	fields, bad, conv, ent := twinFields(key, r.fields, w)
+	return twinPlan{key: k, twin: key.V1(s.prefix), kind: key.Kind, converted: conv, entity: ent, bad: bad}, fields, true
+}
+
+// countFinal counts the work of 002/003 (those of w's todo) on a twin that
+// 001 writes, or would write, in its final form: it is theirs. Summaries
+// are not theirs to edit.
+func (p twinPlan) countFinal(t *scan.Tally, w work) {
+	if p.kind == KindSummary {
+		return
+	}
+	if w.do002 {
+		for _, b := range p.bad {
+			t.Issue(Timestamps, b.issue(p.twin))
+		}
+		t.Add(Timestamps, func(c *report.Counts) {
+			c.Scanned++
+			if len(p.bad) > 0 {
+				c.Failed++
+			} else {
+				countChange(c, p.converted)
+			}
+		})
+	}
+	if w.do003 {
+		t.Add(Entity, func(c *report.Counts) { c.Scanned++; countChange(c, p.entity) })
+	}
+}
+
 func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally) error {
 	recs, err := s.readRecords(ctx, keys)
 	if err != nil {
 		return err
 	}
 	type op struct {
-		key, twin         string
-		kind              Kind
-		converted, entity bool
-		bad               []badTimestamp
-		args              []any
+		twinPlan
+		args []any
 	}
 	var ops []op
 	for i, k := range keys {
-		t.Add(HashTags, func(c *report.Counts) { c.Scanned++ })
-		r := recs[i]
-		if r.err != nil {
-			t.Fail(HashTags, report.Issue{Key: k, Reason: "not a hash: " + r.err.Error()})
+		p, fields, ok := s.planTwin(t, w, k, recs[i])
+		if !ok {
 			continue
 		}
-		if r.fields == nil {
-			// Gone since SCAN (expired, deleted): nothing to copy.
-			t.Add(HashTags, func(c *report.Counts) { c.Skipped++ })
-			continue
-		}
-		key, err := ClassifyV0(k, r.fields)
-		if err != nil {
-			t.Fail(HashTags, report.Issue{Key: k, Reason: err.Error()})
-			continue
-		}
-		fields, bad, conv, ent := twinFields(key, r.fields, w)
 		args := make([]any, 0, 1+2*len(fields))
-		args = append(args, r.pttl)
+		args = append(args, recs[i].pttl)
 		for f, v := range fields {
 			args = append(args, f, v)
 		}
-		ops = append(ops, op{key: k, twin: key.V1(s.prefix), kind: key.Kind, converted: conv, entity: ent, bad: bad, args: args})
+		ops = append(ops, op{twinPlan: p, args: args})
 	}
 	if len(ops) == 0 {
 		return nil
@@ -290,23 +332,7 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally) 
 			// The twin was written in its final form: count the work of
 			// 002/003 on it as theirs (a twin the scan reaches later in
 			// this pass counts again, as unchanged).
-			if w.do002 && o.kind != KindSummary {
-				t.Add(Timestamps, func(c *report.Counts) {
-					c.Scanned++
-					if len(o.bad) == 0 {
-						countChange(c, o.converted)
-					}
-				})
-				for _, b := range o.bad {
-					t.Issue(Timestamps, b.issue(o.twin))
-				}
-				if len(o.bad) > 0 {
-					t.Add(Timestamps, func(c *report.Counts) { c.Failed++ })
-				}
-			}
-			if w.do003 && o.kind != KindSummary {
-				t.Add(Entity, func(c *report.Counts) { c.Scanned++; countChange(c, o.entity) })
-			}
+			o.countFinal(t, w)
 		default:
 			// The twin exists: copied by an earlier run, or written by the
 			// new server. Never overwritten; 002/003 reach it on their own
