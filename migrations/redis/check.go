@@ -81,17 +81,16 @@ func (s *Set) readForCheck(ctx context.Context, keys []string) ([]record, error)
 	pipe := s.c.Pipeline()
 	whole := make([]*goredis.MapStringStringCmd, len(keys))
 	some := make([]*goredis.SliceCmd, len(keys))
-	ex := make([]*goredis.IntCmd, len(keys))
 	for i, k := range keys {
 		if namedLikeSummary(k) {
 			whole[i] = pipe.HGetAll(ctx, k)
 		} else {
 			some[i] = pipe.HMGet(ctx, k, checkFields...)
-			ex[i] = pipe.Exists(ctx, k)
 		}
 	}
 	_, _ = pipe.Exec(ctx)
 	out := make([]record, len(keys))
+	var unknown []int
 	for i := range keys {
 		var err error
 		if whole[i] != nil {
@@ -112,22 +111,43 @@ func (s *Set) readForCheck(ctx context.Context, keys []string) ([]record, error)
 			}
 			continue
 		}
-		n, err := ex[i].Result()
-		if err != nil {
-			return nil, rediserr.Classify(err, "EXISTS "+keys[i])
-		}
-		if n == 0 {
-			continue
-		}
 		f := make(map[string]string, len(checkFields))
 		for j, name := range checkFields {
 			if v, ok := some[i].Val()[j].(string); ok {
 				f[name] = v
 			}
 		}
+		if len(f) == 0 {
+			// None of the fields: a key that is gone, or a hash holding
+			// none of them. Only EXISTS can tell.
+			unknown = append(unknown, i)
+		}
 		out[i].fields = f
 	}
+	exists, err := s.existsAt(ctx, keys, unknown)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range unknown {
+		if !exists[j] {
+			out[i].fields = nil
+		}
+	}
 	return out, nil
+}
+
+// existsAt asks EXISTS for keys[i] of every i in idx, in one pipeline: the
+// reads ask it only where a field read could not tell a missing key from a
+// hash without those fields, which saves a command per key.
+func (s *Set) existsAt(ctx context.Context, keys []string, idx []int) ([]bool, error) {
+	if len(idx) == 0 {
+		return nil, nil
+	}
+	names := make([]string, len(idx))
+	for j, i := range idx {
+		names[j] = keys[i]
+	}
+	return s.exists(ctx, names)
 }
 
 func namedLikeSummary(key string) bool {

@@ -576,13 +576,12 @@ type v1State struct {
 func (s *Set) readV1(ctx context.Context, keys []string) ([]v1State, error) {
 	pipe := s.c.Pipeline()
 	cmds := make([]*goredis.SliceCmd, len(keys))
-	ex := make([]*goredis.IntCmd, len(keys))
 	for i, k := range keys {
-		cmds[i] = pipe.HMGet(ctx, k, append(append([]string{}, TimestampFields...), "entity")...)
-		ex[i] = pipe.Exists(ctx, k)
+		cmds[i] = pipe.HMGet(ctx, k, v1Fields...)
 	}
 	_, _ = pipe.Exec(ctx)
 	out := make([]v1State, len(keys))
+	var unknown []int
 	for i := range keys {
 		if err := cmds[i].Err(); err != nil {
 			if !isKeyError(err) {
@@ -591,12 +590,8 @@ func (s *Set) readV1(ctx context.Context, keys []string) ([]v1State, error) {
 			out[i].err = err
 			continue
 		}
-		n, err := ex[i].Result()
-		if err != nil {
-			return nil, rediserr.Classify(err, "EXISTS "+keys[i])
-		}
 		vals := cmds[i].Val()
-		st := v1State{ts: make([]*string, len(TimestampFields)), exists: n == 1}
+		st := v1State{ts: make([]*string, len(TimestampFields)), exists: true}
 		for j := range TimestampFields {
 			if sv, ok := vals[j].(string); ok {
 				st.ts[j] = &sv
@@ -605,10 +600,31 @@ func (s *Set) readV1(ctx context.Context, keys []string) ([]v1State, error) {
 		if e, ok := vals[len(TimestampFields)].(string); ok {
 			st.entity, st.hasEntity = e, true
 		}
+		none := true
+		for _, v := range vals {
+			if v != nil {
+				none = false
+			}
+		}
+		if none {
+			unknown = append(unknown, i)
+		}
 		out[i] = st
+	}
+	exists, err := s.existsAt(ctx, keys, unknown)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range unknown {
+		out[i].exists = exists[j]
 	}
 	return out, nil
 }
+
+// v1Fields are read from hash-tagged records: the timestamps and entity
+// that 002/003 need, then id and deleted_at, which every live or deleted
+// record has, so that a missing key is told apart without EXISTS.
+var v1Fields = append(append([]string{}, TimestampFields...), "entity", "id", "deleted_at")
 
 // formatTTL is for issues.
 func formatTTL(ms int64) string {
