@@ -19,9 +19,6 @@ const BaseURL = "https://schemas.outpost-migrate.dev/migrate/v1/"
 //go:embed *.json
 var files embed.FS
 
-// FS returns the schema files.
-func FS() fs.FS { return files }
-
 // Names lists the schemas by name ("apply", "common", "progress", ...).
 func Names() []string {
 	entries, _ := fs.ReadDir(files, ".")

@@ -221,16 +221,6 @@ func Load(fsys fs.FS, dir string, batched map[string]BatchedStep, expected func(
 	return src, nil
 }
 
-// MustLoad is Load for embedded migrations, whose validity the tests prove:
-// it panics on an invalid set.
-func MustLoad(fsys fs.FS, dir string, batched map[string]BatchedStep, expected func(int) (*Schema, bool)) Source {
-	s, err := Load(fsys, dir, batched, expected)
-	if err != nil {
-		panic(err)
-	}
-	return s
-}
-
 // rawStep is a part of an up file between markers.
 type rawStep struct {
 	name    string
