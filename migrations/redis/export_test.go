@@ -16,3 +16,9 @@ func SetBeforeWrite(f func(ctx context.Context, keys []string)) (restore func())
 	beforeWrite = f
 	return func() { beforeWrite = nil }
 }
+
+// AppendHashPayload and RedisCRC64 build RESTORE payloads (rdb.go).
+var (
+	AppendHashPayload = appendHashPayload
+	RedisCRC64        = redisCRC64
+)

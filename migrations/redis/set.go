@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -42,11 +44,18 @@ const conflictRetries = 3
 type Set struct {
 	c      goredis.UniversalClient
 	prefix string
+	// noRestore is set once the server refused RESTORE (see writeTwins).
+	noRestore atomic.Bool
+	payloads  sync.Pool // *[]byte, RESTORE payloads of one chunk
 }
 
 // New returns the migrations for the keyspace of client under prefix P
 // ("<DEPLOYMENT_ID>:" or "").
-func New(c goredis.UniversalClient, prefix string) *Set { return &Set{c: c, prefix: prefix} }
+func New(c goredis.UniversalClient, prefix string) *Set {
+	s := &Set{c: c, prefix: prefix}
+	s.payloads.New = func() any { return new([]byte) }
+	return s
+}
 
 var _ redisphase.Set = (*Set)(nil)
 
@@ -294,7 +303,8 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally) 
 	}
 	type op struct {
 		twinPlan
-		args []any
+		fields map[string]string
+		pttl   int64
 	}
 	var ops []op
 	for i, k := range keys {
@@ -302,12 +312,7 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally) 
 		if !ok {
 			continue
 		}
-		args := make([]any, 0, 1+2*len(fields))
-		args = append(args, recs[i].pttl)
-		for f, v := range fields {
-			args = append(args, f, v)
-		}
-		ops = append(ops, op{twinPlan: p, args: args})
+		ops = append(ops, op{twinPlan: p, fields: fields, pttl: recs[i].pttl})
 	}
 	if len(ops) == 0 {
 		return nil
@@ -319,7 +324,7 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally) 
 		}
 		h(ctx, twins)
 	}
-	results, err := s.runScript(ctx, copyScript, len(ops), func(i int) ([]string, []any) { return []string{ops[i].twin}, ops[i].args })
+	results, err := s.writeTwins(ctx, len(ops), func(i int) (string, int64, map[string]string) { return ops[i].twin, ops[i].pttl, ops[i].fields })
 	if err != nil {
 		return err
 	}
@@ -341,6 +346,77 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally) 
 		}
 	}
 	return nil
+}
+
+// writeTwins creates n twins unless they exist: op(i) gives the twin's
+// name, TTL in ms (<= 0: none) and fields. It uses RESTORE of a built
+// payload while the server takes it, else copyScript; a result's val is 1
+// when the twin was created, 0 when it existed.
+func (s *Set) writeTwins(ctx context.Context, n int, op func(i int) (twin string, pttl int64, fields map[string]string)) ([]scriptResult, error) {
+	out := make([]scriptResult, n)
+	var todo []int
+	if s.noRestore.Load() {
+		todo = make([]int, n)
+		for i := range todo {
+			todo[i] = i
+		}
+	} else {
+		buf := s.payloads.Get().(*[]byte)
+		defer s.payloads.Put(buf)
+		// One buffer for every payload of the chunk: a payload is a
+		// sub-slice of it, read when the pipeline runs.
+		b := (*buf)[:0]
+		ends := make([]int, n)
+		for i := range n {
+			_, _, fields := op(i)
+			b = appendHashPayload(b, fields)
+			ends[i] = len(b)
+		}
+		*buf = b
+		pipe := s.c.Pipeline()
+		cmds := make([]*goredis.Cmd, n)
+		start := 0
+		for i := range n {
+			twin, pttl, _ := op(i)
+			cmds[i] = pipe.Do(ctx, "restore", twin, max(pttl, 0), b[start:ends[i]:ends[i]])
+			start = ends[i]
+		}
+		_, _ = pipe.Exec(ctx)
+		for i := range n {
+			err := cmds[i].Err()
+			switch {
+			case err == nil:
+				out[i].val = 1
+			case goredis.HasErrorPrefix(err, "BUSYKEY"):
+				// The twin exists: never overwritten.
+			case restoreRefused(err):
+				s.noRestore.Store(true)
+				todo = append(todo, i)
+			default:
+				twin, _, _ := op(i)
+				return nil, rediserr.Classify(err, "RESTORE "+twin)
+			}
+		}
+	}
+	if len(todo) == 0 {
+		return out, nil
+	}
+	res, err := s.runScript(ctx, copyScript, len(todo), func(j int) ([]string, []any) {
+		twin, pttl, fields := op(todo[j])
+		args := make([]any, 0, 1+2*len(fields))
+		args = append(args, pttl)
+		for f, v := range fields {
+			args = append(args, f, v)
+		}
+		return []string{twin}, args
+	})
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range todo {
+		out[i] = res[j]
+	}
+	return out, nil
 }
 
 type scriptResult struct {

@@ -1,0 +1,96 @@
+package redis_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/outpost-migrate/outpost/batch/redisphase"
+	"github.com/outpost-migrate/outpost/batch/testsrv"
+	migredis "github.com/outpost-migrate/outpost/migrations/redis"
+	"github.com/outpost-migrate/outpost/migrations/seed"
+)
+
+// The check value of CRC-64/Jones as Redis computes it (crc64.c's test).
+func TestRedisCRC64(t *testing.T) {
+	require.Equal(t, uint64(0xe9c6d914c4b8d9ca), migredis.RedisCRC64([]byte("123456789")))
+}
+
+// TestHashPayloadRestores: a real server takes the payloads, whatever the
+// sizes (each RDB length form, listpack and hashtable encodings), binary
+// values and TTLs, and holds exactly the fields given; a payload is refused
+// when corrupted (so the CRC is what the server checks).
+func TestHashPayloadRestores(t *testing.T) {
+	ctx := context.Background()
+	c := testsrv.Redis(t).Client(t)
+	many := map[string]string{}
+	for i := range 300 {
+		many["f"+strings.Repeat("x", i%70)+string(rune('a'+i%26))+string(rune('0'+i/26))] = strings.Repeat("v", i)
+	}
+	cases := map[string]map[string]string{
+		"small":  {"id": "t1", "created_at": "1735787045000"},
+		"binary": {"credentials": "\x00\xff\x10nonce\x00\x01", "": "empty name", "empty value": ""},
+		"14-bit": {"config": strings.Repeat("c", 70), "metadata": strings.Repeat("m", 16383)},
+		"32-bit": {"big": strings.Repeat("b", 1<<16+3)},
+		"many":   many,
+	}
+	for name, fields := range cases {
+		key := "tenant:{" + name + "}:tenant"
+		payload := migredis.AppendHashPayload([]byte("junk before"), fields)[len("junk before"):]
+		require.NoError(t, c.Restore(ctx, key, 0, string(payload)).Err(), name)
+		got, err := c.HGetAll(ctx, key).Result()
+		require.NoError(t, err)
+		require.Equal(t, fields, got, name)
+		require.EqualValues(t, -1, c.PTTL(ctx, key).Val(), name)
+
+		ttlKey := key + ":ttl"
+		require.NoError(t, c.Restore(ctx, ttlKey, 90*time.Second, string(payload)).Err())
+		require.InDelta(t, float64(90*time.Second), float64(c.PTTL(ctx, ttlKey).Val()), float64(2*time.Second))
+
+		require.ErrorContains(t, c.Restore(ctx, key, 0, string(payload)).Err(), "BUSYKEY", "never over an existing key")
+		bad := []byte(string(payload))
+		bad[1] ^= 1
+		require.ErrorContains(t, c.Restore(ctx, key+":bad", 0, string(bad)).Err(), "checksum")
+	}
+}
+
+// TestCopyWithoutRestore: an ACL user that may not RESTORE (it is in
+// @dangerous, often denied) still migrates everything exactly, through
+// the copy script.
+func TestCopyWithoutRestore(t *testing.T) {
+	ctx := context.Background()
+	srv := testsrv.Redis(t, testsrv.WithACLUser("migrator", "pw", "~*", "&*", "+@all", "-restore"))
+	c := srv.Client(t)
+	require.ErrorContains(t, c.Restore(ctx, "x", 0, "payload").Err(), "NOPERM")
+	o := smallSeed(300)
+	st, err := seed.Write(ctx, c, o)
+	require.NoError(t, err)
+	lines, err := phaseFor(c, "", redisphase.Options{}).Apply(ctx, runFor("apply"))
+	require.NoError(t, err)
+	want := countsOf(t, st)
+	l := line(t, lines, migredis.HashTags)
+	require.Equal(t, "applied", l.State)
+	require.Equal(t, want.legacy, l.Counts.Changed)
+	diffs, _, err := seed.Check(ctx, c, o, seed.Expect)
+	require.NoError(t, err)
+	requireNoDiffs(t, diffs, "apply through the script")
+	stats, err := c.Info(ctx, "commandstats").Result()
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, calls(t, stats, "evalsha"), want.legacy, "every twin written by the script")
+}
+
+// calls reads a command's calls from INFO commandstats.
+func calls(t *testing.T, info, cmd string) int64 {
+	for _, l := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(l), "cmdstat_"+cmd+":calls="); ok {
+			n, err := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+			require.NoError(t, err)
+			return n
+		}
+	}
+	return 0
+}
