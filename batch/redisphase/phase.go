@@ -46,6 +46,10 @@ type Options struct {
 const (
 	DefaultScanCount = 4000
 	DefaultParallel  = 4
+	// DefaultWindow chunks are worked on at once by read-only passes
+	// (the confirming pass, verify, plan), which have no checkpoint to
+	// keep in order.
+	DefaultWindow = 3
 )
 
 // Phase implements batch.Phase for Redis.
@@ -249,6 +253,8 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 		sampled := size > p.opts.CountLimit
 		if sampled {
 			ex.Limit = p.opts.SampleSize
+			// One chunk at a time: a sample stops at its size.
+			ex.Window = 1
 			// Sample without MATCH so that the share of matching keys can be
 			// scaled to the whole keyspace.
 			ex.Spec.Match = ""
@@ -325,7 +331,10 @@ func (p *Phase) executor(run *batch.Run, name string, fence batch.Fence) *scan.E
 		ex.Events = run.Events
 		ex.Stop = run.Stopped
 	}
-	if name != "" && !p.opts.NoCheckpoints {
+	if name == "" {
+		// Read-only: nothing to checkpoint, chunks may overlap.
+		ex.Window = DefaultWindow
+	} else if !p.opts.NoCheckpoints {
 		ex.Store = p.store(fence)
 	}
 	return ex

@@ -184,6 +184,11 @@ type Executor struct {
 	// of the checkpoint, so a crash still repeats at most one chunk per
 	// node. 0 or 1: one part.
 	Parallel int
+	// Window is how many chunks of a node a pass without a Store (plan's
+	// sample, apply's confirming pass, verify) works on at once, so that
+	// Redis is not idle while the tool works on one chunk's replies. A
+	// checkpointed pass always has one chunk in flight. 0 or 1: one.
+	Window int
 }
 
 // Result is what a pass did.
@@ -433,24 +438,9 @@ func (e *Executor) walk(ctx context.Context, n Node, cursor, count uint64, step 
 		every = time.Second
 	}
 	var lastEvent time.Time
-	for ch := range chunks {
-		if ch.err != nil {
-			if cerr := context.Cause(ctx); cerr != nil {
-				return cerr
-			}
-			return rediserr.Classify(ch.err, "SCAN on "+n.Addr)
-		}
-		// A safe point: everything before this chunk is done and saved.
-		if e.Stop != nil {
-			if err := e.Stop(); err != nil {
-				return stopError{err}
-			}
-		}
-		if len(ch.keys) > 0 {
-			if err := e.runStep(ctx, step, ch.keys, t); err != nil {
-				return err
-			}
-		}
+	// commit records a chunk whose step has succeeded: position, checkpoint,
+	// event. It returns true when the walk is over (cursor 0 or limit).
+	commit := func(ch chunk) (bool, error) {
 		np.Scanned += int64(len(ch.keys))
 		np.Cursor = strconv.FormatUint(ch.next, 10)
 		np.Done = ch.next == 0
@@ -459,7 +449,7 @@ func (e *Executor) walk(ctx context.Context, n Node, cursor, count uint64, step 
 				Node: n.ID, Addr: n.Addr, ServerRunID: n.RunID, Cursor: np.Cursor, Done: np.Done,
 				Scanned: np.Scanned, Counts: t.snapshot(), RunID: e.RunID, UpdatedAt: now(),
 			}); err != nil {
-				return err
+				return true, err
 			}
 		}
 		ps.now.Add(int64(len(ch.keys)))
@@ -468,12 +458,99 @@ func (e *Executor) walk(ctx context.Context, n Node, cursor, count uint64, step 
 			lastEvent = time.Now()
 			e.emitChunk(n, np, t, ps)
 		}
-		if np.Done {
-			return nil
+		return np.Done || (e.Limit > 0 && ps.now.Load() >= e.Limit), nil
+	}
+	// Up to window chunks are worked on at once (read-only passes; see
+	// Executor.Window); they are committed in SCAN order, so the position
+	// saved is always one before which everything is done.
+	window := 1
+	if e.Store == nil && e.Window > 1 {
+		window = e.Window
+	}
+	type job struct {
+		ch   chunk
+		err  error
+		done chan struct{}
+	}
+	var inflight []*job
+	// drain waits for the chunks still in flight; when keep, it commits
+	// those that succeeded, in order, up to the first that failed.
+	drain := func(keep bool) error {
+		var first error
+		for _, j := range inflight {
+			<-j.done
+			if !keep || first != nil {
+				continue
+			}
+			if j.err != nil {
+				first = j.err
+				continue
+			}
+			if _, err := commit(j.ch); err != nil {
+				first = err
+			}
 		}
-		if e.Limit > 0 && ps.now.Load() >= e.Limit {
-			return nil
+		inflight = nil
+		return first
+	}
+	source := chunks
+	var stopErr error
+	for {
+		for source != nil && len(inflight) < window {
+			ch, ok := <-source
+			if !ok {
+				source = nil
+				break
+			}
+			if ch.err != nil {
+				_ = drain(false)
+				if cerr := context.Cause(ctx); cerr != nil {
+					return cerr
+				}
+				return rediserr.Classify(ch.err, "SCAN on "+n.Addr)
+			}
+			// A safe point: everything before this chunk is done (and, in
+			// a checkpointed pass, saved).
+			if e.Stop != nil {
+				if err := e.Stop(); err != nil {
+					stopErr = stopError{err}
+					source = nil
+					break
+				}
+			}
+			j := &job{ch: ch, done: make(chan struct{})}
+			inflight = append(inflight, j)
+			if len(ch.keys) == 0 {
+				close(j.done)
+				continue
+			}
+			go func() {
+				defer close(j.done)
+				j.err = e.runStep(ctx, step, ch.keys, t)
+			}()
 		}
+		if len(inflight) == 0 {
+			break
+		}
+		j := inflight[0]
+		inflight = inflight[1:]
+		<-j.done
+		if j.err != nil {
+			_ = drain(false)
+			return j.err
+		}
+		over, err := commit(j.ch)
+		if err != nil {
+			_ = drain(false)
+			return err
+		}
+		if over {
+			// Chunks past the limit already worked on are counted too.
+			return drain(true)
+		}
+	}
+	if stopErr != nil {
+		return stopErr
 	}
 	if cerr := context.Cause(ctx); cerr != nil {
 		return cerr

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -699,4 +700,78 @@ func TestTally(t *testing.T) {
 	sum := b.Sum()
 	require.EqualValues(t, report.MaxIssues+21, sum.Failed)
 	require.EqualValues(t, 5, sum.Scanned)
+}
+
+// TestWindow: a read-only pass with chunks in flight hands every key, has
+// chunks overlapping (so Redis is not idle while one is worked on), counts
+// each chunk once, and on a stop or a failed chunk returns only after every
+// chunk in flight has ended. A checkpointed pass ignores Window.
+func TestWindow(t *testing.T) {
+	c := testsrv.Redis(t).Client(t)
+	ctx := context.Background()
+	want := fill(t, c, "tenant:", 12_000)
+
+	var now, most atomic.Int64
+	overlap := func(step scan.Step) scan.Step {
+		return func(ctx context.Context, keys []string, tl *scan.Tally) error {
+			n := now.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			defer now.Add(-1)
+			return step(ctx, keys, tl)
+		}
+	}
+	rec := newRecorder()
+	rec.delay = 5 * time.Millisecond
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*", Count: 500}, Window: 3}
+	res, err := ex.Pass(ctx, overlap(rec.step))
+	require.NoError(t, err)
+	require.True(t, res.Complete)
+	require.Equal(t, sorted(want), rec.keys())
+	require.EqualValues(t, 3, most.Load(), "three chunks in flight")
+	require.Equal(t, res.Nodes[0].Scanned, res.Tally.Counts("m").Scanned, "every chunk committed once")
+
+	// Stop: chunks already started end and count; no new chunk starts.
+	rec = newRecorder()
+	rec.delay = 5 * time.Millisecond
+	var started atomic.Int64
+	ex.Stop = func() error {
+		if started.Add(1) > 4 {
+			return errors.New("stop")
+		}
+		return nil
+	}
+	now.Store(0)
+	res, err = ex.Pass(ctx, overlap(rec.step))
+	require.ErrorContains(t, err, "stop")
+	require.Zero(t, now.Load(), "no step still running")
+	require.Len(t, rec.chunks, 4)
+	require.Equal(t, res.Nodes[0].Scanned, res.Tally.Counts("m").Scanned)
+
+	// A failed chunk: the pass fails once the others in flight ended.
+	rec = newRecorder()
+	rec.delay = 5 * time.Millisecond
+	rec.fail = func(n int) error {
+		if n == 3 {
+			return errors.New("chunk 3 failed")
+		}
+		return nil
+	}
+	ex.Stop = nil
+	now.Store(0)
+	_, err = ex.Pass(ctx, overlap(rec.step))
+	require.ErrorContains(t, err, "chunk 3 failed")
+	require.Zero(t, now.Load(), "no step still running")
+
+	// With a Store, one chunk at a time whatever Window says.
+	most.Store(0)
+	now.Store(0)
+	rec = newRecorder()
+	rec.delay = time.Millisecond
+	ex = &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*", Count: 500}, Window: 3,
+		Store: &scan.Store{Client: c, LockKey: lockKey}, Name: "apply", Fingerprint: "m", RunID: "r-w"}
+	_, err = ex.Pass(ctx, overlap(rec.step))
+	require.NoError(t, err)
+	require.EqualValues(t, 1, most.Load())
+	require.Equal(t, sorted(want), rec.keys())
 }

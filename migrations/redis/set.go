@@ -229,10 +229,26 @@ func twinFields(k Key, fields map[string]string, w work) (out map[string]string,
 // Apply returns the step that applies todo in one pass.
 func (s *Set) Apply(todo, done []string) scan.Step {
 	w := newWork(todo, done)
+	var seen *written
+	if w.copy {
+		seen = newWritten()
+	}
 	return func(ctx context.Context, keys []string, t *scan.Tally) error {
 		v0, v1, v1keys := s.split(keys, w.copy, w.do002 || w.do003)
-		if err := s.copyV0(ctx, v0, w, t); err != nil {
+		if err := s.copyV0(ctx, v0, w, t, seen); err != nil {
 			return err
+		}
+		if seen != nil {
+			// Twins this pass created are final and were counted when
+			// created: not read, not counted again.
+			n := 0
+			for i, k := range v1 {
+				if !seen.has(k) {
+					v1[n], v1keys[n] = k, v1keys[i]
+					n++
+				}
+			}
+			v1, v1keys = v1[:n], v1keys[:n]
 		}
 		return s.updateV1(ctx, v1, v1keys, w, t)
 	}
@@ -296,7 +312,9 @@ func (p twinPlan) countFinal(t *scan.Tally, w work) {
 	}
 }
 
-func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally) error {
+// copyV0 copies legacy records to their twins, remembering the twins it
+// created in seen.
+func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally, seen *written) error {
 	recs, err := s.readRecords(ctx, keys)
 	if err != nil {
 		return err
@@ -335,9 +353,10 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally) 
 		case res.val == 1:
 			t.Add(HashTags, func(c *report.Counts) { c.Changed++ })
 			// The twin was written in its final form: count the work of
-			// 002/003 on it as theirs (a twin the scan reaches later in
-			// this pass counts again, as unchanged).
+			// 002/003 on it as theirs (the scan skips it if it reaches it
+			// later in this pass).
 			o.countFinal(t, w)
+			seen.add(o.twin)
 		default:
 			// The twin exists: copied by an earlier run, or written by the
 			// new server. Never overwritten; 002/003 reach it on their own
