@@ -32,6 +32,9 @@ type Options struct {
 	// Parallel is how many parts of a chunk are processed at once
 	// (default DefaultParallel).
 	Parallel int
+	// Window is how many chunks per node are worked on at once (default
+	// DefaultWindow); a crash repeats at most this many chunks per node.
+	Window int
 	// EventEvery throttles progress events (default 1s).
 	EventEvery time.Duration
 	// NoCheckpoints runs apply and cleanup without saving checkpoints, for
@@ -40,16 +43,15 @@ type Options struct {
 	NoCheckpoints bool
 }
 
-// Chunking defaults, measured with the benchmark in cmd/outpost: a chunk of
-// about 4000 keys processed as 4 concurrent parts keeps Redis busy while the
-// client decodes, and a crash still repeats at most one chunk.
+// Chunking defaults, measured with the benchmark in cmd/outpost (README,
+// Performance): chunks of about 2000 keys, two in flight per node, each
+// processed as 4 concurrent parts, keep Redis busy while the client decodes
+// one chunk's replies; a crash repeats at most two chunks (~4000 keys) per
+// node. One chunk of 4000 in flight left Redis idle ~20% of the apply pass.
 const (
-	DefaultScanCount = 4000
+	DefaultScanCount = 2000
 	DefaultParallel  = 4
-	// DefaultWindow chunks are worked on at once by read-only passes
-	// (the confirming pass, verify, plan), which have no checkpoint to
-	// keep in order.
-	DefaultWindow = 3
+	DefaultWindow    = 2
 )
 
 // Phase implements batch.Phase for Redis.
@@ -82,6 +84,9 @@ func New(c redis.UniversalClient, prefix, lockKey string, set Set, opts Options,
 	}
 	if opts.Parallel <= 0 {
 		opts.Parallel = DefaultParallel
+	}
+	if opts.Window <= 0 {
+		opts.Window = DefaultWindow
 	}
 	return &Phase{c: c, prefix: prefix, lockKey: lockKey, set: set, opts: opts, closer: closer}
 }
@@ -324,17 +329,14 @@ func (p *Phase) TargetKnown(target string) bool {
 }
 
 func (p *Phase) executor(run *batch.Run, name string, fence batch.Fence) *scan.Executor {
-	ex := &scan.Executor{Client: p.c, Spec: p.set.Spec(), Name: name, EventEvery: p.opts.EventEvery, Events: progress.Nop, Parallel: p.opts.Parallel}
+	ex := &scan.Executor{Client: p.c, Spec: p.set.Spec(), Name: name, EventEvery: p.opts.EventEvery, Events: progress.Nop, Parallel: p.opts.Parallel, Window: p.opts.Window}
 	ex.Spec.Count = p.opts.ScanCount
 	if run != nil {
 		ex.RunID = run.ID
 		ex.Events = run.Events
 		ex.Stop = run.Stopped
 	}
-	if name == "" {
-		// Read-only: nothing to checkpoint, chunks may overlap.
-		ex.Window = DefaultWindow
-	} else if !p.opts.NoCheckpoints {
+	if name != "" && !p.opts.NoCheckpoints {
 		ex.Store = p.store(fence)
 	}
 	return ex

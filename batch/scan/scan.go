@@ -181,13 +181,13 @@ type Executor struct {
 	// Parallel splits each chunk into this many parts that the step
 	// processes concurrently (steps must allow it: they are idempotent per
 	// key and write their tallies under a lock). The chunk stays the unit
-	// of the checkpoint, so a crash still repeats at most one chunk per
-	// node. 0 or 1: one part.
+	// of the checkpoint. 0 or 1: one part.
 	Parallel int
-	// Window is how many chunks of a node a pass without a Store (plan's
-	// sample, apply's confirming pass, verify) works on at once, so that
-	// Redis is not idle while the tool works on one chunk's replies. A
-	// checkpointed pass always has one chunk in flight. 0 or 1: one.
+	// Window is how many chunks of a node are worked on at once, so that
+	// Redis is not idle while the tool decodes one chunk's replies and
+	// builds its writes. Chunks are committed (checkpoint, counts, events)
+	// in SCAN order, each once it and every chunk before it succeeded, so
+	// a crash repeats at most Window chunks per node. 0 or 1: one.
 	Window int
 }
 
@@ -230,11 +230,12 @@ type passState struct {
 // Pass walks every master once (resuming from the checkpoint when it
 // matches) and calls step on each non-empty chunk.
 //
-// Nodes are scanned concurrently, one chunk at a time each (the next SCAN
-// is prefetched while the step works), and a node's checkpoint moves only
-// after its step returned nil, so a crash repeats at most one chunk per
-// node. A store error on one node cancels the others; a stop (Executor.Stop)
-// does not: every node finishes the chunk in hand, saves its checkpoint and
+// Nodes are scanned concurrently, up to Window chunks at a time each (the
+// next SCAN is prefetched while the step works), and a node's checkpoint
+// moves past a chunk only after the step returned nil for it and for every
+// chunk before it, so a crash repeats at most Window chunks per node. A
+// store error on one node cancels the others; a stop (Executor.Stop) does
+// not: every node finishes the chunks in hand, saves its checkpoint and
 // stops, and Pass returns the stop's error.
 func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
 	if e.Events == nil {
@@ -410,7 +411,7 @@ func (e *Executor) scanNode(ctx context.Context, n Node, cursor, count uint64, s
 }
 
 // walk scans n from cursor until cursor 0, a stop, the limit or an error,
-// one chunk at a time: SCAN (prefetched), step, checkpoint, event.
+// chunk by chunk: SCAN (prefetched), step, checkpoint, event.
 func (e *Executor) walk(ctx context.Context, n Node, cursor, count uint64, step Step, t *Tally, np *report.NodeProgress, ps *passState) error {
 	// Prefetch: the next SCAN runs while the step works on this chunk. The
 	// channel's small buffer bounds memory to a few chunks per node.
@@ -438,9 +439,13 @@ func (e *Executor) walk(ctx context.Context, n Node, cursor, count uint64, step 
 		every = time.Second
 	}
 	var lastEvent time.Time
-	// commit records a chunk whose step has succeeded: position, checkpoint,
-	// event. It returns true when the walk is over (cursor 0 or limit).
-	commit := func(ch chunk) (bool, error) {
+	// commit records a chunk whose step has succeeded: its counts, the
+	// position, the checkpoint, an event. It returns true when the walk is
+	// over (cursor 0 or limit). A chunk's counts join the pass's only here,
+	// so a checkpoint never counts work of a chunk after it, which a
+	// resumed run does again.
+	commit := func(ch chunk, counts *Tally) (bool, error) {
+		t.Merge(counts)
 		np.Scanned += int64(len(ch.keys))
 		np.Cursor = strconv.FormatUint(ch.next, 10)
 		np.Done = ch.next == 0
@@ -460,17 +465,15 @@ func (e *Executor) walk(ctx context.Context, n Node, cursor, count uint64, step 
 		}
 		return np.Done || (e.Limit > 0 && ps.now.Load() >= e.Limit), nil
 	}
-	// Up to window chunks are worked on at once (read-only passes; see
-	// Executor.Window); they are committed in SCAN order, so the position
-	// saved is always one before which everything is done.
-	window := 1
-	if e.Store == nil && e.Window > 1 {
-		window = e.Window
-	}
+	// Up to Window chunks are worked on at once; they are committed in
+	// SCAN order, so a saved position is always one before which every
+	// chunk's writes succeeded.
+	window := max(e.Window, 1)
 	type job struct {
-		ch   chunk
-		err  error
-		done chan struct{}
+		ch    chunk
+		tally *Tally
+		err   error
+		done  chan struct{}
 	}
 	var inflight []*job
 	// drain waits for the chunks still in flight; when keep, it commits
@@ -486,7 +489,7 @@ func (e *Executor) walk(ctx context.Context, n Node, cursor, count uint64, step 
 				first = j.err
 				continue
 			}
-			if _, err := commit(j.ch); err != nil {
+			if _, err := commit(j.ch, j.tally); err != nil {
 				first = err
 			}
 		}
@@ -518,7 +521,7 @@ func (e *Executor) walk(ctx context.Context, n Node, cursor, count uint64, step 
 					break
 				}
 			}
-			j := &job{ch: ch, done: make(chan struct{})}
+			j := &job{ch: ch, tally: NewTally(), done: make(chan struct{})}
 			inflight = append(inflight, j)
 			if len(ch.keys) == 0 {
 				close(j.done)
@@ -526,7 +529,7 @@ func (e *Executor) walk(ctx context.Context, n Node, cursor, count uint64, step 
 			}
 			go func() {
 				defer close(j.done)
-				j.err = e.runStep(ctx, step, ch.keys, t)
+				j.err = e.runStep(ctx, step, ch.keys, j.tally)
 			}()
 		}
 		if len(inflight) == 0 {
@@ -539,7 +542,7 @@ func (e *Executor) walk(ctx context.Context, n Node, cursor, count uint64, step 
 			_ = drain(false)
 			return j.err
 		}
-		over, err := commit(j.ch)
+		over, err := commit(j.ch, j.tally)
 		if err != nil {
 			_ = drain(false)
 			return err

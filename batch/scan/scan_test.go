@@ -270,7 +270,11 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("a crash repeats at most one chunk per node", func(t *testing.T) {
-		crashResume(t, cc, want, func(key string) string { return masterOf(t, cc, key) })
+		crashResume(t, cc, want, 1, func(key string) string { return masterOf(t, cc, key) })
+	})
+
+	t.Run("with two chunks in flight, at most two chunks per node", func(t *testing.T) {
+		crashResume(t, cc, want, 2, func(key string) string { return masterOf(t, cc, key) })
 	})
 
 	t.Run("a stop lets every node finish its chunk", func(t *testing.T) {
@@ -328,9 +332,9 @@ func TestCluster(t *testing.T) {
 // crashResume runs a pass whose step fails after recording a few chunks
 // (writes half done, checkpoint not moved: what kill -9 leaves behind),
 // then a second pass from the checkpoint, and checks that every key was
-// seen and that the keys seen twice are, per node, at most the one chunk
-// that node was working on when the first pass died.
-func crashResume(t *testing.T, c redis.UniversalClient, want []string, nodeOf func(key string) string) {
+// seen and that the keys seen twice are, per node, at most the window
+// chunks that node was working on when the first pass died.
+func crashResume(t *testing.T, c redis.UniversalClient, want []string, window int, nodeOf func(key string) string) {
 	ctx := context.Background()
 	store := &scan.Store{Client: c, LockKey: lockKey}
 	first := newRecorder()
@@ -341,7 +345,7 @@ func crashResume(t *testing.T, c redis.UniversalClient, want []string, nodeOf fu
 		}
 		return nil
 	}
-	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*", Count: 500}, Store: store, Name: "crash", Fingerprint: "m", RunID: "r-1"}
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*", Count: 500}, Store: store, Name: fmt.Sprintf("crash-%d", window), Fingerprint: "m", RunID: "r-1", Window: window}
 	res, err := ex.Pass(ctx, first.step)
 	require.ErrorIs(t, err, crash)
 	require.False(t, res.Complete)
@@ -367,20 +371,26 @@ func crashResume(t *testing.T, c redis.UniversalClient, want []string, nodeOf fu
 	}
 	require.Len(t, all, len(want), "nothing lost")
 
-	// The last chunk each node handed to the first pass.
-	last := map[string]map[string]bool{}
+	// The last window chunks each node handed to the first pass.
+	byNode := map[string][][]string{}
 	for _, ch := range first.chunks {
+		byNode[nodeOf(ch[0])] = append(byNode[nodeOf(ch[0])], ch)
+	}
+	last := map[string]map[string]bool{}
+	for node, chs := range byNode {
 		m := map[string]bool{}
-		for _, k := range ch {
-			m[k] = true
+		for _, ch := range chs[max(0, len(chs)-window):] {
+			for _, k := range ch {
+				m[k] = true
+			}
 		}
-		last[nodeOf(ch[0])] = m
+		last[node] = m
 	}
 	repeated := map[string]int{}
 	for k := range second.seen {
 		if first.seen[k] > 0 {
 			node := nodeOf(k)
-			require.True(t, last[node][k], "%s was repeated but was not in the chunk %s was working on", k, node)
+			require.True(t, last[node][k], "%s was repeated but was not in the chunks %s was working on", k, node)
 			repeated[node]++
 		}
 	}
@@ -394,7 +404,14 @@ func TestCrashRepeatsAtMostOneChunk(t *testing.T) {
 	srv := testsrv.Redis(t)
 	c := srv.Client(t)
 	want := fill(t, c, "tenant:", 10_000)
-	crashResume(t, c, want, func(string) string { return "standalone" })
+	crashResume(t, c, want, 1, func(string) string { return "standalone" })
+}
+
+func TestCrashRepeatsAtMostWindowChunks(t *testing.T) {
+	srv := testsrv.Redis(t)
+	c := srv.Client(t)
+	want := fill(t, c, "tenant:", 10_000)
+	crashResume(t, c, want, 2, func(string) string { return "standalone" })
 }
 
 func TestCancelledPassResumes(t *testing.T) {
@@ -600,8 +617,9 @@ func TestProgressEvents(t *testing.T) {
 	_, err := ex.Pass(context.Background(), rec.step)
 	require.NoError(t, err)
 
-	var chunks, checkpoints, withETA int
+	var chunks, grew, checkpoints, withETA int
 	var last map[string]any
+	scanned := 0.0
 	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
 		require.NoError(t, report.ValidateEvent([]byte(line)), line)
 		var ev map[string]any
@@ -616,13 +634,18 @@ func TestProgressEvents(t *testing.T) {
 			if _, ok := ev["eta_s"]; ok {
 				withETA++
 			}
+			if s := ev["counts"].(map[string]any)["scanned"].(float64); s > scanned {
+				grew, scanned = grew+1, s
+			}
 			last = ev
 		case progress.CheckpointSaved:
 			checkpoints++
 			require.NotEmpty(t, ev["cursor"])
 		}
 	}
-	require.Equal(t, len(rec.chunks), chunks, "one event per chunk when not throttled")
+	// SCAN may hand an empty chunk (the last one often is): an event, no
+	// step.
+	require.Equal(t, len(rec.chunks), grew, "one event per chunk when not throttled")
 	require.Equal(t, chunks, checkpoints)
 	require.Greater(t, withETA, 0)
 	require.Equal(t, "0", last["cursor"])
@@ -763,15 +786,23 @@ func TestWindow(t *testing.T) {
 	require.ErrorContains(t, err, "chunk 3 failed")
 	require.Zero(t, now.Load(), "no step still running")
 
-	// With a Store, one chunk at a time whatever Window says.
+	// With a Store: the checkpoint ends at cursor 0 with every chunk
+	// counted once.
 	most.Store(0)
 	now.Store(0)
 	rec = newRecorder()
 	rec.delay = time.Millisecond
+	store := &scan.Store{Client: c, LockKey: lockKey}
 	ex = &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*", Count: 500}, Window: 3,
-		Store: &scan.Store{Client: c, LockKey: lockKey}, Name: "apply", Fingerprint: "m", RunID: "r-w"}
-	_, err = ex.Pass(ctx, overlap(rec.step))
+		Store: store, Name: "apply", Fingerprint: "m", RunID: "r-w"}
+	res, err = ex.Pass(ctx, overlap(rec.step))
 	require.NoError(t, err)
-	require.EqualValues(t, 1, most.Load())
+	require.EqualValues(t, 3, most.Load())
 	require.Equal(t, sorted(want), rec.keys())
+	saved, err := store.Load(ctx, "apply")
+	require.NoError(t, err)
+	sn := saved.Nodes["standalone"]
+	require.True(t, sn.Done)
+	require.Equal(t, res.Nodes[0].Scanned, sn.Scanned)
+	require.Equal(t, sn.Scanned, sn.Counts["m"].Scanned)
 }

@@ -41,6 +41,7 @@ type cli struct {
 	noCheckpoints      *bool
 	scanCount          *int64
 	parallel           *int
+	window             *int
 	yes                *bool
 	target             *string
 	lockTimeout        *time.Duration
@@ -132,8 +133,9 @@ func newCLI() *cli {
 	// the bound on how long a crashed run blocks everyone.
 	m.Flag("lock-ttl", "apply, cleanup: TTL of the migration lock's lease, renewed every third of it.").Hidden().Default(lock.DefaultTTL.String()).DurationVar(flagVar(&c.lockTTL))
 	m.Flag("max-runtime", "apply, cleanup, verify: stop at a safe point after this long, progress saved (exit 75; a rerun resumes). 0: no limit.").Default("0s").DurationVar(flagVar(&c.maxRuntime))
-	m.Flag("scan-count", "Redis: SCAN COUNT hint, about the keys per chunk (a crash repeats at most one chunk per node).").Default("4000").Int64Var(flagVar(&c.scanCount))
+	m.Flag("scan-count", "Redis: SCAN COUNT hint, about the keys per chunk and per checkpoint.").Default("2000").Int64Var(flagVar(&c.scanCount))
 	m.Flag("parallel", "Redis: parts of a chunk processed at once.").Default("4").IntVar(flagVar(&c.parallel))
+	m.Flag("window", "Redis: chunks per node worked on at once (a crash repeats at most this many chunks per node).").Default("2").IntVar(flagVar(&c.window))
 	m.Flag("no-checkpoints", "Benchmarks only: run without saving checkpoints (a crash then starts over).").Hidden().BoolVar(flagVar(&c.noCheckpoints))
 	m.Command("list", "List every migration and its state.")
 	plan := m.Command("plan", "Show what apply would do, and how much; changes nothing.")

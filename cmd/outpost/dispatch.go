@@ -197,7 +197,7 @@ func (inv *invocation) wire(ctx context.Context, cmd string) (*wiring, error) {
 		w.redis = client
 		prefix := cfg.Prefix()
 		lockKey := lock.Key(prefix)
-		w.runner.Phases = append(w.runner.Phases, redisphase.New(client, prefix, lockKey, migredis.New(client, prefix), redisphase.Options{NoCheckpoints: *inv.c.noCheckpoints, ScanCount: *inv.c.scanCount, Parallel: *inv.c.parallel}, client.Close))
+		w.runner.Phases = append(w.runner.Phases, redisphase.New(client, prefix, lockKey, migredis.New(client, prefix), redisphase.Options{NoCheckpoints: *inv.c.noCheckpoints, ScanCount: *inv.c.scanCount, Parallel: *inv.c.parallel, Window: *inv.c.window}, client.Close))
 		locker := &redisLocker{client: client, key: lockKey, runID: inv.rep.RunID, events: inv.events}
 		if inv.c.lockTTL != nil {
 			locker.ttl = *inv.c.lockTTL
@@ -249,8 +249,8 @@ func (inv *invocation) dispatch(ctx context.Context, cmd string) error {
 	if inv.c.detailed != nil {
 		inv.detailed = *inv.c.detailed
 	}
-	if *inv.c.scanCount < 1 || *inv.c.scanCount > 100_000 || *inv.c.parallel < 1 || *inv.c.parallel > 64 {
-		return report.E(report.CodeUsage, "--scan-count must be 1..100000 and --parallel 1..64")
+	if *inv.c.scanCount < 1 || *inv.c.scanCount > 100_000 || *inv.c.parallel < 1 || *inv.c.parallel > 64 || *inv.c.window < 1 || *inv.c.window > 16 {
+		return report.E(report.CodeUsage, "--scan-count must be 1..100000, --parallel 1..64 and --window 1..16")
 	}
 	if inv.c.sample != nil && *inv.c.sample < 0 {
 		return report.E(report.CodeUsage, "--sample must be 0 (full pass) or more")

@@ -212,9 +212,11 @@ func TestLockLeaseRenewed(t *testing.T) {
 	srv := testsrv.Redis(t)
 	c := srv.Client(t)
 	ctx := context.Background()
-	seedTenants(t, c, hugeTenants)
+	seedTenants(t, c, 2*hugeTenants)
 
-	p := startJSON(t, redisEnv(srv), "migrate", "apply", "--yes", "--redis-only", "--lock-ttl", "1s")
+	p := startJSON(t, redisEnv(srv), "migrate", "apply", "--yes", "--redis-only", "--lock-ttl", "1s",
+		// Small chunks one at a time: a run of a few seconds here.
+		"--scan-count", "200", "--parallel", "1", "--window", "1")
 	acq := p.waitEvent(t, "lock_acquired", 10*time.Second)
 	require.EqualValues(t, 1000, obj(acq, "fields")["ttl_ms"])
 	pttl, err := c.PTTL(ctx, lockKey).Result()

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outpost-migrate/outpost/batch/redisphase"
@@ -93,4 +95,33 @@ func calls(t *testing.T, info, cmd string) int64 {
 		}
 	}
 	return 0
+}
+
+// TestRestoreProbe: miniredis takes RESTORE but stores the payload as a
+// string; the probe sees it and the copy goes through the script, so the
+// twins are hashes. The probe leaves no key behind.
+func TestRestoreProbe(t *testing.T) {
+	ctx := context.Background()
+	mr := miniredis.RunT(t)
+	c := goredis.NewClient(&goredis.Options{Addr: mr.Addr()})
+	defer c.Close()
+	require.NoError(t, c.HSet(ctx, "tenant:t1", "id", "t1", "created_at", "2025-01-02T03:04:05Z").Err())
+	lines, err := phaseFor(c, "", redisphase.Options{}).Apply(ctx, runFor("apply"))
+	require.NoError(t, err)
+	require.Equal(t, "applied", line(t, lines, migredis.Entity).State)
+	got, err := c.HGetAll(ctx, "tenant:{t1}:tenant").Result()
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"id": "t1", "created_at": "1735787045000", "entity": "tenant"}, got)
+	keys, err := c.Keys(ctx, "*probe*").Result()
+	require.NoError(t, err)
+	require.Empty(t, keys)
+
+	// On a real server the probe passes and leaves nothing either.
+	real := testsrv.Redis(t).Client(t)
+	require.NoError(t, real.HSet(ctx, "tenant:t1", "id", "t1").Err())
+	_, err = phaseFor(real, "", redisphase.Options{}).Apply(ctx, runFor("apply"))
+	require.NoError(t, err)
+	require.Empty(t, real.Keys(ctx, "*probe*").Val())
+	stats := real.Info(ctx, "commandstats").Val()
+	require.EqualValues(t, 2, calls(t, stats, "restore"), "the probe and the twin")
 }

@@ -44,8 +44,10 @@ const conflictRetries = 3
 type Set struct {
 	c      goredis.UniversalClient
 	prefix string
-	// noRestore is set once the server refused RESTORE (see writeTwins).
+	// noRestore is set once the server refused RESTORE or failed the probe
+	// (see writeTwins).
 	noRestore atomic.Bool
+	probe     sync.Once
 	payloads  sync.Pool // *[]byte, RESTORE payloads of one chunk
 }
 
@@ -374,6 +376,11 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally, 
 func (s *Set) writeTwins(ctx context.Context, n int, op func(i int) (twin string, pttl int64, fields map[string]string)) ([]scriptResult, error) {
 	out := make([]scriptResult, n)
 	var todo []int
+	s.probe.Do(func() {
+		if !s.restoreWorks(ctx) {
+			s.noRestore.Store(true)
+		}
+	})
 	if s.noRestore.Load() {
 		todo = make([]int, n)
 		for i := range todo {
