@@ -10,7 +10,7 @@ package main
 // resident memory (getrusage ru_maxrss of the child). Sizes are chosen with
 // OUTPOST_BENCH_TENANTS (comma-separated tenant counts; each tenant has
 // about 3 destinations, so 100000 tenants is about 480k legacy keys);
-// default "100000,200000". OUTPOST_BENCH_DELIVERIES sets the backfill size
+// default "100000,210000" (480k and 1M legacy keys). OUTPOST_BENCH_DELIVERIES sets the backfill size
 // (default 1000000).
 
 import (
@@ -20,8 +20,10 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -37,7 +39,7 @@ import (
 func benchTenants() []int {
 	v := os.Getenv("OUTPOST_BENCH_TENANTS")
 	if v == "" {
-		v = "100000,200000"
+		v = "100000,210000"
 	}
 	var out []int
 	for _, s := range strings.Split(v, ",") {
@@ -109,11 +111,13 @@ func BenchmarkRedisApplyStandalone(b *testing.B) {
 			c := srv.Client(b)
 			st := seedRedis(b, c, tenants)
 			envs := []string{"REDIS_HOST=127.0.0.1", "REDIS_PORT=" + itoa(srv.Port)}
+			cpu := startRedisCPU(b, c)
 			m := runMeasured(b, envs, "migrate", "apply", "--yes", "--redis-only", "-o", "json")
+			redisCPU, top := cpu.stop(b)
 			require.Equal(b, "applied", m.rep["outcome"])
 			keys := legacyKeys(st)
-			reportLine(b, "standalone apply: %d tenants, %d legacy keys: %.2fs, %.0f keys/s, peak RSS %.1f MiB",
-				tenants, keys, m.wall.Seconds(), float64(keys)/m.wall.Seconds(), float64(m.maxRSS)/1024)
+			reportLine(b, "standalone apply: %d tenants, %d legacy keys: %.2fs, %.0f keys/s, peak RSS %.1f MiB; Redis CPU %.2fs (%.0f%% of the wall): %s",
+				tenants, keys, m.wall.Seconds(), float64(keys)/m.wall.Seconds(), float64(m.maxRSS)/1024, redisCPU, 100*redisCPU/m.wall.Seconds(), top)
 			if first == nil {
 				first, firstKeys, srv500 = &m, keys, srv
 				// The same keyspace again, without checkpoints.
@@ -122,6 +126,13 @@ func BenchmarkRedisApplyStandalone(b *testing.B) {
 				nc := runMeasured(b, envs, "migrate", "apply", "--yes", "--redis-only", "-o", "json", "--no-checkpoints")
 				reportLine(b, "standalone apply without checkpoints: %.2fs; checkpointing costs %+.1f%%",
 					nc.wall.Seconds(), 100*(m.wall.Seconds()-nc.wall.Seconds())/nc.wall.Seconds())
+				// The floor of any exact method on this server: each legacy
+				// key read once and written once, nothing checked.
+				require.NoError(b, c.FlushAll(context.Background()).Err())
+				seedRedis(b, c, tenants)
+				fl, flCPU := floorCopy(b, srv.Client(b))
+				reportLine(b, "floor: each legacy key read once and written once (SCAN, HGETALL+PTTL, HSET+PEXPIRE to a new name; pipelined, 4 workers; no classification, no checks, no confirming pass): %.2fs, Redis CPU %.2fs; outpost migrate takes %.1fx that",
+					fl.Seconds(), flCPU, m.wall.Seconds()/fl.Seconds())
 				b.ReportMetric(float64(keys)/m.wall.Seconds(), "keys/s")
 				b.ReportMetric(float64(m.maxRSS)/1024, "peak-MiB")
 			}
@@ -268,4 +279,120 @@ func redisBenchmarkHSET(b *testing.B, port int) float64 {
 	require.NotEmpty(b, m, string(out))
 	v, _ := strconv.ParseFloat(m[len(m)-1][1], 64)
 	return v
+}
+
+// redisCPU measures what a Redis server spends between start and stop:
+// CPU seconds (INFO cpu) and the commands that took most (INFO
+// commandstats, reset at start).
+type redisCPU struct {
+	c     *goredis.Client
+	start float64
+}
+
+func startRedisCPU(b *testing.B, c *goredis.Client) redisCPU {
+	require.NoError(b, c.ConfigResetStat(context.Background()).Err())
+	return redisCPU{c: c, start: serverCPU(b, c)}
+}
+
+func (r redisCPU) stop(b *testing.B) (float64, string) {
+	used := serverCPU(b, r.c) - r.start
+	info, err := r.c.Info(context.Background(), "commandstats").Result()
+	require.NoError(b, err)
+	type stat struct {
+		name  string
+		calls int64
+		usec  float64
+	}
+	var stats []stat
+	for _, l := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(l), "cmdstat_"), ":")
+		if !ok || strings.HasPrefix(l, "#") {
+			continue
+		}
+		var st stat
+		st.name = name
+		for _, kv := range strings.Split(rest, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "calls":
+				st.calls, _ = strconv.ParseInt(v, 10, 64)
+			case "usec":
+				st.usec, _ = strconv.ParseFloat(v, 64)
+			}
+		}
+		stats = append(stats, st)
+	}
+	sort.Slice(stats, func(i, j int) bool { return stats[i].usec > stats[j].usec })
+	var parts []string
+	for _, st := range stats[:min(6, len(stats))] {
+		parts = append(parts, fmt.Sprintf("%s %.2fs in %d calls", st.name, st.usec/1e6, st.calls))
+	}
+	return used, strings.Join(parts, ", ")
+}
+
+func serverCPU(b *testing.B, c *goredis.Client) float64 {
+	info, err := c.Info(context.Background(), "cpu").Result()
+	require.NoError(b, err)
+	total := 0.0
+	for _, l := range strings.Split(info, "\n") {
+		for _, f := range []string{"used_cpu_user:", "used_cpu_sys:"} {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), f); ok {
+				x, err := strconv.ParseFloat(v, 64)
+				require.NoError(b, err)
+				total += x
+			}
+		}
+	}
+	return total
+}
+
+// floorCopy reads every legacy key once (HGETALL and PTTL) and writes it
+// once under a new name (HSET and PEXPIRE), in pipelines of 500 keys run
+// by 4 workers per SCAN chunk of 2000: what any method that copies each
+// key must at least cost the server, without the classification, the
+// create-unless-exists, 002/003 or the confirming pass. It returns the
+// wall time and the server's CPU time.
+func floorCopy(b *testing.B, c *goredis.Client) (time.Duration, float64) {
+	ctx := context.Background()
+	cpu0 := serverCPU(b, c)
+	start := time.Now()
+	var cursor uint64
+	for {
+		keys, next, err := c.Scan(ctx, cursor, "tenant:*", 2000).Result()
+		require.NoError(b, err)
+		var wg sync.WaitGroup
+		for part := 0; part < len(keys); part += 500 {
+			batch := keys[part:min(part+500, len(keys))]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pipe := c.Pipeline()
+				hs := make([]*goredis.MapStringStringCmd, len(batch))
+				ts := make([]*goredis.DurationCmd, len(batch))
+				for i, k := range batch {
+					hs[i] = pipe.HGetAll(ctx, k)
+					ts[i] = pipe.PTTL(ctx, k)
+				}
+				_, _ = pipe.Exec(ctx)
+				pipe = c.Pipeline()
+				for i, k := range batch {
+					if len(hs[i].Val()) == 0 || strings.HasPrefix(k, "floor:") {
+						continue
+					}
+					pipe.HSet(ctx, "floor:"+k, hs[i].Val())
+					if d := ts[i].Val(); d > 0 {
+						pipe.PExpire(ctx, "floor:"+k, d)
+					}
+				}
+				_, err := pipe.Exec(ctx)
+				require.NoError(b, err)
+			}()
+		}
+		wg.Wait()
+		if next == 0 {
+			break
+		}
+		cursor = next
+	}
+	return time.Since(start), serverCPU(b, c) - cpu0
 }
