@@ -78,7 +78,7 @@ func appendHashPayload(b []byte, fields map[string]string) []byte {
 // script for the rest of the run.
 func restoreRefused(err error) bool {
 	msg := err.Error()
-	for _, p := range []string{"NOPERM", "unknown command", "ERR DUMP payload", "Bad data format", "ERR Bad data"} {
+	for _, p := range []string{"NOPERM", "unknown command", "DUMP payload", "Bad data format"} {
 		if strings.Contains(msg, p) {
 			return true
 		}

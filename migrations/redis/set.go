@@ -323,8 +323,7 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally, 
 	}
 	type op struct {
 		twinPlan
-		fields map[string]string
-		pttl   int64
+		write twinWrite
 	}
 	var ops []op
 	for i, k := range keys {
@@ -332,7 +331,7 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally, 
 		if !ok {
 			continue
 		}
-		ops = append(ops, op{twinPlan: p, fields: fields, pttl: recs[i].pttl})
+		ops = append(ops, op{twinPlan: p, write: twinWrite{name: p.twin, pttl: recs[i].pttl, fields: fields}})
 	}
 	if len(ops) == 0 {
 		return nil
@@ -344,7 +343,11 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally, 
 		}
 		h(ctx, twins)
 	}
-	results, err := s.writeTwins(ctx, len(ops), func(i int) (string, int64, map[string]string) { return ops[i].twin, ops[i].pttl, ops[i].fields })
+	writes := make([]twinWrite, len(ops))
+	for i, o := range ops {
+		writes[i] = o.write
+	}
+	results, err := s.writeTwins(ctx, writes)
 	if err != nil {
 		return err
 	}
@@ -369,22 +372,31 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally, 
 	return nil
 }
 
-// writeTwins creates n twins unless they exist: op(i) gives the twin's
-// name, TTL in ms (<= 0: none) and fields. It uses RESTORE of a built
-// payload while the server takes it, else copyScript; a result's val is 1
-// when the twin was created, 0 when it existed.
-func (s *Set) writeTwins(ctx context.Context, n int, op func(i int) (twin string, pttl int64, fields map[string]string)) ([]scriptResult, error) {
-	out := make([]scriptResult, n)
-	var todo []int
+// twinWrite is a twin to create: its name, TTL in ms (<= 0: none) and
+// fields.
+type twinWrite struct {
+	name   string
+	pttl   int64
+	fields map[string]string
+}
+
+// writeTwins creates each twin of ws unless it exists, with RESTORE of a
+// built payload while the server takes it, else with copyScript. A
+// result's val is 1 when the twin was created, 0 when it existed.
+func (s *Set) writeTwins(ctx context.Context, ws []twinWrite) ([]scriptResult, error) {
+	out := make([]scriptResult, len(ws))
 	s.probe.Do(func() {
 		if !s.restoreWorks(ctx) {
 			s.noRestore.Store(true)
 		}
 	})
+	var todo []twinWrite // for the script
+	var at []int         // their index in ws
 	if s.noRestore.Load() {
-		todo = make([]int, n)
-		for i := range todo {
-			todo[i] = i
+		todo = ws
+		at = make([]int, len(ws))
+		for i := range at {
+			at[i] = i
 		}
 	} else {
 		buf := s.payloads.Get().(*[]byte)
@@ -392,23 +404,21 @@ func (s *Set) writeTwins(ctx context.Context, n int, op func(i int) (twin string
 		// One buffer for every payload of the chunk: a payload is a
 		// sub-slice of it, read when the pipeline runs.
 		b := (*buf)[:0]
-		ends := make([]int, n)
-		for i := range n {
-			_, _, fields := op(i)
-			b = appendHashPayload(b, fields)
+		ends := make([]int, len(ws))
+		for i, w := range ws {
+			b = appendHashPayload(b, w.fields)
 			ends[i] = len(b)
 		}
 		*buf = b
 		pipe := s.c.Pipeline()
-		cmds := make([]*goredis.Cmd, n)
+		cmds := make([]*goredis.Cmd, len(ws))
 		start := 0
-		for i := range n {
-			twin, pttl, _ := op(i)
-			cmds[i] = pipe.Do(ctx, "restore", twin, max(pttl, 0), b[start:ends[i]:ends[i]])
+		for i, w := range ws {
+			cmds[i] = pipe.Do(ctx, "restore", w.name, max(w.pttl, 0), b[start:ends[i]:ends[i]])
 			start = ends[i]
 		}
 		_, _ = pipe.Exec(ctx)
-		for i := range n {
+		for i, w := range ws {
 			err := cmds[i].Err()
 			switch {
 			case err == nil:
@@ -417,10 +427,9 @@ func (s *Set) writeTwins(ctx context.Context, n int, op func(i int) (twin string
 				// The twin exists: never overwritten.
 			case restoreRefused(err):
 				s.noRestore.Store(true)
-				todo = append(todo, i)
+				todo, at = append(todo, w), append(at, i)
 			default:
-				twin, _, _ := op(i)
-				return nil, rediserr.Classify(err, "RESTORE "+twin)
+				return nil, rediserr.Classify(err, "RESTORE "+w.name)
 			}
 		}
 	}
@@ -428,18 +437,18 @@ func (s *Set) writeTwins(ctx context.Context, n int, op func(i int) (twin string
 		return out, nil
 	}
 	res, err := s.runScript(ctx, copyScript, len(todo), func(j int) ([]string, []any) {
-		twin, pttl, fields := op(todo[j])
-		args := make([]any, 0, 1+2*len(fields))
-		args = append(args, pttl)
-		for f, v := range fields {
+		w := todo[j]
+		args := make([]any, 0, 1+2*len(w.fields))
+		args = append(args, w.pttl)
+		for f, v := range w.fields {
 			args = append(args, f, v)
 		}
-		return []string{twin}, args
+		return []string{w.name}, args
 	})
 	if err != nil {
 		return nil, err
 	}
-	for j, i := range todo {
+	for j, i := range at {
 		out[i] = res[j]
 	}
 	return out, nil
