@@ -9,7 +9,7 @@
 # output only if it fails. Runs as root, or through sudo when available.
 #
 # The tests start their own servers on free loopback ports (see
-# batch/testsrv), so the daemons that Debian's packages start by default
+# batch/servertest), so the daemons that Debian's packages start by default
 # are not wanted: redis-server (6379) and the "main" PostgreSQL cluster
 # (5432) are kept from starting during the install (policy-rc.d), and a
 # running default redis-server is stopped and its autostart disabled.

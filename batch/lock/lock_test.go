@@ -17,11 +17,11 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch"
 	"github.com/outpost-migrate/outpost/batch/progress"
-	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/report"
 )
 
-func TestMain(m *testing.M) { testsrv.Main(m) }
+func TestMain(m *testing.M) { servertest.Main(m) }
 
 var _ batch.Fence = (*Lease)(nil)
 
@@ -99,8 +99,8 @@ func TestLease(t *testing.T) {
 		name  string
 		start func(t *testing.T) redis.UniversalClient
 	}{
-		{"standalone", func(t *testing.T) redis.UniversalClient { return testsrv.Redis(t).Client(t) }},
-		{"cluster", func(t *testing.T) redis.UniversalClient { return testsrv.RedisCluster(t).Client(t) }},
+		{"standalone", func(t *testing.T) redis.UniversalClient { return servertest.Redis(t).Client(t) }},
+		{"cluster", func(t *testing.T) redis.UniversalClient { return servertest.RedisCluster(t).Client(t) }},
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -544,7 +544,7 @@ func testUndo(t *testing.T, c redis.UniversalClient, key string) {
 func TestSlots(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := testsrv.RedisCluster(t).Client(t)
+	c := servertest.RedisCluster(t).Client(t)
 	slot := func(k string) int {
 		n, err := c.ClusterKeySlot(ctx, k).Result()
 		require.NoError(t, err)
@@ -589,7 +589,7 @@ func TestSlots(t *testing.T) {
 func TestRenewalSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := testsrv.Redis(t, testsrv.WithPersistence())
+	srv := servertest.Redis(t, servertest.WithPersistence())
 	c := srv.Client(t)
 
 	l, err := Acquire(ctx, c, Options{Key: Key(""), Holder: holder("r-survivor"), TTL: 6 * time.Second, RenewEvery: 400 * time.Millisecond})
@@ -627,7 +627,7 @@ func TestErrorsClassified(t *testing.T) {
 
 	t.Run("unreachable", func(t *testing.T) {
 		t.Parallel()
-		srv := testsrv.Redis(t)
+		srv := servertest.Redis(t)
 		c := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
 		defer c.Close()
 		srv.Stop(t)
@@ -640,7 +640,7 @@ func TestErrorsClassified(t *testing.T) {
 	})
 	t.Run("wrong password", func(t *testing.T) {
 		t.Parallel()
-		srv := testsrv.Redis(t, testsrv.WithPassword("right"))
+		srv := servertest.Redis(t, servertest.WithPassword("right"))
 		c := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: "wrong"})
 		defer c.Close()
 		_, err := Acquire(ctx, c, opts)
@@ -648,7 +648,7 @@ func TestErrorsClassified(t *testing.T) {
 	})
 	t.Run("no password", func(t *testing.T) {
 		t.Parallel()
-		srv := testsrv.Redis(t, testsrv.WithPassword("right"))
+		srv := servertest.Redis(t, servertest.WithPassword("right"))
 		c := redis.NewClient(&redis.Options{Addr: srv.Addr})
 		defer c.Close()
 		_, err := Inspect(ctx, c, opts.Key)
@@ -656,7 +656,7 @@ func TestErrorsClassified(t *testing.T) {
 	})
 	t.Run("key not allowed", func(t *testing.T) {
 		t.Parallel()
-		srv := testsrv.Redis(t, testsrv.WithACLUser("app", "pw", "~tenant:*", "+@all"))
+		srv := servertest.Redis(t, servertest.WithACLUser("app", "pw", "~tenant:*", "+@all"))
 		c := srv.Client(t)
 		_, err := Acquire(ctx, c, opts)
 		requireCode(t, report.CodePermission, err)
@@ -665,7 +665,7 @@ func TestErrorsClassified(t *testing.T) {
 	})
 	t.Run("command inside the script not allowed", func(t *testing.T) {
 		t.Parallel()
-		srv := testsrv.Redis(t, testsrv.WithACLUser("app", "pw", "~*", "+@all", "-incr"))
+		srv := servertest.Redis(t, servertest.WithACLUser("app", "pw", "~*", "+@all", "-incr"))
 		c := srv.Client(t)
 		_, err := Acquire(ctx, c, opts)
 		requireCode(t, report.CodePermission, err)
@@ -673,7 +673,7 @@ func TestErrorsClassified(t *testing.T) {
 	})
 	t.Run("scripts not allowed", func(t *testing.T) {
 		t.Parallel()
-		srv := testsrv.Redis(t, testsrv.WithACLUser("app", "pw", "~*", "+@all", "-@scripting"))
+		srv := servertest.Redis(t, servertest.WithACLUser("app", "pw", "~*", "+@all", "-@scripting"))
 		c := srv.Client(t)
 		_, err := Acquire(ctx, c, opts)
 		requireCode(t, report.CodePermission, err)
@@ -754,7 +754,7 @@ func TestClassify(t *testing.T) {
 func TestReportsValidate(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := testsrv.Redis(t).Client(t)
+	c := servertest.Redis(t).Client(t)
 	key := Key("validate:")
 	tool := report.Tool{Name: "outpost", Version: "test"}
 	var events bytes.Buffer

@@ -20,11 +20,11 @@ import (
 	"github.com/outpost-migrate/outpost/batch/lock"
 	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/batch/scan"
-	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/report"
 )
 
-func TestMain(m *testing.M) { testsrv.Main(m) }
+func TestMain(m *testing.M) { servertest.Main(m) }
 
 const lockKey = ".outpost:migration_lock"
 
@@ -118,7 +118,7 @@ func runID(t testing.TB, c *redis.Client) string {
 }
 
 func TestEveryKeyStandalone(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	ctx := context.Background()
 	want := fill(t, c, "tenant:", 25_000)
@@ -193,7 +193,7 @@ func masterOf(t testing.TB, cc *redis.ClusterClient, key string) string {
 }
 
 func TestCluster(t *testing.T) {
-	cl := testsrv.RedisCluster(t)
+	cl := servertest.RedisCluster(t)
 	cc := cl.Client(t)
 	ctx := context.Background()
 	want := fill(t, cc, "tenant:", 15_000)
@@ -401,21 +401,21 @@ func crashResume(t *testing.T, c redis.UniversalClient, want []string, window in
 }
 
 func TestCrashRepeatsAtMostOneChunk(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	want := fill(t, c, "tenant:", 10_000)
 	crashResume(t, c, want, 1, func(string) string { return "standalone" })
 }
 
 func TestCrashRepeatsAtMostWindowChunks(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	want := fill(t, c, "tenant:", 10_000)
 	crashResume(t, c, want, 2, func(string) string { return "standalone" })
 }
 
 func TestCancelledPassResumes(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	want := fill(t, c, "tenant:", 10_000)
 	store := &scan.Store{Client: c, LockKey: lockKey}
@@ -451,7 +451,7 @@ func TestCancelledPassResumes(t *testing.T) {
 }
 
 func TestRestartedServerIsScannedAgain(t *testing.T) {
-	srv := testsrv.Redis(t, testsrv.WithPersistence())
+	srv := servertest.Redis(t, servertest.WithPersistence())
 	c := srv.Client(t)
 	ctx := context.Background()
 	want := fill(t, c, "tenant:", 8_000)
@@ -484,7 +484,7 @@ func TestRestartedServerIsScannedAgain(t *testing.T) {
 }
 
 func TestRestartDuringPassIsDetected(t *testing.T) {
-	srv := testsrv.Redis(t, testsrv.WithPersistence())
+	srv := servertest.Redis(t, servertest.WithPersistence())
 	c := srv.Client(t)
 	ctx := context.Background()
 	want := fill(t, c, "tenant:", 8_000)
@@ -514,7 +514,7 @@ func TestRestartDuringPassIsDetected(t *testing.T) {
 }
 
 func TestCheckpointOfAnotherPassIsIgnored(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	ctx := context.Background()
 	want := fill(t, c, "tenant:", 5_000)
@@ -543,7 +543,7 @@ func TestCheckpointOfAnotherPassIsIgnored(t *testing.T) {
 }
 
 func TestCheckpointWritesAreFenced(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	ctx := context.Background()
 	fill(t, c, "tenant:", 6_000)
@@ -577,7 +577,7 @@ func TestCheckpointWritesAreFenced(t *testing.T) {
 }
 
 func TestLimit(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	fill(t, c, "tenant:", 10_000)
 	rec := newRecorder()
@@ -591,7 +591,7 @@ func TestLimit(t *testing.T) {
 
 func TestEscapeGlob(t *testing.T) {
 	require.Equal(t, `a\*b\?c\[d\]e\\f\^g`, scan.EscapeGlob(`a*b?c[d]e\f^g`))
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	ctx := context.Background()
 	prefix := "dep[1]*?:"
@@ -606,7 +606,7 @@ func TestEscapeGlob(t *testing.T) {
 }
 
 func TestProgressEvents(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	fill(t, c, "tenant:", 12_000)
 	var buf bytes.Buffer
@@ -665,7 +665,7 @@ func TestProgressEvents(t *testing.T) {
 // long names and checks the live heap (after GC) late in the pass against
 // early in it: keeping the keys would cost tens of MB.
 func TestMemoryDoesNotGrowWithTheKeyspace(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	const n = 200_000
 	fill(t, c, "tenant:"+strings.Repeat("x", 90)+":", n)
@@ -730,7 +730,7 @@ func TestTally(t *testing.T) {
 // each chunk once, and on a stop or a failed chunk returns only after every
 // chunk in flight has ended. A checkpointed pass ignores Window.
 func TestWindow(t *testing.T) {
-	c := testsrv.Redis(t).Client(t)
+	c := servertest.Redis(t).Client(t)
 	ctx := context.Background()
 	want := fill(t, c, "tenant:", 12_000)
 

@@ -3,7 +3,7 @@ package sqlphase
 import (
 	"testing"
 
-	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 )
 
-func TestMain(m *testing.M) { testsrv.Main(m) }
+func TestMain(m *testing.M) { servertest.Main(m) }

@@ -16,7 +16,7 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch"
 	"github.com/outpost-migrate/outpost/batch/progress"
-	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -202,7 +202,7 @@ func wantCode(t *testing.T, err error, code report.Code) {
 
 func TestApplyInStepsAndBatches(t *testing.T) {
 	ctx := ctxT(t)
-	db := testsrv.Postgres(t)
+	db := servertest.Postgres(t)
 	conn := db.Connect(t)
 	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 5})
 
@@ -324,7 +324,7 @@ func TestApplyInStepsAndBatches(t *testing.T) {
 
 func TestLateStepFailureResumesAtThatStep(t *testing.T) {
 	ctx := ctxT(t)
-	db := testsrv.Postgres(t)
+	db := servertest.Postgres(t)
 	conn := db.Connect(t)
 	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 4})
 	rec := &recorder{}
@@ -371,7 +371,7 @@ func TestLateStepFailureResumesAtThatStep(t *testing.T) {
 
 func TestFailedPlainMigrationRollsBack(t *testing.T) {
 	ctx := ctxT(t)
-	db := testsrv.Postgres(t)
+	db := servertest.Postgres(t)
 	conn := db.Connect(t)
 	fsys := fstest.MapFS{
 		"000001_a.up.sql": file("CREATE TABLE a (id int);\n"),
@@ -401,7 +401,7 @@ func TestFailedPlainMigrationRollsBack(t *testing.T) {
 
 func TestForeignDirtyIsRefusedAndForceRepairs(t *testing.T) {
 	ctx := ctxT(t)
-	db := testsrv.Postgres(t)
+	db := servertest.Postgres(t)
 	conn := db.Connect(t)
 	p := newPhase(t, db.URL, toySource(t), Options{})
 	exec(t, conn,
@@ -454,7 +454,7 @@ func TestForeignDirtyIsRefusedAndForceRepairs(t *testing.T) {
 
 func TestNewerVersionIsRefused(t *testing.T) {
 	ctx := ctxT(t)
-	db := testsrv.Postgres(t)
+	db := servertest.Postgres(t)
 	conn := db.Connect(t)
 	exec(t, conn, `CREATE TABLE schema_migrations (version bigint not null primary key, dirty boolean not null)`,
 		`INSERT INTO schema_migrations VALUES (11, false)`)
@@ -473,7 +473,7 @@ func TestNewerVersionIsRefused(t *testing.T) {
 // cancelAfter cancels when the n-th batch_done event arrives.
 func TestCancelledBackfillResumes(t *testing.T) {
 	ctx := ctxT(t)
-	db := testsrv.Postgres(t)
+	db := servertest.Postgres(t)
 	conn := db.Connect(t)
 	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 5})
 	if _, err := p.Apply(ctx, &batch.Run{ID: "r0", Target: "1"}); err != nil {
@@ -556,7 +556,7 @@ func (f *testFence) Del(context.Context, ...string) error {
 
 func TestLostLeaseStopsBeforeCommit(t *testing.T) {
 	ctx := ctxT(t)
-	db := testsrv.Postgres(t)
+	db := servertest.Postgres(t)
 	conn := db.Connect(t)
 	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 5})
 	if _, err := p.Apply(ctx, &batch.Run{ID: "r0", Target: "1"}); err != nil {
@@ -593,7 +593,7 @@ func TestLostLeaseStopsBeforeCommit(t *testing.T) {
 
 func TestAdvisoryLockHeldElsewhere(t *testing.T) {
 	ctx := ctxT(t)
-	db := testsrv.Postgres(t)
+	db := servertest.Postgres(t)
 	p := newPhase(t, db.URL, toySource(t), Options{AdvisoryLockWait: 300 * time.Millisecond})
 	id, err := p.AdvisoryLockID(ctx)
 	if err != nil {
@@ -639,7 +639,7 @@ func TestAdvisoryLockHeldElsewhere(t *testing.T) {
 
 func TestErrorsAreClassified(t *testing.T) {
 	ctx := ctxT(t)
-	db := testsrv.Postgres(t)
+	db := servertest.Postgres(t)
 	src := toySource(t)
 
 	t.Run("unreachable", func(t *testing.T) {
@@ -694,7 +694,7 @@ func TestErrorsAreClassified(t *testing.T) {
 
 func TestUpToDateNeedsNoCreatePrivilege(t *testing.T) {
 	ctx := ctxT(t)
-	db := testsrv.Postgres(t)
+	db := servertest.Postgres(t)
 	admin := newPhase(t, db.URL, toySource(t), Options{})
 	if _, err := admin.Apply(ctx, &batch.Run{ID: "r"}); err != nil {
 		t.Fatal(err)
@@ -714,7 +714,7 @@ func TestUpToDateNeedsNoCreatePrivilege(t *testing.T) {
 
 func TestCountRows(t *testing.T) {
 	ctx := ctxT(t)
-	db := testsrv.Postgres(t)
+	db := servertest.Postgres(t)
 	conn := db.Connect(t)
 	exec(t, conn,
 		`CREATE TABLE parts (t int NOT NULL) PARTITION BY RANGE (t)`,

@@ -16,12 +16,12 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/batch/progress"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/batch/stores"
-	"github.com/outpost-migrate/outpost/batch/testsrv"
 	"github.com/outpost-migrate/outpost/report"
 )
 
-func TestMain(m *testing.M) { testsrv.Main(m) }
+func TestMain(m *testing.M) { servertest.Main(m) }
 
 // events collects progress events.
 type events struct {
@@ -94,8 +94,8 @@ func TestRedisTLSConfig(t *testing.T) {
 // TestTLS runs every TLS setting against a real TLS server and a plain one.
 func TestTLS(t *testing.T) {
 	t.Parallel()
-	srv := testsrv.Redis(t, testsrv.WithTLS())
-	plain := testsrv.Redis(t)
+	srv := servertest.Redis(t, servertest.WithTLS())
+	plain := servertest.Redis(t)
 	cases := []struct {
 		name      string
 		c         config.Redis
@@ -126,7 +126,7 @@ func TestTLS(t *testing.T) {
 		})
 	}
 	// A CA that did not sign the server's certificate.
-	other, err := testsrv.WriteTLSFiles(t.TempDir())
+	other, err := servertest.WriteTLSFiles(t.TempDir())
 	require.NoError(t, err)
 	err = open(t, config.Redis{Host: "127.0.0.1", Port: srv.Port, TLS: true, TLSCAFile: other.CAFile}, 0)
 	requireCode(t, err, report.CodeConfig, "certificate did not verify")
@@ -135,8 +135,8 @@ func TestTLS(t *testing.T) {
 func TestAuth(t *testing.T) {
 	t.Parallel()
 	const pw = "S3cr3t-Pa55-xyzzy"
-	srv := testsrv.Redis(t, testsrv.WithPassword(pw))
-	acl := testsrv.Redis(t, testsrv.WithACLUser("migrator", pw))
+	srv := servertest.Redis(t, servertest.WithPassword(pw))
+	acl := servertest.Redis(t, servertest.WithACLUser("migrator", pw))
 
 	require.NoError(t, open(t, config.Redis{Host: "127.0.0.1", Port: srv.Port, Password: pw}, 0))
 	require.NoError(t, open(t, config.Redis{Host: "127.0.0.1", Port: acl.Port, Username: "migrator", Password: pw}, 0))
@@ -159,7 +159,7 @@ func TestAuth(t *testing.T) {
 
 func TestUnreachable(t *testing.T) {
 	t.Parallel()
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	port := srv.Port
 	srv.Stop(t)
 
@@ -227,7 +227,7 @@ func TestSilentServer(t *testing.T) {
 
 func TestClusterFlagOnAStandaloneServer(t *testing.T) {
 	t.Parallel()
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := local(srv.Port)
 	c.Cluster = true
 	err := open(t, c, 0)
@@ -237,7 +237,7 @@ func TestClusterFlagOnAStandaloneServer(t *testing.T) {
 
 func TestClusterNodeWithoutTheClusterFlag(t *testing.T) {
 	t.Parallel()
-	cl := testsrv.RedisCluster(t)
+	cl := servertest.RedisCluster(t)
 	err := open(t, local(cl.Ports[0]), 0)
 	requireCode(t, err, report.CodeConfig, "is a cluster node but REDIS_CLUSTER_ENABLED is not set")
 	c := local(cl.Ports[1])

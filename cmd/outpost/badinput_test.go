@@ -19,7 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 )
 
@@ -171,24 +171,24 @@ func TestBadConfigAndFlags(t *testing.T) {
 // servers.
 func TestBadStores(t *testing.T) {
 	const pw = "right-Pa55"
-	plain := testsrv.Redis(t)
-	locked := testsrv.Redis(t, testsrv.WithPassword(pw))
-	tlsSrv := testsrv.Redis(t, testsrv.WithTLS())
-	noEval := testsrv.Redis(t, testsrv.WithACLUser("noeval", pw, "~*", "&*", "+@all", "-eval", "-evalsha"))
+	plain := servertest.Redis(t)
+	locked := servertest.Redis(t, servertest.WithPassword(pw))
+	tlsSrv := servertest.Redis(t, servertest.WithTLS())
+	noEval := servertest.Redis(t, servertest.WithACLUser("noeval", pw, "~*", "&*", "+@all", "-eval", "-evalsha"))
 	// Allowed the keys of deployment "cache" only: its entities and the
 	// tool's own keys, hash-tagged on the lock's name ({cache:.outpost:...}).
-	noKeys := testsrv.Redis(t, testsrv.WithACLUser("nokeys", pw, "~cache:*", "~{cache:*", "&*", "+@all"))
-	closed := testsrv.Redis(t)
+	noKeys := servertest.Redis(t, servertest.WithACLUser("nokeys", pw, "~cache:*", "~{cache:*", "&*", "+@all"))
+	closed := servertest.Redis(t)
 	closedPort := closed.Port
 	closed.Stop(t)
-	pg := testsrv.Postgres(t)
+	pg := servertest.Postgres(t)
 	roleURL := pg.CreateRole(t, "badinput_role", pw)
-	otherCA, err := testsrv.WriteTLSFiles(t.TempDir())
+	otherCA, err := servertest.WriteTLSFiles(t.TempDir())
 	require.NoError(t, err)
 
 	// A legacy record on the servers that refuse: it must be untouched.
 	ctx := context.Background()
-	for _, s := range []*testsrv.RedisServer{locked, noEval} {
+	for _, s := range []*servertest.RedisServer{locked, noEval} {
 		require.NoError(t, s.Client(t).HSet(ctx, "tenant:t1", "id", "t1", "created_at", "2025-01-02T03:04:05Z").Err())
 	}
 
@@ -238,7 +238,7 @@ func TestBadStores(t *testing.T) {
 	}
 	// The refused runs wrote nothing: not the lock, not a copy, not state.
 	t.Cleanup(func() {
-		for _, s := range []*testsrv.RedisServer{locked, noEval} {
+		for _, s := range []*servertest.RedisServer{locked, noEval} {
 			keys, err := s.Client(t).Keys(ctx, "*").Result()
 			require.NoError(t, err)
 			require.Equal(t, []string{"tenant:t1"}, keys, "a refused run changed the keyspace")
@@ -250,7 +250,7 @@ func TestBadStores(t *testing.T) {
 	t.Run("least privilege", func(t *testing.T) {
 		rules := []string{"~tenant:*", "~outpost:*", "~.outpost:*", "~{.outpost:*", "-@all",
 			"+@read", "+@write", "+@keyspace", "+@scripting", "+@transaction", "+info", "+ping"}
-		srv := testsrv.Redis(t, testsrv.WithACLUser("migrator", pw, rules...))
+		srv := servertest.Redis(t, servertest.WithACLUser("migrator", pw, rules...))
 		// The data, with Outpost's other keys the migrator has no access
 		// to, is written and checked as the (passwordless) default user.
 		admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
@@ -268,7 +268,7 @@ func TestBadStores(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, diffs)
 
-		noInfo := testsrv.Redis(t, testsrv.WithACLUser("migrator", pw, append(rules, "-info")...))
+		noInfo := servertest.Redis(t, servertest.WithACLUser("migrator", pw, append(rules, "-info")...))
 		badCheck(t, badCase{envs: local(noInfo.Port, "REDIS_USERNAME", "migrator", "REDIS_PASSWORD", pw), args: apply,
 			code: 77, errCode: "PERMISSION_DENIED", msg: []string{"NOPERM", "'info'"}})
 	})
@@ -295,7 +295,7 @@ func TestBadStores(t *testing.T) {
 // 69 when the store never comes; a configuration error is not retried.
 func TestBadInputWaitFor(t *testing.T) {
 	t.Parallel()
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	port := srv.Port
 	srv.Stop(t)
 	envs := map[string]string{"REDIS_HOST": "127.0.0.1", "REDIS_PORT": itoa(port)}

@@ -31,8 +31,8 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/outpost-migrate/outpost/batch/testsrv"
-	migredis "github.com/outpost-migrate/outpost/migrations/redis"
+	"github.com/outpost-migrate/outpost/batch/servertest"
+	"github.com/outpost-migrate/outpost/migrations/redismigrations"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 )
 
@@ -105,9 +105,9 @@ func BenchmarkRedisApplyStandalone(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		var first *measured
 		var firstKeys int
-		var srv500 *testsrv.RedisServer
+		var srv500 *servertest.RedisServer
 		for _, tenants := range benchTenants() {
-			srv := testsrv.Redis(b)
+			srv := servertest.Redis(b)
 			c := srv.Client(b)
 			st := seedRedis(b, c, tenants)
 			envs := []string{"REDIS_HOST=127.0.0.1", "REDIS_PORT=" + itoa(srv.Port)}
@@ -156,7 +156,7 @@ func BenchmarkRedisApplyStandalone(b *testing.B) {
 func BenchmarkRedisApplyCluster(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		tenants := benchTenants()[0]
-		cl := testsrv.RedisCluster(b)
+		cl := servertest.RedisCluster(b)
 		c := cl.Client(b)
 		st := seedRedis(b, c, tenants)
 		envs := []string{"REDIS_HOST=127.0.0.1", "REDIS_PORT=" + itoa(cl.Ports[0]), "REDIS_CLUSTER_ENABLED=true"}
@@ -178,7 +178,7 @@ func BenchmarkBackfill(b *testing.B) {
 		total = v
 	}
 	for i := 0; i < b.N; i++ {
-		pg := testsrv.Postgres(b)
+		pg := servertest.Postgres(b)
 		envs := []string{"POSTGRES_URL=" + pg.URL}
 		runMeasured(b, envs, "migrate", "apply", "--yes", "--sql-only", "--target", "4", "-o", "json")
 		conn := pg.Connect(b)
@@ -228,14 +228,14 @@ func naiveApply(b *testing.B, c goredis.UniversalClient, budget time.Duration) (
 		keys, next, err := c.Scan(ctx, cursor, "tenant:*", 1000).Result()
 		require.NoError(b, err)
 		for _, k := range keys {
-			if !migredis.IsV0Candidate(k) {
+			if !redismigrations.IsV0Candidate(k) {
 				continue
 			}
 			fields, err := c.HGetAll(ctx, k).Result()
 			require.NoError(b, err)
 			ttl, err := c.PTTL(ctx, k).Result()
 			require.NoError(b, err)
-			key, err := migredis.ClassifyV0(k, fields)
+			key, err := redismigrations.ClassifyV0(k, fields)
 			if err != nil {
 				continue
 			}
@@ -243,9 +243,9 @@ func naiveApply(b *testing.B, c goredis.UniversalClient, budget time.Duration) (
 			if c.Exists(ctx, twin).Val() == 1 {
 				continue
 			}
-			for _, f := range migredis.TimestampFields {
+			for _, f := range redismigrations.TimestampFields {
 				if v, ok := fields[f]; ok {
-					if ms, _, err := migredis.ToUnixMilli(v); err == nil {
+					if ms, _, err := redismigrations.ToUnixMilli(v); err == nil {
 						fields[f] = ms
 					}
 				}
@@ -271,7 +271,7 @@ var rpsRE = regexp.MustCompile(`([0-9.]+) requests per second`)
 
 // redisBenchmarkHSET runs redis-benchmark's HSET with pipelines of 100.
 func redisBenchmarkHSET(b *testing.B, port int) float64 {
-	bin, err := testsrv.FindBinary("redis-benchmark")
+	bin, err := servertest.FindBinary("redis-benchmark")
 	require.NoError(b, err)
 	out, err := exec.Command(bin, "-p", itoa(port), "-t", "hset", "-n", "2000000", "-P", "100", "-q").CombinedOutput()
 	require.NoError(b, err, string(out))

@@ -17,12 +17,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 	"github.com/outpost-migrate/outpost/report"
 )
 
-func TestMain(m *testing.M) { testsrv.Main(m) }
+func TestMain(m *testing.M) { servertest.Main(m) }
 
 // result is one invocation's outcome.
 type result struct {
@@ -151,7 +151,7 @@ func requireMigrated(t *testing.T, c redis.UniversalClient, o seed.Options) {
 }
 
 // redisEnv is the environment for a standalone test server.
-func redisEnv(s *testsrv.RedisServer) map[string]string {
+func redisEnv(s *servertest.RedisServer) map[string]string {
 	return map[string]string{"REDIS_HOST": s.Host, "REDIS_PORT": itoa(s.Port)}
 }
 

@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -56,8 +56,8 @@ func filterEnv(env []string, names ...string) []string {
 // TestDemoWithPostgres: with POSTGRES_URL the demo includes the SQL phase,
 // through the same runner, against real servers.
 func TestDemoWithPostgres(t *testing.T) {
-	pg := testsrv.Postgres(t)
-	srv := testsrv.Redis(t)
+	pg := servertest.Postgres(t)
+	srv := servertest.Redis(t)
 	envs := redisEnv(srv)
 	envs["POSTGRES_URL"] = pg.URL
 	r := run(t, envs, "demo", "--tenants", "100")

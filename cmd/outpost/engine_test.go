@@ -21,7 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -171,7 +171,7 @@ func engRequireProgress(t *testing.T, events []map[string]any) {
 // run, and a rerun (after unlock) resumes it from the saved cursor, repeats
 // at most the chunks in flight, completes and verifies.
 func TestEngineKill9Resumes(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	envs := redisEnv(srv)
 	o, legacy := engSeed(t, c, engTenants)
@@ -237,7 +237,7 @@ func TestEngineKill9Resumes(t *testing.T) {
 // its saved cursor means nothing to the new process, so the rerun scans it
 // again from 0 and still completes.
 func TestEngineRedisRestartRescans(t *testing.T) {
-	srv := testsrv.Redis(t, testsrv.WithPersistence())
+	srv := servertest.Redis(t, servertest.WithPersistence())
 	c := srv.Client(t)
 	envs := redisEnv(srv)
 	o, _ := engSeed(t, c, engTenants)
@@ -275,7 +275,7 @@ func TestEngineRedisRestartRescans(t *testing.T) {
 // what a rerun will do, checkpoint saved, lock released. SIGINT on the
 // rerun does the same with 130, and a third run completes.
 func TestEngineSignalsStopAtASafePoint(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	ctx := context.Background()
 	envs := redisEnv(srv)
@@ -319,7 +319,7 @@ func TestEngineSignalsStopAtASafePoint(t *testing.T) {
 // --max-runtime stops the same way when the deadline comes: exit 75
 // TIMEOUT, resumable; the rerun completes.
 func TestEngineMaxRuntime(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	ctx := context.Background()
 	envs := redisEnv(srv)
@@ -351,7 +351,7 @@ func TestEngineMaxRuntime(t *testing.T) {
 // each failure (the exact total and the first ones), exits 4 and does not
 // mark the migration applied; once they are fixed, a rerun finishes.
 func TestEnginePerKeyFailures(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	ctx := context.Background()
 	envs := redisEnv(srv)
@@ -428,7 +428,7 @@ func TestEnginePerKeyFailures(t *testing.T) {
 // master's keys, apply walks every master (one checkpoint each), and a
 // kill -9 in the middle resumes each master from its own cursor.
 func TestEngineCluster(t *testing.T) {
-	cl := testsrv.RedisCluster(t)
+	cl := servertest.RedisCluster(t)
 	cc := cl.Client(t)
 	ctx := context.Background()
 	envs := map[string]string{"REDIS_CLUSTER_ENABLED": "true", "REDIS_HOST": cl.Host, "REDIS_PORT": itoa(cl.Ports[0])}
@@ -501,7 +501,7 @@ func engNum(v any) float64 { f, _ := v.(float64); return f }
 // On a terminal (text logs) apply draws a progress bar with the rate and
 // an ETA instead of logging every chunk.
 func TestEngineProgressBarOnATerminal(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	envs := redisEnv(srv)
 	o, _ := engSeed(t, c, 3_000)

@@ -26,7 +26,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 )
 
@@ -163,7 +163,7 @@ func faultClusterSize(ctx context.Context, cc *redis.ClusterClient) (int64, erro
 func TestFaultKill9Apply(t *testing.T) {
 	t.Parallel()
 	rng := faultRand(t)
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	envs := redisEnv(srv)
 	o := faultSeed(t, c, faultTenants)
@@ -184,7 +184,7 @@ func TestFaultKill9Apply(t *testing.T) {
 func TestFaultKill9Cleanup(t *testing.T) {
 	t.Parallel()
 	rng := faultRand(t)
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	envs := redisEnv(srv)
 	o := faultSeed(t, c, faultTenants)
@@ -215,11 +215,11 @@ func TestFaultConcurrentApplies(t *testing.T) {
 			var c redis.UniversalClient
 			var envs map[string]string
 			if mode == "cluster" {
-				cl := testsrv.RedisCluster(t)
+				cl := servertest.RedisCluster(t)
 				c = cl.Client(t)
 				envs = map[string]string{"REDIS_HOST": cl.Host, "REDIS_PORT": itoa(cl.Ports[0]), "REDIS_CLUSTER_ENABLED": "true"}
 			} else {
-				srv := testsrv.Redis(t)
+				srv := servertest.Redis(t)
 				c = srv.Client(t)
 				envs = redisEnv(srv)
 			}
@@ -253,7 +253,7 @@ func TestFaultConcurrentApplies(t *testing.T) {
 // release, the rerun completes and the data is right.
 func TestFaultRedisGoneMidApply(t *testing.T) {
 	t.Parallel()
-	srv := testsrv.Redis(t, testsrv.WithPersistence())
+	srv := servertest.Redis(t, servertest.WithPersistence())
 	c := srv.Client(t)
 	envs := redisEnv(srv)
 	o := faultSeed(t, c, faultTenants/2)
@@ -300,7 +300,7 @@ func TestFaultRedisGoneMidApply(t *testing.T) {
 // server process is never trusted on the new one.
 func TestFaultRedisRestartMidApply(t *testing.T) {
 	t.Parallel()
-	srv := testsrv.Redis(t, testsrv.WithPersistence())
+	srv := servertest.Redis(t, servertest.WithPersistence())
 	c := srv.Client(t)
 	envs := redisEnv(srv)
 	o := faultSeed(t, c, faultSmallTenants)

@@ -27,7 +27,7 @@ import (
 // NOMAD_TLS_SERVER_NAME and NOMAD_SKIP_VERIFY unless a flag says otherwise.
 func registerJobs(app *kingpin.Application) map[string]func(ctx context.Context, stdout, stderr io.Writer) int {
 	jobs := app.Command("jobs", "Run the migration through an orchestrator and relay its report.")
-	nomad := jobs.Command("nomad", "Nomad batch jobs (recipes in jobs/nomad).")
+	nomad := jobs.Command("nomad", "Nomad batch jobs (recipes in jobs/nomadspecs).")
 	run := nomad.Command("run", "Register (or dispatch) a migration job, wait until it is dead, print the task's report and exit with the task's exit code.")
 
 	var (

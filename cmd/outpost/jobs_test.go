@@ -21,26 +21,26 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch"
 	"github.com/outpost-migrate/outpost/batch/lock"
-	"github.com/outpost-migrate/outpost/batch/testsrv"
-	nomadspecs "github.com/outpost-migrate/outpost/jobs/nomad"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/jobs/nomadrun"
-	"github.com/outpost-migrate/outpost/jobs/nomadrun/nomadfake"
+	"github.com/outpost-migrate/outpost/jobs/nomadrun/nomadtest"
+	"github.com/outpost-migrate/outpost/jobs/nomadspecs"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 	"github.com/outpost-migrate/outpost/report"
 )
 
 // jobsStores starts a real Redis holding v0 Outpost data (seed.Write) and a
 // fresh PostgreSQL database, and returns the tool's environment for both.
-func jobsStores(t *testing.T) (map[string]string, *testsrv.RedisServer) {
+func jobsStores(t *testing.T) (map[string]string, *servertest.RedisServer) {
 	t.Helper()
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	o := seed.DefaultOptions()
 	o.Tenants = 40
 	o.UnrelatedKeys = 10
 	_, err := seed.Write(context.Background(), srv.Client(t), o)
 	require.NoError(t, err)
 	envs := redisEnv(srv)
-	envs["POSTGRES_URL"] = testsrv.Postgres(t).URL
+	envs["POSTGRES_URL"] = servertest.Postgres(t).URL
 	return envs, srv
 }
 
@@ -55,7 +55,7 @@ type jobsTaskRun struct {
 // (entrypoint `outpost`): the task's args, with the job's meta interpolated,
 // through the real command in-process, with envs as its environment (what
 // the recipes' Nomad Variables template provides). Each run is recorded.
-func jobsTask(t *testing.T, envs map[string]string) (nomadfake.Task, func() []jobsTaskRun) {
+func jobsTask(t *testing.T, envs map[string]string) (nomadtest.Task, func() []jobsTaskRun) {
 	var (
 		mu   sync.Mutex
 		runs []jobsTaskRun
@@ -66,7 +66,7 @@ func jobsTask(t *testing.T, envs map[string]string) (nomadfake.Task, func() []jo
 			t.Errorf("task args: %v", err)
 			return 1, "", err.Error()
 		}
-		args = nomadfake.Interpolate(j, args)
+		args = nomadtest.Interpolate(j, args)
 		r := runMain(envs, env{args: args})
 		mu.Lock()
 		runs = append(runs, jobsTaskRun{args: args, code: r.code, stdout: r.stdout})
@@ -88,7 +88,7 @@ func jobsTask(t *testing.T, envs map[string]string) (nomadfake.Task, func() []jo
 func TestJobsNomadRunRelaysTheReport(t *testing.T) {
 	envs, srv := jobsStores(t)
 	task, runs := jobsTask(t, envs)
-	fake := nomadfake.New(t, nomadfake.Exec(task))
+	fake := nomadtest.New(t, nomadtest.Exec(task))
 	nomad := []string{"jobs", "nomad", "run", "--addr", fake.URL(), "--timeout", "2m"}
 
 	r := run(t, nil, append(nomad, "--job", "migrate-apply")...)
@@ -178,7 +178,7 @@ func jobsSummary(t *testing.T, r *result) string {
 // "Message" in `kubectl describe pod`; every command writes its one-line
 // summary there, failing or not.
 func TestJobsTerminationLog(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	logPath := filepath.Join(t.TempDir(), "termination-log")
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -249,7 +249,7 @@ func jobsRecipes(t *testing.T) []jobsRecipe {
 				child.Meta = map[string]string{}
 			}
 			child.Meta["command"] = c
-			out = append(out, jobsRecipe{"nomad/" + name + " command=" + c, nomadfake.Interpolate(child, args)})
+			out = append(out, jobsRecipe{"nomad/" + name + " command=" + c, nomadtest.Interpolate(child, args)})
 		}
 	}
 

@@ -17,8 +17,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/batch/sqlphase"
-	"github.com/outpost-migrate/outpost/batch/testsrv"
 )
 
 const (
@@ -48,11 +48,11 @@ var lockModes = []struct {
 	start func(t *testing.T) lockStore
 }{
 	{"standalone", func(t *testing.T) lockStore {
-		srv := testsrv.Redis(t)
+		srv := servertest.Redis(t)
 		return lockStore{env: redisEnv(srv), client: srv.Client(t)}
 	}},
 	{"cluster", func(t *testing.T) lockStore {
-		c := testsrv.RedisCluster(t)
+		c := servertest.RedisCluster(t)
 		// The CLI is given one node, as Outpost is; it discovers the rest.
 		env := map[string]string{"REDIS_CLUSTER_ENABLED": "true", "REDIS_HOST": c.Host, "REDIS_PORT": itoa(c.Ports[0])}
 		return lockStore{env: env, client: c.Client(t)}
@@ -209,7 +209,7 @@ func TestLockConcurrentApply(t *testing.T) {
 // The lease lives on one key whatever the topology, so one standalone server
 // shows it; the cluster tests above and below use the same lease.
 func TestLockLeaseRenewed(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	ctx := context.Background()
 	seedTenants(t, c, 2*hugeTenants)
@@ -308,7 +308,7 @@ func cursors(t *testing.T, h map[string]string) map[string]string {
 // run, until `unlock --yes` removes it; apply then resumes the dead run's
 // checkpoint and finishes the job.
 func TestLockLeftByKill9(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	envs := redisEnv(srv)
 	o := seedTenants(t, c, smallTenants)
@@ -360,7 +360,7 @@ func TestLockLeftByKill9(t *testing.T) {
 // A lock written the way Outpost's own migrator writes it is foreign: status
 // shows it with its TTL, and apply waits for it like for any holder.
 func TestLockForeignOutpostLock(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	ctx := context.Background()
 	envs := redisEnv(srv)
@@ -397,7 +397,7 @@ func TestLockForeignOutpostLock(t *testing.T) {
 // With DEPLOYMENT_ID=dep the lock is "dep:.outpost:migration_lock": that
 // deployment's runs exclude each other and not those of another deployment.
 func TestLockKeyFollowsDeploymentID(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	ctx := context.Background()
 	plain := redisEnv(srv)
@@ -439,7 +439,7 @@ func TestLockKeyFollowsDeploymentID(t *testing.T) {
 // (golang-migrate or an older Outpost migrating) makes apply --sql-only fail
 // with 75 at once under --lock-timeout 0s, and wait for it otherwise.
 func TestLockSQLAdvisory(t *testing.T) {
-	db := testsrv.Postgres(t)
+	db := servertest.Postgres(t)
 	ctx := context.Background()
 	envs := map[string]string{"POSTGRES_URL": db.URL}
 	holder := db.Connect(t)

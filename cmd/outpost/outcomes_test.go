@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 )
 
 // runTTY runs a command in-process as if stdin and stderr were a terminal,
@@ -29,7 +29,7 @@ func runTTY(t *testing.T, envs map[string]string, answer string, args ...string)
 }
 
 func TestConfirmationOnATerminal(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	ctx := context.Background()
 	require.NoError(t, c.HSet(ctx, "tenant:t1", "id", "t1", "created_at", "2025-01-02T03:04:05Z").Err())
@@ -58,7 +58,7 @@ func TestConfirmationOnATerminal(t *testing.T) {
 }
 
 func TestStatusWait(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	ctx := context.Background()
 	require.NoError(t, c.HSet(ctx, "tenant:t1", "id", "t1").Err())
@@ -85,7 +85,7 @@ func TestStatusWait(t *testing.T) {
 }
 
 func TestDevSeed(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	envs := redisEnv(srv)
 	r := run(t, envs, "dev", "seed", "--tenants", "50", "--seed", "3")
 	require.Equal(t, 0, r.code, r.stdout)

@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 )
 
@@ -44,7 +44,7 @@ func rmSeedOptions(tenants int) seed.Options {
 	return o
 }
 
-func rmSeedRedis(t *testing.T, srv *testsrv.RedisServer, tenants int) seed.Stats {
+func rmSeedRedis(t *testing.T, srv *servertest.RedisServer, tenants int) seed.Stats {
 	t.Helper()
 	st, err := seed.Write(context.Background(), srv.Client(t), rmSeedOptions(tenants))
 	require.NoError(t, err)
@@ -54,7 +54,7 @@ func rmSeedRedis(t *testing.T, srv *testsrv.RedisServer, tenants int) seed.Stats
 // TestRedisCleanupRefusedBeforeApply: cleanup exits 65 while 001 is not
 // applied, and removes nothing.
 func TestRedisCleanupRefusedBeforeApply(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	st := rmSeedRedis(t, srv, 20)
 	envs := redisEnv(srv)
 	r := run(t, envs, "migrate", "cleanup", "--yes", "--redis-only")
@@ -76,7 +76,7 @@ func TestRedisCleanupRefusedBeforeApply(t *testing.T) {
 // a hand edit makes it exit 3 listing the key; --sample checks fewer keys
 // and says it was a spot check.
 func TestRedisVerifyDriftAndSample(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	st := rmSeedRedis(t, srv, 300)
 	legacy := st.Keys - st.Unrelated
 	envs := redisEnv(srv)
@@ -133,7 +133,7 @@ func TestRedisVerifyDriftAndSample(t *testing.T) {
 // TestRedisCorruptedApply: keys apply cannot migrate make it exit 4 with
 // the keys listed, leave the migration unmarked, and migrate the rest.
 func TestRedisCorruptedApply(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	rmSeedRedis(t, srv, 50)
 	ctx := context.Background()
 	cl := srv.Client(t)
@@ -170,7 +170,7 @@ func TestRedisCorruptedApply(t *testing.T) {
 // with a reason, 002/003 apply to the prefixed keys, cleanup has nothing
 // to do.
 func TestRedisDeploymentID(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	o := seed.DefaultOptions()
 	o.Tenants = 40
 	o.Layout = seed.LayoutV1

@@ -20,7 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 )
 
@@ -82,12 +82,12 @@ func secPGURL(t *testing.T, roleURL, query string) string {
 // environment, flag, YAML and .env.
 func TestSecretsNeverPrinted(t *testing.T) {
 	ctx := context.Background()
-	srv := testsrv.Redis(t, testsrv.WithPassword(secRedis))
+	srv := servertest.Redis(t, servertest.WithPassword(secRedis))
 	o := seed.DefaultOptions()
 	o.Tenants = 200
 	_, err := seed.Write(ctx, srv.Client(t), o)
 	require.NoError(t, err)
-	pg := testsrv.Postgres(t)
+	pg := servertest.Postgres(t)
 	pgURL := secPGURL(t, pg.CreateRole(t, "secrets_role", secPG), "sslmode=disable")
 
 	dir := t.TempDir()
@@ -135,8 +135,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	})
 
 	t.Run("failures", func(t *testing.T) {
-		other := testsrv.Redis(t, testsrv.WithPassword("another-password"))
-		closed := testsrv.Redis(t)
+		other := servertest.Redis(t, servertest.WithPassword("another-password"))
+		closed := servertest.Redis(t)
 		closedPort := closed.Port
 		closed.Stop(t)
 		closedPG := secPGURL(t, "postgres://u@127.0.0.1:"+itoa(closedPort)+"/db", "sslmode=disable")
@@ -214,7 +214,7 @@ func closedPGURL(u string) string {
 // against the CA works, without the CA it fails with 78 and says why, and
 // the explicit opt-out works; by flags, environment and file.
 func TestSecretsRedisTLS(t *testing.T) {
-	srv := testsrv.Redis(t, testsrv.WithTLS(), testsrv.WithPassword(secRedis))
+	srv := servertest.Redis(t, servertest.WithTLS(), servertest.WithPassword(secRedis))
 	o := seed.DefaultOptions()
 	o.Tenants = 100
 	_, err := seed.Write(context.Background(), srv.Client(t), o)
@@ -254,7 +254,7 @@ func TestSecretsRedisTLS(t *testing.T) {
 // TestSecretsRedisACLUser: an ACL user, by environment and by flag, does
 // the whole cycle.
 func TestSecretsRedisACLUser(t *testing.T) {
-	srv := testsrv.Redis(t, testsrv.WithACLUser("outpost-migrator", secRedis, "~*", "&*", "+@all", "-flushall", "-flushdb"))
+	srv := servertest.Redis(t, servertest.WithACLUser("outpost-migrator", secRedis, "~*", "&*", "+@all", "-flushall", "-flushdb"))
 	c := srv.Client(t)
 	o := seed.DefaultOptions()
 	o.Tenants = 100
@@ -286,13 +286,13 @@ func TestSecretsRedisACLUser(t *testing.T) {
 // sslmode=disable works, and sslmode=require against a server without TLS
 // is 78 (both also in TestBadStores and TestSecretsNeverPrinted).
 func TestSecretsPostgresSSLMode(t *testing.T) {
-	pg := testsrv.Postgres(t)
+	pg := servertest.Postgres(t)
 	roleURL := pg.CreateRole(t, "sslmode_role", secPG)
 	r := secRun(t, map[string]string{"POSTGRES_URL": secPGURL(t, roleURL, "sslmode=disable")}, "migrate", "status", "--sql-only")
 	require.Equal(t, 0, r.code, r.stdout)
 
 	files := secEnablePostgresTLS(t, pg)
-	other, err := testsrv.WriteTLSFiles(t.TempDir())
+	other, err := servertest.WriteTLSFiles(t.TempDir())
 	require.NoError(t, err)
 	cases := []struct {
 		query string
@@ -325,7 +325,7 @@ func TestSecretsPostgresSSLMode(t *testing.T) {
 // secEnablePostgresTLS gives the shared server a certificate and turns ssl
 // on until the test ends. The server runs as an unprivileged user, so the
 // files go to a directory it can read, the key owned by that user.
-func secEnablePostgresTLS(t *testing.T, pg *testsrv.PGDatabase) testsrv.TLSFiles {
+func secEnablePostgresTLS(t *testing.T, pg *servertest.PGDatabase) servertest.TLSFiles {
 	t.Helper()
 	ctx := context.Background()
 	admin, err := pgx.Connect(ctx, pg.AdminURL)
@@ -341,7 +341,7 @@ func secEnablePostgresTLS(t *testing.T, pg *testsrv.PGDatabase) testsrv.TLSFiles
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	require.NoError(t, os.Chmod(dir, 0o755))
-	files, err := testsrv.WriteTLSFiles(dir)
+	files, err := servertest.WriteTLSFiles(dir)
 	require.NoError(t, err)
 	if os.Geteuid() == 0 {
 		require.NoError(t, os.Chown(files.KeyFile, int(owner.Uid), int(owner.Gid)))

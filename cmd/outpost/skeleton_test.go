@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/report"
 	"github.com/outpost-migrate/outpost/schemas"
 )
@@ -121,7 +121,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestPrecedenceFlagsOverEnvOverFile(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "outpost.yaml")
 	// The file points to a closed port; env overrides the port; the flag
@@ -141,7 +141,7 @@ func TestPrecedenceFlagsOverEnvOverFile(t *testing.T) {
 }
 
 func TestRedisUnreachable(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	port := srv.Port
 	srv.Stop(t)
 	r := run(t, map[string]string{"REDIS_HOST": "127.0.0.1", "REDIS_PORT": itoa(port)}, "migrate", "status", "--output", "json", "--redis-only")
@@ -152,7 +152,7 @@ func TestRedisUnreachable(t *testing.T) {
 }
 
 func TestApplyWithoutYesAndTerminalChangesNothing(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	ctx := context.Background()
 	require.NoError(t, c.HSet(ctx, "tenant:t1", "id", "t1", "created_at", "2025-01-02T03:04:05Z").Err())
@@ -179,7 +179,7 @@ func TestApplyWithoutYesAndTerminalChangesNothing(t *testing.T) {
 }
 
 func TestRedisCommandsEndToEnd(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 	ctx := context.Background()
 	envs := redisEnv(srv)
@@ -271,7 +271,7 @@ func TestPanicIsInternalError(t *testing.T) {
 // TestDotenvInWorkingDirectory: like Outpost, the binary reads ./.env when
 // no config file is named; the environment still wins over it.
 func TestDotenvInWorkingDirectory(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, ".env"), []byte("REDIS_HOST=127.0.0.1\nREDIS_PORT="+itoa(srv.Port)+"\n"), 0o600))
 	cmd := exec.Command(binary(t), "migrate", "status", "--redis-only", "-o", "json")

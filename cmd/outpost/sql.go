@@ -14,7 +14,7 @@ import (
 	"github.com/outpost-migrate/outpost/batch/sqlphase"
 	"github.com/outpost-migrate/outpost/batch/stores"
 	"github.com/outpost-migrate/outpost/migrations/seed"
-	sqlmig "github.com/outpost-migrate/outpost/migrations/sql"
+	"github.com/outpost-migrate/outpost/migrations/sqlmigrations"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -27,7 +27,7 @@ func openSQL(ctx context.Context, cfg *config.Config, waitFor, lockWait time.Dur
 	if lockWait <= 0 {
 		lockWait = -1 // sqlphase reads 0 as its default wait, a negative one as none
 	}
-	p, err := sqlphase.New(ctx, cfg.PostgresURL, sqlmig.Source(), sqlphase.Options{AdvisoryLockWait: lockWait})
+	p, err := sqlphase.New(ctx, cfg.PostgresURL, sqlmigrations.Source(), sqlphase.Options{AdvisoryLockWait: lockWait})
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -21,7 +21,7 @@ import (
 // the log ends exactly as one clean run leaves it.
 func TestFaultPostgresConnectionCutMidBackfill(t *testing.T) {
 	ctx := context.Background()
-	pg := testsrv.Postgres(t)
+	pg := servertest.Postgres(t)
 	envs := map[string]string{"POSTGRES_URL": pg.URL}
 	r := run(t, envs, "migrate", "apply", "--yes", "--sql-only", "--target", "4")
 	require.Equal(t, 0, r.code, r.stdout)

@@ -6,13 +6,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 )
 
 // TestSQLCommandsEndToEnd drives the SQL phase through the CLI: plan,
 // apply with a target, apply, verify, status, drift, dirty, force.
 func TestSQLCommandsEndToEnd(t *testing.T) {
-	pg := testsrv.Postgres(t)
+	pg := servertest.Postgres(t)
 	envs := map[string]string{"POSTGRES_URL": pg.URL}
 
 	r := run(t, envs, "migrate", "plan", "--sql-only", "--detailed-exitcode")
@@ -73,12 +73,12 @@ func TestSQLCommandsEndToEnd(t *testing.T) {
 // in scope, and a missing POSTGRES_URL is a configuration error, never a
 // silently skipped half.
 func TestBothStoresNeedBothConfigured(t *testing.T) {
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	r := run(t, redisEnv(srv), "migrate", "apply", "--yes")
 	require.Equal(t, 78, r.code)
 	require.Equal(t, "postgres", r.rep["error"].(map[string]any)["details"].(map[string]any)["setting"])
 
-	pg := testsrv.Postgres(t)
+	pg := servertest.Postgres(t)
 	envs := redisEnv(srv)
 	envs["POSTGRES_URL"] = pg.URL
 	r = run(t, envs, "migrate", "apply", "--yes")

@@ -1,7 +1,7 @@
 // Package ansible holds the Ansible recipe (migrate.yml). Its tests run the
 // playbook with Debian's real ansible-playbook against localhost, the real
 // outpost binary (built from this module) and real Redis and PostgreSQL
-// servers (batch/testsrv), and read each task's result through the callback
+// servers (batch/servertest), and read each task's result through the callback
 // plugin in testdata/.
 package ansible
 
@@ -27,13 +27,13 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/outpost-migrate/outpost/batch/lock"
-	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	testsrv.StopShared()
+	servertest.StopShared()
 	if binDir != "" {
 		_ = os.RemoveAll(binDir)
 	}
@@ -119,7 +119,7 @@ func lastLine(b []byte) []byte {
 // log at schema version 4 with rows, as a deployment that last migrated
 // before the attempts rework would have.
 type stores struct {
-	redis  *testsrv.RedisServer
+	redis  *servertest.RedisServer
 	client *redis.Client
 	seed   seed.Options
 	// env is the tool's environment: REDIS_HOST, REDIS_PORT and, with
@@ -130,7 +130,7 @@ type stores struct {
 func newStores(t *testing.T, withPostgres bool) *stores {
 	t.Helper()
 	ctx := context.Background()
-	s := &stores{redis: testsrv.Redis(t)}
+	s := &stores{redis: servertest.Redis(t)}
 	s.client = s.redis.Client(t)
 	s.env = map[string]string{"REDIS_HOST": s.redis.Host, "REDIS_PORT": strconv.Itoa(s.redis.Port)}
 	s.seed = seed.DefaultOptions()
@@ -140,7 +140,7 @@ func newStores(t *testing.T, withPostgres bool) *stores {
 		t.Fatalf("seed redis: %v", err)
 	}
 	if withPostgres {
-		pg := testsrv.Postgres(t)
+		pg := servertest.Postgres(t)
 		s.env["POSTGRES_URL"] = pg.URL
 		if code, rep := outpost(t, s.env, "migrate", "apply", "--sql-only", "--yes", "--target", "sql/000004", "--output", "json"); code != 0 {
 			t.Fatalf("migrate the log store to version 4: exit %d: %v", code, rep["msg"])

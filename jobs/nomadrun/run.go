@@ -27,7 +27,7 @@ import (
 
 	"github.com/hashicorp/nomad/api"
 
-	nomadspecs "github.com/outpost-migrate/outpost/jobs/nomad"
+	"github.com/outpost-migrate/outpost/jobs/nomadspecs"
 	"github.com/outpost-migrate/outpost/report"
 )
 

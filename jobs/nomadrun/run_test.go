@@ -18,8 +18,8 @@ import (
 	"github.com/hashicorp/nomad/api"
 	"github.com/santhosh-tekuri/jsonschema/v5"
 
-	nomadspecs "github.com/outpost-migrate/outpost/jobs/nomad"
-	"github.com/outpost-migrate/outpost/jobs/nomadrun/nomadfake"
+	"github.com/outpost-migrate/outpost/jobs/nomadrun/nomadtest"
+	"github.com/outpost-migrate/outpost/jobs/nomadspecs"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -56,7 +56,7 @@ func run(t *testing.T, ctx context.Context, o Options) outcome {
 	return outcome{res: res, err: err, stdout: stdout.String(), stderr: stderr.String()}
 }
 
-func opts(f *nomadfake.Server) Options { return Options{Addr: f.URL(), WaitTime: 2 * time.Second} }
+func opts(f *nomadtest.Server) Options { return Options{Addr: f.URL(), WaitTime: 2 * time.Second} }
 
 var (
 	schemaOnce sync.Once
@@ -156,7 +156,7 @@ func TestRelaysTheTaskReportAndExitCode(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			stdout := "some line the tool should not print\n\n" + tc.report + "\n\n"
-			f := nomadfake.New(t, nomadfake.Exit(tc.code, stdout))
+			f := nomadtest.New(t, nomadtest.Exit(tc.code, stdout))
 			o := run(t, context.Background(), opts(f))
 			if o.err != nil {
 				t.Fatalf("err %v\n%s", o.err, o.stderr)
@@ -187,7 +187,7 @@ func TestRelaysTheTaskReportAndExitCode(t *testing.T) {
 }
 
 func TestRelaysTaskStderrWhenAsked(t *testing.T) {
-	f := nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n"))
+	f := nomadtest.New(t, nomadtest.Exit(0, reportApplied+"\n"))
 	o := opts(f)
 	o.RelayTaskStderr = true
 	out := run(t, context.Background(), o)
@@ -197,7 +197,7 @@ func TestRelaysTaskStderrWhenAsked(t *testing.T) {
 }
 
 func TestDispatchesTheParameterizedJob(t *testing.T) {
-	f := nomadfake.New(t, nomadfake.Exit(3, reportDrift+"\n"))
+	f := nomadtest.New(t, nomadtest.Exit(3, reportDrift+"\n"))
 	o := opts(f)
 	o.Job = nomadspecs.MigrateParam
 	o.Meta = map[string]string{"command": "verify"}
@@ -222,7 +222,7 @@ func TestDispatchesTheParameterizedJob(t *testing.T) {
 }
 
 func TestDriverFailureIsReported(t *testing.T) {
-	f := nomadfake.New(t, nomadfake.DriverFailure)
+	f := nomadtest.New(t, nomadtest.DriverFailure)
 	out := run(t, context.Background(), opts(f))
 	d := checkOwn(t, out, report.CodeUnknown, ReasonTaskNotRun, 1)
 	if !strings.Contains(d.Msg, "Failed to pull") || d.Extra.Nomad.ClientStatus != "failed" || d.Extra.Nomad.TaskExitCode != nil {
@@ -231,7 +231,7 @@ func TestDriverFailureIsReported(t *testing.T) {
 }
 
 func TestLostAllocationIsRetryable(t *testing.T) {
-	f := nomadfake.New(t, nomadfake.LostAlloc)
+	f := nomadtest.New(t, nomadtest.LostAlloc)
 	out := run(t, context.Background(), opts(f))
 	d := checkOwn(t, out, report.CodeTemporary, ReasonAllocLost, 75)
 	if !d.Error.Retryable || d.Extra.Nomad.ClientStatus != "lost" || !strings.Contains(d.Msg, "was lost") ||
@@ -241,7 +241,7 @@ func TestLostAllocationIsRetryable(t *testing.T) {
 }
 
 func TestTimeoutLeavesTheJobRunning(t *testing.T) {
-	f := nomadfake.New(t, nomadfake.Forever)
+	f := nomadtest.New(t, nomadtest.Forever)
 	o := opts(f)
 	o.Timeout = 300 * time.Millisecond
 	start := time.Now()
@@ -260,7 +260,7 @@ func TestTimeoutLeavesTheJobRunning(t *testing.T) {
 }
 
 func TestTimeoutBeforePlacementSaysSo(t *testing.T) {
-	f := nomadfake.New(t, func(*nomadfake.Server, *api.Job) {}) // never placed
+	f := nomadtest.New(t, func(*nomadtest.Server, *api.Job) {}) // never placed
 	o := opts(f)
 	o.Timeout = 200 * time.Millisecond
 	d := checkOwn(t, run(t, context.Background(), o), report.CodeTimeout, ReasonTimeout, 75)
@@ -275,7 +275,7 @@ func (s signalCause) Error() string { return "signal" }
 func (s signalCause) ExitCode() int { return int(s) }
 
 func TestInterruptedBySignal(t *testing.T) {
-	f := nomadfake.New(t, nomadfake.Forever)
+	f := nomadtest.New(t, nomadtest.Forever)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	time.AfterFunc(150*time.Millisecond, func() { cancel(signalCause(143)) })
 	d := checkOwn(t, run(t, ctx, opts(f)), report.CodeTerminated, ReasonInterrupted, 143)
@@ -284,7 +284,7 @@ func TestInterruptedBySignal(t *testing.T) {
 	}
 	ctx, cancel = context.WithCancelCause(context.Background())
 	time.AfterFunc(150*time.Millisecond, func() { cancel(nil) })
-	checkOwn(t, run(t, ctx, opts(nomadfake.New(t, nomadfake.Forever))), report.CodeInterrupted, ReasonInterrupted, 130)
+	checkOwn(t, run(t, ctx, opts(nomadtest.New(t, nomadtest.Forever))), report.CodeInterrupted, ReasonInterrupted, 130)
 }
 
 func closedAddr(t *testing.T) string {
@@ -313,7 +313,7 @@ func TestCredentialsInAddrAreNotPrinted(t *testing.T) {
 }
 
 func TestACLDenied(t *testing.T) {
-	f := nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n"))
+	f := nomadtest.New(t, nomadtest.Exit(0, reportApplied+"\n"))
 	f.RequireToken("the-right-token")
 	o := opts(f)
 	o.Token = "a-wrong-token"
@@ -324,7 +324,7 @@ func TestACLDenied(t *testing.T) {
 }
 
 func TestHonoursNomadEnvironment(t *testing.T) {
-	f := nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n"))
+	f := nomadtest.New(t, nomadtest.Exit(0, reportApplied+"\n"))
 	f.RequireToken("env-token")
 	t.Setenv("NOMAD_ADDR", f.URL())
 	t.Setenv("NOMAD_TOKEN", "env-token")
@@ -343,7 +343,7 @@ func TestHonoursNomadEnvironment(t *testing.T) {
 		t.Fatalf("%+v", out.res.Nomad)
 	}
 	// Options win over the environment.
-	f2 := nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n"))
+	f2 := nomadtest.New(t, nomadtest.Exit(0, reportApplied+"\n"))
 	out = run(t, context.Background(), Options{Addr: f2.URL(), Namespace: "other", WaitTime: time.Second})
 	if out.err != nil || !strings.Contains(f2.RequestLog(), "namespace=other") {
 		t.Fatalf("%v\n%s", out.err, f2.RequestLog())
@@ -351,7 +351,7 @@ func TestHonoursNomadEnvironment(t *testing.T) {
 }
 
 func TestTransientNomadErrorsAreRetried(t *testing.T) {
-	f := nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n"))
+	f := nomadtest.New(t, nomadtest.Exit(0, reportApplied+"\n"))
 	f.FailJobReads(2)
 	out := run(t, context.Background(), opts(f))
 	if out.err != nil || out.res.ExitCode != 0 || !strings.Contains(out.stderr, "retrying") {
@@ -362,15 +362,15 @@ func TestTransientNomadErrorsAreRetried(t *testing.T) {
 func TestRerunPicksThisRunsAllocation(t *testing.T) {
 	var n int
 	var mu sync.Mutex
-	f := nomadfake.New(t, func(f *nomadfake.Server, j *api.Job) {
+	f := nomadtest.New(t, func(f *nomadtest.Server, j *api.Job) {
 		mu.Lock()
 		n++
 		first := n == 1
 		mu.Unlock()
 		if first {
-			nomadfake.Exit(3, reportDrift+"\n")(f, j)
+			nomadtest.Exit(3, reportDrift+"\n")(f, j)
 		} else {
-			nomadfake.Exit(0, reportApplied+"\n")(f, j)
+			nomadtest.Exit(0, reportApplied+"\n")(f, j)
 		}
 	})
 	first := run(t, context.Background(), opts(f))
@@ -395,7 +395,7 @@ func writeSpec(t *testing.T, doc string) string {
 }
 
 func TestInvalidSpecIsConfigError(t *testing.T) {
-	f := nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n"))
+	f := nomadtest.New(t, nomadtest.Exit(0, reportApplied+"\n"))
 	apply, _ := nomadspecs.JSON(nomadspecs.MigrateApply)
 	for name, doc := range map[string]string{
 		"unknown field":    strings.Replace(string(apply), `"Driver"`, `"Drivr"`, 1),
@@ -424,7 +424,7 @@ func TestInvalidSpecIsConfigError(t *testing.T) {
 }
 
 func TestUserJobFileRuns(t *testing.T) {
-	f := nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n"))
+	f := nomadtest.New(t, nomadtest.Exit(0, reportApplied+"\n"))
 	apply, _ := nomadspecs.JSON(nomadspecs.MigrateApply)
 	o := opts(f)
 	o.JobFile = writeSpec(t, strings.Replace(string(apply), `"outpost-migrate"`, `"my-migrate"`, 2))
@@ -435,7 +435,7 @@ func TestUserJobFileRuns(t *testing.T) {
 }
 
 func TestBadMetaIsUsageError(t *testing.T) {
-	f := nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n"))
+	f := nomadtest.New(t, nomadtest.Exit(0, reportApplied+"\n"))
 	for _, meta := range []map[string]string{nil, {"command": "drop-everything"}, {"command": "plan", "x": "y"}} {
 		o := opts(f)
 		o.Job = nomadspecs.MigrateParam
@@ -451,18 +451,18 @@ func TestBadMetaIsUsageError(t *testing.T) {
 }
 
 func TestNoReport(t *testing.T) {
-	d := checkOwn(t, run(t, context.Background(), opts(nomadfake.New(t, nomadfake.Exit(137, "")))), report.CodeUnknown, ReasonNoReport, 1)
+	d := checkOwn(t, run(t, context.Background(), opts(nomadtest.New(t, nomadtest.Exit(137, "")))), report.CodeUnknown, ReasonNoReport, 1)
 	if !strings.Contains(d.Msg, "137") || *d.Extra.Nomad.TaskExitCode != 137 {
 		t.Fatal(d.Msg)
 	}
-	checkOwn(t, run(t, context.Background(), opts(nomadfake.New(t, nomadfake.Exit(0, "\n\n")))), report.CodeInternal, ReasonNoReport, 70)
+	checkOwn(t, run(t, context.Background(), opts(nomadtest.New(t, nomadtest.Exit(0, "\n\n")))), report.CodeInternal, ReasonNoReport, 70)
 }
 
 func TestInvalidReport(t *testing.T) {
-	checkOwn(t, run(t, context.Background(), opts(nomadfake.New(t, nomadfake.Exit(0, "panic: oh no\n")))), report.CodeInternal, ReasonReportInvalid, 70)
-	checkOwn(t, run(t, context.Background(), opts(nomadfake.New(t, nomadfake.Exit(0, `{"exit_code":0}`+"\n")))), report.CodeInternal, ReasonReportInvalid, 70)
+	checkOwn(t, run(t, context.Background(), opts(nomadtest.New(t, nomadtest.Exit(0, "panic: oh no\n")))), report.CodeInternal, ReasonReportInvalid, 70)
+	checkOwn(t, run(t, context.Background(), opts(nomadtest.New(t, nomadtest.Exit(0, `{"exit_code":0}`+"\n")))), report.CodeInternal, ReasonReportInvalid, 70)
 
-	o := opts(nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n")))
+	o := opts(nomadtest.New(t, nomadtest.Exit(0, reportApplied+"\n")))
 	var seen []byte
 	o.Validate = func(line []byte) error {
 		seen = line
@@ -511,7 +511,7 @@ func TestResolveJob(t *testing.T) {
 }
 
 func TestHonoursNomadTLSVariables(t *testing.T) {
-	f := nomadfake.NewTLS(t, nomadfake.Exit(0, reportApplied+"\n"))
+	f := nomadtest.NewTLS(t, nomadtest.Exit(0, reportApplied+"\n"))
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.Certificate().Raw})
 	if err := os.WriteFile(ca, pemBytes, 0o600); err != nil {
@@ -543,7 +543,7 @@ func TestHonoursNomadTLSVariables(t *testing.T) {
 }
 
 func TestImageOverride(t *testing.T) {
-	f := nomadfake.New(t, nomadfake.Exit(0, reportApplied+"\n"))
+	f := nomadtest.New(t, nomadtest.Exit(0, reportApplied+"\n"))
 	o := opts(f)
 	o.Image = "hookdeck/outpost:v0.17.0"
 	if out := run(t, context.Background(), o); out.err != nil {

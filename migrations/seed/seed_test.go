@@ -22,11 +22,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/outpost-migrate/outpost/batch/testsrv"
+	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/report"
 )
 
-func TestMain(m *testing.M) { testsrv.Main(m) }
+func TestMain(m *testing.M) { servertest.Main(m) }
 
 // smallOptions is a v0 dataset small enough to check key by key, with
 // every kind of record present several times.
@@ -48,7 +48,7 @@ const (
 	wantDumpV0      = "83424a6fa6d38bcc209666e14845b381a6945013d9f7f555a000c9cf4269628d"
 	wantDumpV3Dep   = "e84433b9f94d747ba84b71ee2492a450b23a7b334bd2995961721e1f7062ea9e"
 	wantPGDumpV4    = "91cc0fa285af625c71d41bbc8bedeaee,c0df550c753cbad0ff4198c1f5a9f564,3cf2e8fff16ba4897b1938b33ff69ed1"
-	fixturePath     = "/work/shared/fixtures/redis-v0-to-current.json"
+	fixturePath     = "testdata/redis-v0-to-current.json"
 	sevenDays       = 7 * 24 * time.Hour
 	testCallTimeout = 50 * time.Second
 )
@@ -172,7 +172,7 @@ func TestStableDump(t *testing.T) {
 	o := smallOptions()
 	var hashes []string
 	for run := 0; run < 2; run++ {
-		c := testsrv.Redis(t).Client(t)
+		c := servertest.Redis(t).Client(t)
 		st := mustWrite(t, ctx, c, o)
 		h, n := dump(t, ctx, c)
 		assert.Equal(t, st.Keys, n)
@@ -182,14 +182,14 @@ func TestStableDump(t *testing.T) {
 	assert.Equal(t, wantDumpV0, hashes[0], "recorded dump hash of smallOptions")
 
 	o.Layout, o.DeploymentID = LayoutV3, "dep"
-	c := testsrv.Redis(t).Client(t)
+	c := servertest.Redis(t).Client(t)
 	mustWrite(t, ctx, c, o)
 	h, _ := dump(t, ctx, c)
 	assert.Equal(t, wantDumpV3Dep, h, "recorded dump hash of smallOptions, layout 3, deployment dep")
 
 	// Another seed is another dataset.
 	o.Seed++
-	c = testsrv.Redis(t).Client(t)
+	c = servertest.Redis(t).Client(t)
 	mustWrite(t, ctx, c, o)
 	h2, _ := dump(t, ctx, c)
 	assert.NotEqual(t, h, h2)
@@ -208,7 +208,7 @@ type summaryEntry struct {
 func TestShapes(t *testing.T) {
 	ctx := testCtx(t)
 	o := smallOptions()
-	c := testsrv.Redis(t).Client(t)
+	c := servertest.Redis(t).Client(t)
 	st := mustWrite(t, ctx, c, o)
 	for name, n := range map[string]int{
 		"live tenants": st.Tenants, "soft-deleted tenants": st.SoftDeletedTenants,
@@ -683,7 +683,7 @@ func writeMigrated(t *testing.T, ctx context.Context, c redis.UniversalClient, o
 func TestCheckStandalone(t *testing.T) {
 	ctx := testCtx(t)
 	o := smallOptions()
-	srv := testsrv.Redis(t)
+	srv := servertest.Redis(t)
 	c := srv.Client(t)
 
 	// Not migrated yet: every twin is missing.
@@ -753,7 +753,7 @@ func TestCheckStandalone(t *testing.T) {
 func TestCheckAfterCleanup(t *testing.T) {
 	ctx := testCtx(t)
 	o := smallOptions()
-	c := testsrv.Redis(t).Client(t)
+	c := servertest.Redis(t).Client(t)
 	writeMigrated(t, ctx, c, o)
 	st, _ := Count(o)
 	diffs, checked, err := Check(ctx, c, o, ExpectAfterCleanup)
@@ -790,7 +790,7 @@ func diffTotal(diffs []string) int {
 func TestCluster(t *testing.T) {
 	ctx := testCtx(t)
 	o := smallOptions()
-	cl := testsrv.RedisCluster(t).Client(t)
+	cl := servertest.RedisCluster(t).Client(t)
 	st := mustWrite(t, ctx, cl, o)
 
 	h, n := dump(t, ctx, cl)
@@ -835,7 +835,7 @@ func TestCluster(t *testing.T) {
 // average) and reports the rate; the target is under ~5 s on 2 cores.
 func TestWriteSpeed(t *testing.T) {
 	ctx := testCtx(t)
-	c := testsrv.Redis(t).Client(t)
+	c := servertest.Redis(t).Client(t)
 	o := DefaultOptions()
 	o.Tenants = 100_000
 	start := time.Now()
@@ -895,7 +895,7 @@ func pgDDL(v int) []string {
 }
 
 func pgSetup(t *testing.T, ctx context.Context, v int) *pgx.Conn {
-	conn := testsrv.Postgres(t).Connect(t)
+	conn := servertest.Postgres(t).Connect(t)
 	for _, q := range pgDDL(v) {
 		_, err := conn.Exec(ctx, q)
 		require.NoError(t, err, q)

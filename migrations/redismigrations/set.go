@@ -1,0 +1,754 @@
+// Package redismigrations holds Outpost's Redis migrations 001_hash_tags,
+// 002_timestamps and 003_entity: what changes in each record, not how to walk
+// a keyspace (package batch/scan does that and hands chunks to the steps
+// here). Every step is idempotent, reads before it writes, writes each key
+// atomically with a single-key script (so it works on Redis Cluster, where a
+// v0 key and its v1 twin live in different slots), and checks each command's
+// result.
+//
+// Corrections over Outpost's own migrator: keys are classified by suffix and
+// content (ids may contain ':'), TTLs are kept, destinations missing from the
+// summary are copied, 002/003 touch only hash-tagged keys (v0 keys stay
+// byte-identical, so a roll-back still works), updates are compare-and-set
+// and never re-create an expired key.
+package redismigrations
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/outpost-migrate/outpost/batch/rediserr"
+	"github.com/outpost-migrate/outpost/batch/redisphase"
+	"github.com/outpost-migrate/outpost/batch/scan"
+	"github.com/outpost-migrate/outpost/report"
+)
+
+// The migrations, by the names Outpost records.
+const (
+	HashTags   = "001_hash_tags"
+	Timestamps = "002_timestamps"
+	Entity     = "003_entity"
+)
+
+// conflictRetries bounds how often one chunk retries keys that changed
+// between read and write.
+const conflictRetries = 3
+
+// Set implements redisphase.Set for Outpost's Redis migrations.
+type Set struct {
+	c      goredis.UniversalClient
+	prefix string
+	// noRestore is set once the server refused RESTORE or failed the probe
+	// (see writeTwins).
+	noRestore atomic.Bool
+	probe     sync.Once
+	payloads  sync.Pool // *[]byte, RESTORE payloads of one chunk
+}
+
+// New returns the migrations for the keyspace of client under prefix P
+// ("<DEPLOYMENT_ID>:" or "").
+func New(c goredis.UniversalClient, prefix string) *Set {
+	s := &Set{c: c, prefix: prefix}
+	s.payloads.New = func() any { return new([]byte) }
+	return s
+}
+
+var _ redisphase.Set = (*Set)(nil)
+
+// Migrations lists 001-003 in order.
+func (s *Set) Migrations() []redisphase.Migration {
+	return []redisphase.Migration{
+		{Name: HashTags, Description: "copy every legacy tenant:* key to its hash-tagged name (cluster-safe), keeping fields byte for byte and TTLs; legacy keys are kept",
+			NotApplicable: func(prefix string) string {
+				if prefix != "" {
+					return "DEPLOYMENT_ID is set: prefixed deployments always used hash-tagged keys"
+				}
+				return ""
+			}},
+		{Name: Timestamps, Description: "turn RFC3339 created_at/updated_at into Unix milliseconds on hash-tagged tenant and destination hashes"},
+		{Name: Entity, Description: "set entity=tenant|destination where missing on hash-tagged tenant and destination hashes"},
+	}
+}
+
+// Spec walks every tenant key of the deployment, legacy and hash-tagged.
+// No TYPE filter: a tenant key of the wrong type must be reported, not
+// skipped.
+func (s *Set) Spec() scan.Spec {
+	return scan.Spec{Match: scan.EscapeGlob(s.prefix) + "tenant:*"}
+}
+
+type work struct {
+	copy         bool // 001 in todo
+	convert      bool // the twin gets Unix ms (002 in todo or done)
+	entity       bool // the twin gets entity (003 in todo or done)
+	do002, do003 bool // 002/003 in todo: edit hash-tagged keys in place
+}
+
+func has(list []string, name string) bool {
+	for _, v := range list {
+		if v == name {
+			return true
+		}
+	}
+	return false
+}
+
+func newWork(todo, done []string) work {
+	return work{
+		copy:    has(todo, HashTags),
+		convert: has(todo, Timestamps) || has(done, Timestamps),
+		entity:  has(todo, Entity) || has(done, Entity),
+		do002:   has(todo, Timestamps),
+		do003:   has(todo, Entity),
+	}
+}
+
+// split sorts a chunk into legacy keys (only without a prefix: v0 keys were
+// never prefixed) and hash-tagged tenant/destination keys; summaries of
+// layout v1 need no work from 002/003.
+func (s *Set) split(keys []string, wantV0, wantV1 bool) (v0 []string, v1 []string, v1keys []Key) {
+	for _, k := range keys {
+		if key, ok := ParseV1(s.prefix, k); ok {
+			if wantV1 && key.Kind != KindSummary {
+				v1 = append(v1, k)
+				v1keys = append(v1keys, key)
+			}
+			continue
+		}
+		if wantV0 && s.prefix == "" && IsV0Candidate(k) {
+			v0 = append(v0, k)
+		}
+	}
+	return
+}
+
+// record is a hash as read: fields (nil when the key is gone), TTL in ms
+// (<= 0: none), or a per-key error (wrong type).
+type record struct {
+	fields map[string]string
+	pttl   int64
+	err    error
+}
+
+func isKeyError(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
+}
+
+// readRecords reads whole hashes and their TTLs in one pipeline. A key
+// whose PTTL says it is gone is read as gone even when HGETALL, just
+// before, still saw its fields: it expired in between, and copying it
+// without its TTL would make a soft-deleted record permanent.
+func (s *Set) readRecords(ctx context.Context, keys []string) ([]record, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	pipe := s.c.Pipeline()
+	hs := make([]*goredis.MapStringStringCmd, len(keys))
+	ts := make([]*goredis.DurationCmd, len(keys))
+	for i, k := range keys {
+		hs[i] = pipe.HGetAll(ctx, k)
+		ts[i] = pipe.PTTL(ctx, k)
+	}
+	_, _ = pipe.Exec(ctx)
+	out := make([]record, len(keys))
+	for i := range keys {
+		if err := hs[i].Err(); err != nil {
+			if !isKeyError(err) {
+				return nil, rediserr.Classify(err, "read "+keys[i])
+			}
+			out[i].err = err
+			continue
+		}
+		if err := ts[i].Err(); err != nil {
+			return nil, rediserr.Classify(err, "PTTL "+keys[i])
+		}
+		// go-redis returns PTTL's -1 (no TTL) and -2 (no key) as raw
+		// durations.
+		d := ts[i].Val()
+		if d == -2 {
+			continue
+		}
+		if len(hs[i].Val()) > 0 {
+			out[i].fields = hs[i].Val()
+		}
+		// A TTL under a millisecond must stay a TTL, not become "none".
+		if d > 0 {
+			out[i].pttl = max(d.Milliseconds(), 1)
+		}
+	}
+	return out, nil
+}
+
+// badTimestamp is a created_at/updated_at that is neither Unix ms nor
+// RFC3339.
+type badTimestamp struct {
+	field, value string
+}
+
+func (b badTimestamp) issue(key string) report.Issue {
+	return report.Issue{Key: key, Field: b.field, Reason: "cannot convert: neither Unix milliseconds nor an RFC3339 time", Actual: shown(b.field, b.value)}
+}
+
+// twinFields is what the v1 twin of a v0 record holds after this run: the
+// same fields, with the transforms of 002/003 when they are applied in the
+// same pass or already were. Values that cannot be converted are kept as
+// they are and returned.
+func twinFields(k Key, fields map[string]string, w work) (out map[string]string, bad []badTimestamp, converted, entitySet bool) {
+	out = make(map[string]string, len(fields)+1)
+	for f, v := range fields {
+		out[f] = v
+	}
+	if w.convert && k.Kind != KindSummary {
+		for _, f := range TimestampFields {
+			if v, ok := out[f]; ok {
+				ms, changed, err := ToUnixMilli(v)
+				if err != nil {
+					bad = append(bad, badTimestamp{f, v})
+					continue
+				}
+				if changed {
+					out[f] = ms
+					converted = true
+				}
+			}
+		}
+	}
+	if w.entity && k.Kind.Entity() != "" {
+		if _, ok := out["entity"]; !ok {
+			out["entity"] = k.Kind.Entity()
+			entitySet = true
+		}
+	}
+	return out, bad, converted, entitySet
+}
+
+// Apply returns the step that applies todo in one pass.
+func (s *Set) Apply(todo, done []string) scan.Step {
+	w := newWork(todo, done)
+	var seen *written
+	if w.copy {
+		seen = newWritten()
+	}
+	return func(ctx context.Context, keys []string, t *scan.Tally) error {
+		v0, v1, v1keys := s.split(keys, w.copy, w.do002 || w.do003)
+		if err := s.copyV0(ctx, v0, w, t, seen); err != nil {
+			return err
+		}
+		if seen != nil {
+			// Twins this pass created are final and were counted when
+			// created: not read, not counted again.
+			n := 0
+			for i, k := range v1 {
+				if !seen.has(k) {
+					v1[n], v1keys[n] = k, v1keys[i]
+					n++
+				}
+			}
+			v1, v1keys = v1[:n], v1keys[:n]
+		}
+		return s.updateV1(ctx, v1, v1keys, w, t)
+	}
+}
+
+// twinPlan is what 001 makes of one legacy record: the twin's name and
+// kind, and what 002/003 change in its fields on the way (timestamps
+// converted, entity set, values that cannot be converted).
+type twinPlan struct {
+	key, twin         string
+	kind              Kind
+	converted, entity bool
+	bad               []badTimestamp
+}
+
+// planTwin counts a legacy record read for 001 as scanned and plans its
+// twin, whose fields it returns. A record that is not a hash or cannot be
+// classified is failed, one gone since SCAN skipped; ok is false for both.
+func (s *Set) planTwin(t *scan.Tally, w work, k string, r record) (p twinPlan, fields map[string]string, ok bool) {
+	t.Add(HashTags, func(c *report.Counts) { c.Scanned++ })
+	switch {
+	case r.err != nil:
+		t.Fail(HashTags, report.Issue{Key: k, Reason: "not a hash: " + r.err.Error()})
+		return p, nil, false
+	case r.fields == nil:
+		// Gone since SCAN (expired, deleted): nothing to copy.
+		t.Add(HashTags, func(c *report.Counts) { c.Skipped++ })
+		return p, nil, false
+	}
+	key, err := ClassifyV0(k, r.fields)
+	if err != nil {
+		t.Fail(HashTags, report.Issue{Key: k, Reason: err.Error()})
+		return p, nil, false
+	}
+	fields, bad, conv, ent := twinFields(key, r.fields, w)
+	return twinPlan{key: k, twin: key.V1(s.prefix), kind: key.Kind, converted: conv, entity: ent, bad: bad}, fields, true
+}
+
+// countFinal counts the work of 002/003 (those of w's todo) on a twin that
+// 001 writes, or would write, in its final form: it is theirs. Summaries
+// are not theirs to edit.
+func (p twinPlan) countFinal(t *scan.Tally, w work) {
+	if p.kind == KindSummary {
+		return
+	}
+	if w.do002 {
+		for _, b := range p.bad {
+			t.Issue(Timestamps, b.issue(p.twin))
+		}
+		t.Add(Timestamps, func(c *report.Counts) {
+			c.Scanned++
+			if len(p.bad) > 0 {
+				c.Failed++
+			} else {
+				countChange(c, p.converted)
+			}
+		})
+	}
+	if w.do003 {
+		t.Add(Entity, func(c *report.Counts) { c.Scanned++; countChange(c, p.entity) })
+	}
+}
+
+// copyV0 copies legacy records to their twins, remembering the twins it
+// created in seen.
+func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally, seen *written) error {
+	recs, err := s.readRecords(ctx, keys)
+	if err != nil {
+		return err
+	}
+	type op struct {
+		twinPlan
+		write twinWrite
+	}
+	var ops []op
+	for i, k := range keys {
+		p, fields, ok := s.planTwin(t, w, k, recs[i])
+		if !ok {
+			continue
+		}
+		ops = append(ops, op{twinPlan: p, write: twinWrite{name: p.twin, pttl: recs[i].pttl, fields: fields}})
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	if h := beforeWrite; h != nil {
+		twins := make([]string, len(ops))
+		for i, o := range ops {
+			twins[i] = o.twin
+		}
+		h(ctx, twins)
+	}
+	writes := make([]twinWrite, len(ops))
+	for i, o := range ops {
+		writes[i] = o.write
+	}
+	results, err := s.writeTwins(ctx, writes)
+	if err != nil {
+		return err
+	}
+	for i, o := range ops {
+		switch res := results[i]; {
+		case res.err != nil:
+			t.Fail(HashTags, report.Issue{Key: o.key, Reason: "copy to " + o.twin + ": " + res.err.Error()})
+		case res.val == 1:
+			t.Add(HashTags, func(c *report.Counts) { c.Changed++ })
+			// The twin was written in its final form: count the work of
+			// 002/003 on it as theirs (the scan skips it if it reaches it
+			// later in this pass).
+			o.countFinal(t, w)
+			seen.add(o.twin)
+		default:
+			// The twin exists: copied by an earlier run, or written by the
+			// new server. Never overwritten; 002/003 reach it on their own
+			// because it is in the keyspace this pass walks.
+			t.Add(HashTags, func(c *report.Counts) { c.Unchanged++ })
+		}
+	}
+	return nil
+}
+
+// twinWrite is a twin to create: its name, TTL in ms (<= 0: none) and
+// fields.
+type twinWrite struct {
+	name   string
+	pttl   int64
+	fields map[string]string
+}
+
+// writeTwins creates each twin of ws unless it exists, with RESTORE of a
+// built payload while the server takes it, else with copyScript. A
+// result's val is 1 when the twin was created, 0 when it existed.
+func (s *Set) writeTwins(ctx context.Context, ws []twinWrite) ([]scriptResult, error) {
+	out := make([]scriptResult, len(ws))
+	s.probe.Do(func() {
+		if !s.restoreWorks(ctx) {
+			s.noRestore.Store(true)
+		}
+	})
+	var todo []twinWrite // for the script
+	var at []int         // their index in ws
+	if s.noRestore.Load() {
+		todo = ws
+		at = make([]int, len(ws))
+		for i := range at {
+			at[i] = i
+		}
+	} else {
+		buf := s.payloads.Get().(*[]byte)
+		defer s.payloads.Put(buf)
+		// One buffer for every payload of the chunk: a payload is a
+		// sub-slice of it, read when the pipeline runs.
+		b := (*buf)[:0]
+		ends := make([]int, len(ws))
+		for i, w := range ws {
+			b = appendHashPayload(b, w.fields)
+			ends[i] = len(b)
+		}
+		*buf = b
+		pipe := s.c.Pipeline()
+		cmds := make([]*goredis.Cmd, len(ws))
+		start := 0
+		for i, w := range ws {
+			cmds[i] = pipe.Do(ctx, "restore", w.name, max(w.pttl, 0), b[start:ends[i]:ends[i]])
+			start = ends[i]
+		}
+		_, _ = pipe.Exec(ctx)
+		for i, w := range ws {
+			err := cmds[i].Err()
+			switch {
+			case err == nil:
+				out[i].val = 1
+			case goredis.HasErrorPrefix(err, "BUSYKEY"):
+				// The twin exists: never overwritten.
+			case restoreRefused(err):
+				s.noRestore.Store(true)
+				todo, at = append(todo, w), append(at, i)
+			default:
+				return nil, rediserr.Classify(err, "RESTORE "+w.name)
+			}
+		}
+	}
+	if len(todo) == 0 {
+		return out, nil
+	}
+	res, err := s.runScript(ctx, copyScript, len(todo), func(j int) ([]string, []any) {
+		w := todo[j]
+		args := make([]any, 0, 1+2*len(w.fields))
+		args = append(args, w.pttl)
+		for f, v := range w.fields {
+			args = append(args, f, v)
+		}
+		return []string{w.name}, args
+	})
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range at {
+		out[i] = res[j]
+	}
+	return out, nil
+}
+
+type scriptResult struct {
+	val int64
+	err error
+}
+
+// runScript runs one single-key script per op in a pipeline with EVALSHA,
+// loading the script when the server lost it (a restart, a failover) and
+// retrying those ops. A per-key error (WRONGTYPE) is returned per op; a
+// store error aborts.
+func (s *Set) runScript(ctx context.Context, sc *goredis.Script, n int, op func(i int) ([]string, []any)) ([]scriptResult, error) {
+	out := make([]scriptResult, n)
+	todo := make([]int, n)
+	for i := range todo {
+		todo[i] = i
+	}
+	for attempt := 0; len(todo) > 0; attempt++ {
+		pipe := s.c.Pipeline()
+		cmds := make([]*goredis.Cmd, len(todo))
+		for j, i := range todo {
+			keys, args := op(i)
+			cmds[j] = sc.EvalSha(ctx, pipe, keys, args...)
+		}
+		_, _ = pipe.Exec(ctx)
+		var again []int
+		for j, i := range todo {
+			err := cmds[j].Err()
+			switch {
+			case err == nil:
+				v, _ := cmds[j].Int64()
+				out[i] = scriptResult{val: v}
+			case goredis.HasErrorPrefix(err, "NOSCRIPT") && attempt < 2:
+				again = append(again, i)
+			case isKeyError(err):
+				out[i] = scriptResult{err: err}
+			default:
+				return nil, rediserr.Classify(err, "run script")
+			}
+		}
+		if len(again) > 0 {
+			if err := sc.Load(ctx, s.c).Err(); err != nil {
+				return nil, rediserr.Classify(err, "SCRIPT LOAD")
+			}
+		}
+		todo = again
+	}
+	return out, nil
+}
+
+// beforeWrite, when set (by tests only), runs after a chunk's records were
+// read and before the scripts that write them run: a test changes or
+// deletes records in that window to prove that a stale read never
+// overwrites and a vanished key is never re-created. It gets the keys
+// about to be written.
+var beforeWrite func(ctx context.Context, keys []string)
+
+// Bits of updateScript's result.
+const (
+	wroteTimestamps = 1
+	wroteEntity     = 2
+)
+
+// v1Op is the compare-and-set edit of one hash-tagged record.
+type v1Op struct {
+	i        int   // index in the chunk
+	args     []any // updateScript's ARGV
+	conv     bool  // 002 rewrites timestamps
+	entity   bool  // 003 sets entity
+	failed02 bool  // 002 cannot convert a value of it
+	bad      []report.Issue
+}
+
+// updateV1 edits hash-tagged tenant and destination hashes in place, each
+// with a compare-and-set script: a record that changed between the read
+// and the script is read again (conflictRetries times at most), one that
+// vanished is left gone. Every key is counted once per migration in todo.
+func (s *Set) updateV1(ctx context.Context, keys []string, parsed []Key, w work, t *scan.Tally) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	labels := w.v1Labels()
+	for _, l := range labels {
+		t.Add(l, func(c *report.Counts) { c.Scanned += int64(len(keys)) })
+	}
+	count := func(l string, f func(c *report.Counts)) { t.Add(l, f) }
+	failAll := func(k string, reason string) {
+		for _, l := range labels {
+			t.Fail(l, report.Issue{Key: k, Reason: reason})
+		}
+	}
+	pending := make([]int, len(keys))
+	for i := range pending {
+		pending[i] = i
+	}
+	for attempt := 0; len(pending) > 0; attempt++ {
+		batch := make([]string, len(pending))
+		for j, i := range pending {
+			batch[j] = keys[i]
+		}
+		vals, err := s.readV1(ctx, batch)
+		if err != nil {
+			return err
+		}
+		var ops []v1Op
+		for j, i := range pending {
+			k, v := keys[i], vals[j]
+			switch {
+			case v.err != nil:
+				failAll(k, "not a hash: "+v.err.Error())
+				continue
+			case !v.exists:
+				// Expired or deleted since SCAN: nothing to do.
+				for _, l := range labels {
+					count(l, func(c *report.Counts) { c.Skipped++ })
+				}
+				continue
+			}
+			o := v1Op{i: i, args: []any{""}}
+			if w.do002 {
+				for n, f := range TimestampFields {
+					old := v.ts[n]
+					if old == nil {
+						continue
+					}
+					ms, changed, err := ToUnixMilli(*old)
+					if err != nil {
+						o.failed02 = true
+						o.bad = append(o.bad, badTimestamp{f, *old}.issue(k))
+						continue
+					}
+					if changed {
+						o.args = append(o.args, f, *old, ms)
+						o.conv = true
+					}
+				}
+			}
+			if w.do003 && !v.hasEntity {
+				o.args[0] = parsed[i].Kind.Entity()
+				o.entity = true
+			}
+			if !o.conv && !o.entity {
+				s.countV1(t, w, o, 0)
+				continue
+			}
+			ops = append(ops, o)
+		}
+		if len(ops) == 0 {
+			return nil
+		}
+		if h := beforeWrite; h != nil {
+			ks := make([]string, len(ops))
+			for j, o := range ops {
+				ks[j] = keys[o.i]
+			}
+			h(ctx, ks)
+		}
+		results, err := s.runScript(ctx, updateScript, len(ops), func(j int) ([]string, []any) { return []string{keys[ops[j].i]}, ops[j].args })
+		if err != nil {
+			return err
+		}
+		pending = pending[:0]
+		for j, o := range ops {
+			k := keys[o.i]
+			switch res := results[j]; {
+			case res.err != nil:
+				failAll(k, "write: "+res.err.Error())
+			case res.val == -2:
+				if attempt+1 < conflictRetries {
+					pending = append(pending, o.i)
+					continue
+				}
+				failAll(k, fmt.Sprintf("changed between read and write %d times in a row; rerun apply", conflictRetries))
+			case res.val == -1:
+				// Expired or deleted since it was read: not re-created.
+				for _, l := range labels {
+					count(l, func(c *report.Counts) { c.Skipped++ })
+				}
+			default:
+				s.countV1(t, w, o, res.val)
+			}
+		}
+	}
+	return nil
+}
+
+// v1Labels are the migrations of todo that edit hash-tagged records.
+func (w work) v1Labels() []string {
+	var out []string
+	if w.do002 {
+		out = append(out, Timestamps)
+	}
+	if w.do003 {
+		out = append(out, Entity)
+	}
+	return out
+}
+
+// countV1 records the outcome of one record's edit: wrote is the script's
+// bitmask (0 when no script ran).
+func (s *Set) countV1(t *scan.Tally, w work, o v1Op, wrote int64) {
+	if w.do002 {
+		for _, i := range o.bad {
+			t.Issue(Timestamps, i)
+		}
+		t.Add(Timestamps, func(c *report.Counts) {
+			switch {
+			case o.failed02:
+				c.Failed++
+			case wrote&wroteTimestamps != 0:
+				c.Changed++
+			default:
+				c.Unchanged++
+			}
+		})
+	}
+	if w.do003 {
+		t.Add(Entity, func(c *report.Counts) { countChange(c, wrote&wroteEntity != 0) })
+	}
+}
+
+// v1State is what 002/003 need of a hash-tagged record.
+type v1State struct {
+	ts        []*string // TimestampFields values, nil when absent
+	entity    string
+	hasEntity bool
+	exists    bool
+	err       error
+}
+
+// readV1 reads the timestamps and entity of hash-tagged records, and
+// whether they exist, in one pipeline.
+func (s *Set) readV1(ctx context.Context, keys []string) ([]v1State, error) {
+	pipe := s.c.Pipeline()
+	cmds := make([]*goredis.SliceCmd, len(keys))
+	for i, k := range keys {
+		cmds[i] = pipe.HMGet(ctx, k, v1Fields...)
+	}
+	_, _ = pipe.Exec(ctx)
+	out := make([]v1State, len(keys))
+	var unknown []int
+	for i := range keys {
+		if err := cmds[i].Err(); err != nil {
+			if !isKeyError(err) {
+				return nil, rediserr.Classify(err, "read "+keys[i])
+			}
+			out[i].err = err
+			continue
+		}
+		vals := cmds[i].Val()
+		st := v1State{ts: make([]*string, len(TimestampFields)), exists: true}
+		for j := range TimestampFields {
+			if sv, ok := vals[j].(string); ok {
+				st.ts[j] = &sv
+			}
+		}
+		if e, ok := vals[len(TimestampFields)].(string); ok {
+			st.entity, st.hasEntity = e, true
+		}
+		none := true
+		for _, v := range vals {
+			if v != nil {
+				none = false
+			}
+		}
+		if none {
+			unknown = append(unknown, i)
+		}
+		out[i] = st
+	}
+	exists, err := s.existsAt(ctx, keys, unknown)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range unknown {
+		out[i].exists = exists[j]
+	}
+	return out, nil
+}
+
+// v1Fields are read from hash-tagged records: the timestamps and entity
+// that 002/003 need, then id and deleted_at, which every live or deleted
+// record has, so that a missing key is told apart without EXISTS.
+var v1Fields = append(append([]string{}, TimestampFields...), "entity", "id", "deleted_at")
+
+// formatTTL is for issues.
+func formatTTL(ms int64) string {
+	if ms <= 0 {
+		return "none"
+	}
+	return strconv.FormatInt(ms, 10) + "ms"
+}
+
+func countChange(c *report.Counts, changed bool) {
+	if changed {
+		c.Changed++
+	} else {
+		c.Unchanged++
+	}
+}
