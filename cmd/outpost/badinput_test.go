@@ -21,6 +21,7 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/seed"
+	"github.com/outpost-migrate/outpost/migrations/seed/seedtest"
 )
 
 // badCase is one bad input and what the tool must answer.
@@ -264,7 +265,7 @@ func TestBadStores(t *testing.T) {
 			r := run(t, envs, args...)
 			require.Equal(t, 0, r.code, "%v: %s", args, r.stdout)
 		}
-		diffs, _, err := seed.Check(ctx, admin, o, seed.ExpectAfterCleanup)
+		diffs, _, err := seedtest.Check(ctx, admin, o, seedtest.ExpectAfterCleanup)
 		require.NoError(t, err)
 		require.Empty(t, diffs)
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/seed"
+	"github.com/outpost-migrate/outpost/migrations/seed/seedtest"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -135,9 +136,9 @@ func seedTenants(t *testing.T, c redis.UniversalClient, n int) seed.Options {
 
 // requireKeyspace checks every key against what expect says the seeded
 // data o must have become.
-func requireKeyspace(t *testing.T, c redis.UniversalClient, o seed.Options, expect seed.ExpectFunc) {
+func requireKeyspace(t *testing.T, c redis.UniversalClient, o seed.Options, expect seedtest.ExpectFunc) {
 	t.Helper()
-	diffs, checked, err := seed.Check(context.Background(), c, o, expect)
+	diffs, checked, err := seedtest.Check(context.Background(), c, o, expect)
 	require.NoError(t, err)
 	require.Empty(t, diffs, "%d of %d keys differ; first: %v", len(diffs), checked, diffs[:min(len(diffs), 20)])
 	require.Positive(t, checked)
@@ -147,7 +148,7 @@ func requireKeyspace(t *testing.T, c redis.UniversalClient, o seed.Options, expe
 // make of the seeded data.
 func requireMigrated(t *testing.T, c redis.UniversalClient, o seed.Options) {
 	t.Helper()
-	requireKeyspace(t, c, o, seed.Expect)
+	requireKeyspace(t, c, o, seedtest.Expect)
 }
 
 // redisEnv is the environment for a standalone test server.

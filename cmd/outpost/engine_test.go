@@ -23,6 +23,7 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/seed"
+	"github.com/outpost-migrate/outpost/migrations/seed/seedtest"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -394,7 +395,7 @@ func TestEnginePerKeyFailures(t *testing.T) {
 	}
 	// Everything else was migrated: the only differences are the bad
 	// records (and the copies of the ones that are hashes).
-	diffs, _, err := seed.Check(ctx, c, o, seed.Expect)
+	diffs, _, err := seedtest.Check(ctx, c, o, seedtest.Expect)
 	require.NoError(t, err)
 	require.NotEmpty(t, diffs)
 	for _, d := range diffs {

@@ -4,7 +4,7 @@ package main
 // and of cleanup over many runs, eight applies race for one keyspace, and
 // Redis goes away in the middle of a run. Each test ends by checking the
 // keyspace key by key against what one clean run must produce
-// (seed.Expect / seed.ExpectAfterCleanup) and by `migrate verify`.
+// (seedtest.Expect / seedtest.ExpectAfterCleanup) and by `migrate verify`.
 //
 // The random points come from a fixed seed, logged; OUTPOST_FAULT_SEED
 // replays another.
@@ -28,6 +28,7 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/seed"
+	"github.com/outpost-migrate/outpost/migrations/seed/seedtest"
 )
 
 const (
@@ -70,7 +71,7 @@ func faultSeed(t *testing.T, c redis.UniversalClient, n int) seed.Options {
 
 // faultRequireData checks every key against expect and runs verify: the
 // end of every fault test.
-func faultRequireData(t *testing.T, c redis.UniversalClient, envs map[string]string, o seed.Options, expect seed.ExpectFunc) {
+func faultRequireData(t *testing.T, c redis.UniversalClient, envs map[string]string, o seed.Options, expect seedtest.ExpectFunc) {
 	t.Helper()
 	requireKeyspace(t, c, o, expect)
 	v := run(t, envs, "migrate", "verify", "--redis-only")
@@ -175,7 +176,7 @@ func TestFaultKill9Apply(t *testing.T) {
 	r := run(t, envs, "migrate", "apply", "--yes", "--redis-only")
 	require.Equal(t, 0, r.code, r.stdout)
 	require.Contains(t, []any{"applied", "up_to_date"}, r.rep["outcome"])
-	faultRequireData(t, c, envs, o, seed.Expect)
+	faultRequireData(t, c, envs, o, seedtest.Expect)
 }
 
 // TestFaultKill9Cleanup: after a complete apply, cleanup killed at eight
@@ -193,14 +194,14 @@ func TestFaultKill9Cleanup(t *testing.T) {
 
 	// What must survive cleanup: everything but the legacy keys.
 	var keep int64
-	require.NoError(t, seed.ExpectAfterCleanup(o, func(string, seed.ExpectedKey) error { keep++; return nil }))
+	require.NoError(t, seedtest.ExpectAfterCleanup(o, func(string, seedtest.ExpectedKey) error { keep++; return nil }))
 
 	faultKillLoop(t, rng, c, envs, keep, "migrate", "cleanup", "--yes", "--redis-only")
 
 	r = run(t, envs, "migrate", "cleanup", "--yes", "--redis-only")
 	require.Equal(t, 0, r.code, r.stdout)
 	require.Contains(t, []any{"cleaned", "nothing_to_clean"}, r.rep["outcome"])
-	faultRequireData(t, c, envs, o, seed.ExpectAfterCleanup)
+	faultRequireData(t, c, envs, o, seedtest.ExpectAfterCleanup)
 }
 
 // TestFaultConcurrentApplies: eight applies start together, each willing to
@@ -241,7 +242,7 @@ func TestFaultConcurrentApplies(t *testing.T) {
 			}
 			require.Equal(t, map[string]int{"applied": 1, "up_to_date": 7}, outcomes)
 			require.Len(t, tokens, 8, "each run held the lock in turn, with its own fencing token")
-			faultRequireData(t, c, envs, o, seed.Expect)
+			faultRequireData(t, c, envs, o, seedtest.Expect)
 		})
 	}
 }
@@ -291,7 +292,7 @@ func TestFaultRedisGoneMidApply(t *testing.T) {
 	r = run(t, envs, "migrate", "apply", "--yes", "--redis-only")
 	require.Equal(t, 0, r.code, r.stdout)
 	require.Equal(t, "applied", r.rep["outcome"])
-	faultRequireData(t, c, envs, o, seed.Expect)
+	faultRequireData(t, c, envs, o, seedtest.Expect)
 }
 
 // TestFaultRedisRestartMidApply: Redis restarts (stop and start at once)
@@ -325,5 +326,5 @@ func TestFaultRedisRestartMidApply(t *testing.T) {
 	default:
 		t.Fatalf("exit %d is neither success nor retryable:\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	faultRequireData(t, c, envs, o, seed.Expect)
+	faultRequireData(t, c, envs, o, seedtest.Expect)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/seed"
+	"github.com/outpost-migrate/outpost/migrations/seed/seedtest"
 )
 
 // rmLine returns the report line of migration id ("redis/001_hash_tags").
@@ -65,7 +66,7 @@ func TestRedisCleanupRefusedBeforeApply(t *testing.T) {
 	require.NoError(t, err)
 	n := 0
 	for _, k := range keys {
-		if !seed.IsToolKey(k) {
+		if !seedtest.IsToolKey(k) {
 			n++
 		}
 	}
@@ -192,7 +193,7 @@ func TestRedisDeploymentID(t *testing.T) {
 	require.NotEmpty(t, st["checked_at"])
 	require.NotEmpty(t, st["reason"])
 	require.Equal(t, "applied", rmLine(t, r, "redis/002_timestamps")["state"])
-	diffs, _, err := seed.Check(ctx, cl, o, seed.Expect)
+	diffs, _, err := seedtest.Check(ctx, cl, o, seedtest.Expect)
 	require.NoError(t, err)
 	require.Empty(t, diffs)
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/seed"
+	"github.com/outpost-migrate/outpost/migrations/seed/seedtest"
 )
 
 const (
@@ -233,7 +234,7 @@ func TestSecretsRedisTLS(t *testing.T) {
 	require.Equal(t, "verified", r.rep["outcome"])
 	r = secRun(t, nil, "--config", yamlFile, "migrate", "status", "--redis-only")
 	require.Equal(t, 0, r.code, r.stdout)
-	diffs, _, err := seed.Check(context.Background(), srv.Client(t), o, seed.Expect)
+	diffs, _, err := seedtest.Check(context.Background(), srv.Client(t), o, seedtest.Expect)
 	require.NoError(t, err)
 	require.Empty(t, diffs)
 
@@ -269,7 +270,7 @@ func TestSecretsRedisACLUser(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stdout)
 	r = secRun(t, envs, "migrate", "cleanup", "--yes", "--redis-only")
 	require.Equal(t, 0, r.code, r.stdout)
-	diffs, _, err := seed.Check(context.Background(), c, o, seed.ExpectAfterCleanup)
+	diffs, _, err := seedtest.Check(context.Background(), c, o, seedtest.ExpectAfterCleanup)
 	require.NoError(t, err)
 	require.Empty(t, diffs)
 

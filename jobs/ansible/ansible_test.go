@@ -29,6 +29,7 @@ import (
 	"github.com/outpost-migrate/outpost/batch/lock"
 	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/seed"
+	"github.com/outpost-migrate/outpost/migrations/seed/seedtest"
 )
 
 func TestMain(m *testing.M) {
@@ -157,7 +158,7 @@ func newStores(t *testing.T, withPostgres bool) *stores {
 // must make of the seed, key by key.
 func (s *stores) checkMigrated(t *testing.T) {
 	t.Helper()
-	diffs, checked, err := seed.Check(context.Background(), s.client, s.seed, seed.Expect)
+	diffs, checked, err := seedtest.Check(context.Background(), s.client, s.seed, seedtest.Expect)
 	if err != nil {
 		t.Fatal(err)
 	}

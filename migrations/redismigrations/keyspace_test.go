@@ -20,6 +20,7 @@ import (
 	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/redismigrations"
 	"github.com/outpost-migrate/outpost/migrations/seed"
+	"github.com/outpost-migrate/outpost/migrations/seed/seedtest"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -177,7 +178,7 @@ type expectedCounts struct {
 	legacy      int64 // v0 tenant, summary and destination keys
 	entities    int64 // tenant and destination hashes (live and soft-deleted)
 	withStamps  int64 // live tenant and destination hashes: created_at to convert
-	expectedAll int   // keys seed.Expect lists
+	expectedAll int   // keys seedtest.Expect lists
 }
 
 func countsOf(t *testing.T, st seed.Stats) expectedCounts {
@@ -252,11 +253,11 @@ func migrateBig(t *testing.T, c goredis.UniversalClient, nodes int) {
 	t.Logf("dump in %s", time.Since(t0))
 
 	t0 = time.Now()
-	diffs, checked, err := seed.Check(ctx, c, opts, seed.Expect)
+	diffs, checked, err := seedtest.Check(ctx, c, opts, seedtest.Expect)
 	require.NoError(t, err)
 	requireNoDiffs(t, diffs, "after apply")
 	require.Equal(t, st.Keys+int(want.legacy), checked)
-	t.Logf("seed.Check in %s", time.Since(t0))
+	t.Logf("seedtest.Check in %s", time.Since(t0))
 
 	t0 = time.Now()
 	v, err := p.Verify(ctx, runFor("verify"))
@@ -280,10 +281,10 @@ func migrateBig(t *testing.T, c goredis.UniversalClient, nodes int) {
 	require.Equal(t, want.legacy, cc.Passed)
 	require.Zero(t, cc.Failed)
 	t0 = time.Now()
-	diffs, _, err = seed.Check(ctx, c, opts, seed.ExpectAfterCleanup)
+	diffs, _, err = seedtest.Check(ctx, c, opts, seedtest.ExpectAfterCleanup)
 	require.NoError(t, err)
 	requireNoDiffs(t, diffs, "after cleanup")
-	t.Logf("seed.Check after cleanup in %s", time.Since(t0))
+	t.Logf("seedtest.Check after cleanup in %s", time.Since(t0))
 	state, err := c.HGetAll(ctx, "outpost:migration:"+redismigrations.HashTags).Result()
 	require.NoError(t, err)
 	require.Equal(t, "applied", state["status"], "cleanup leaves the state Outpost reads as it was")

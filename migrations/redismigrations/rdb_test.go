@@ -16,6 +16,7 @@ import (
 	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/redismigrations"
 	"github.com/outpost-migrate/outpost/migrations/seed"
+	"github.com/outpost-migrate/outpost/migrations/seed/seedtest"
 )
 
 // The check value of CRC-64/Jones as Redis computes it (crc64.c's test).
@@ -78,7 +79,7 @@ func TestCopyWithoutRestore(t *testing.T) {
 	l := line(t, lines, redismigrations.HashTags)
 	require.Equal(t, "applied", l.State)
 	require.Equal(t, want.legacy, l.Counts.Changed)
-	diffs, _, err := seed.Check(ctx, c, o, seed.Expect)
+	diffs, _, err := seedtest.Check(ctx, c, o, seedtest.Expect)
 	require.NoError(t, err)
 	requireNoDiffs(t, diffs, "apply through the script")
 	stats, err := c.Info(ctx, "commandstats").Result()

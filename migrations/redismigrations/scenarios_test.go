@@ -15,6 +15,7 @@ import (
 	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/redismigrations"
 	"github.com/outpost-migrate/outpost/migrations/seed"
+	"github.com/outpost-migrate/outpost/migrations/seed/seedtest"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -85,7 +86,7 @@ func TestFreshInstallOnePass(t *testing.T) {
 		requireApplied(t, ctx, c, "", name)
 	}
 	require.Equal(t, 1, rec.count(string(progress.PassStarted)), "one pass, no confirming pass")
-	diffs, _, err := seed.Check(ctx, c, o, seed.Expect)
+	diffs, _, err := seedtest.Check(ctx, c, o, seedtest.Expect)
 	require.NoError(t, err)
 	requireNoDiffs(t, diffs, "fresh install")
 }
@@ -407,7 +408,7 @@ func TestCorruptedLegacyData(t *testing.T) {
 		saved[k] = d
 	}
 	require.NoError(t, c.Del(ctx, planted...).Err())
-	diffs, _, err := seed.Check(ctx, c, o, seed.Expect)
+	diffs, _, err := seedtest.Check(ctx, c, o, seedtest.Expect)
 	require.NoError(t, err)
 	requireNoDiffs(t, diffs, "the rest after a failed apply")
 	for k, d := range saved {
@@ -508,7 +509,7 @@ func TestCleanup(t *testing.T) {
 	require.Zero(t, line(t, lines, redismigrations.HashTags).Counts.Checked)
 	_, err = p.Apply(ctx, runFor("apply"))
 	require.NoError(t, err)
-	diffs, _, err := seed.Check(ctx, c, o, seed.ExpectAfterCleanup)
+	diffs, _, err := seedtest.Check(ctx, c, o, seedtest.ExpectAfterCleanup)
 	require.NoError(t, err)
 	requireNoDiffs(t, diffs, "after cleanup")
 }
@@ -584,7 +585,7 @@ func TestDeploymentPrefix(t *testing.T) {
 		require.Equal(t, want, got, "%s is not this deployment's: untouched", k)
 		require.NoError(t, c.Del(ctx, k).Err())
 	}
-	diffs, _, err := seed.Check(ctx, c, o, seed.Expect)
+	diffs, _, err := seedtest.Check(ctx, c, o, seedtest.Expect)
 	require.NoError(t, err)
 	requireNoDiffs(t, diffs, "prefixed keyspace")
 

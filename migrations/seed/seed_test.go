@@ -1,21 +1,21 @@
-package seed
+package seed_test
 
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/outpost-migrate/outpost/migrations/seed"
+	"github.com/outpost-migrate/outpost/migrations/seed/seedtest"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
@@ -30,8 +30,8 @@ func TestMain(m *testing.M) { servertest.Main(m) }
 
 // smallOptions is a v0 dataset small enough to check key by key, with
 // every kind of record present several times.
-func smallOptions() Options {
-	o := DefaultOptions()
+func smallOptions() seed.Options {
+	o := seed.DefaultOptions()
 	o.Tenants = 400
 	o.SoftDeletedRatio = 0.1
 	o.ColonIDRatio = 0.1
@@ -48,7 +48,6 @@ const (
 	wantDumpV0      = "83424a6fa6d38bcc209666e14845b381a6945013d9f7f555a000c9cf4269628d"
 	wantDumpV3Dep   = "e84433b9f94d747ba84b71ee2492a450b23a7b334bd2995961721e1f7062ea9e"
 	wantPGDumpV4    = "91cc0fa285af625c71d41bbc8bedeaee,c0df550c753cbad0ff4198c1f5a9f564,3cf2e8fff16ba4897b1938b33ff69ed1"
-	fixturePath     = "testdata/redis-v0-to-current.json"
 	sevenDays       = 7 * 24 * time.Hour
 	testCallTimeout = 50 * time.Second
 )
@@ -65,7 +64,7 @@ func testCtx(t *testing.T) context.Context {
 func dump(t *testing.T, ctx context.Context, client redis.UniversalClient) (string, int) {
 	t.Helper()
 	var keys []string
-	require.NoError(t, scanAll(ctx, client, func(k []string) error {
+	require.NoError(t, seedtest.ScanAll(ctx, client, func(k []string) error {
 		keys = append(keys, k...)
 		return nil
 	}))
@@ -93,13 +92,13 @@ func dump(t *testing.T, ctx context.Context, client redis.UniversalClient) (stri
 		contents := make([]redis.Cmder, len(batch))
 		for i, k := range batch {
 			switch types[i].Val() {
-			case TypeHash:
+			case seed.TypeHash:
 				contents[i] = pipe.HGetAll(ctx, k)
-			case TypeString:
+			case seed.TypeString:
 				contents[i] = pipe.Get(ctx, k)
-			case TypeSet:
+			case seed.TypeSet:
 				contents[i] = pipe.SMembers(ctx, k)
-			case TypeZSet:
+			case seed.TypeZSet:
 				contents[i] = pipe.ZRangeWithScores(ctx, k, 0, -1)
 			default:
 				t.Fatalf("key %q has type %s", k, types[i].Val())
@@ -152,16 +151,16 @@ func compactStrings(s []string) []string {
 	return out
 }
 
-func mustWrite(t *testing.T, ctx context.Context, client redis.UniversalClient, o Options) Stats {
+func mustWrite(t *testing.T, ctx context.Context, client redis.UniversalClient, o seed.Options) seed.Stats {
 	t.Helper()
-	st, err := Write(ctx, client, o)
+	st, err := seed.Write(ctx, client, o)
 	require.NoError(t, err)
-	want, err := Count(o)
+	want, err := seed.Count(o)
 	require.NoError(t, err)
 	assert.Equal(t, want.Keys, st.Keys)
 	assert.GreaterOrEqual(t, st.Commands, st.Keys)
 	st.Commands = 0
-	assert.Equal(t, want, st, "Write's stats are the model's")
+	assert.Equal(t, want, st, "seed.Write's stats are the model's")
 	return st
 }
 
@@ -181,7 +180,7 @@ func TestStableDump(t *testing.T) {
 	assert.Equal(t, hashes[0], hashes[1], "two runs with the same seed")
 	assert.Equal(t, wantDumpV0, hashes[0], "recorded dump hash of smallOptions")
 
-	o.Layout, o.DeploymentID = LayoutV3, "dep"
+	o.Layout, o.DeploymentID = seed.LayoutV3, "dep"
 	c := servertest.Redis(t).Client(t)
 	mustWrite(t, ctx, c, o)
 	h, _ := dump(t, ctx, c)
@@ -237,7 +236,7 @@ func TestShapes(t *testing.T) {
 		fracs[frac] = true
 	}
 	var sawColonT, sawColonD, sawMissing, sawDisabled, sawSoftT, sawSoftD bool
-	require.NoError(t, ForEachTenant(o, func(tn Tenant) error {
+	require.NoError(t, seed.ForEachTenant(o, func(tn seed.Tenant) error {
 		th, err := c.HGetAll(ctx, "tenant:"+tn.ID).Result()
 		require.NoError(t, err)
 		ttl := c.PTTL(ctx, "tenant:"+tn.ID).Val()
@@ -279,7 +278,7 @@ func TestShapes(t *testing.T) {
 			if e.Filter != nil {
 				assert.True(t, strings.HasPrefix(string(e.Filter), "{") && string(e.Filter) != "{}", raw)
 			}
-			// Key order as Outpost marshals it.
+			// seed.Key order as Outpost marshals it.
 			assert.True(t, strings.HasPrefix(raw, `{"id":`) && strings.HasSuffix(raw, `"disabled":`+strconv.FormatBool(*e.Disabled)+`}`), raw)
 		}
 		listed := 0
@@ -308,7 +307,7 @@ func TestShapes(t *testing.T) {
 			assert.NotEmpty(t, h["type"])
 			if h["topics"] != "*" {
 				for _, tp := range strings.Split(h["topics"], ",") {
-					assert.Contains(t, allTopics, tp)
+					assert.Contains(t, []string{"user.created", "user.updated", "user.deleted", "order.placed", "order.shipped", "invoice.paid", "payment.failed"}, tp)
 				}
 			}
 			var cfg map[string]string
@@ -357,19 +356,19 @@ func TestShapes(t *testing.T) {
 		"soft-deleted destination": sawSoftD} {
 		assert.True(t, ok, name)
 	}
-	assert.Len(t, zones, len(DefaultZones), "every zone used: %v", zones)
+	assert.Len(t, zones, len(seed.DefaultZones), "every zone used: %v", zones)
 	for _, n := range []int{0, 3, 6, 9} {
 		assert.True(t, fracs[n], "a timestamp with %d fractional digits (%v)", n, fracs)
 	}
 
 	// Unrelated keys, unprefixed in layout 0.
 	typeOf := func(k string) string { return c.Type(ctx, k).Val() }
-	assert.Equal(t, TypeString, typeOf("outpost:installation_id"))
-	assert.Equal(t, TypeString, typeOf("outpost:log_retention_ttl"))
-	assert.Contains(t, []string{TypeString, TypeHash}, typeOf("tenant_idx"))
-	assert.Equal(t, TypeString, typeOf("outpost:lock"))
+	assert.Equal(t, seed.TypeString, typeOf("outpost:installation_id"))
+	assert.Equal(t, seed.TypeString, typeOf("outpost:log_retention_ttl"))
+	assert.Contains(t, []string{seed.TypeString, seed.TypeHash}, typeOf("tenant_idx"))
+	assert.Equal(t, seed.TypeString, typeOf("outpost:lock"))
 	kinds := map[string]string{}
-	require.NoError(t, scanAll(ctx, c, func(keys []string) error {
+	require.NoError(t, seedtest.ScanAll(ctx, c, func(keys []string) error {
 		for _, k := range keys {
 			for _, p := range []string{"idempotency:", "alert:", "rsmq:"} {
 				if strings.HasPrefix(k, p) {
@@ -385,461 +384,15 @@ func TestShapes(t *testing.T) {
 	assert.Positive(t, c.PTTL(ctx, kinds["idempotency:string"]).Val(), "idempotency keys have a TTL")
 }
 
-// fixtureKey is one key of the worked example.
-type fixtureKey struct {
-	Key    string                     `json:"key"`
-	Type   string                     `json:"type"`
-	TTLMs  json.RawMessage            `json:"ttl_ms"`
-	Fields map[string]json.RawMessage `json:"fields"`
-	Value  json.RawMessage            `json:"value"`
-}
-
-type fixture struct {
-	Before     []fixtureKey `json:"before"`
-	AfterApply []fixtureKey `json:"after_apply"`
-}
-
-func loadFixture(t *testing.T) fixture {
-	b, err := os.ReadFile(fixturePath)
-	require.NoError(t, err)
-	var f fixture
-	require.NoError(t, json.Unmarshal(b, &f))
-	require.NotEmpty(t, f.Before)
-	return f
-}
-
-// fields decodes a fixture hash: strings, or {"base64": ...} for binary.
-func (k fixtureKey) fields(t *testing.T) map[string]string {
-	out := map[string]string{}
-	for n, raw := range k.Fields {
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			out[n] = s
-			continue
-		}
-		var b struct{ Base64 string }
-		require.NoError(t, json.Unmarshal(raw, &b), "%s.%s", k.Key, n)
-		v, err := base64.StdEncoding.DecodeString(b.Base64)
-		require.NoError(t, err)
-		out[n] = string(v)
-	}
-	return out
-}
-
-func (k fixtureKey) hasTTL() bool { return string(k.TTLMs) != "null" && len(k.TTLMs) > 0 }
-
-// TestFixtureTimestamps: every created_at/updated_at of the worked example
-// converts to the value its v1 twin holds after apply.
-func TestFixtureTimestamps(t *testing.T) {
-	f := loadFixture(t)
-	after := map[string]fixtureKey{}
-	for _, k := range f.AfterApply {
-		after[k.Key] = k
-	}
-	n := 0
-	for _, b := range f.Before {
-		if !strings.HasPrefix(b.Key, "tenant:") || strings.HasSuffix(b.Key, ":destinations") {
-			continue
-		}
-		twin := v0ToV1(b.Key)
-		a, ok := after[twin]
-		require.True(t, ok, "twin %s of %s", twin, b.Key)
-		bf, af := b.fields(t), a.fields(t)
-		for _, name := range []string{"created_at", "updated_at"} {
-			v, ok := bf[name]
-			if !ok {
-				continue
-			}
-			ms, err := RFC3339ToUnixMilli(v)
-			require.NoError(t, err, v)
-			assert.Equal(t, af[name], strconv.FormatInt(ms, 10), "%s %s %s", b.Key, name, v)
-			n++
-		}
-		for _, name := range []string{"disabled_at", "deleted_at"} {
-			if v, ok := bf[name]; ok {
-				assert.Equal(t, v, af[name], "%s is left as it is", name)
-			}
-		}
-	}
-	assert.Equal(t, 8, n, "timestamps converted in the fixture")
-}
-
-// v0ToV1 names the twin of a fixture v0 key (test only: the fixture's ids
-// never contain ":destination").
-func v0ToV1(k string) string {
-	rest := strings.TrimPrefix(k, "tenant:")
-	if i := strings.Index(rest, ":destination:"); i >= 0 {
-		return "tenant:{" + rest[:i] + "}:destination:" + rest[i+len(":destination:"):]
-	}
-	if tid, ok := strings.CutSuffix(rest, ":destinations"); ok {
-		return "tenant:{" + tid + "}:destinations"
-	}
-	return "tenant:{" + rest + "}:tenant"
-}
-
-// TestExpectFixture feeds the worked example's v0 records through Expect's
-// per-tenant expectation and compares the result with its after_apply,
-// key by key, field by field (the tool's migration state excepted).
-func TestExpectFixture(t *testing.T) {
-	f := loadFixture(t)
-	tenants := map[string]*Tenant{}
-	var order []string
-	tenantOf := func(tid string) *Tenant {
-		if tn, ok := tenants[tid]; ok {
-			return tn
-		}
-		tenants[tid] = &Tenant{ID: tid}
-		order = append(order, tid)
-		return tenants[tid]
-	}
-	var unrelated []Key
-	for _, b := range f.Before {
-		k := Key{Name: b.Key, Type: b.Type}
-		if b.hasTTL() {
-			ms, err := strconv.ParseInt(string(b.TTLMs), 10, 64)
-			require.NoError(t, err)
-			k.TTL = time.Duration(ms) * time.Millisecond
-		}
-		if b.Type == TypeHash {
-			for n, v := range b.fields(t) {
-				k.Fields = append(k.Fields, Field{n, v})
-			}
-		}
-		rest, isTenant := strings.CutPrefix(b.Key, "tenant:")
-		switch {
-		case !isTenant:
-			k.Kind = KindUnrelated
-			switch b.Type {
-			case TypeString:
-				require.NoError(t, json.Unmarshal(b.Value, &k.Value))
-			case TypeSet:
-				require.NoError(t, json.Unmarshal(b.Value, &k.Members))
-			}
-			unrelated = append(unrelated, k)
-		case strings.Contains(rest, ":destination:"):
-			i := strings.Index(rest, ":destination:")
-			k.Kind = KindDestination
-			tn := tenantOf(rest[:i])
-			tn.Destinations = append(tn.Destinations, Destination{ID: rest[i+len(":destination:"):], Key: k})
-		case strings.HasSuffix(rest, ":destinations"):
-			k.Kind = KindSummary
-			tn := tenantOf(strings.TrimSuffix(rest, ":destinations"))
-			tn.Summary = &k
-		default:
-			k.Kind = KindTenant
-			tenantOf(rest).Key = k
-		}
-	}
-	got := map[string]ExpectedKey{}
-	c := &config{Options: Options{Layout: LayoutV0}}
-	collect := func(key string, want ExpectedKey) error {
-		_, dup := got[key]
-		require.False(t, dup, key)
-		got[key] = want
-		return nil
-	}
-	for _, tid := range order {
-		require.NoError(t, c.expectTenant(tenants[tid], false, collect))
-	}
-	for i := range unrelated {
-		require.NoError(t, collect(unrelated[i].Name, expected(&unrelated[i])))
-	}
-
-	wantKeys := 0
-	for _, a := range f.AfterApply {
-		if IsToolKey(a.Key) {
-			continue
-		}
-		wantKeys++
-		e, ok := got[a.Key]
-		if !assert.True(t, ok, "Expect lacks %s", a.Key) {
-			continue
-		}
-		assert.Equal(t, a.Type, e.Type, a.Key)
-		assert.Equal(t, a.hasTTL(), e.HasTTL, "TTL of %s", a.Key)
-		switch a.Type {
-		case TypeHash:
-			assert.Equal(t, a.fields(t), e.Fields, a.Key)
-		case TypeString:
-			var v string
-			require.NoError(t, json.Unmarshal(a.Value, &v))
-			assert.Equal(t, v, e.Value, a.Key)
-		case TypeSet:
-			var v []string
-			require.NoError(t, json.Unmarshal(a.Value, &v))
-			sort.Strings(v)
-			assert.Equal(t, v, e.Value, a.Key)
-		}
-	}
-	assert.Equal(t, wantKeys, len(got), "Expect lists exactly the fixture's keys")
-
-	// After cleanup: no v0 tenant:* key.
-	got = map[string]ExpectedKey{}
-	for _, tid := range order {
-		require.NoError(t, c.expectTenant(tenants[tid], true, collect))
-	}
-	for k := range got {
-		assert.Contains(t, k, "{", "v0 key %s after cleanup", k)
-	}
-}
-
-// collectExpect gathers an expectation in a map.
-func collectExpect(t *testing.T, ef ExpectFunc, o Options) map[string]ExpectedKey {
-	t.Helper()
-	m := map[string]ExpectedKey{}
-	require.NoError(t, ef(o, func(k string, e ExpectedKey) error {
-		_, dup := m[k]
-		require.False(t, dup, "key %q listed twice", k)
-		m[k] = e
-		return nil
-	}))
-	return m
-}
-
-// TestExpectLayoutsAgree: the v1 twins expected from v0 data, the v1 data
-// converted in place and the current layout as written are the same keys
-// (the layout-3 rendering computes milliseconds from the instant, Expect
-// by parsing the RFC3339 string).
-func TestExpectLayoutsAgree(t *testing.T) {
-	o := smallOptions()
-	v0 := collectExpect(t, ExpectAfterCleanup, o)
-	full := collectExpect(t, Expect, o)
-	v0keys := 0
-	for k, e := range full {
-		if _, ok := v0[k]; !ok {
-			v0keys++
-			assert.True(t, strings.HasPrefix(k, "tenant:") && !strings.Contains(k, "{"), k)
-			_, hasEntity := e.Fields["entity"]
-			assert.False(t, hasEntity, "v0 key %s unchanged", k)
-		}
-	}
-	st, err := Count(o)
-	require.NoError(t, err)
-	assert.Equal(t, st.Keys-st.Unrelated, v0keys)
-	assert.Equal(t, st.Keys, len(v0), "one twin per v0 key, plus unrelated keys")
-
-	o1, o3 := o, o
-	o1.Layout, o3.Layout = LayoutV1, LayoutV3
-	assert.Equal(t, v0, collectExpect(t, Expect, o1))
-	assert.Equal(t, v0, collectExpect(t, ExpectAfterCleanup, o1))
-	o2 := o
-	o2.Layout = LayoutV2
-	assert.Equal(t, v0, collectExpect(t, Expect, o2), "layout 2 gains only entity")
-	// Layout 3 as written equals what is expected of it.
-	as3 := map[string]ExpectedKey{}
-	require.NoError(t, ForEachKey(o3, func(k Key) error { as3[k.Name] = expected(&k); return nil }))
-	assert.Equal(t, v0, as3)
-
-	// Prefixed: the same keys under "dep:" (outpost:lock stays unprefixed).
-	o1.DeploymentID = "dep"
-	dep := collectExpect(t, Expect, o1)
-	require.Len(t, dep, len(v0))
-	for k, e := range v0 {
-		name := "dep:" + k
-		if k == "outpost:lock" {
-			name = k
-		}
-		d, ok := dep[name]
-		if assert.True(t, ok, name) {
-			if k == "tenant_idx" && e.Type == TypeHash {
-				e.Fields = map[string]string{"stand_in": "tenant search index", "on": "HASH", "prefix": "dep:tenant:"}
-			}
-			assert.Equal(t, e, d, name)
-		}
-	}
-}
-
-func TestOptionsRefused(t *testing.T) {
-	for name, o := range map[string]Options{
-		"layout 0 with deployment id": {Layout: 0, DeploymentID: "dep", Tenants: 1},
-		"layout 4":                    {Layout: 4},
-		"ratio above 1":               {SoftDeletedRatio: 1.5},
-		"negative tenants":            {Tenants: -1},
-		"bad zone":                    {Zones: []string{"Europe/Paris"}},
-	} {
-		t.Run(name, func(t *testing.T) {
-			err := ForEachKey(o, func(Key) error { return nil })
-			require.Error(t, err)
-			assert.Equal(t, report.CodeConfig, report.CodeOf(err))
-			_, err = Write(context.Background(), redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), o)
-			assert.Equal(t, report.CodeConfig, report.CodeOf(err), "refused before touching Redis")
-			assert.Equal(t, report.CodeConfig, report.CodeOf(Expect(o, func(string, ExpectedKey) error { return nil })))
-		})
-	}
-	_, err := WritePostgres(context.Background(), nil, PGOptions{Version: 5})
-	assert.Equal(t, report.CodeConfig, report.CodeOf(err))
-}
-
-// writeMigrated writes v0 data plus its layout-3 rendering without a
-// prefix: exactly the keyspace migrations 001-003 must leave behind.
-func writeMigrated(t *testing.T, ctx context.Context, c redis.UniversalClient, o Options) {
-	t.Helper()
-	mustWrite(t, ctx, c, o)
-	o3 := o
-	o3.Layout, o3.UnrelatedKeys = LayoutV3, 0
-	mustWrite(t, ctx, c, o3)
-}
-
-func TestCheckStandalone(t *testing.T) {
-	ctx := testCtx(t)
-	o := smallOptions()
-	srv := servertest.Redis(t)
-	c := srv.Client(t)
-
-	// Not migrated yet: every twin is missing.
-	mustWrite(t, ctx, c, o)
-	diffs, checked, err := Check(ctx, c, o, Expect)
-	require.NoError(t, err)
-	st, _ := Count(o)
-	assert.Equal(t, 2*st.Keys-st.Unrelated, checked)
-	assert.Equal(t, st.Keys-st.Unrelated, diffTotal(diffs), "one missing twin per v0 key")
-	assert.Len(t, diffs, maxDiffs+1, "capped list")
-	assert.Contains(t, diffs[0], "missing key")
-
-	o3 := o
-	o3.Layout, o3.UnrelatedKeys = LayoutV3, 0
-	mustWrite(t, ctx, c, o3)
-	// The tool's own keys are ignored.
-	require.NoError(t, c.HSet(ctx, "outpost:migration:001_hash_tags", "status", "applied").Err())
-	require.NoError(t, c.Set(ctx, ".outpost:migration_lock", "tok", time.Hour).Err())
-	require.NoError(t, c.HSet(ctx, "{.outpost:migration_lock}:checkpoint:x", "cursor", "0").Err())
-	diffs, checked, err = Check(ctx, c, o, Expect)
-	require.NoError(t, err)
-	assert.Empty(t, diffs)
-	assert.Equal(t, 2*st.Keys-st.Unrelated, checked)
-
-	// Every kind of difference is reported.
-	var tn, deleted Tenant
-	require.NoError(t, ForEachTenant(o, func(x Tenant) error {
-		if tn.ID == "" && !x.Deleted && len(x.Destinations) > 0 && !x.Destinations[0].Deleted {
-			tn = x
-		}
-		if deleted.ID == "" && x.Deleted {
-			deleted = x
-		}
-		return nil
-	}))
-	twin := "tenant:{" + tn.ID + "}:tenant"
-	dest := "tenant:{" + tn.ID + "}:destination:" + tn.Destinations[0].ID
-	require.NoError(t, c.HSet(ctx, twin, "created_at", "2025-01-01T00:00:00Z", "extra", "x").Err())
-	require.NoError(t, c.HDel(ctx, dest, "entity").Err())
-	require.NoError(t, c.Persist(ctx, "tenant:{"+deleted.ID+"}:tenant").Err())
-	require.NoError(t, c.Del(ctx, "outpost:installation_id").Err())
-	require.NoError(t, c.Set(ctx, "tenant:stray", "x", 0).Err())
-	require.NoError(t, c.Del(ctx, "outpost:log_retention_ttl").Err())
-	require.NoError(t, c.SAdd(ctx, "outpost:log_retention_ttl", "x").Err())
-	diffs, _, err = Check(ctx, c, o, Expect)
-	require.NoError(t, err)
-	all := strings.Join(diffs, "\n")
-	for _, want := range []string{
-		fmt.Sprintf("key %q: field \"created_at\" = \"2025-01-01T00:00:00Z\", want", twin),
-		fmt.Sprintf("key %q: unexpected field \"extra\"", twin),
-		fmt.Sprintf("key %q: field \"entity\" missing, want \"destination\"", dest),
-		fmt.Sprintf("key %q: has no TTL, want one", "tenant:{"+deleted.ID+"}:tenant"),
-		`missing key "outpost:installation_id"`,
-		`extra key "tenant:stray"`,
-		`key "outpost:log_retention_ttl": type set, want string`,
-	} {
-		assert.Contains(t, all, want)
-	}
-	assert.Len(t, diffs, 7, all)
-
-	// A TTL reset to a full 7 days is above the one written.
-	require.NoError(t, c.PExpire(ctx, "tenant:{"+deleted.ID+"}:tenant", sevenDays).Err())
-	diffs, _, _ = Check(ctx, c, o, Expect)
-	assert.Contains(t, strings.Join(diffs, "\n"), "is above the")
-}
-
-func TestCheckAfterCleanup(t *testing.T) {
-	ctx := testCtx(t)
-	o := smallOptions()
-	c := servertest.Redis(t).Client(t)
-	writeMigrated(t, ctx, c, o)
-	st, _ := Count(o)
-	diffs, checked, err := Check(ctx, c, o, ExpectAfterCleanup)
-	require.NoError(t, err)
-	assert.Equal(t, st.Keys, checked)
-	assert.Equal(t, st.Keys-st.Unrelated, diffTotal(diffs), "every v0 key is extra")
-	assert.True(t, strings.HasPrefix(diffs[0], "extra key \"tenant:"), diffs[0])
-
-	require.NoError(t, ForEachKey(o, func(k Key) error {
-		if k.Kind != KindUnrelated {
-			return c.Del(ctx, k.Name).Err()
-		}
-		return nil
-	}))
-	diffs, _, err = Check(ctx, c, o, ExpectAfterCleanup)
-	require.NoError(t, err)
-	assert.Empty(t, diffs)
-}
-
-// diffTotal is the number of differences a capped list stands for.
-func diffTotal(diffs []string) int {
-	if n := len(diffs); n > 0 {
-		var more int
-		if _, err := fmt.Sscanf(diffs[n-1], "... and %d more differences", &more); err == nil {
-			return n - 1 + more
-		}
-	}
-	return len(diffs)
-}
-
-// TestCluster: Write spreads the keys over the three masters, and Check
-// scans every master; the keyspace is the one written to a standalone
-// server.
-func TestCluster(t *testing.T) {
-	ctx := testCtx(t)
-	o := smallOptions()
-	cl := servertest.RedisCluster(t).Client(t)
-	st := mustWrite(t, ctx, cl, o)
-
-	h, n := dump(t, ctx, cl)
-	assert.Equal(t, st.Keys, n)
-	assert.Equal(t, wantDumpV0, h, "same keyspace as on a standalone server")
-	var (
-		sizes []int64
-		mu    sync.Mutex
-	)
-	require.NoError(t, cl.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-		sz, err := m.DBSize(ctx).Result()
-		mu.Lock() // ForEachMaster calls concurrently
-		sizes = append(sizes, sz)
-		mu.Unlock()
-		return err
-	}))
-	require.Len(t, sizes, 3)
-	var total int64
-	for _, s := range sizes {
-		assert.Positive(t, s, "every master holds keys: %v", sizes)
-		total += s
-	}
-	assert.EqualValues(t, st.Keys, total)
-
-	o3 := o
-	o3.Layout, o3.UnrelatedKeys = LayoutV3, 0
-	mustWrite(t, ctx, cl, o3)
-	diffs, checked, err := Check(ctx, cl, o, Expect)
-	require.NoError(t, err)
-	assert.Empty(t, diffs)
-	assert.Equal(t, 2*st.Keys-st.Unrelated, checked)
-	// An extra key on any master is found.
-	for i := 0; i < 6; i++ {
-		require.NoError(t, cl.Set(ctx, fmt.Sprintf("stray:%d", i), "x", 0).Err())
-	}
-	diffs, _, err = Check(ctx, cl, o, Expect)
-	require.NoError(t, err)
-	assert.Len(t, diffs, 6)
-}
-
 // TestWriteSpeed writes about 500k keys (100k tenants, 3 destinations on
 // average) and reports the rate; the target is under ~5 s on 2 cores.
 func TestWriteSpeed(t *testing.T) {
 	ctx := testCtx(t)
 	c := servertest.Redis(t).Client(t)
-	o := DefaultOptions()
+	o := seed.DefaultOptions()
 	o.Tenants = 100_000
 	start := time.Now()
-	st, err := Write(ctx, c, o)
+	st, err := seed.Write(ctx, c, o)
 	require.NoError(t, err)
 	d := time.Since(start)
 	t.Logf("wrote %d keys (%d commands) in %v: %.0f keys/s", st.Keys, st.Commands, d, float64(st.Keys)/d.Seconds())
@@ -930,17 +483,17 @@ func pgDump(t *testing.T, ctx context.Context, conn *pgx.Conn) string {
 
 func TestPostgresV4(t *testing.T) {
 	ctx := testCtx(t)
-	o := PGOptions{Version: 4, Events: 20_000, DeliveriesPerEvent: 3, OrphanRatio: 0.05, Seed: 7}
+	o := seed.PGOptions{Version: 4, Events: 20_000, DeliveriesPerEvent: 3, OrphanRatio: 0.05, Seed: 7}
 	var dumps []string
 	for run := 0; run < 2; run++ {
 		conn := pgSetup(t, ctx, 4)
 		start := time.Now()
-		st, err := WritePostgres(ctx, conn, o)
+		st, err := seed.WritePostgres(ctx, conn, o)
 		require.NoError(t, err)
 		t.Logf("wrote %+v in %v", st, time.Since(start))
 		n := int64(o.Events * o.DeliveriesPerEvent)
 		orphans := n * 5 / 100
-		assert.Equal(t, PGStats{Events: int64(o.Events), Deliveries: n, Orphans: orphans, IndexRows: n - orphans}, st)
+		assert.Equal(t, seed.PGStats{Events: int64(o.Events), Deliveries: n, Orphans: orphans, IndexRows: n - orphans}, st)
 		assert.Equal(t, st.Events, pgCount(t, ctx, conn, `SELECT count(*) FROM events`))
 		assert.Equal(t, st.Deliveries, pgCount(t, ctx, conn, `SELECT count(*) FROM deliveries`))
 		assert.Equal(t, orphans, pgCount(t, ctx, conn,
@@ -966,8 +519,8 @@ func TestPostgresEarlierVersions(t *testing.T) {
 	ctx := testCtx(t)
 	for v := 1; v <= 3; v++ {
 		conn := pgSetup(t, ctx, v)
-		o := PGOptions{Version: v, Events: 500, DeliveriesPerEvent: 2, OrphanRatio: 0.1, Seed: 1}
-		st, err := WritePostgres(ctx, conn, o)
+		o := seed.PGOptions{Version: v, Events: 500, DeliveriesPerEvent: 2, OrphanRatio: 0.1, Seed: 1}
+		st, err := seed.WritePostgres(ctx, conn, o)
 		require.NoError(t, err, "version %d", v)
 		assert.EqualValues(t, 1000, pgCount(t, ctx, conn, `SELECT count(*) FROM deliveries`))
 		assert.EqualValues(t, 100, st.Orphans)
@@ -979,7 +532,7 @@ func TestPostgresEarlierVersions(t *testing.T) {
 	}
 	// A database behind the version asked for is refused as such.
 	conn := pgSetup(t, ctx, 1)
-	_, err := WritePostgres(ctx, conn, PGOptions{Version: 4, Events: 10, DeliveriesPerEvent: 1})
+	_, err := seed.WritePostgres(ctx, conn, seed.PGOptions{Version: 4, Events: 10, DeliveriesPerEvent: 1})
 	require.Error(t, err)
 	assert.Equal(t, report.CodeDataRefused, report.CodeOf(err), "%v", err)
 }

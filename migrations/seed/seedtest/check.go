@@ -1,8 +1,9 @@
-package seed
+package seedtest
 
 import (
 	"context"
 	"fmt"
+	"github.com/outpost-migrate/outpost/migrations/seed"
 	"slices"
 	"sort"
 	"strings"
@@ -45,7 +46,7 @@ func IsToolKey(name string) bool {
 // batches by name, and extra keys are found by counting; only when the
 // count differs is the set of expected names held to name the extras.
 // err is for a store that failed, not for a difference.
-func Check(ctx context.Context, client redis.UniversalClient, opts Options, expect ExpectFunc) (diffs []string, checked int, err error) {
+func Check(ctx context.Context, client redis.UniversalClient, opts seed.Options, expect ExpectFunc) (diffs []string, checked int, err error) {
 	var (
 		d       diffList
 		present int
@@ -73,7 +74,7 @@ func Check(ctx context.Context, client redis.UniversalClient, opts Options, expe
 	}
 
 	live := 0
-	if err := scanAll(ctx, client, func(keys []string) error {
+	if err := ScanAll(ctx, client, func(keys []string) error {
 		for _, k := range keys {
 			if !IsToolKey(k) {
 				live++
@@ -94,7 +95,7 @@ func Check(ctx context.Context, client redis.UniversalClient, opts Options, expe
 		}
 		var extra []string
 		seen := map[string]struct{}{}
-		if err := scanAll(ctx, client, func(keys []string) error {
+		if err := ScanAll(ctx, client, func(keys []string) error {
 			for _, k := range keys {
 				if _, ok := want[k]; ok || IsToolKey(k) {
 					continue
@@ -159,13 +160,13 @@ func compareBatch(ctx context.Context, client redis.UniversalClient, batch []exp
 		rs[i].typ = pipe.Type(ctx, e.key)
 		rs[i].ttl = pipe.PTTL(ctx, e.key)
 		switch e.want.Type {
-		case TypeHash:
+		case seed.TypeHash:
 			rs[i].content = pipe.HGetAll(ctx, e.key)
-		case TypeString:
+		case seed.TypeString:
 			rs[i].content = pipe.Get(ctx, e.key)
-		case TypeSet:
+		case seed.TypeSet:
 			rs[i].content = pipe.SMembers(ctx, e.key)
-		case TypeZSet:
+		case seed.TypeZSet:
 			rs[i].content = pipe.ZRangeWithScores(ctx, e.key, 0, -1)
 		default:
 			return 0, report.E(report.CodeInternal, "seed: expected key %q has unknown type %q", e.key, e.want.Type)
@@ -176,7 +177,7 @@ func compareBatch(ctx context.Context, client redis.UniversalClient, batch []exp
 	for i, e := range batch {
 		r := rs[i]
 		if err := r.typ.Err(); err != nil {
-			return present, classifyRedis(err, "seed: check: TYPE %q", e.key)
+			return present, fmt.Errorf("seed: check: TYPE %q: %w", e.key, err)
 		}
 		typ := r.typ.Val()
 		if typ == "none" {
@@ -189,33 +190,33 @@ func compareBatch(ctx context.Context, client redis.UniversalClient, batch []exp
 			continue
 		}
 		if err := r.ttl.Err(); err != nil {
-			return present, classifyRedis(err, "seed: check: PTTL %q", e.key)
+			return present, fmt.Errorf("seed: check: PTTL %q: %w", e.key, err)
 		}
 		if err := r.content.Err(); err != nil && err != redis.Nil {
-			return present, classifyRedis(err, "seed: check: read %q", e.key)
+			return present, fmt.Errorf("seed: check: read %q: %w", e.key, err)
 		}
 		compareTTL(e, r.ttl.Val(), d)
 		switch e.want.Type {
-		case TypeHash:
+		case seed.TypeHash:
 			compareFields(e.key, r.content.(*redis.MapStringStringCmd).Val(), e.want.Fields, d)
-		case TypeString:
+		case seed.TypeString:
 			if got, want := r.content.(*redis.StringCmd).Val(), e.want.Value.(string); got != want {
 				d.add("key %q: value %q, want %q", e.key, got, want)
 			}
-		case TypeSet:
+		case seed.TypeSet:
 			got := r.content.(*redis.StringSliceCmd).Val()
 			sort.Strings(got)
 			want := e.want.Value.([]string)
 			if !slices.Equal(got, want) {
 				d.add("key %q: members %q, want %q", e.key, got, want)
 			}
-		case TypeZSet:
+		case seed.TypeZSet:
 			zs := r.content.(*redis.ZSliceCmd).Val()
-			got := make([]ZMember, len(zs))
+			got := make([]seed.ZMember, len(zs))
 			for j, z := range zs {
-				got[j] = ZMember{Member: fmt.Sprint(z.Member), Score: z.Score}
+				got[j] = seed.ZMember{Member: fmt.Sprint(z.Member), Score: z.Score}
 			}
-			want := e.want.Value.([]ZMember)
+			want := e.want.Value.([]seed.ZMember)
 			if !slices.Equal(got, want) {
 				d.add("key %q: members %v, want %v", e.key, got, want)
 			}
@@ -263,16 +264,16 @@ func compareFields(key string, got, want map[string]string, d *diffList) {
 	}
 }
 
-// scanAll SCANs every master (ForEachMaster on a cluster, never a random
+// ScanAll SCANs every master (ForEachMaster on a cluster, never a random
 // node) and hands each batch of names to fn, serialised.
-func scanAll(ctx context.Context, client redis.UniversalClient, fn func(keys []string) error) error {
+func ScanAll(ctx context.Context, client redis.UniversalClient, fn func(keys []string) error) error {
 	var mu sync.Mutex
 	scanNode := func(ctx context.Context, c *redis.Client) error {
 		var cursor uint64
 		for {
 			keys, next, err := c.Scan(ctx, cursor, "", scanCount).Result()
 			if err != nil {
-				return classifyRedis(err, "seed: check: SCAN %s", c.Options().Addr)
+				return fmt.Errorf("seed: check: SCAN %s: %w", c.Options().Addr, err)
 			}
 			mu.Lock()
 			err = fn(keys)

@@ -1,7 +1,12 @@
-package seed
+// Package seedtest is the test oracle of the Redis migrations: what a
+// generated keyspace must hold after them (Expect), computed from the
+// generator's model alone, and a key-by-key comparison with a live store
+// (Check). Test support only; no production package imports it.
+package seedtest
 
 import (
 	"fmt"
+	"github.com/outpost-migrate/outpost/migrations/seed"
 	"sort"
 	"strconv"
 	"time"
@@ -9,11 +14,11 @@ import (
 
 // ExpectedKey is what one key must hold after the migrations.
 type ExpectedKey struct {
-	Type   string            // TypeHash, TypeString, TypeSet or TypeZSet
-	Fields map[string]string // TypeHash: every field, binary-safe
-	// Value is the content of other types: a string (TypeString), the
-	// members sorted ([]string, TypeSet), or the members in ZRANGE order
-	// ([]ZMember, TypeZSet).
+	Type   string            // seed.TypeHash, seed.TypeString, seed.TypeSet or seed.TypeZSet
+	Fields map[string]string // seed.TypeHash: every field, binary-safe
+	// Value is the content of other types: a string (seed.TypeString), the
+	// members sorted ([]string, seed.TypeSet), or the members in ZRANGE order
+	// ([]seed.ZMember, seed.TypeZSet).
 	Value  any
 	HasTTL bool
 	// TTLMs is the TTL the key was written with; a live key (or a copy of
@@ -22,7 +27,7 @@ type ExpectedKey struct {
 }
 
 // ExpectFunc computes an expected keyspace: Expect or ExpectAfterCleanup.
-type ExpectFunc func(opts Options, fn func(key string, want ExpectedKey) error) error
+type ExpectFunc func(opts seed.Options, fn func(key string, want ExpectedKey) error) error
 
 // RFC3339ToUnixMilli converts a created_at/updated_at written by a v0/v1
 // server (RFC3339 or RFC3339Nano, any zone, any number of fractional
@@ -49,58 +54,65 @@ func RFC3339ToUnixMilli(s string) (int64, error) {
 //
 // The migration tool's own keys (state, lock, checkpoints) are not listed.
 // Order: tenant by tenant, then unrelated keys.
-func Expect(opts Options, fn func(key string, want ExpectedKey) error) error {
+func Expect(opts seed.Options, fn func(key string, want ExpectedKey) error) error {
 	return expect(opts, false, fn)
 }
 
 // ExpectAfterCleanup is Expect after a cleanup removed the preserved v0
 // keys: the same keys without any v0 tenant:* key.
-func ExpectAfterCleanup(opts Options, fn func(key string, want ExpectedKey) error) error {
+func ExpectAfterCleanup(opts seed.Options, fn func(key string, want ExpectedKey) error) error {
 	return expect(opts, true, fn)
 }
 
-func expect(opts Options, cleaned bool, fn func(string, ExpectedKey) error) error {
-	c, err := opts.compile()
+func expect(opts seed.Options, cleaned bool, fn func(string, ExpectedKey) error) error {
+	err := seed.ForEachTenant(opts, func(t seed.Tenant) error {
+		return expectTenant(opts.Layout, &t, cleaned, fn)
+	})
 	if err != nil {
 		return err
 	}
-	for i := 0; i < c.Tenants; i++ {
-		t := c.tenant(i)
-		if err := c.expectTenant(&t, cleaned, fn); err != nil {
-			return err
+	return seed.ForEachKey(opts, func(k seed.Key) error {
+		if k.Kind != seed.KindUnrelated {
+			return nil
 		}
-	}
-	for i := 0; i < c.UnrelatedKeys; i++ {
-		k := c.unrelated(i)
-		if err := fn(k.Name, expected(&k)); err != nil {
-			return err
-		}
-	}
-	return nil
+		return fn(k.Name, expected(&k))
+	})
 }
 
-// expectTenant emits the expected keys of one tenant written in c.Layout.
-func (c *config) expectTenant(t *Tenant, cleaned bool, fn func(string, ExpectedKey) error) error {
-	// Twins of v0 keys are named like layout 1 without a prefix (a v0
-	// deployment has no deployment id).
-	v1 := config{Options: Options{Layout: LayoutV1}}
+// twinName is the v1 name 001 gives a v0 key, spelled here from the layout
+// table rather than taken from the generator or the migration code. A v0
+// deployment has no deployment id, so twins carry no prefix.
+func twinName(tid string, k *seed.Key, did string) string {
+	switch k.Kind {
+	case seed.KindTenant:
+		return "tenant:{" + tid + "}:tenant"
+	case seed.KindSummary:
+		return "tenant:{" + tid + "}:destinations"
+	default:
+		return "tenant:{" + tid + "}:destination:" + did
+	}
+}
+
+// expectTenant emits the expected keys of one tenant written in layout.
+func expectTenant(layout int, t *seed.Tenant, cleaned bool, fn func(string, ExpectedKey) error) error {
 	type pair struct {
-		k    *Key
+		k    *seed.Key
 		twin string
 	}
-	pairs := []pair{{&t.Key, v1.tenantKey(t.ID)}}
+	pairs := []pair{{&t.Key, twinName(t.ID, &t.Key, "")}}
 	if t.Summary != nil {
-		pairs = append(pairs, pair{t.Summary, v1.summaryKey(t.ID)})
+		pairs = append(pairs, pair{t.Summary, twinName(t.ID, t.Summary, "")})
 	}
 	for j := range t.Destinations {
-		pairs = append(pairs, pair{&t.Destinations[j].Key, v1.destinationKey(t.ID, t.Destinations[j].ID)})
+		d := &t.Destinations[j]
+		pairs = append(pairs, pair{&d.Key, twinName(t.ID, &d.Key, d.ID)})
 	}
 	for _, p := range pairs {
 		conv, err := converted(p.k)
 		if err != nil {
 			return err
 		}
-		if c.Layout != LayoutV0 {
+		if layout != seed.LayoutV0 {
 			if err := fn(p.k.Name, conv); err != nil {
 				return err
 			}
@@ -119,22 +131,22 @@ func (c *config) expectTenant(t *Tenant, cleaned bool, fn func(string, ExpectedK
 }
 
 // expected is k as written.
-func expected(k *Key) ExpectedKey {
+func expected(k *seed.Key) ExpectedKey {
 	e := ExpectedKey{Type: k.Type, HasTTL: k.TTL > 0, TTLMs: k.TTL.Milliseconds()}
 	switch k.Type {
-	case TypeHash:
+	case seed.TypeHash:
 		e.Fields = make(map[string]string, len(k.Fields)+1)
 		for _, f := range k.Fields {
 			e.Fields[f.Name] = f.Value
 		}
-	case TypeString:
+	case seed.TypeString:
 		e.Value = k.Value
-	case TypeSet:
+	case seed.TypeSet:
 		m := append([]string(nil), k.Members...)
 		sort.Strings(m)
 		e.Value = m
-	case TypeZSet:
-		z := append([]ZMember(nil), k.ZMembers...)
+	case seed.TypeZSet:
+		z := append([]seed.ZMember(nil), k.ZMembers...)
 		sort.Slice(z, func(i, j int) bool {
 			if z[i].Score != z[j].Score {
 				return z[i].Score < z[j].Score
@@ -149,9 +161,9 @@ func expected(k *Key) ExpectedKey {
 // converted is k after 002 and 003: on tenant and destination hashes,
 // RFC3339 created_at/updated_at become Unix ms and entity is set when
 // missing. Summaries and other keys are unchanged.
-func converted(k *Key) (ExpectedKey, error) {
+func converted(k *seed.Key) (ExpectedKey, error) {
 	e := expected(k)
-	if k.Kind != KindTenant && k.Kind != KindDestination {
+	if k.Kind != seed.KindTenant && k.Kind != seed.KindDestination {
 		return e, nil
 	}
 	for _, name := range []string{"created_at", "updated_at"} {
