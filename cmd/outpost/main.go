@@ -31,6 +31,8 @@ type env struct {
 	stdinTTY  bool
 	stdoutTTY bool
 	stderrTTY bool
+	// stderrWidth is the terminal's width in columns (nil: 80).
+	stderrWidth func() int
 	// signals delivers SIGINT/SIGTERM; nil in tests that do not send any.
 	signals <-chan os.Signal
 	// terminationLog is where a one-line summary goes for Kubernetes
@@ -55,14 +57,20 @@ func main() {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	e := env{
-		args:       os.Args[1:],
-		lookupEnv:  os.LookupEnv,
-		stdin:      os.Stdin,
-		stdout:     os.Stdout,
-		stderr:     os.Stderr,
-		stdinTTY:   term.IsTerminal(int(os.Stdin.Fd())),
-		stdoutTTY:  term.IsTerminal(int(os.Stdout.Fd())),
-		stderrTTY:  term.IsTerminal(int(os.Stderr.Fd())),
+		args:      os.Args[1:],
+		lookupEnv: os.LookupEnv,
+		stdin:     os.Stdin,
+		stdout:    os.Stdout,
+		stderr:    os.Stderr,
+		stdinTTY:  term.IsTerminal(int(os.Stdin.Fd())),
+		stdoutTTY: term.IsTerminal(int(os.Stdout.Fd())),
+		stderrTTY: term.IsTerminal(int(os.Stderr.Fd())),
+		stderrWidth: func() int {
+			if w, _, err := term.GetSize(int(os.Stderr.Fd())); err == nil && w > 0 {
+				return w
+			}
+			return 80
+		},
 		signals:    sig,
 		readDotenv: true,
 	}
