@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/alicebob/miniredis/v2"
-
 	"github.com/outpost-migrate/outpost/batch"
 	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/batch/progress"
@@ -60,13 +58,13 @@ func registerSeedFlags(c *cli, s kingpinCmd) {
 func (inv *invocation) demo(ctx context.Context) error {
 	over := config.Settings{}
 	if !inv.given(config.KeyRedisHost) {
-		mr := miniredis.NewMiniRedis()
-		if err := mr.Start(); err != nil {
+		mr, err := startDemoRedis()
+		if err != nil {
 			return report.Wrap(report.CodeInternal, err, "start the in-process demo Redis")
 		}
-		defer mr.Close()
-		over[config.KeyRedisHost], over[config.KeyRedisPort] = mr.Host(), mr.Port()
-		progress.Infof(inv.events, "using an in-process Redis (miniredis) at %s; pass --redis-host for a real one", mr.Addr())
+		defer mr.close()
+		over[config.KeyRedisHost], over[config.KeyRedisPort], over[config.KeyRedisDB] = mr.host(), mr.port(), "0"
+		progress.Infof(inv.events, "using an in-process Redis (miniredis) at %s; pass --redis-host for a real one", mr.addr())
 	}
 	// Both stores when PostgreSQL is configured, else Redis only.
 	w, err := inv.wire(ctx, config.Scope{Redis: true, SQL: inv.given(config.KeyPostgres)}, over)
