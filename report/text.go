@@ -29,7 +29,11 @@ func Title(r *Report) string {
 // WriteText prints r for a person: what happened and how long the work
 // took, the stores, the lock, one row per migration, the error once, and
 // what to do next.
-func WriteText(w io.Writer, r *Report, s *Scrubber) error {
+func WriteText(w io.Writer, r *Report, s *Scrubber) error { return WriteTextWidth(w, r, s, 0) }
+
+// WriteTextWidth is WriteText for a terminal of width columns: longer
+// lines are wrapped under their text (0: no wrapping).
+func WriteTextWidth(w io.Writer, r *Report, s *Scrubber, width int) error {
 	var b strings.Builder
 	writeHeader(&b, r)
 	writeTargets(&b, r)
@@ -49,8 +53,57 @@ func WriteText(w io.Writer, r *Report, s *Scrubber) error {
 		}
 		fmt.Fprintf(&b, "%snext: %s\n", sep, r.Next)
 	}
-	_, err := io.WriteString(w, s.String(b.String()))
+	out := s.String(b.String())
+	if width > 0 {
+		out = wrapText(out, width)
+	}
+	_, err := io.WriteString(w, out)
 	return err
+}
+
+// wrapText wraps each line longer than width at spaces, continuing under
+// the line's text: after its leading spaces, a row's state column or a
+// "next: " label.
+func wrapText(text string, width int) string {
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(text, "\n") {
+		nl := strings.HasSuffix(line, "\n")
+		line = strings.TrimSuffix(line, "\n")
+		indent := len(line) - len(strings.TrimLeft(line, " "))
+		switch {
+		case strings.HasPrefix(line, "next: "):
+			indent = len("next: ")
+		case strings.HasPrefix(line, "  ") && len(line) > 19 && line[2] != ' ':
+			indent = 19 // under the id, after the state column
+		}
+		for runeCount(line) > width {
+			cut := strings.LastIndexByte(line[:byteIndex(line, width)], ' ')
+			if cut <= indent {
+				cut = byteIndex(line, width)
+			}
+			b.WriteString(strings.TrimRight(line[:cut], " ") + "\n")
+			line = strings.Repeat(" ", min(indent, width/2)) + strings.TrimLeft(line[cut:], " ")
+		}
+		b.WriteString(line)
+		if nl {
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
+
+func runeCount(s string) int { return len([]rune(s)) }
+
+// byteIndex is the byte offset of the rune at position n of s.
+func byteIndex(s string, n int) int {
+	i := 0
+	for pos := range s {
+		if i == n {
+			return pos
+		}
+		i++
+	}
+	return len(s)
 }
 
 func writeHeader(b *strings.Builder, r *Report) {
@@ -104,13 +157,13 @@ func writeTargets(b *strings.Builder, r *Report) {
 // took and why; the description follows where a person decides (plan,
 // list, status); then its issues.
 func WriteRow(b *strings.Builder, r *Report, m Migration) {
-	row := fmt.Sprintf("  %-16s %-34s", rowLabel(r, m), m.ID)
+	row := fmt.Sprintf("  %-16s %-*s", rowLabel(r, m), idWidth(r), m.ID)
 	var parts []string
 	if c := countsText(m); c != "" {
 		parts = append(parts, c)
 	}
 	if m.DurationMS > 0 {
-		parts = append(parts, "in "+Duration(m.DurationMS))
+		parts = append(parts, Duration(m.DurationMS))
 	}
 	if m.AppliedAt != "" && r.Kind != KindApply {
 		parts = append(parts, "applied "+m.AppliedAt)
@@ -118,7 +171,7 @@ func WriteRow(b *strings.Builder, r *Report, m Migration) {
 	if m.Reason != "" {
 		parts = append(parts, m.Reason)
 	}
-	b.WriteString(strings.TrimRight(row+" "+strings.Join(parts, "; "), " ") + "\n")
+	b.WriteString(strings.TrimRight(row+"  "+strings.Join(parts, ", "), " ") + "\n")
 	if m.Description != "" && (r.Kind == KindPlan || r.Kind == KindList || r.Kind == KindStatus) {
 		fmt.Fprintf(b, "  %-16s %s\n", "", m.Description)
 	}
@@ -128,6 +181,15 @@ func WriteRow(b *strings.Builder, r *Report, m Migration) {
 	if m.IssuesTotal > int64(len(m.Issues)) {
 		fmt.Fprintf(b, "      ... and %s more\n", Count(m.IssuesTotal-int64(len(m.Issues))))
 	}
+}
+
+// idWidth is the width of the id column: the longest id of the report.
+func idWidth(r *Report) int {
+	n := 0
+	for _, m := range r.Migrations {
+		n = max(n, len(m.ID))
+	}
+	return n
 }
 
 // rowLabel tells an apply's own work from what earlier runs did: lines of
@@ -162,7 +224,7 @@ func countsText(m Migration) string {
 		case c.Deleted > 0:
 			parts = append(parts, Count(c.Deleted)+" legacy keys deleted")
 		case c.Scanned > 0:
-			parts = append(parts, Count(c.Scanned)+" keys scanned", Count(c.Changed)+" changed")
+			parts = append(parts, Count(c.Scanned)+" scanned", Count(c.Changed)+" changed")
 		}
 		if c.Failed > 0 {
 			parts = append(parts, Count(c.Failed)+" failed")

@@ -46,17 +46,22 @@ type NodeDone struct {
 const RateAfter = time.Second
 
 // Update takes a progress event; it reports false for events that are not
-// per-chunk progress. A new migration label starts a new view.
+// per-chunk progress. A new migration label starts a new view; so does
+// pass_started, whose time is when the pass's clock starts.
 func (t *Tracker) Update(e Event, now time.Time) bool {
+	if e.Event == PassStarted {
+		t.begin(e.Migration, "keys", now)
+		return false
+	}
 	if e.Event != ChunkDone && e.Event != BatchDone {
 		return false
 	}
 	if t.nodes == nil || t.migration != e.Migration {
-		*t = Tracker{migration: e.Migration, unit: "keys", nodes: map[string]int64{}, started: now, pct: -1}
+		unit := "keys"
 		if e.Event == BatchDone {
-			t.unit = "rows"
+			unit = "rows"
 		}
-		t.firstDone = -1
+		t.begin(e.Migration, unit, now)
 	}
 	if e.Counts != nil {
 		n := e.Counts.Scanned
@@ -75,8 +80,12 @@ func (t *Tracker) Update(e Event, now time.Time) bool {
 	return true
 }
 
+func (t *Tracker) begin(migration, unit string, now time.Time) {
+	*t = Tracker{migration: migration, unit: unit, nodes: map[string]int64{}, started: now, pct: -1, firstDone: -1}
+}
+
 // Active says whether a pass is being tracked.
-func (t *Tracker) Active() bool { return t.nodes != nil }
+func (t *Tracker) Active() bool { return len(t.nodes) > 0 }
 
 // Reset forgets the pass (it ended).
 func (t *Tracker) Reset() { *t = Tracker{} }
@@ -101,8 +110,10 @@ func (t *Tracker) Snapshot(now time.Time) Snapshot {
 		t.pct = p
 		s.Pct = p
 	}
-	// The rate counts what this process did since its first event of the
-	// pass (a resumed run's earlier keys are not this run's speed).
+	// The rate counts what this process did since the pass started, less
+	// the first chunk reported (so a resumed run's earlier keys are not
+	// taken for this run's speed): never more than the keys scanned so far
+	// per second elapsed.
 	if s.Elapsed >= RateAfter && s.Done > t.firstDone {
 		s.Rate = float64(s.Done-t.firstDone) / s.Elapsed.Seconds()
 		if s.Total > s.Done {

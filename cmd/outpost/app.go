@@ -316,7 +316,7 @@ func (inv *invocation) print(rep *report.Report) int {
 	if inv.jsonOut {
 		err = report.WriteJSON(inv.e.stdout, rep, inv.scrub)
 	} else {
-		err = report.WriteText(inv.scrub.Writer(inv.e.stdout), rep, inv.scrub)
+		err = report.WriteTextWidth(inv.scrub.Writer(inv.e.stdout), rep, inv.scrub, inv.textWidth())
 	}
 	if err != nil {
 		fmt.Fprintf(inv.scrub.Writer(inv.e.stderr), "cannot write the report: %v\n", err)
@@ -325,6 +325,14 @@ func (inv *invocation) print(rep *report.Report) int {
 		_ = os.WriteFile(p, inv.scrub.Bytes([]byte(batch.Describe(rep)+"\n")), 0o644)
 	}
 	return rep.ExitCode
+}
+
+// textWidth is the width text reports wrap at: the terminal's, or none.
+func (inv *invocation) textWidth() int {
+	if inv.e.stdoutTTY && inv.e.stdoutWidth != nil {
+		return inv.e.stdoutWidth() - 1
+	}
+	return 0
 }
 
 // printRaw prints a command's bare output instead of its report.

@@ -41,7 +41,7 @@ func (c *console) Emit(e progress.Event) {
 	now := time.Now()
 	wasActive := c.t.Active()
 	if c.t.Update(e, now) {
-		if !wasActive {
+		if !wasActive || e.Event == progress.PassStarted {
 			c.lined = now
 		}
 		switch {
@@ -57,10 +57,70 @@ func (c *console) Emit(e progress.Event) {
 	if e.Event == progress.PassDone || e.Event == progress.MigrationFinished || e.Event == progress.RunFinished {
 		c.t.Reset()
 	}
-	c.log.Emit(e)
+	if c.tty {
+		c.say(e, now)
+	} else {
+		c.log.Emit(e)
+	}
 	if c.tty && c.t.Active() {
 		c.draw(now)
 	}
+}
+
+// say writes an event for a person at a terminal: the time, the level
+// when it is not info, the message, wrapped to the window. Collectors get
+// logfmt (stderr is not a terminal there) or --log-format json.
+func (c *console) say(e progress.Event, now time.Time) {
+	if e.Level == "debug" && !c.log.Verbose || progress.PerChunk(e.Event) {
+		return
+	}
+	head := now.Format("15:04:05") + " "
+	if e.Level != "" && e.Level != "info" {
+		head += strings.ToUpper(e.Level) + " "
+	}
+	width := c.columns()
+	_, _ = io.WriteString(c.w, wrap(head, e.Msg, width-1))
+}
+
+func (c *console) columns() int {
+	if c.width != nil {
+		// Measured at every line, so a resized window is honoured.
+		return c.width()
+	}
+	return 80
+}
+
+// wrap lays msg out after head in lines of at most width runes, the
+// continuation lines indented under the message.
+func wrap(head, msg string, width int) string {
+	indent := strings.Repeat(" ", runeLen(head))
+	room := max(width-runeLen(head), 20)
+	var b strings.Builder
+	line := head
+	n := 0
+	for _, word := range strings.Fields(msg) {
+		for runeLen(word) > room {
+			if n > 0 {
+				b.WriteString(line + "\n")
+				line, n = indent, 0
+			}
+			r := []rune(word)
+			b.WriteString(line + string(r[:room]) + "\n")
+			line, word = indent, string(r[room:])
+		}
+		if n > 0 && n+1+runeLen(word) > room {
+			b.WriteString(line + "\n")
+			line, n = indent, 0
+		}
+		if n > 0 {
+			line += " "
+			n++
+		}
+		line += word
+		n += runeLen(word)
+	}
+	b.WriteString(line + "\n")
+	return b.String()
 }
 
 // end clears the display before the report is printed.
@@ -79,11 +139,7 @@ func (c *console) clear() {
 }
 
 func (c *console) draw(now time.Time) {
-	width := 80
-	if c.width != nil {
-		// Measured at every redraw, so a resized window is honoured.
-		width = c.width()
-	}
+	width := c.columns()
 	// One column short of the width: a full line makes some terminals wrap.
 	line := renderProgress(c.t.Snapshot(now), width-1)
 	_, _ = io.WriteString(c.w, "\r"+line+"\x1b[K")

@@ -109,7 +109,7 @@ func (inv *invocation) demo(ctx context.Context) error {
 			return report.Wrap(report.CodeInternal, verr, "demo step %s", s.command)
 		}
 		if !inv.jsonOut {
-			_ = report.WriteText(inv.scrub.Writer(inv.e.stdout), r, inv.scrub)
+			_ = report.WriteTextWidth(inv.scrub.Writer(inv.e.stdout), r, inv.scrub, inv.textWidth())
 		}
 		b, _ := report.Marshal(r, inv.scrub)
 		var v any

@@ -62,5 +62,5 @@ func (inv *invocation) relay(line []byte) {
 		_, _ = inv.e.stdout.Write(inv.scrub.Bytes(line))
 		return
 	}
-	_ = report.WriteText(inv.scrub.Writer(inv.e.stdout), &rep, inv.scrub)
+	_ = report.WriteTextWidth(inv.scrub.Writer(inv.e.stdout), &rep, inv.scrub, inv.textWidth())
 }

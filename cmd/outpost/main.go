@@ -31,8 +31,9 @@ type env struct {
 	stdinTTY  bool
 	stdoutTTY bool
 	stderrTTY bool
-	// stderrWidth is the terminal's width in columns (nil: 80).
-	stderrWidth func() int
+	// stderrWidth and stdoutWidth are the terminal's width in columns
+	// (nil: 80 for stderr, no wrapping for stdout).
+	stderrWidth, stdoutWidth func() int
 	// signals delivers SIGINT/SIGTERM; nil in tests that do not send any.
 	signals <-chan os.Signal
 	// terminationLog is where a one-line summary goes for Kubernetes
@@ -57,22 +58,18 @@ func main() {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	e := env{
-		args:      os.Args[1:],
-		lookupEnv: os.LookupEnv,
-		stdin:     os.Stdin,
-		stdout:    os.Stdout,
-		stderr:    os.Stderr,
-		stdinTTY:  term.IsTerminal(int(os.Stdin.Fd())),
-		stdoutTTY: term.IsTerminal(int(os.Stdout.Fd())),
-		stderrTTY: term.IsTerminal(int(os.Stderr.Fd())),
-		stderrWidth: func() int {
-			if w, _, err := term.GetSize(int(os.Stderr.Fd())); err == nil && w > 0 {
-				return w
-			}
-			return 80
-		},
-		signals:    sig,
-		readDotenv: true,
+		args:        os.Args[1:],
+		lookupEnv:   os.LookupEnv,
+		stdin:       os.Stdin,
+		stdout:      os.Stdout,
+		stderr:      os.Stderr,
+		stdinTTY:    term.IsTerminal(int(os.Stdin.Fd())),
+		stdoutTTY:   term.IsTerminal(int(os.Stdout.Fd())),
+		stderrTTY:   term.IsTerminal(int(os.Stderr.Fd())),
+		stderrWidth: func() int { return width(os.Stderr) },
+		stdoutWidth: func() int { return width(os.Stdout) },
+		signals:     sig,
+		readDotenv:  true,
 	}
 	e.terminationLog = terminationLogPath(os.LookupEnv)
 	// OUTPOST_CPUPROFILE=FILE writes a CPU profile, for performance work
@@ -98,4 +95,12 @@ func terminationLogPath(lookup func(string) (string, bool)) string {
 		return "/dev/termination-log"
 	}
 	return ""
+}
+
+// width is f's terminal width, 80 when it cannot be told.
+func width(f *os.File) int {
+	if w, _, err := term.GetSize(int(f.Fd())); err == nil && w > 0 {
+		return w
+	}
+	return 80
 }
