@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -211,21 +210,11 @@ func (p *Phase) Status(ctx context.Context) ([]report.Migration, error) {
 }
 
 func (p *Phase) dbsize(ctx context.Context) (int64, error) {
-	c, ok := p.c.(*redis.ClusterClient)
-	if !ok {
-		n, err := p.c.DBSize(ctx).Result()
-		return n, rediserr.Classify(err, "DBSIZE")
+	nodes, err := scan.Nodes(ctx, p.c)
+	if err != nil {
+		return 0, err
 	}
-	var mu sync.Mutex
-	var total int64
-	err := c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-		n, err := m.DBSize(ctx).Result()
-		mu.Lock()
-		total += n
-		mu.Unlock()
-		return err
-	})
-	return total, rediserr.Classify(err, "DBSIZE")
+	return scan.KeyCount(ctx, nodes)
 }
 
 // Plan implements batch.Phase: pending migrations with the number of keys

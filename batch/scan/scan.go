@@ -375,19 +375,25 @@ func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
 	return res, nil
 }
 
-// estimate is the number of keys on the masters (DBSIZE): what a pass
-// without MATCH would scan. It only feeds progress events (ETA), so a
-// failure leaves it unknown rather than failing the pass.
-func estimate(ctx context.Context, nodes []Node) int64 {
+// KeyCount is the number of keys on the masters (the sum of their DBSIZE).
+func KeyCount(ctx context.Context, nodes []Node) (int64, error) {
 	var total int64
 	for _, n := range nodes {
 		v, err := n.client.DBSize(ctx).Result()
 		if err != nil {
-			return 0
+			return 0, rediserr.Classify(err, "DBSIZE "+n.Addr)
 		}
 		total += v
 	}
-	return total
+	return total, nil
+}
+
+// estimate is what a pass without MATCH would scan (KeyCount). It only
+// feeds progress events (ETA), so a failure leaves it unknown (0) rather
+// than failing the pass.
+func estimate(ctx context.Context, nodes []Node) int64 {
+	n, _ := KeyCount(ctx, nodes)
+	return n
 }
 
 type chunk struct {
