@@ -174,6 +174,9 @@ type Migration struct {
 	Name        string `json:"name"`
 	Version     int    `json:"version,omitempty"`
 	Description string `json:"description,omitempty"`
+	// Checksum identifies the migration's definition (the SQL file, the Redis
+	// migration's code version), so a saved plan can tell another release.
+	Checksum string `json:"checksum,omitempty"`
 	// State: see State.
 	State     State     `json:"state"`
 	Reason    string    `json:"reason,omitempty"`

@@ -250,7 +250,8 @@ func (p *Phase) status(ctx context.Context) ([]report.Migration, dbState, error)
 }
 
 func (p *Phase) baseLine(m *Migration) report.Migration {
-	return report.Migration{ID: m.ID(), Backend: "sql", Name: m.Name, Version: m.Version, Description: m.Description}
+	return report.Migration{ID: m.ID(), Backend: "sql", Name: m.Name, Version: m.Version, Description: m.Description,
+		Checksum: report.Checksum(m.Up)}
 }
 
 func (p *Phase) unknownLines(err error) []report.Migration {
