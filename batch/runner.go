@@ -63,8 +63,8 @@ type Options struct {
 	// Plan is a saved plan (apply --plan): apply runs exactly its pending
 	// migrations, and refuses before any write when the stores no longer
 	// match it.
-	Plan *report.SavedPlan
-	PollEvery  time.Duration
+	Plan      *report.SavedPlan
+	PollEvery time.Duration
 }
 
 // stopper merges the reasons to stop at a safe point: a signal, the
