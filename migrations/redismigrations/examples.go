@@ -99,7 +99,9 @@ func (c *exampleCollector) result() map[string][]report.Example {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, es := range c.out {
-		sort.Slice(es, func(i, j int) bool { return es[i].Kind < es[j].Kind || (es[i].Kind == es[j].Kind && es[i].Key < es[j].Key) })
+		sort.Slice(es, func(i, j int) bool {
+			return es[i].Kind < es[j].Kind || (es[i].Kind == es[j].Kind && es[i].Key < es[j].Key)
+		})
 	}
 	return c.out
 }
