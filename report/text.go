@@ -207,7 +207,7 @@ func rowLabel(r *Report, m Migration) string {
 	if m.State == "failed" {
 		return "FAILED"
 	}
-	return strings.ReplaceAll(m.State, "_", " ")
+	return strings.ReplaceAll(string(m.State), "_", " ")
 }
 
 // countsText is what matters for the row's kind: rows for a batched SQL

@@ -103,6 +103,8 @@ type invocation struct {
 	detailed bool
 	// console is the text-mode stderr (progress display), nil in JSON mode.
 	console *console
+	// plan is apply --plan FILE, read before any store is touched.
+	plan *report.SavedPlan
 	// raw, when set, is printed instead of the report (schema --raw).
 	raw      []byte
 	stop     chan struct{}
@@ -230,6 +232,10 @@ func (inv *invocation) execute(ctx context.Context) error {
 	// may change.
 	if cmd.mutates && !o.yes && !inv.e.stdinTTY {
 		return inv.confirm("")
+	}
+	var err error
+	if inv.plan, err = inv.savedPlan(); err != nil {
+		return err
 	}
 	sc, err := cmd.storeScope(o)
 	if err != nil {

@@ -74,9 +74,15 @@ var commands = []*command{
 		run:   func(ctx context.Context, inv *invocation, w *wiring) error { return w.runner.List(ctx, inv.rep) }},
 	{path: "migrate plan", kind: report.KindPlan, scope: scopeFlags, advisory: advisoryLive,
 		help:     "Show what apply would do, and how much; changes nothing.",
-		flags:    []string{"sql-only", "redis-only", "detailed-exitcode"},
-		run:      func(ctx context.Context, inv *invocation, w *wiring) error { return w.runner.Plan(ctx, inv.rep) },
-		examples: []string{"outpost migrate plan", "outpost migrate plan --redis-only --detailed-exitcode   # exit 2 when something is pending"}},
+		flags: []string{"sql-only", "redis-only", "detailed-exitcode", "out", "show-sql", "show-examples"},
+		run: func(ctx context.Context, inv *invocation, w *wiring) error {
+			if err := w.runner.Plan(ctx, inv.rep); err != nil {
+				return err
+			}
+			return inv.savePlan()
+		},
+		examples: []string{"outpost migrate plan", "outpost migrate plan --redis-only --detailed-exitcode   # exit 2 when something is pending",
+			"outpost migrate plan --show-examples 2 --show-sql", "outpost migrate plan --out plan.json   # then: outpost migrate apply --plan plan.json"}},
 	{path: "migrate apply", kind: report.KindApply, scope: scopeFlags, mutates: true, advisory: advisoryLeft,
 		help:    "Apply pending migrations in order, SQL first, then Redis, under one lock.",
 		flags:   append([]string{"sql-only", "redis-only", "yes", "target", "lock-timeout", "max-runtime"}, tuningFlags...),

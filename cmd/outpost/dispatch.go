@@ -52,7 +52,7 @@ func (inv *invocation) wire(ctx context.Context, sc config.Scope, over config.Se
 	o := &inv.c.o
 	w := &wiring{runner: &batch.Runner{Events: inv.events, RunID: inv.rep.RunID}, cfg: cfg}
 	if sc.SQL {
-		p, err := openSQL(ctx, cfg, inv.c.store.waitFor, o.lockTimeout, inv.events)
+		p, err := openSQL(ctx, cfg, inv.c.store.waitFor, o.lockTimeout, o.showSQL, inv.events)
 		if err != nil {
 			return nil, err
 		}
@@ -77,7 +77,7 @@ func (inv *invocation) wire(ctx context.Context, sc config.Scope, over config.Se
 
 func (inv *invocation) redisOptions() redisphase.Options {
 	o := &inv.c.o
-	r := redisphase.Options{NoCheckpoints: o.noCheckpoints, ScanCount: o.scanCount, Parallel: o.parallel, Window: o.window}
+	r := redisphase.Options{NoCheckpoints: o.noCheckpoints, ScanCount: o.scanCount, Parallel: o.parallel, Window: o.window, Examples: o.showExamples}
 	if !inv.cmd.migrate() {
 		// demo and dev seed have no tuning flags: the defaults.
 		r = redisphase.Options{}

@@ -9,7 +9,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/outpost-migrate/outpost/batch/lock"
-	"github.com/outpost-migrate/outpost/batch/redisphase"
+	"github.com/outpost-migrate/outpost/batch/scan"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -29,6 +29,10 @@ type opts struct {
 	window             int
 	noCheckpoints      bool
 	detailed           bool
+	planOut            string
+	showSQL            bool
+	showExamples       int
+	planFile           string
 	sample             int
 	schemaName         string
 	schemaRaw          bool
@@ -36,11 +40,6 @@ type opts struct {
 	seed               seedFlags
 	demo               demoFlags
 }
-
-// defaultLockTimeout is how long apply and cleanup wait for a busy lock by
-// default: long enough to ride out a concurrent deploy's migration job, short
-// enough that a stuck lock surfaces as exit 75 within a CI step's patience.
-const defaultLockTimeout = 30 * time.Second
 
 // flagDef is one flag of the migrate commands. A shared flag is accepted by
 // every migrate command, because one job specification (a Nomad
@@ -65,7 +64,7 @@ var migrateFlags = []flagDef{
 	{name: "yes", short: 'y', shared: true, help: "Do not ask for confirmation (required when there is no terminal to ask on).", bind: func(f *kingpin.FlagClause, o *opts) { f.BoolVar(&o.yes) }},
 	{name: "lock-timeout", shared: true, help: "Wait this long for a busy migration lock (the Redis lease; golang-migrate's PostgreSQL advisory lock) before exit 75; e.g. 30s, 10m, or a number of seconds.",
 		bind: func(f *kingpin.FlagClause, o *opts) {
-			f.Default(defaultLockTimeout.String()).PlaceHolder("DURATION").SetValue(durationValue{&o.lockTimeout, f.Model().Name})
+			f.Default(lock.DefaultWait.String()).PlaceHolder("DURATION").SetValue(durationValue{&o.lockTimeout, f.Model().Name})
 		}},
 	// The lease's TTL, for tests that must see a lease renewed (or expire)
 	// within seconds; in production the one hour Outpost uses is the bound
@@ -79,13 +78,13 @@ var migrateFlags = []flagDef{
 			f.Default("0s").PlaceHolder("DURATION").SetValue(durationValue{&o.maxRuntime, f.Model().Name})
 		}},
 	{name: "scan-count", shared: true, help: "Redis: SCAN COUNT hint, about the keys per chunk and per checkpoint.", bind: func(f *kingpin.FlagClause, o *opts) {
-		f.Default(strconv.Itoa(redisphase.DefaultScanCount)).Int64Var(&o.scanCount)
+		f.Default(strconv.Itoa(scan.DefaultCount)).Int64Var(&o.scanCount)
 	}},
 	{name: "parallel", shared: true, help: "Redis: parts of a chunk processed at once.", bind: func(f *kingpin.FlagClause, o *opts) {
-		f.Default(strconv.Itoa(redisphase.DefaultParallel)).IntVar(&o.parallel)
+		f.Default(strconv.Itoa(scan.DefaultParallel)).IntVar(&o.parallel)
 	}},
 	{name: "window", shared: true, help: "Redis: chunks per node worked on at once (a crash repeats at most this many chunks per node).", bind: func(f *kingpin.FlagClause, o *opts) {
-		f.Default(strconv.Itoa(redisphase.DefaultWindow)).IntVar(&o.window)
+		f.Default(strconv.Itoa(scan.DefaultWindow)).IntVar(&o.window)
 	}},
 	{name: "no-checkpoints", shared: true, hidden: true, help: "Benchmarks only: run without saving checkpoints (a crash then starts over).", bind: func(f *kingpin.FlagClause, o *opts) { f.BoolVar(&o.noCheckpoints) }},
 	{name: "detailed-exitcode", help: "Exit 2 when migrations are pending.", bind: func(f *kingpin.FlagClause, o *opts) { f.BoolVar(&o.detailed) }},
@@ -94,6 +93,10 @@ var migrateFlags = []flagDef{
 	{name: "wait", help: "Poll until the stores are up to date, up to this long (exit 75 after).", bind: func(f *kingpin.FlagClause, o *opts) {
 		f.Default("0s").PlaceHolder("DURATION").SetValue(durationValue{&o.statusWait, f.Model().Name})
 	}},
+	{name: "out", help: "Save the plan to FILE (a SavedPlan document) for `apply --plan FILE`.", bind: func(f *kingpin.FlagClause, o *opts) { f.PlaceHolder("FILE").StringVar(&o.planOut) }},
+	{name: "show-examples", help: "Show N real records of each kind before and after each pending Redis migration (secrets masked).", bind: func(f *kingpin.FlagClause, o *opts) { f.PlaceHolder("N").IntVar(&o.showExamples) }},
+	{name: "show-sql", help: "List the SQL statements of each pending SQL migration, with the table locks they take.", bind: func(f *kingpin.FlagClause, o *opts) { f.BoolVar(&o.showSQL) }},
+	{name: "plan", help: "Apply exactly the migrations of a plan saved by `plan --out FILE`; refuse (exit 65, PLAN_MISMATCH) when the stores no longer match it.", bind: func(f *kingpin.FlagClause, o *opts) { f.PlaceHolder("FILE").StringVar(&o.planFile) }},
 	{name: "raw", help: "Print the bare schema document instead of a report (needs NAME).", bind: func(f *kingpin.FlagClause, o *opts) { f.BoolVar(&o.schemaRaw) }},
 }
 
@@ -125,8 +128,11 @@ func registerFlags(cl *kingpin.CmdClause, c *command, o *opts) {
 // checkTuning refuses tuning values out of range before any store is
 // touched.
 func (o *opts) checkTuning() error {
-	if o.scanCount < 1 || o.scanCount > 100_000 || o.parallel < 1 || o.parallel > 64 || o.window < 1 || o.window > 16 {
-		return report.E(report.CodeUsage, "--scan-count must be 1..100000, --parallel 1..64 and --window 1..16")
+	if err := scan.CheckTuning(o.scanCount, o.parallel, o.window); err != nil {
+		return err
+	}
+	if o.showExamples < 0 || o.showExamples > 100 {
+		return report.E(report.CodeUsage, "--show-examples must be 0..100")
 	}
 	if o.sample < 0 {
 		return report.E(report.CodeUsage, "--sample must be 0 (full pass) or more")
