@@ -73,7 +73,7 @@ var commands = []*command{
 		flags: []string{"sql-only", "redis-only"},
 		run:   func(ctx context.Context, inv *invocation, w *wiring) error { return w.runner.List(ctx, inv.rep) }},
 	{path: "migrate plan", kind: report.KindPlan, scope: scopeFlags, advisory: advisoryLive,
-		help:     "Show what apply would do, and how much; changes nothing.",
+		help:  "Show what apply would do, and how much; changes nothing.",
 		flags: []string{"sql-only", "redis-only", "detailed-exitcode", "out", "show-sql", "show-examples"},
 		run: func(ctx context.Context, inv *invocation, w *wiring) error {
 			if err := w.runner.Plan(ctx, inv.rep); err != nil {

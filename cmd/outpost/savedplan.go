@@ -56,4 +56,3 @@ func (inv *invocation) savedPlan() (*report.SavedPlan, error) {
 	defer f.Close()
 	return report.ReadSavedPlan(f)
 }
-
