@@ -85,7 +85,7 @@ var commands = []*command{
 			"outpost migrate plan --show-examples 2 --show-sql", "outpost migrate plan --out plan.json   # then: outpost migrate apply --plan plan.json"}},
 	{path: "migrate apply", kind: report.KindApply, scope: scopeFlags, mutates: true, advisory: advisoryLeft,
 		help:    "Apply pending migrations in order, SQL first, then Redis, under one lock.",
-		flags:   append([]string{"sql-only", "redis-only", "yes", "target", "lock-timeout", "max-runtime"}, tuningFlags...),
+		flags:   append([]string{"sql-only", "redis-only", "yes", "plan", "target", "lock-timeout", "max-runtime"}, tuningFlags...),
 		confirm: confirmApply,
 		run: func(ctx context.Context, inv *invocation, w *wiring) error {
 			return w.runner.Apply(ctx, inv.rep, inv.options())
@@ -95,7 +95,7 @@ var commands = []*command{
 			"outpost migrate apply --yes --target sql/000004"}},
 	{path: "migrate verify", kind: report.KindVerify, scope: scopeFlags,
 		help:  "Check that applied migrations hold in the data (full pass; --sample N for a spot check).",
-		flags: append([]string{"sql-only", "redis-only", "sample", "max-runtime"}, tuningFlags...),
+		flags: append([]string{"sql-only", "redis-only", "detailed-exitcode", "sample", "max-runtime"}, tuningFlags...),
 		run: func(ctx context.Context, inv *invocation, w *wiring) error {
 			return w.runner.Verify(ctx, inv.rep, inv.options())
 		},

@@ -88,7 +88,7 @@ func (inv *invocation) redisOptions() redisphase.Options {
 func (inv *invocation) options() batch.Options {
 	o := &inv.c.o
 	return batch.Options{Stop: inv.stop, StopCause: inv.stopCause, Target: o.target, LockWait: o.lockTimeout,
-		MaxRuntime: o.maxRuntime, Sample: o.sample, StatusWait: o.statusWait}
+		MaxRuntime: o.maxRuntime, Sample: o.sample, StatusWait: o.statusWait, Plan: inv.plan}
 }
 
 func (inv *invocation) schema() error {
