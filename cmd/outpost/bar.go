@@ -74,6 +74,11 @@ func (c *console) say(e progress.Event, now time.Time) {
 	if e.Level == "debug" && !c.log.Verbose || progress.PerChunk(e.Event) {
 		return
 	}
+	if e.Event == progress.RunStarted || e.Event == progress.RunFinished {
+		// For collectors: on a terminal the command line and the report
+		// say it.
+		return
+	}
 	head := now.Format("15:04:05") + " "
 	if e.Level != "" && e.Level != "info" {
 		head += strings.ToUpper(e.Level) + " "

@@ -31,6 +31,9 @@ func suggestNext(rep *report.Report, o *opts) {
 		if hasApplied(rep, "redis/001_") {
 			rep.Next = "if not done yet, `outpost migrate cleanup` removes the legacy keys whose copies verify"
 		}
+	case report.OutcomeCompleted:
+		rep.Next = "on your own data (changes nothing): outpost migrate plan --redis-host HOST --show-examples 2; " +
+			"the same demo on an empty real Redis: outpost demo --redis-host localhost; every command: outpost --help"
 	case report.OutcomeUnlocked:
 		rep.Next = "rerun the command that held the lock: it resumes from its checkpoint"
 	case report.OutcomeLocked:
