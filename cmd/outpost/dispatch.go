@@ -178,7 +178,12 @@ func (inv *invocation) wire(ctx context.Context, cmd string) (*wiring, error) {
 	if err != nil {
 		return nil, err
 	}
-	if sqlTarget != nil && sqlTarget.State != report.SQLConfigured {
+	switch {
+	case sqlTarget == nil:
+	case sqlTarget.State == report.SQLNotSupported:
+		// A log store the operator expects migrated is not: say it loudly.
+		progress.Warnf(inv.events, "%s", sqlTarget.Message)
+	case sqlTarget.State == report.SQLNotConfigured:
 		progress.Infof(inv.events, "%s", sqlTarget.Message)
 	}
 	w := &wiring{runner: &batch.Runner{Events: inv.events, RunID: inv.rep.RunID}, cfg: cfg}
