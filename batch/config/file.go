@@ -21,7 +21,8 @@ func ReadFile(path string) (Settings, []string, error) {
 	if err != nil {
 		return nil, nil, report.Wrap(report.CodeConfig, err, "cannot read config file %s", path).(*report.Error).With("setting", "config").With("source", "--config/CONFIG")
 	}
-	base := filepath.Base(path)
+	// Outpost reads a name ending in .env (any case) as a .env file.
+	base := strings.ToLower(filepath.Base(path))
 	if strings.HasSuffix(base, ".env") || strings.HasPrefix(base, ".env") {
 		return readDotenv(path, b)
 	}

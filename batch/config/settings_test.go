@@ -88,6 +88,16 @@ func sampleValue(t *testing.T, k config.Kind) string {
 	return "value-1"
 }
 
+// TestDotenvByName: as in Outpost, a name ending in .env in any case is a
+// .env file (and, this tool's addition, one starting with .env).
+func TestDotenvByName(t *testing.T) {
+	for _, name := range []string{"PROD.ENV", "x.env", ".env.production", ".env"} {
+		s, _, err := config.ReadFile(writeFile(t, name, "REDIS_HOST=h\n"))
+		require.NoError(t, err, name)
+		require.Equal(t, config.Settings{config.KeyRedisHost: "h"}, s, name)
+	}
+}
+
 func TestSecretsOfAFile(t *testing.T) {
 	s := config.Settings{config.KeyRedisPass: "a", config.KeyRedisHost: "h", config.KeyClickHousePass: "b", config.KeyPostgres: "postgres://u:c@h/db"}
 	got := config.Secrets(s)
