@@ -105,7 +105,29 @@ type Targets struct {
 	DeploymentID string          `json:"deployment_id,omitempty"`
 	Redis        *RedisTarget    `json:"redis,omitempty"`
 	Postgres     *PostgresTarget `json:"postgres,omitempty"`
+	// SQL says whether the SQL phase ran and, when it did not, why.
+	SQL *SQLTarget `json:"sql,omitempty"`
+	// ConfigFile is the config file the settings were read from, if any.
+	ConfigFile string `json:"config_file,omitempty"`
 }
+
+// SQLTarget is the fate of the SQL phase: it runs on the configured log
+// store, or it is skipped because none is configured (as in Outpost's own
+// migrate) or because this version does not support the one configured.
+type SQLTarget struct {
+	State   string `json:"state"`
+	Store   string `json:"store,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// The states of the SQL phase and the log stores it may run on.
+const (
+	SQLConfigured    = "configured"
+	SQLNotConfigured = "not_configured"
+	SQLNotSupported  = "not_supported"
+	StorePostgres    = "postgres"
+	StoreClickHouse  = "clickhouse"
+)
 
 // RedisTarget describes the Redis store; it never holds the password.
 type RedisTarget struct {
