@@ -284,6 +284,13 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 					Note:  fmt.Sprintf("%d of %d sampled keys need work; scaled to %d keys", c.Changed, seen, size)}
 			}
 			lines[i].Estimate = est
+			if lines[i].Name == todo[0] {
+				others := &report.Others{}
+				p.warnClients(ctx, progress.Nop, others)
+				if len(others.Clients) > 0 {
+					lines[i].Others = others
+				}
+			}
 			lines[i].Issues, lines[i].IssuesTotal = res.Tally.Issues(lines[i].Name)
 			if c.Failed > 0 {
 				lines[i].Reason = fmt.Sprintf("%d keys cannot be converted (see issues); apply will report them and not mark the migration applied", c.Failed)
@@ -375,6 +382,16 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 	for _, n := range todo {
 		run.Emit(progress.Event{Event: progress.MigrationStarted, Migration: "redis/" + n, Msg: "applying redis/" + n})
 	}
+	others := &report.Others{}
+	p.warnClients(ctx, run.Events, others)
+	o, wt, err := p.watchOthers(ctx, run)
+	if err != nil {
+		return lines, err
+	}
+	if wt != nil {
+		defer func() { wt.UseOthers(nil); o.Close() }()
+	}
+	defer func() { lines[indexOf(lines, todo[0])].Others = others }()
 	total := scan.NewTally()
 	var confirm *scan.Tally
 	var nodes []report.NodeProgress
@@ -397,6 +414,30 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 			}
 			continue
 		}
+		if wt != nil && o.Broken() == "" && !res.TopologyChanged && !res.Resumed {
+			// Others' writes were watched through the whole pass: look again
+			// only at what they changed.
+			cu, ok, err := p.catchUp(ctx, run, o, wt, todo, done, others)
+			if err != nil {
+				return p.unfinished(lines, todo, total, nodes, resumed, run, err)
+			}
+			if ok {
+				confirm = mainFailures(todo, res.Tally, cu)
+				run.Emit(progress.Event{Event: progress.PassDone, Pass: pass, Migration: ex.Label, Msg: fmt.Sprintf("pass %d done; other clients changed %d keys during it (%d catch-up rounds)", pass, others.KeysChanged, others.Rounds)})
+				break
+			}
+		}
+		if wt != nil {
+			others.Detection = "unavailable"
+			others.Reason = o.Broken()
+			if res.Resumed {
+				others.Reason = "the pass resumed a checkpoint: writes before this run were not watched"
+			} else if res.TopologyChanged {
+				others.Reason = "the cluster's topology changed during the pass"
+			}
+			others.KeysChanged = o.Total()
+			progress.Warnf(run.Events, "writes by other clients during the pass could not be watched (%s): running a full confirming pass", others.Reason)
+		}
 		if total.Sum().Scanned == 0 && !res.TopologyChanged && !res.Resumed {
 			// No tenant key at all (a fresh install): nothing can be left
 			// to do, so one pass is enough.
@@ -406,6 +447,7 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		}
 		// The confirming pass: read-only, finds what is left to do and the
 		// keys that cannot be converted.
+		others.ConfirmingPass = true
 		cex := p.executor(run, "", nil)
 		cex.Label = "confirm " + ex.Label
 		cres, err := cex.Pass(ctx, p.set.Check(todo, done))

@@ -49,6 +49,30 @@ type Set struct {
 	noRestore atomic.Bool
 	probe     sync.Once
 	payloads  sync.Pool // *[]byte, RESTORE payloads of one chunk
+	// others, when set, carries every write to tenant keys, so that the
+	// server tells writes of other clients from the run's own (see
+	// scan.Others).
+	others *scan.Others
+	// created is the set of twins the last apply pass created (see
+	// written), for the catch-up.
+	created *written
+}
+
+// UseOthers routes the set's writes through o (nil: through the client).
+func (s *Set) UseOthers(o *scan.Others) { s.others = o }
+
+// pipelined runs add for every key in one pipeline per master, through
+// the watched writer when there is one.
+func (s *Set) pipelined(ctx context.Context, keys []string, add func(pipe goredis.Pipeliner, i int)) {
+	if s.others != nil {
+		s.others.Pipelined(ctx, keys, add)
+		return
+	}
+	pipe := s.c.Pipeline()
+	for i := range keys {
+		add(pipe, i)
+	}
+	_, _ = pipe.Exec(ctx)
 }
 
 // New returns the migrations for the keyspace of client under prefix P
@@ -235,6 +259,7 @@ func (s *Set) Apply(todo, done []string) scan.Step {
 	if w.copy {
 		seen = newWritten()
 	}
+	s.created = seen
 	return func(ctx context.Context, keys []string, t *scan.Tally) error {
 		v0, v1, v1keys := s.split(keys, w.copy, w.do002 || w.do003)
 		if err := s.copyV0(ctx, v0, w, t, seen); err != nil {
@@ -410,14 +435,18 @@ func (s *Set) writeTwins(ctx context.Context, ws []twinWrite) ([]scriptResult, e
 			ends[i] = len(b)
 		}
 		*buf = b
-		pipe := s.c.Pipeline()
 		cmds := make([]*goredis.Cmd, len(ws))
-		start := 0
+		names := make([]string, len(ws))
 		for i, w := range ws {
-			cmds[i] = pipe.Do(ctx, "restore", w.name, max(w.pttl, 0), b[start:ends[i]:ends[i]])
-			start = ends[i]
+			names[i] = w.name
 		}
-		_, _ = pipe.Exec(ctx)
+		s.pipelined(ctx, names, func(pipe goredis.Pipeliner, i int) {
+			start := 0
+			if i > 0 {
+				start = ends[i-1]
+			}
+			cmds[i] = pipe.Do(ctx, "restore", ws[i].name, max(ws[i].pttl, 0), b[start:ends[i]:ends[i]])
+		})
 		for i, w := range ws {
 			err := cmds[i].Err()
 			switch {
@@ -470,13 +499,17 @@ func (s *Set) runScript(ctx context.Context, sc *goredis.Script, n int, op func(
 		todo[i] = i
 	}
 	for attempt := 0; len(todo) > 0; attempt++ {
-		pipe := s.c.Pipeline()
 		cmds := make([]*goredis.Cmd, len(todo))
+		keys := make([][]string, len(todo))
+		args := make([][]any, len(todo))
+		first := make([]string, len(todo))
 		for j, i := range todo {
-			keys, args := op(i)
-			cmds[j] = sc.EvalSha(ctx, pipe, keys, args...)
+			keys[j], args[j] = op(i)
+			first[j] = keys[j][0]
 		}
-		_, _ = pipe.Exec(ctx)
+		s.pipelined(ctx, first, func(pipe goredis.Pipeliner, j int) {
+			cmds[j] = sc.EvalSha(ctx, pipe, keys[j], args[j]...)
+		})
 		var again []int
 		for j, i := range todo {
 			err := cmds[j].Err()
