@@ -414,35 +414,13 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 			}
 			continue
 		}
-		if wt != nil && o.Broken() == "" && !res.TopologyChanged && !res.Resumed {
-			// Others' writes were watched through the whole pass: look again
-			// only at what they changed.
-			cu, ok, err := p.catchUp(ctx, run, o, wt, todo, done, others)
-			if err != nil {
-				return p.unfinished(lines, todo, total, nodes, resumed, run, err)
-			}
-			if ok {
-				confirm = mainFailures(todo, res.Tally, cu)
-				run.Emit(progress.Event{Event: progress.PassDone, Pass: pass, Migration: ex.Label, Msg: fmt.Sprintf("pass %d done; other clients changed %d keys during it (%d catch-up rounds)", pass, others.KeysChanged, others.Rounds)})
-				break
-			}
+		cu, settled, err := p.settle(ctx, run, o, wt, todo, done, res, total, others)
+		if err != nil {
+			return p.unfinished(lines, todo, total, nodes, resumed, run, err)
 		}
-		if wt != nil {
-			others.Detection = "unavailable"
-			others.Reason = o.Broken()
-			if res.Resumed {
-				others.Reason = "the pass resumed a checkpoint: writes before this run were not watched"
-			} else if res.TopologyChanged {
-				others.Reason = "the cluster's topology changed during the pass"
-			}
-			others.KeysChanged = o.Total()
-			progress.Warnf(run.Events, "writes by other clients during the pass could not be watched (%s): running a full confirming pass", others.Reason)
-		}
-		if total.Sum().Scanned == 0 && !res.TopologyChanged && !res.Resumed {
-			// No tenant key at all (a fresh install): nothing can be left
-			// to do, so one pass is enough.
-			confirm = scan.NewTally()
-			run.Emit(progress.Event{Event: progress.PassDone, Pass: pass, Migration: ex.Label, Msg: fmt.Sprintf("pass %d done; no tenant keys", pass)})
+		if settled {
+			confirm = cu
+			run.Emit(progress.Event{Event: progress.PassDone, Pass: pass, Migration: ex.Label, Msg: fmt.Sprintf("pass %d done; other clients changed %d keys during it (%d catch-up rounds)", pass, others.KeysChanged, others.Rounds)})
 			break
 		}
 		// The confirming pass: read-only, finds what is left to do and the

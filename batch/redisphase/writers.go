@@ -102,6 +102,39 @@ func (p *Phase) catchUp(ctx context.Context, run *batch.Run, o *scan.Others, wt 
 	return t, true, nil
 }
 
+// settle decides what is left after an apply pass without reading the
+// keyspace again: when others' writes were watched through the whole pass
+// it catches up on them and returns the failures (settled); on a fresh
+// install (no tenant key) nothing can be left. Otherwise the caller runs
+// the full confirming pass, and others says why.
+func (p *Phase) settle(ctx context.Context, run *batch.Run, o *scan.Others, wt Watcher, todo, done []string, res *scan.Result, total *scan.Tally, others *report.Others) (*scan.Tally, bool, error) {
+	if wt != nil && o.Broken() == "" && !res.TopologyChanged && !res.Resumed {
+		cu, ok, err := p.catchUp(ctx, run, o, wt, todo, done, others)
+		if err != nil || ok {
+			return mainFailures(todo, res.Tally, cu), ok, err
+		}
+	}
+	if wt != nil {
+		others.Detection = "unavailable"
+		others.Reason = o.Broken()
+		if res.Resumed {
+			others.Reason = "the pass resumed a checkpoint: writes before this run were not watched"
+		} else if res.TopologyChanged {
+			others.Reason = "the cluster's topology changed during the pass"
+		}
+		others.KeysChanged = o.Total()
+	}
+	if total.Sum().Scanned == 0 && !res.TopologyChanged && !res.Resumed {
+		// No tenant key at all (a fresh install): nothing can be left to
+		// do, so one pass is enough.
+		return scan.NewTally(), true, nil
+	}
+	if wt != nil {
+		progress.Warnf(run.Events, "writes by other clients during the pass could not be watched (%s): running a full confirming pass", others.Reason)
+	}
+	return nil, false, nil
+}
+
 // mainFailures is what the confirming pass used to supply when there is
 // none: the failures and issues of the pass itself, per migration, plus
 // those of the catch-up.

@@ -16,6 +16,9 @@ import (
 	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/batch/redisphase"
 	"github.com/outpost-migrate/outpost/batch/servertest"
+	"github.com/outpost-migrate/outpost/migrations/redismigrations"
+	"github.com/outpost-migrate/outpost/migrations/seed"
+	"github.com/outpost-migrate/outpost/migrations/seed/seedtest"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -237,4 +240,101 @@ func TestWriterDuringApplyCluster(t *testing.T) {
 			runWithWriter(t, cl.Client(t), cl.Client(t), conflicts)
 		})
 	}
+}
+
+// scansOfOnePass is how many SCAN calls one pass over the keyspace as it
+// is now takes with COUNT 100.
+func scansOfOnePass(t *testing.T, ctx context.Context, c *goredis.Client) int64 {
+	var n int64
+	var cursor uint64
+	for {
+		_, next, err := c.Scan(ctx, cursor, "tenant:*", 100).Result()
+		require.NoError(t, err)
+		n++
+		if next == 0 {
+			return n
+		}
+		cursor = next
+	}
+}
+
+// applyCountingScans seeds a legacy keyspace, applies 001-003 with COUNT
+// 100 (hook runs before the first chunk's writes) and returns the run's
+// lines, its SCAN calls and those of one pass over the final keyspace.
+func applyCountingScans(t *testing.T, hook func(ctx context.Context, c *goredis.Client)) ([]report.Migration, int64, int64, *goredis.Client) {
+	ctx := context.Background()
+	c := servertest.Redis(t).Client(t)
+	o := smallSeed(400)
+	_, err := seed.Write(ctx, c, o)
+	require.NoError(t, err)
+	if hook != nil {
+		var once sync.Once
+		defer redismigrations.SetBeforeWrite(func(ctx context.Context, _ []string) { once.Do(func() { hook(ctx, c) }) })()
+	}
+	require.NoError(t, c.ConfigResetStat(ctx).Err())
+	lines, err := phaseFor(c, "", redisphase.Options{ScanCount: 100}).Apply(ctx, runFor("apply"))
+	require.NoError(t, err)
+	scans := calls(t, c.Info(ctx, "commandstats").Val(), "scan")
+	for _, name := range all {
+		require.Equal(t, "applied", line(t, lines, name).State, name)
+	}
+	diffs, _, err := seedtest.Check(ctx, c, o, seedtest.Expect)
+	require.NoError(t, err)
+	require.Empty(t, diffs)
+	return lines, scans, scansOfOnePass(t, ctx, c), c
+}
+
+// TestQuietApplyOnePass: with no other client writing, apply walks the
+// keyspace once: no confirming pass (commandstats: no more SCAN calls than
+// one pass over the final keyspace takes).
+func TestQuietApplyOnePass(t *testing.T) {
+	lines, scans, onePass, _ := applyCountingScans(t, nil)
+	others := line(t, lines, all[0]).Others
+	require.Equal(t, "client_tracking", others.Detection, others.Reason)
+	require.False(t, others.ConfirmingPass)
+	require.Zero(t, others.KeysChanged)
+	require.LessOrEqual(t, scans, onePass, "SCAN calls of apply against one pass")
+	t.Logf("apply: %d SCAN calls; one pass over the final keyspace: %d", scans, onePass)
+}
+
+// TestFallbackWhenDetectionLost: the connection that receives the
+// server's reports of others' writes is killed during the pass; writes in
+// between may be lost, so apply says so and runs the full confirming pass
+// (commandstats: more SCAN calls than one pass).
+func TestFallbackWhenDetectionLost(t *testing.T) {
+	lines, scans, onePass, _ := applyCountingScans(t, func(ctx context.Context, c *goredis.Client) {
+		require.NoError(t, c.ClientKillByFilter(ctx, "TYPE", "pubsub").Err())
+	})
+	others := line(t, lines, all[0]).Others
+	require.Equal(t, "unavailable", others.Detection)
+	require.Contains(t, others.Reason, "stopped")
+	require.True(t, others.ConfirmingPass)
+	require.Greater(t, scans, onePass, "a confirming pass ran")
+	t.Logf("apply: %d SCAN calls; one pass over the final keyspace: %d; reason: %s", scans, onePass, others.Reason)
+}
+
+// TestFallbackWhenTrackingRefused: an ACL user with the permissions the
+// README lists (no CLIENT, no SUBSCRIBE): writes by others cannot be
+// watched, apply says why and runs the full confirming pass, and applies.
+func TestFallbackWhenTrackingRefused(t *testing.T) {
+	ctx := context.Background()
+	srv := servertest.Redis(t, servertest.WithACLUser("migrator", "pw", "~tenant:*", "~outpost:*", "~.outpost:*", "~{.outpost:*",
+		"-@all", "+@read", "+@write", "+@keyspace", "+@scripting", "+@transaction", "+info", "+ping"))
+	c := srv.Client(t)
+	o := smallSeed(100)
+	o.UnrelatedKeys = 0
+	_, err := seed.Write(ctx, c, o)
+	require.NoError(t, err)
+	lines, err := phaseFor(c, "", redisphase.Options{}).Apply(ctx, runFor("apply"))
+	require.NoError(t, err)
+	others := line(t, lines, all[0]).Others
+	require.Equal(t, "unavailable", others.Detection)
+	require.Contains(t, others.Reason, "NOPERM")
+	require.True(t, others.ConfirmingPass)
+	for _, name := range all {
+		require.Equal(t, "applied", line(t, lines, name).State, name)
+	}
+	diffs, _, err := seedtest.Check(ctx, c, o, seedtest.Expect)
+	require.NoError(t, err)
+	require.Empty(t, diffs)
 }
