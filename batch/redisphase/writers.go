@@ -234,6 +234,11 @@ func (p *Phase) warnClients(ctx context.Context, events progress.Sink, out *repo
 	if len(list) == 0 {
 		return
 	}
-	out.Warning = fmt.Sprintf("%d other clients are connected to Redis (%d wrote in the last %ds); an old Outpost still running writes legacy keys while apply copies them: %s (Outpost's migration guide)", len(list), recent, RecentWriteS, ServeRule)
+	var named []string
+	for _, c := range list[:min(len(list), 5)] {
+		named = append(named, fmt.Sprintf("%s %s (%s, last command %s %ds ago)", c.Node, c.Addr, c.Name, c.LastCommand, c.IdleS))
+	}
+	out.Warning = fmt.Sprintf("%d other clients are connected to Redis (%d wrote in the last %ds): %s; an old Outpost still running writes legacy keys while apply copies them: %s (Outpost's migration guide)",
+		len(list), recent, RecentWriteS, strings.Join(named, "; "), ServeRule)
 	progress.Warnf(events, "%s", out.Warning)
 }
