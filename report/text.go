@@ -142,6 +142,12 @@ func writeTargets(b *strings.Builder, r *Report) {
 		if t.Postgres != nil {
 			fmt.Fprintf(b, "  postgres  %s:%s/%s\n", t.Postgres.Host, t.Postgres.Port, t.Postgres.Database)
 		}
+		if t.SQL != nil && t.SQL.State != SQLConfigured {
+			fmt.Fprintf(b, "  sql       skipped: %s\n", t.SQL.Message)
+		}
+		if t.ConfigFile != "" {
+			fmt.Fprintf(b, "  config    %s\n", t.ConfigFile)
+		}
 	}
 	if l := r.Lock; l != nil {
 		fmt.Fprintf(b, "  lock      %s %s", l.Key, l.State)

@@ -2,17 +2,21 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/outpost-migrate/outpost/batch"
+	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -25,23 +29,39 @@ type kingpinCmd = *kingpin.CmdClause
 type cli struct {
 	app *kingpin.Application
 	o   opts
-	// Global flags: the store settings (see store.go) and the output.
-	store     *storeFlags
+	// Global flags: the store settings (batch/config's table), how long
+	// to wait for a store, and the output.
+	store     *config.Flags
+	waitFor   time.Duration
 	output    string
 	logFormat string
 	verbose   bool
 	// jobs runs `jobs nomad run` with its parsed flags (set by registerJobs).
 	jobs func(ctx context.Context, inv *invocation) int
+	// stdout is where --version prints; versionPrinted says it did.
+	stdout         io.Writer
+	versionPrinted bool
 }
+
+// errVersionPrinted ends parsing once --version has printed.
+var errVersionPrinted = errors.New("version printed")
 
 func newCLI() *cli {
 	c := &cli{app: kingpin.New("outpost", "Migrates Outpost's storage (Redis and PostgreSQL). Every command prints one report (JSON, the last line of stdout, unless -o text) and exits with a documented code.")}
 	a := c.app
-	a.Version(version)
+	// --version prints the version alone on one line (kingpin's own would
+	// go on to print the usage, the parse having no command).
+	a.Flag("version", "Print the version and exit.").PreAction(func(*kingpin.ParseContext) error {
+		fmt.Fprintln(c.stdout, version)
+		c.versionPrinted = true
+		return errVersionPrinted
+	}).Bool()
 	a.HelpFlag.Short('h')
 	a.UsageTemplate(usageTemplate)
 	a.UsageFuncs(usageFuncs())
-	c.store = registerStoreFlags(a)
+	c.store = config.RegisterFlags(a)
+	f := a.Flag("wait-for", "Retry an unreachable store this long before giving up with exit 69; e.g. 30s, 2m, or a number of seconds.").Default("0s").PlaceHolder("DURATION")
+	f.SetValue(durationValue{&c.waitFor, "wait-for"})
 	a.Flag("output", "Report format: json, text, or auto (json unless stdout is a terminal).").Short('o').Default("auto").EnumVar(&c.output, "auto", "json", "text")
 	a.Flag("log-format", "Logs and progress on stderr: text (logfmt; a progress bar on a terminal) or json (one event per line, schema `progress`).").Default("text").EnumVar(&c.logFormat, "text", "json")
 	a.Flag("verbose", "Debug logs.").Short('v').BoolVar(&c.verbose)
@@ -134,6 +154,7 @@ func Main(ctx context.Context, e env) (code int) {
 	terminated := false
 	c.app.Terminate(func(int) { terminated = true })
 	c.app.Writer(scrub.Writer(e.stdout))
+	c.stdout = scrub.Writer(e.stdout)
 
 	defer func() {
 		if r := recover(); r != nil {
@@ -149,7 +170,7 @@ func Main(ctx context.Context, e env) (code int) {
 	}()
 
 	path, err := c.app.Parse(e.args)
-	if terminated {
+	if terminated || c.versionPrinted {
 		return report.ExitOK
 	}
 	if len(e.args) == 0 || err == nil && lookupCommand(path) == nil {
@@ -237,11 +258,11 @@ func (inv *invocation) execute(ctx context.Context) error {
 	if inv.plan, err = inv.savedPlan(); err != nil {
 		return err
 	}
-	sc, err := cmd.storeScope(o)
+	sc, sqlRequired, err := cmd.storeScope(o)
 	if err != nil {
 		return err
 	}
-	w, err := inv.wire(ctx, sc, nil)
+	w, err := inv.wire(ctx, sc, sqlRequired, nil)
 	if err != nil {
 		return err
 	}

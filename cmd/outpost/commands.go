@@ -179,22 +179,20 @@ func lookupCommand(path string) *command {
 	return nil
 }
 
-// storeScope resolves the stores a command works on.
-func (c *command) storeScope(o *opts) (config.Scope, error) {
+// storeScope resolves the stores a command asks for, and whether it needs
+// the SQL store (then a missing log store is an error, not a skipped
+// phase: --sql-only, force).
+func (c *command) storeScope(o *opts) (sc config.Scope, sqlRequired bool, err error) {
 	switch c.scope {
 	case scopeRedis:
-		return config.Scope{Redis: true}, nil
+		return config.Scope{Redis: true}, false, nil
 	case scopeSQL:
-		return config.Scope{SQL: true}, nil
+		return config.Scope{SQL: true}, true, nil
 	case scopeNone:
-		return config.Scope{}, nil
+		return config.Scope{}, false, nil
 	}
-	return flagScope(o)
-}
-
-func flagScope(o *opts) (config.Scope, error) {
 	if o.sqlOnly && o.redisOnly {
-		return config.Scope{}, report.E(report.CodeUsage, "--sql-only and --redis-only exclude each other")
+		return config.Scope{}, false, report.E(report.CodeUsage, "--sql-only and --redis-only exclude each other")
 	}
-	return config.Scope{SQL: !o.redisOnly, Redis: !o.sqlOnly}, nil
+	return config.Scope{SQL: !o.redisOnly, Redis: !o.sqlOnly}, o.sqlOnly, nil
 }

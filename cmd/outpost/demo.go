@@ -66,8 +66,9 @@ func (inv *invocation) demo(ctx context.Context) error {
 		over[config.KeyRedisHost], over[config.KeyRedisPort], over[config.KeyRedisDB] = mr.host(), mr.port(), "0"
 		progress.Infof(inv.events, "using an in-process Redis (miniredis) at %s; pass --redis-host for a real one", mr.addr())
 	}
-	// Both stores when PostgreSQL is configured, else Redis only.
-	w, err := inv.wire(ctx, config.Scope{Redis: true, SQL: inv.given(config.KeyPostgres)}, over)
+	// The scope rules of apply: the SQL phase runs when a log store is
+	// configured.
+	w, err := inv.wire(ctx, config.Scope{Redis: true, SQL: true}, false, over)
 	if err != nil {
 		return err
 	}
@@ -130,7 +131,7 @@ func (inv *invocation) demo(ctx context.Context) error {
 // given says whether a store setting was given as a flag or in the
 // environment (the demo uses an in-process Redis unless one was named).
 func (inv *invocation) given(key string) bool {
-	if inv.c.store.settings()[key] != "" {
+	if inv.c.store.IsSet(key) {
 		return true
 	}
 	v, ok := inv.e.lookupEnv(config.EnvNames[key])
@@ -140,7 +141,7 @@ func (inv *invocation) given(key string) bool {
 // seed writes generated data into the configured stores.
 func (inv *invocation) seed(ctx context.Context) error {
 	f := inv.c.o.seed
-	w, err := inv.wire(ctx, config.Scope{Redis: true, SQL: *f.pgVersion > 0}, nil)
+	w, err := inv.wire(ctx, config.Scope{Redis: true, SQL: *f.pgVersion > 0}, *f.pgVersion > 0, nil)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/outpost-migrate/outpost/batch"
 	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/batch/lock"
+	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/batch/redisphase"
 	"github.com/outpost-migrate/outpost/batch/sqlphase"
 	"github.com/outpost-migrate/outpost/batch/stores"
@@ -38,21 +39,32 @@ func (w *wiring) close() {
 }
 
 // wire opens the stores in scope and builds the runner: cmd hands the
-// migrations to the engine, which never imports them. over are settings the
-// command sets itself (the demo's in-process Redis).
-func (inv *invocation) wire(ctx context.Context, sc config.Scope, over config.Settings) (*wiring, error) {
+// migrations to the engine, which never imports them. The SQL phase runs
+// when a log store is configured, and must unless sqlRequired allows it to
+// be skipped; over are settings the command sets itself (the demo's
+// in-process Redis).
+func (inv *invocation) wire(ctx context.Context, want config.Scope, sqlRequired bool, over config.Settings) (*wiring, error) {
 	cfg, err := inv.loadConfig(over)
 	if err != nil {
 		return nil, err
 	}
-	inv.rep.Targets = targets(cfg, sc)
-	if err := cfg.Validate(sc); err != nil {
+	sc, sqlTarget, err := cfg.Resolve(want, sqlRequired)
+	inv.rep.Targets = targets(cfg, sc, sqlTarget)
+	if err != nil {
 		return nil, err
+	}
+	switch {
+	case sqlTarget == nil:
+	case sqlTarget.State == report.SQLNotSupported:
+		// A log store the operator expects migrated is not: say it loudly.
+		progress.Warnf(inv.events, "%s", sqlTarget.Message)
+	case sqlTarget.State == report.SQLNotConfigured:
+		progress.Infof(inv.events, "%s", sqlTarget.Message)
 	}
 	o := &inv.c.o
 	w := &wiring{runner: &batch.Runner{Events: inv.events, RunID: inv.rep.RunID}, cfg: cfg}
 	if sc.SQL {
-		p, err := openSQL(ctx, cfg, inv.c.store.waitFor, o.lockTimeout, o.showSQL, inv.events)
+		p, err := openSQL(ctx, cfg, inv.c.waitFor, o.lockTimeout, o.showSQL, inv.events)
 		if err != nil {
 			return nil, err
 		}
@@ -60,7 +72,7 @@ func (inv *invocation) wire(ctx context.Context, sc config.Scope, over config.Se
 		w.runner.Phases = append(w.runner.Phases, p)
 	}
 	if sc.Redis {
-		client, err := stores.OpenRedis(ctx, cfg.Redis, inv.c.store.waitFor, inv.events)
+		client, err := stores.OpenRedis(ctx, cfg.Redis, inv.c.waitFor, inv.events)
 		if err != nil {
 			w.close()
 			return nil, err

@@ -108,8 +108,8 @@ func isStoreFlag(name string) bool {
 	if name == "config" || name == "wait-for" {
 		return true
 	}
-	for _, s := range storeSettings {
-		if s.flag == name {
+	for _, s := range config.Table {
+		if s.Flag == name {
 			return true
 		}
 	}
@@ -121,7 +121,7 @@ func (c *command) helpScope() config.Scope {
 	if c.path == "demo" || c.path == "dev seed" {
 		return config.Scope{Redis: true, SQL: true}
 	}
-	sc, _ := c.storeScope(&opts{})
+	sc, _, _ := c.storeScope(&opts{})
 	return sc
 }
 
