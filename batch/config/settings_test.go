@@ -24,6 +24,8 @@ func TestTableIsOneDefinition(t *testing.T) {
 		keys[s.Key], envs[s.Env], flags[s.Flag] = true, true, true
 		require.Equal(t, s.Env, config.EnvNames[s.Key])
 		require.NotEmpty(t, s.Help, s.Key)
+		require.Equal(t, s.Kind == config.KindBool, s.Placeholder == "", "a placeholder for every value but a bool: %s", s.Key)
+		require.Equal(t, strings.HasPrefix(s.Env, "REDIS_") || s.Key == config.KeyDeploymentID, s.Store() == "redis", s.Key)
 	}
 	require.Len(t, config.EnvNames, len(config.Table))
 	require.Equal(t, []string{"REDIS_PASSWORD", "POSTGRES_URL", "CLICKHOUSE_PASSWORD"}, config.SecretEnvs())
