@@ -29,7 +29,7 @@ const (
 	KindFile
 	// KindPostgresURL is a postgres:// URL naming a host and a database.
 	KindPostgresURL
-	// KindAddr is host:port.
+	// KindAddr is host:port (or http(s)://host:port).
 	KindAddr
 	// KindDeploymentID is a key prefix: no spaces or braces.
 	KindDeploymentID
@@ -92,8 +92,11 @@ func checkHost(v string) error {
 	return nil
 }
 
+// checkAddr accepts host:port, and http(s)://host:port for a ClickHouse
+// reached over its HTTP interface.
 func checkAddr(v string) error {
-	host, port, err := net.SplitHostPort(v)
+	a := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(v, "https://"), "http://"), "/")
+	host, port, err := net.SplitHostPort(a)
 	if err != nil || host == "" {
 		return fmt.Errorf("%q is not host:port", v)
 	}

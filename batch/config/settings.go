@@ -86,7 +86,7 @@ var Table = []Setting{
 		Help:  "PostgreSQL URL of the log store, e.g. postgres://user:pass@host:5432/db?sslmode=require; without it (or CLICKHOUSE_ADDR) the SQL phase is skipped, as in Outpost.",
 		field: func(c *Config) any { return &c.PostgresURL }},
 	{Key: KeyClickHouseAddr, Placeholder: "HOST:PORT", Env: "CLICKHOUSE_ADDR", Flag: "clickhouse-addr", Kind: KindAddr,
-		Help: "ClickHouse log store address (host:port).", field: func(c *Config) any { return &c.ClickHouse.Addr }},
+		Help: "ClickHouse log store address: host:port (native protocol), or http(s)://host:port.", field: func(c *Config) any { return &c.ClickHouse.Addr }},
 	{Key: KeyClickHouseUser, Placeholder: "USER", Env: "CLICKHOUSE_USERNAME", Flag: "clickhouse-username", Kind: KindText,
 		Help: "ClickHouse user name.", field: func(c *Config) any { return &c.ClickHouse.Username }},
 	{Key: KeyClickHousePass, Placeholder: "PASSWORD", Env: "CLICKHOUSE_PASSWORD", Flag: "clickhouse-password", Kind: KindText, Secret: true,

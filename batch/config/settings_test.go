@@ -100,6 +100,17 @@ func TestDotenvByName(t *testing.T) {
 	}
 }
 
+func TestAddr(t *testing.T) {
+	for _, ok := range []string{"ch:9000", "[::1]:9000", "http://ch:8123", "https://ch:8443/"} {
+		_, err := config.Load(nil, config.Settings{config.KeyClickHouseAddr: ok}, "")
+		require.NoError(t, err, ok)
+	}
+	for _, bad := range []string{"ch", ":9000", "ch:0", "http://ch", "ch:port"} {
+		_, err := config.Load(nil, config.Settings{config.KeyClickHouseAddr: bad}, "")
+		configErr(t, err, config.KeyClickHouseAddr, "CLICKHOUSE_ADDR", "--clickhouse-addr")
+	}
+}
+
 func TestSecretsOfAFile(t *testing.T) {
 	s := config.Settings{config.KeyRedisPass: "a", config.KeyRedisHost: "h", config.KeyClickHousePass: "b", config.KeyPostgres: "postgres://u:c@h/db"}
 	got := config.Secrets(s)
