@@ -209,11 +209,26 @@ type Migration struct {
 	Issues    []Issue   `json:"issues,omitempty"`
 	// IssuesTotal is the exact number of issues; Issues holds the first few.
 	IssuesTotal int64 `json:"issues_total"`
+	// Examples are real records before and after the change (plan
+	// --show-examples), secrets masked.
+	Examples []Example `json:"examples,omitempty"`
 	// Statements are what a pending SQL migration will run (plan --show-sql).
 	Statements []Statement `json:"statements,omitempty"`
 	// Resumable says whether a rerun continues from saved progress.
 	Resumable  bool  `json:"resumable,omitempty"`
 	DurationMS int64 `json:"duration_ms,omitempty"`
+}
+
+// Example is one real record as a pending migration would change it.
+// Encrypted and secret-looking values are masked.
+type Example struct {
+	Key      string            `json:"key"`
+	Kind     string            `json:"kind"`
+	Before   map[string]string `json:"before"`
+	AfterKey string            `json:"after_key"`
+	After    map[string]string `json:"after"`
+	// TTLMs is the record's TTL (soft-deleted records); the copy keeps it.
+	TTLMs int64 `json:"ttl_ms,omitempty"`
 }
 
 // Statement is one statement a SQL migration runs, as plan --show-sql

@@ -35,6 +35,9 @@ type Options struct {
 	Window int
 	// EventEvery throttles progress events (default 1s).
 	EventEvery time.Duration
+	// Examples is how many records of each kind plan shows before and after
+	// (plan --show-examples); 0 shows none.
+	Examples int
 	// NoCheckpoints runs apply and cleanup without saving checkpoints, for
 	// the benchmark that measures what checkpointing costs. A crash then
 	// means starting over.
@@ -267,8 +270,44 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 				lines[i].Reason = fmt.Sprintf("%d keys cannot be converted (see issues); apply will report them and not mark the migration applied", c.Failed)
 			}
 		}
+		if err := p.examples(ctx, lines, todo, done); err != nil {
+			return lines, err
+		}
 	}
 	return lines, p.attachCheckpoint(ctx, lines, "apply")
+}
+
+// Exampler is implemented by sets that can show real records before and
+// after their pending migrations (plan --show-examples).
+type Exampler interface {
+	// Examples returns a read-only step collecting up to n records of each
+	// kind per migration of todo, and the function that returns them by
+	// migration name.
+	Examples(todo, done []string, n int) (scan.Step, func() map[string][]report.Example)
+}
+
+// exampleScanLimit bounds the keys plan reads to find examples: a keyspace
+// where the pending migrations change nothing in the first keys shows
+// fewer examples rather than a full pass.
+const exampleScanLimit = 20_000
+
+// examples attaches plan --show-examples records to the lines of todo.
+func (p *Phase) examples(ctx context.Context, lines []report.Migration, todo, done []string) error {
+	ex, ok := p.set.(Exampler)
+	if !ok || p.opts.Examples <= 0 {
+		return nil
+	}
+	step, result := ex.Examples(todo, done, p.opts.Examples)
+	e := p.executor(nil, "", nil)
+	e.Limit, e.Window = exampleScanLimit, 1
+	if _, err := e.Pass(ctx, step); err != nil {
+		return err
+	}
+	got := result()
+	for i := range lines {
+		lines[i].Examples = got[lines[i].Name]
+	}
+	return nil
 }
 
 // pending returns the applicable, unsatisfied migrations in order (up to

@@ -50,6 +50,7 @@ type cli struct {
 	detailed           *bool
 	planOut            *string
 	showSQL            *bool
+	showExamples       *int
 	planFile           *string
 	sample             *int
 	statusWait         *time.Duration
@@ -127,6 +128,7 @@ func newCLI() *cli {
 	plan := m.Command("plan", "Show what apply would do, and how much; changes nothing.")
 	plan.Flag("detailed-exitcode", "Exit 2 when migrations are pending.").BoolVar(flagVar(&c.detailed))
 	plan.Flag("out", "Save the plan to FILE (a SavedPlan document) for `apply --plan FILE`.").PlaceHolder("FILE").StringVar(flagVar(&c.planOut))
+	plan.Flag("show-examples", "Show N real records of each kind before and after each pending Redis migration (secrets masked).").PlaceHolder("N").IntVar(flagVar(&c.showExamples))
 	plan.Flag("show-sql", "List the SQL statements of each pending SQL migration, with the table locks they take.").BoolVar(flagVar(&c.showSQL))
 	apply := m.Command("apply", "Apply pending migrations in order, SQL first, then Redis, under one lock.")
 	apply.Flag("plan", "Apply exactly the migrations of a plan saved by `plan --out FILE`; refuse (exit 65, PLAN_MISMATCH) when the stores no longer match it.").PlaceHolder("FILE").StringVar(flagVar(&c.planFile))

@@ -209,7 +209,7 @@ func (inv *invocation) wire(ctx context.Context, cmd string) (*wiring, error) {
 		w.redis = client
 		prefix := cfg.Prefix()
 		lockKey := lock.Key(prefix)
-		w.runner.Phases = append(w.runner.Phases, redisphase.New(client, prefix, lockKey, redismigrations.New(client, prefix), redisphase.Options{NoCheckpoints: *inv.c.noCheckpoints, ScanCount: *inv.c.scanCount, Parallel: *inv.c.parallel, Window: *inv.c.window}, client.Close))
+		w.runner.Phases = append(w.runner.Phases, redisphase.New(client, prefix, lockKey, redismigrations.New(client, prefix), redisphase.Options{NoCheckpoints: *inv.c.noCheckpoints, ScanCount: *inv.c.scanCount, Parallel: *inv.c.parallel, Window: *inv.c.window, Examples: inv.examples()}, client.Close))
 		locker := &redisLocker{client: client, key: lockKey, runID: inv.rep.RunID, events: inv.events}
 		if inv.c.lockTTL != nil {
 			locker.ttl = *inv.c.lockTTL
@@ -263,6 +263,9 @@ func (inv *invocation) dispatch(ctx context.Context, cmd string) error {
 	}
 	if err := scan.CheckTuning(*inv.c.scanCount, *inv.c.parallel, *inv.c.window); err != nil {
 		return err
+	}
+	if n := inv.examples(); n < 0 || n > 100 {
+		return report.E(report.CodeUsage, "--show-examples must be 0..100")
 	}
 	if inv.c.sample != nil && *inv.c.sample < 0 {
 		return report.E(report.CodeUsage, "--sample must be 0 (full pass) or more")
