@@ -70,7 +70,7 @@ var Table = []Setting{
 	{Key: KeyRedisPass, Placeholder: "PASSWORD", Env: "REDIS_PASSWORD", Flag: "redis-password", Kind: KindText, Secret: true,
 		Help: "Redis password.", field: func(c *Config) any { return &c.Redis.Password }},
 	{Key: KeyRedisDB, Placeholder: "N", Env: "REDIS_DATABASE", Flag: "redis-database", Kind: KindNumber,
-		Help: "Redis database number; default 0 (cluster: only 0).", field: func(c *Config) any { return &c.Redis.Database }},
+		Help: "Redis database number; default 0 (ignored in cluster mode, as in Outpost).", field: func(c *Config) any { return &c.Redis.Database }},
 	{Key: KeyRedisCluster, Env: "REDIS_CLUSTER_ENABLED", Flag: "redis-cluster", Kind: KindBool,
 		Help: "Redis Cluster mode.", field: func(c *Config) any { return &c.Redis.Cluster }},
 	{Key: KeyRedisHostOverride, Env: "REDIS_DEV_CLUSTER_HOST_OVERRIDE", Flag: "redis-dev-cluster-host-override", Kind: KindBool,
