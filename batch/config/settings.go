@@ -157,6 +157,17 @@ func Secrets(s Settings) []string {
 	return out
 }
 
+// Secrets gives the secret values of the merged configuration.
+func (c *Config) Secrets() []string {
+	var out []string
+	for _, row := range Table {
+		if v, ok := row.field(c).(*string); ok && row.Secret && *v != "" {
+			out = append(out, *v)
+		}
+	}
+	return out
+}
+
 // section splits a key into its YAML section and name ("redis", "host"); a
 // top-level key has no section.
 func (s Setting) section() (string, string) {

@@ -116,6 +116,11 @@ func TestSecretsOfAFile(t *testing.T) {
 	got := config.Secrets(s)
 	sort.Strings(got)
 	require.Equal(t, []string{"a", "b", "postgres://u:c@h/db"}, got)
+	c, err := config.Load(nil, s, "")
+	require.NoError(t, err)
+	got = c.Secrets()
+	sort.Strings(got)
+	require.Equal(t, []string{"a", "b", "postgres://u:c@h/db"}, got)
 }
 
 // TestHostWithAPort: Outpost writes host + ":" + port, so a host that

@@ -85,7 +85,7 @@ func (inv *invocation) loadConfig() (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, v := range []string{cfg.Redis.Password, cfg.PostgresURL, cfg.ClickHouse.Password} {
+	for _, v := range cfg.Secrets() {
 		inv.scrub.Add(v)
 		scrubURL(inv.scrub, v)
 	}
