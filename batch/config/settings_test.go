@@ -124,21 +124,25 @@ func TestSecretsOfAFile(t *testing.T) {
 }
 
 // TestHostWithAPort: Outpost writes host + ":" + port, so a host that
-// carries a port or brackets is a broken address there too: 78 naming
-// REDIS_HOST, not a connection attempt (69).
+// carries a port is a broken address there too: 78 naming REDIS_HOST and
+// the split, not a connection attempt (69). An IPv6 address is a host,
+// with or without brackets.
 func TestHostWithAPort(t *testing.T) {
 	for v, why := range map[string]string{
-		"127.0.0.1:6379": "includes a port",
-		"redis:6379":     "includes a port",
-		"[::1]":          "is bracketed",
-		"[::1]:6379":     "is bracketed",
+		"127.0.0.1:6379": "set REDIS_HOST=127.0.0.1 and REDIS_PORT=6379",
+		"redis:6379":     "set REDIS_HOST=redis and REDIS_PORT=6379",
+		"[::1]:6379":     "set REDIS_HOST=::1 and REDIS_PORT=6379",
+		"[nope]":         "is not a host name or address",
+		"user@h":         "is not a host name or address",
 	} {
 		_, err := config.Load(nil, config.Settings{config.KeyRedisHost: v}, "")
-		configErr(t, err, config.KeyRedisHost, why, "REDIS_HOST", "--redis-host", "REDIS_PORT")
+		configErr(t, err, config.KeyRedisHost, why, "REDIS_HOST", "--redis-host")
 	}
-	c, err := config.Load(nil, config.Settings{config.KeyRedisHost: "::1"}, "")
-	require.NoError(t, err)
-	require.Equal(t, "[::1]:6379", c.Redis.Addr(), "an IPv6 address without brackets is a host")
+	for _, v := range []string{"::1", "[::1]"} {
+		c, err := config.Load(nil, config.Settings{config.KeyRedisHost: v}, "")
+		require.NoError(t, err)
+		require.Equal(t, "[::1]:6379", c.Redis.Addr(), v)
+	}
 }
 
 // TestEmptyValueSetsNothing: as in Outpost, REDIS_PORT= (present, empty)
