@@ -61,7 +61,7 @@ func (s *stores) snapshot(t *testing.T, pg *servertest.PGDatabase) []string {
 func diffOf(t *testing.T, p playResult, prefix string) (before, after string) {
 	t.Helper()
 	for _, e := range p.events {
-		if e.Event == "diff" && strings.HasPrefix(e.Task, prefix) {
+		if e.Event == "diff" && strings.HasPrefix(taskName(e), prefix) {
 			d, _ := e.Result["diff"].(map[string]any)
 			before, _ = d["before"].(string)
 			after, _ = d["after"].(string)
