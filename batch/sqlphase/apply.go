@@ -254,6 +254,8 @@ func (p *Phase) runBatched(ctx context.Context, conn *pgx.Conn, run *batch.Run, 
 	}
 	start := time.Now()
 	var rowsThisRun int64
+	limit := p.opts.BatchSize
+	var longest time.Duration
 	for {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("SQL migration %s step %s: stopped after %d rows (checkpoint at %q): %w", m.Key(), step.Name, cp.Done, cp.Position, err)
@@ -265,9 +267,10 @@ func (p *Phase) runBatched(ctx context.Context, conn *pgx.Conn, run *batch.Run, 
 		}
 		next := *cp
 		var res BatchResult
+		batchStart := time.Now()
 		err := p.inTx(ctx, conn, run, func(tx pgx.Tx) error {
 			var err error
-			res, err = step.Batched.Batch(ctx, tx, cp.Position, p.opts.BatchSize)
+			res, err = step.Batched.Batch(ctx, tx, cp.Position, limit)
 			if err != nil {
 				return err
 			}
@@ -291,7 +294,11 @@ func (p *Phase) runBatched(ctx context.Context, conn *pgx.Conn, run *batch.Run, 
 			return classify(ctx, err, report.CodeMigrationFailed, "SQL migration %s step %s: batch after %q", m.Key(), step.Name, cp.Position)
 		}
 		*cp = next
+		took := time.Since(batchStart)
+		longest = max(longest, took)
 		rowsThisRun += res.Rows
+		batchRows := limit
+		limit = nextLimit(limit, res.Rows, took, p.opts.BatchBudget)
 		elapsed := time.Since(start)
 		ev := progress.Event{
 			Level: "info", Event: progress.BatchDone, Migration: m.ID(),
@@ -300,7 +307,8 @@ func (p *Phase) runBatched(ctx context.Context, conn *pgx.Conn, run *batch.Run, 
 			Counts:        countsOf(*cp),
 			TotalEstimate: max(cp.Total, cp.Done),
 			ElapsedMS:     elapsed.Milliseconds(),
-			Fields:        map[string]any{"step": step.Name, "batch_rows": res.Rows, "resumed": resumed},
+			Fields: map[string]any{"step": step.Name, "batch_rows": res.Rows, "resumed": resumed,
+				"batch_ms": took.Milliseconds(), "batch_limit": batchRows, "longest_batch_ms": longest.Milliseconds()},
 		}
 		if s := elapsed.Seconds(); s > 0 && rowsThisRun > 0 {
 			ev.RatePerS = float64(rowsThisRun) / s
@@ -383,4 +391,24 @@ func (p *Phase) Force(ctx context.Context, version int) error {
 		return classify(ctx, err, report.CodeUnknown, "force version %d in %s", version, p.where())
 	}
 	return nil
+}
+
+// Bounds of an adapted batch size, in rows.
+const (
+	minBatch = 100
+	maxBatch = 1_000_000
+)
+
+// nextLimit scales the batch size so that the next batch takes about
+// budget, given that the last one visited rows rows in took. It moves by at
+// most a factor of two per batch, so one slow or fast batch (a checkpoint
+// of the server, a page cache miss) does not swing it. A negative budget
+// keeps the size.
+func nextLimit(limit int, rows int64, took, budget time.Duration) int {
+	if budget <= 0 || rows <= 0 || took <= 0 {
+		return limit
+	}
+	want := float64(rows) * float64(budget) / float64(took)
+	want = min(max(want, float64(limit)/2), float64(limit)*2)
+	return int(min(max(want, minBatch), maxBatch))
 }

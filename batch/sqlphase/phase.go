@@ -55,6 +55,7 @@ import (
 // Defaults of Options.
 const (
 	DefaultBatchSize        = 5000
+	DefaultBatchBudget      = 250 * time.Millisecond
 	DefaultCountBelow       = 1_000_000
 	DefaultAdvisoryLockWait = 30 * time.Second
 	DefaultConnectTimeout   = 10 * time.Second
@@ -65,6 +66,12 @@ type Options struct {
 	// BatchSize is the number of rows per batch of a batched step
 	// (DefaultBatchSize).
 	BatchSize int
+	// BatchBudget is the time one batch should take: after each batch the
+	// next one's size is scaled towards it (at most doubled or halved, 100
+	// to 1,000,000 rows), starting from BatchSize (DefaultBatchBudget;
+	// negative keeps every batch at BatchSize). Each batch holds its rows'
+	// locks until it commits, so this bounds how long a writer waits.
+	BatchBudget time.Duration
 	// CountBelow: plan and progress count rows exactly (count(*)) when the
 	// catalog estimates fewer rows than this, and use the catalog's
 	// estimate above it (DefaultCountBelow).
@@ -129,6 +136,9 @@ func New(ctx context.Context, url string, src Source, opts Options) (*Phase, err
 	}
 	if opts.BatchSize == 0 {
 		opts.BatchSize = DefaultBatchSize
+	}
+	if opts.BatchBudget == 0 {
+		opts.BatchBudget = DefaultBatchBudget
 	}
 	if opts.CountBelow == 0 {
 		opts.CountBelow = DefaultCountBelow
