@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -161,6 +162,7 @@ func (p *Phase) applyOne(ctx context.Context, conn *pgx.Conn, run *batch.Run, m 
 		return line, failedVersion(err, m.Version, step)
 	}
 
+	lock := p.lockOf(ctx, conn, m)
 	for i := cp.Step; i < len(m.Steps); i++ {
 		step := &m.Steps[i]
 		last := i == len(m.Steps)-1
@@ -168,6 +170,7 @@ func (p *Phase) applyOne(ctx context.Context, conn *pgx.Conn, run *batch.Run, m 
 		if !last {
 			nextName = m.Steps[i+1].Name
 		}
+		run.Emit(stepStarted(m, step, lock))
 		if step.Batched != nil {
 			if !marked {
 				// Record the version dirty, with our checkpoint, before the
@@ -411,4 +414,38 @@ func nextLimit(limit int, rows int64, took, budget time.Duration) int {
 	want := float64(rows) * float64(budget) / float64(took)
 	want = min(max(want, float64(limit)/2), float64(limit)*2)
 	return int(min(max(want, minBatch), maxBatch))
+}
+
+// lockOf is the source's estimate of the lock m holds, measured on the
+// database as it is now. It only informs (the step_started event), so an
+// error leaves it out rather than stopping the migration.
+func (p *Phase) lockOf(ctx context.Context, conn *pgx.Conn, m *Migration) *report.ExclusiveLock {
+	if p.src.Locks == nil {
+		return nil
+	}
+	lock, err := p.src.Locks(ctx, conn, m.Version)
+	if err != nil {
+		return nil
+	}
+	return lock
+}
+
+// stepStarted announces a step; a step that holds lock says so, with the
+// tables and the expected duration, for as long as it runs.
+func stepStarted(m *Migration, step *Step, lock *report.ExclusiveLock) progress.Event {
+	name := step.Name
+	if name == "" {
+		name = m.Name
+	}
+	ev := progress.Event{Level: "info", Event: progress.StepStarted, Migration: m.ID(),
+		Msg:    fmt.Sprintf("SQL migration %s: step %s", m.Key(), name),
+		Fields: map[string]any{"step": name, "batched": step.Batched != nil}}
+	if lock != nil && (lock.Step == "" || lock.Step == step.Name) {
+		ev.Msg = fmt.Sprintf("SQL migration %s: step %s holds %s on %s until it commits (estimated %s)",
+			m.Key(), name, lock.Mode, strings.Join(lock.Tables, ", "), time.Duration(lock.EstimatedMS)*time.Millisecond)
+		ev.Fields["lock"] = lock.Mode
+		ev.Fields["tables"] = lock.Tables
+		ev.Fields["estimated_ms"] = lock.EstimatedMS
+	}
+	return ev
 }

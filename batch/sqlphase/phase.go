@@ -357,6 +357,14 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 		if l.State != StatePending && l.State != StatePartial {
 			continue
 		}
+		if p.src.Locks != nil {
+			lock, err := p.src.Locks(ctx, conn, m.Version)
+			if err != nil {
+				p.dropConn()
+				return lines, classify(ctx, err, report.CodeUnknown, "estimate the lock of %s", m.Key())
+			}
+			l.ExclusiveLock = lock
+		}
 		for _, step := range m.Steps {
 			if step.Batched == nil {
 				continue
