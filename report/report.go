@@ -185,7 +185,7 @@ type Migration struct {
 	// whole tables while it runs, for scheduling the window.
 	ExclusiveLock *ExclusiveLock `json:"exclusive_lock,omitempty"`
 	Progress      *Progress      `json:"checkpoint,omitempty"`
-	Issues    []Issue   `json:"issues,omitempty"`
+	Issues        []Issue        `json:"issues,omitempty"`
 	// IssuesTotal is the exact number of issues; Issues holds the first few.
 	IssuesTotal int64 `json:"issues_total"`
 	// Resumable says whether a rerun continues from saved progress.

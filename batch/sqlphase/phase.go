@@ -54,8 +54,8 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultBatchSize        = 5000
-	DefaultBatchBudget      = 250 * time.Millisecond
+	DefaultBatchSize        = 1000
+	DefaultBatchBudget      = 100 * time.Millisecond
 	DefaultCountBelow       = 1_000_000
 	DefaultAdvisoryLockWait = 30 * time.Second
 	DefaultConnectTimeout   = 10 * time.Second
@@ -63,14 +63,18 @@ const (
 
 // Options tune a Phase; zero values take the defaults.
 type Options struct {
-	// BatchSize is the number of rows per batch of a batched step
+	// BatchSize is the number of rows of the first batch of a batched
+	// step, and of every batch when BatchBudget is negative
 	// (DefaultBatchSize).
 	BatchSize int
 	// BatchBudget is the time one batch should take: after each batch the
 	// next one's size is scaled towards it (at most doubled or halved, 100
 	// to 1,000,000 rows), starting from BatchSize (DefaultBatchBudget;
 	// negative keeps every batch at BatchSize). Each batch holds its rows'
-	// locks until it commits, so this bounds how long a writer waits.
+	// locks until it commits, so this bounds how long a writer waits. The
+	// default leaves room for a server ten times slower than usual within
+	// the 1 s a batch may take; its cost, a commit and a checkpoint row
+	// per batch, is a few percent (README "Performance").
 	BatchBudget time.Duration
 	// CountBelow: plan and progress count rows exactly (count(*)) when the
 	// catalog estimates fewer rows than this, and use the catalog's

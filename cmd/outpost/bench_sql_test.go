@@ -59,6 +59,7 @@ type sqlRun struct {
 	total   time.Duration
 	longest time.Duration
 	detail  string
+	batches []time.Duration
 }
 
 func BenchmarkSQLAgainstOutpost(b *testing.B) {
@@ -219,10 +220,14 @@ func runToolSQL(b *testing.B, url string) sqlRun {
 			batches++
 			rows += e.Fields["batch_rows"].(float64)
 			r.longest = max(r.longest, took)
+			r.batches = append(r.batches, took)
 		}
 	}
-	r.detail = fmt.Sprintf("%d batches, %.0f rows a batch on average; 000005 = add_columns %.2fs + backfill %.2fs + finish %.2fs",
-		batches, rows/float64(max(batches, 1)), first.Sub(started).Seconds(), last.Sub(first).Seconds(), finished.Sub(last).Seconds())
+	sort.Slice(r.batches, func(i, j int) bool { return r.batches[i] < r.batches[j] })
+	pct := func(p int) int64 { return r.batches[min(len(r.batches)*p/100, len(r.batches)-1)].Milliseconds() }
+	require.NotEmpty(b, r.batches)
+	r.detail = fmt.Sprintf("%d batches (ms: median %d, p95 %d, p99 %d), %.0f rows a batch on average; 000005 = add_columns %.2fs + backfill %.2fs + finish %.2fs",
+		batches, pct(50), pct(95), pct(99), rows/float64(max(batches, 1)), first.Sub(started).Seconds(), last.Sub(first).Seconds(), finished.Sub(last).Seconds())
 	return r
 }
 

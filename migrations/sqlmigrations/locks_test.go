@@ -8,8 +8,8 @@ import (
 	"github.com/outpost-migrate/outpost/batch"
 	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/batch/sqlphase"
-	"github.com/outpost-migrate/outpost/report"
 	"github.com/outpost-migrate/outpost/migrations/seed"
+	"github.com/outpost-migrate/outpost/report"
 )
 
 // TestPlanSaysHowLongLocksAreHeld: plan names the migrations that hold
