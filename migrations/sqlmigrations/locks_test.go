@@ -67,8 +67,10 @@ func TestPlanSaysHowLongLocksAreHeld(t *testing.T) {
 	// Apply up to 5: the estimate of 6 is now measured on attempts, and
 	// the one predicted at version 4 was within a factor of two of it.
 	rec := &recorder{}
+	var jsonLines bytes.Buffer
+	sink := progress.Tee{rec, progress.NewLogger(&jsonLines, true, "run-locks", "apply")}
 	p := newPhase(t, db.URL, sqlphase.Options{})
-	if _, err := p.Apply(ctx, &batch.Run{ID: "to5", Target: "5", Events: rec}); err != nil {
+	if _, err := p.Apply(ctx, &batch.Run{ID: "to5", Target: "5", Events: sink}); err != nil {
 		t.Fatal(err)
 	}
 	after := lockLines(db.URL)
@@ -77,8 +79,25 @@ func TestPlanSaysHowLongLocksAreHeld(t *testing.T) {
 		predicted.Bytes > 2*measured.Bytes || measured.Bytes > 2*predicted.Bytes {
 		t.Errorf("6's lock predicted at 4: %+v; measured at 5: %+v", predicted, measured)
 	}
-	if _, err := p.Apply(ctx, &batch.Run{ID: "rest", Events: rec}); err != nil {
+	if _, err := p.Apply(ctx, &batch.Run{ID: "rest", Events: sink}); err != nil {
 		t.Fatal(err)
+	}
+	// Every event, the backfill's (rows done of rows to do, rate, ETA) and
+	// the lock announcements included, is valid against the progress
+	// schema.
+	for _, line := range strings.Split(strings.TrimSpace(jsonLines.String()), "\n") {
+		if err := report.ValidateEvent([]byte(line)); err != nil {
+			t.Errorf("progress event %s: %v", line, err)
+		}
+	}
+	var withETA int
+	for _, e := range rec.batches() {
+		if e.Counts.Rows > 0 && e.TotalEstimate > 0 && e.RatePerS > 0 && e.ETAS > 0 {
+			withETA++
+		}
+	}
+	if withETA == 0 {
+		t.Error("no batch_done event carries rows done, rows to do, rate and ETA")
 	}
 	announced := map[string]bool{}
 	for _, e := range rec.events {
