@@ -150,7 +150,7 @@ func (r *recorder) batches() []progress.Event {
 }
 
 func TestBackfillOfALargeLog(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := ctxLong(t)
 	db, conn, before := atVersion4(t)
 	p := newPhase(t, db.URL, sqlphase.Options{})
 
@@ -255,7 +255,7 @@ type sinkFunc func(progress.Event)
 func (f sinkFunc) Emit(e progress.Event) { f(e) }
 
 func TestBackfillKilledMidwayResumes(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := ctxLong(t)
 	db, conn, before := atVersion4(t)
 	total := int64(seedDeliveries + seedOrphans)
 

@@ -54,7 +54,7 @@ func outpostResult(t *testing.T, conn *pgx.Conn) {
 // column, in column order) and the two schemas are identical.
 func requireSameAsOutpost(t *testing.T, got, want *pgx.Conn) {
 	t.Helper()
-	ctx := ctxT(t)
+	ctx := ctxLong(t)
 	gs, err := sqlphase.Inspect(ctx, got)
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +76,7 @@ func requireSameAsOutpost(t *testing.T, got, want *pgx.Conn) {
 // compares the rows' text; it returns the number of rows.
 func sameRows(t *testing.T, got, want *pgx.Conn, table string) int {
 	t.Helper()
-	ctx := ctxT(t)
+	ctx := ctxLong(t)
 	q := fmt.Sprintf(`SELECT r::text FROM %s AS r ORDER BY time, id`, table)
 	gr, err := got.Query(ctx, q)
 	if err != nil {
@@ -118,10 +118,10 @@ func sameRows(t *testing.T, got, want *pgx.Conn, table string) int {
 	return n
 }
 
-var exactSeed = seed.PGOptions{Events: 30000, DeliveriesPerEvent: 2, OrphanRatio: 0.01, Seed: 11}
+var exactSeed = seed.PGOptions{Events: 20000, DeliveriesPerEvent: 2, OrphanRatio: 0.01, Seed: 11}
 
 func TestBackfillMatchesOutpostSQL(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := ctxLong(t)
 	db, conn, st := seededAt4(t, exactSeed)
 	_, refConn, _ := seededAt4(t, exactSeed)
 	outpostResult(t, refConn)
@@ -195,7 +195,7 @@ func (w *writer) run(ctx context.Context) {
 }
 
 func TestBackfillWithConcurrentWriterMatchesOutpostSQL(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := ctxLong(t)
 	db, conn, st := seededAt4(t, exactSeed)
 	w := &writer{conn: db.Connect(t), rng: rand.New(rand.NewSource(5)), stop: make(chan struct{}), done: make(chan error, 1)}
 	rows, err := conn.Query(ctx, `SELECT id FROM events ORDER BY id LIMIT 2000`)
@@ -256,4 +256,52 @@ func exec1(t *testing.T, conn *pgx.Conn, sql string, args ...any) {
 	if _, err := conn.Exec(ctxT(t), sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
+}
+
+// TestBackfillResumesACheckpointOfAnEarlierRelease: a checkpoint written by
+// a release that walked in primary-key order ("TIME|ID") is not a physical
+// position: the walk starts over, skips the rows already done (their
+// tenant_id is set) without counting them again, and ends exactly as
+// Outpost's SQL does.
+func TestBackfillResumesACheckpointOfAnEarlierRelease(t *testing.T) {
+	ctx := ctxLong(t)
+	db, conn, st := seededAt4(t, exactSeed)
+	_, refConn, _ := seededAt4(t, exactSeed)
+	outpostResult(t, refConn)
+
+	p := newPhase(t, db.URL, sqlphase.Options{BatchSize: 2000, BatchBudget: -1})
+	stopCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	n := 0
+	rec := &recorder{on: func(e progress.Event) {
+		if e.Event == progress.BatchDone {
+			if n++; n == 5 {
+				stop()
+			}
+		}
+	}}
+	if _, err := p.Apply(stopCtx, &batch.Run{ID: "first", Events: rec}); err == nil {
+		t.Fatal("the first apply was not stopped")
+	}
+	var done int64
+	exec(t, conn, `UPDATE outpost_migrate_checkpoint SET position = '2025-06-05T00:00:00.000000Z|del_0' WHERE version = 5`)
+	if err := conn.QueryRow(ctx, `SELECT done FROM outpost_migrate_checkpoint WHERE version = 5`).Scan(&done); err != nil || done == 0 {
+		t.Fatalf("checkpoint after the stop: done %d, %v", done, err)
+	}
+	lines, err := newPhase(t, db.URL, sqlphase.Options{}).Apply(ctx, &batch.Run{ID: "second"})
+	if err != nil || states(lines) != allStates(10, "applied") {
+		t.Fatalf("apply = %s, %v", states(lines), err)
+	}
+	if c := lines[4].Counts; c == nil || c.Rows != st.Deliveries || c.Changed != st.Deliveries-st.Orphans || c.Deleted != st.Orphans {
+		t.Errorf("counts after the restarted walk = %+v, seeded %+v (%d done before)", c, st, done)
+	}
+	requireSameAsOutpost(t, conn, refConn)
+}
+
+// ctxLong bounds a test that seeds and migrates two databases: longer than
+// ctxT, for a busy machine.
+func ctxLong(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
 }

@@ -18,7 +18,7 @@ import (
 // prediction made at version 4 agrees with the measurement made once 5 has
 // built attempts, and apply announces each locking step as it starts.
 func TestPlanSaysHowLongLocksAreHeld(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := ctxLong(t)
 	small, _, _ := seededAt4(t, seed.PGOptions{Events: 2000, DeliveriesPerEvent: 2, Seed: 3})
 	db, _, _ := seededAt4(t, seed.PGOptions{Events: 20000, DeliveriesPerEvent: 2, OrphanRatio: 0.01, Seed: 3})
 
