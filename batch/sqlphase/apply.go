@@ -292,26 +292,12 @@ func (p *Phase) runBatched(ctx context.Context, conn *pgx.Conn, run *batch.Run, 
 		took := time.Since(batchStart)
 		longest = max(longest, took)
 		rowsThisRun += res.Rows
-		batchRows := limit
-		limit = nextLimit(limit, res.Rows, took, p.opts.BatchBudget)
-		elapsed := time.Since(start)
-		ev := progress.Event{
-			Level: "info", Event: progress.BatchDone, Migration: m.ID(),
-			Msg:           fmt.Sprintf("SQL migration %s step %s: %d rows done", m.Key(), step.Name, cp.Done),
-			Cursor:        cp.Position,
-			Counts:        countsOf(*cp),
-			TotalEstimate: max(cp.Total, cp.Done),
-			ElapsedMS:     elapsed.Milliseconds(),
-			Fields: map[string]any{"step": step.Name, "batch_rows": res.Rows, "resumed": resumed,
-				"batch_ms": took.Milliseconds(), "batch_limit": batchRows, "longest_batch_ms": longest.Milliseconds()},
-		}
-		if s := elapsed.Seconds(); s > 0 && rowsThisRun > 0 {
-			ev.RatePerS = float64(rowsThisRun) / s
-			if left := cp.Total - cp.Done; left > 0 && !res.Done {
-				ev.ETAS = float64(left) / ev.RatePerS
-			}
-		}
+		ev := batchDone(m, step, cp, res, time.Since(start), rowsThisRun)
+		ev.Fields["resumed"] = resumed
+		ev.Fields["batch_ms"], ev.Fields["batch_limit"] = took.Milliseconds(), limit
+		ev.Fields["longest_batch_ms"] = longest.Milliseconds()
 		run.Emit(ev)
+		limit = nextLimit(limit, res.Rows, took, p.opts.BatchBudget)
 		if res.Done {
 			return nil
 		}
@@ -438,6 +424,27 @@ func stepStarted(m *Migration, step *Step, lock *report.ExclusiveLock) progress.
 		ev.Fields["lock"] = lock.Mode
 		ev.Fields["tables"] = lock.Tables
 		ev.Fields["estimated_ms"] = lock.EstimatedMS
+	}
+	return ev
+}
+
+// batchDone is the progress of a batched step after a batch: rows done of
+// rows to do, and the rate and time left at this run's pace so far.
+func batchDone(m *Migration, step *Step, cp *checkpoint, res BatchResult, elapsed time.Duration, rowsThisRun int64) progress.Event {
+	ev := progress.Event{
+		Level: "info", Event: progress.BatchDone, Migration: m.ID(),
+		Msg:           fmt.Sprintf("SQL migration %s step %s: %d rows done", m.Key(), step.Name, cp.Done),
+		Cursor:        cp.Position,
+		Counts:        countsOf(*cp),
+		TotalEstimate: max(cp.Total, cp.Done),
+		ElapsedMS:     elapsed.Milliseconds(),
+		Fields:        map[string]any{"step": step.Name, "batch_rows": res.Rows},
+	}
+	if s := elapsed.Seconds(); s > 0 && rowsThisRun > 0 {
+		ev.RatePerS = float64(rowsThisRun) / s
+		if left := cp.Total - cp.Done; left > 0 && !res.Done {
+			ev.ETAS = float64(left) / ev.RatePerS
+		}
 	}
 	return ev
 }
