@@ -433,7 +433,7 @@ func stepStarted(m *Migration, step *Step, lock *report.ExclusiveLock) progress.
 func batchDone(m *Migration, step *Step, cp *checkpoint, res BatchResult, elapsed time.Duration, rowsThisRun int64) progress.Event {
 	ev := progress.Event{
 		Level: "info", Event: progress.BatchDone, Migration: m.ID(),
-		Msg:           fmt.Sprintf("SQL migration %s step %s: %d rows done", m.Key(), step.Name, cp.Done),
+		Msg:           fmt.Sprintf("SQL migration %s step %s: %d of ~%d rows done", m.Key(), step.Name, cp.Done, max(cp.Total, cp.Done)),
 		Cursor:        cp.Position,
 		Counts:        countsOf(*cp),
 		TotalEstimate: max(cp.Total, cp.Done),
