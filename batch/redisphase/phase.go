@@ -388,16 +388,23 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 			resumed = resumed || res.Resumed
 		}
 		if err != nil {
-			return p.unfinished(lines, todo, total, nodes, resumed, run, err)
+			again, rerr := p.reshardAgain(ctx, run, pass, "", err)
+			if !again {
+				return p.unfinished(lines, todo, total, nodes, resumed, run, rerr)
+			}
+			continue
 		}
-		if res.TopologyChanged && pass < p.opts.MaxPasses {
-			progress.Warnf(run.Events, "cluster topology changed during pass %d; scanning again", pass)
+		if res.TopologyChanged {
+			again, rerr := p.reshardAgain(ctx, run, pass, res.TopologyWhy, nil)
+			if !again {
+				return p.unfinished(lines, todo, total, nodes, resumed, run, rerr)
+			}
 			if err := p.clear(ctx, ex, "apply"); err != nil {
 				return lines, err
 			}
 			continue
 		}
-		if total.Sum().Scanned == 0 && !res.TopologyChanged && !res.Resumed {
+		if total.Sum().Scanned == 0 && !res.Resumed {
 			// No tenant key at all (a fresh install): nothing can be left
 			// to do, so one pass is enough.
 			confirm = scan.NewTally()
@@ -405,12 +412,23 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 			break
 		}
 		// The confirming pass: read-only, finds what is left to do and the
-		// keys that cannot be converted.
+		// keys that cannot be converted. It counts only on a cluster that
+		// stood still while it ran.
 		cex := p.executor(run, "", nil)
 		cex.Label = "confirm " + ex.Label
 		cres, err := cex.Pass(ctx, p.set.Check(todo, done))
+		if err == nil && cres.TopologyChanged {
+			err = reshardingError(cres.TopologyWhy, nil)
+		}
 		if err != nil {
-			return p.unfinished(lines, todo, total, nodes, resumed, run, err)
+			again, rerr := p.reshardAgain(ctx, run, pass, "", err)
+			if !again {
+				return p.unfinished(lines, todo, total, nodes, resumed, run, rerr)
+			}
+			if err := p.clear(ctx, ex, "apply"); err != nil {
+				return lines, err
+			}
+			continue
 		}
 		confirm = cres.Tally
 		left := int64(0)
@@ -418,7 +436,7 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 			left += confirm.Counts(n).Changed
 		}
 		run.Emit(progress.Event{Event: progress.PassDone, Pass: pass, Migration: ex.Label, Msg: fmt.Sprintf("pass %d done; confirming pass found %d keys left to change", pass, left)})
-		if (left == 0 && !cres.TopologyChanged) || pass >= p.opts.MaxPasses {
+		if left == 0 || pass >= p.opts.MaxPasses {
 			break
 		}
 		if err := p.clear(ctx, ex, "apply"); err != nil {
@@ -491,7 +509,7 @@ func indexOf(lines []report.Migration, name string) int {
 func (p *Phase) unfinished(lines []report.Migration, todo []string, total *scan.Tally, nodes []report.NodeProgress, resumed bool, run *batch.Run, err error) ([]report.Migration, error) {
 	state := "failed"
 	code := report.CodeOf(err)
-	if code == report.CodeInterrupted || code == report.CodeTerminated || code == report.CodeTimeout || errors.Is(err, context.Canceled) {
+	if code == report.CodeInterrupted || code == report.CodeTerminated || code == report.CodeTimeout || errors.Is(err, context.Canceled) || isResharding(err) {
 		state = "interrupted"
 	}
 	for _, name := range todo {
@@ -533,6 +551,11 @@ func (p *Phase) Verify(ctx context.Context, run *batch.Run) ([]report.Migration,
 		}
 	}
 	res, err := ex.Pass(ctx, p.set.Verify(applied))
+	if err == nil && res.TopologyChanged {
+		// Keys may have been missed: a verify that saw the cluster move
+		// proves nothing.
+		err = reshardingError(res.TopologyWhy, nil)
+	}
 	if err != nil {
 		return lines, err
 	}
@@ -580,6 +603,10 @@ func (p *Phase) Cleanup(ctx context.Context, run *batch.Run) ([]report.Migration
 	ex.Fingerprint = "cleanup"
 	ex.Label = "cleanup"
 	res, err := ex.Pass(ctx, step)
+	if err == nil && res.TopologyChanged {
+		// Legacy keys may have been missed: cleanup is not done.
+		err = reshardingError(res.TopologyWhy, nil)
+	}
 	var failed int64
 	for _, name := range requires {
 		i := indexOf(lines, name)
