@@ -339,6 +339,9 @@ func (p *Phase) executor(run *batch.Run, name string, fence batch.Fence) *scan.E
 	if name != "" && !p.opts.NoCheckpoints {
 		ex.Store = p.store(fence)
 	}
+	if f, ok := fence.(scan.Fence); ok && name != "" {
+		ex.Fence = f
+	}
 	return ex
 }
 

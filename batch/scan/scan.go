@@ -86,6 +86,10 @@ type Executor struct {
 	// key and write their tallies under a lock). The chunk stays the unit
 	// of the checkpoint. 0 or 1: one part.
 	Parallel int
+	// Fence, when set, is checked before each chunk's step and handed to
+	// the step in its context (see CheckFence): a run that lost its lease
+	// writes nothing more. Nil for read-only passes.
+	Fence Fence
 	// Window is how many chunks of a node are worked on at once, so that
 	// Redis is not idle while the tool decodes one chunk's replies and
 	// builds its writes. Chunks are committed (checkpoint, counts, events)
@@ -146,6 +150,7 @@ func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
 	if e.Events == nil {
 		e.Events = progress.Nop
 	}
+	ctx = WithFence(ctx, e.Fence)
 	count := e.Spec.Count
 	if count <= 0 {
 		count = DefaultCount
@@ -531,6 +536,9 @@ const minPart = 64
 // runStep calls step on keys, split into up to e.Parallel parts processed
 // concurrently; it returns the first error after every part has ended.
 func (e *Executor) runStep(ctx context.Context, step Step, keys []string, t *Tally) error {
+	if err := CheckFence(ctx); err != nil {
+		return err
+	}
 	parts := min(e.Parallel, len(keys)/minPart)
 	if parts <= 1 {
 		return step(ctx, keys, t)

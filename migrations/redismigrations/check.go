@@ -414,11 +414,17 @@ func twinDiff(k Key, prefix string, v0, twin record, converted, entity bool) *re
 		}
 		return &report.Issue{Object: name, Field: f, Reason: "extra field on twin", Actual: shown(f, tv)}
 	}
-	if (v0.pttl > 0) != (twin.pttl > 0) {
+	if v0.has() != twin.has() {
 		return &report.Issue{Object: name, Field: "ttl", Reason: "TTL differs", Expected: formatTTL(v0.pttl), Actual: formatTTL(twin.pttl)}
 	}
-	if v0.pttl > 0 && abs(twin.pttl-v0.pttl) > ttlSlackMS {
-		return &report.Issue{Object: name, Field: "ttl", Reason: fmt.Sprintf("TTL differs by more than %ds", ttlSlackMS/1000), Expected: formatTTL(v0.pttl), Actual: formatTTL(twin.pttl)}
+	if v0.has() {
+		d := abs(twin.pttl - v0.pttl)
+		if v0.at > 0 && twin.at > 0 {
+			d = abs(twin.at - v0.at)
+		}
+		if d > ttlSlackMS {
+			return &report.Issue{Object: name, Field: "ttl", Reason: fmt.Sprintf("TTL differs by more than %ds", ttlSlackMS/1000), Expected: formatTTL(v0.pttl), Actual: formatTTL(twin.pttl)}
+		}
 	}
 	return nil
 }

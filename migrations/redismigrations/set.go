@@ -17,7 +17,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -47,6 +46,9 @@ type Set struct {
 	// noRestore is set once the server refused RESTORE or failed the probe
 	// (see writeTwins).
 	noRestore atomic.Bool
+	// noExpireTime is set once the server refused PEXPIRETIME (Redis 6,
+	// an ACL without it): TTLs are then read with PTTL (see expiry).
+	noExpireTime atomic.Bool
 	probe     sync.Once
 	payloads  sync.Pool // *[]byte, RESTORE payloads of one chunk
 }
@@ -126,63 +128,6 @@ func (s *Set) split(keys []string, wantV0, wantV1 bool) (v0 []string, v1 []strin
 		}
 	}
 	return
-}
-
-// record is a hash as read: fields (nil when the key is gone), TTL in ms
-// (<= 0: none), or a per-key error (wrong type).
-type record struct {
-	fields map[string]string
-	pttl   int64
-	err    error
-}
-
-func isKeyError(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
-}
-
-// readRecords reads whole hashes and their TTLs in one pipeline. A key
-// whose PTTL says it is gone is read as gone even when HGETALL, just
-// before, still saw its fields: it expired in between, and copying it
-// without its TTL would make a soft-deleted record permanent.
-func (s *Set) readRecords(ctx context.Context, keys []string) ([]record, error) {
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	pipe := s.c.Pipeline()
-	hs := make([]*goredis.MapStringStringCmd, len(keys))
-	ts := make([]*goredis.DurationCmd, len(keys))
-	for i, k := range keys {
-		hs[i] = pipe.HGetAll(ctx, k)
-		ts[i] = pipe.PTTL(ctx, k)
-	}
-	_, _ = pipe.Exec(ctx)
-	out := make([]record, len(keys))
-	for i := range keys {
-		if err := hs[i].Err(); err != nil {
-			if !isKeyError(err) {
-				return nil, rediserr.Classify(err, "read "+keys[i])
-			}
-			out[i].err = err
-			continue
-		}
-		if err := ts[i].Err(); err != nil {
-			return nil, rediserr.Classify(err, "PTTL "+keys[i])
-		}
-		// go-redis returns PTTL's -1 (no TTL) and -2 (no key) as raw
-		// durations.
-		d := ts[i].Val()
-		if d == -2 {
-			continue
-		}
-		if len(hs[i].Val()) > 0 {
-			out[i].fields = hs[i].Val()
-		}
-		// A TTL under a millisecond must stay a TTL, not become "none".
-		if d > 0 {
-			out[i].pttl = max(d.Milliseconds(), 1)
-		}
-	}
-	return out, nil
 }
 
 // badTimestamp is a created_at/updated_at that is neither Unix ms nor
@@ -331,7 +276,7 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally, 
 		if !ok {
 			continue
 		}
-		ops = append(ops, op{twinPlan: p, write: twinWrite{name: p.twin, pttl: recs[i].pttl, fields: fields}})
+		ops = append(ops, op{twinPlan: p, write: twinWrite{name: p.twin, fields: fields, expiry: recs[i].expiry}})
 	}
 	if len(ops) == 0 {
 		return nil
@@ -370,136 +315,6 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally, 
 		}
 	}
 	return nil
-}
-
-// twinWrite is a twin to create: its name, TTL in ms (<= 0: none) and
-// fields.
-type twinWrite struct {
-	name   string
-	pttl   int64
-	fields map[string]string
-}
-
-// writeTwins creates each twin of ws unless it exists, with RESTORE of a
-// built payload while the server takes it, else with copyScript. A
-// result's val is 1 when the twin was created, 0 when it existed.
-func (s *Set) writeTwins(ctx context.Context, ws []twinWrite) ([]scriptResult, error) {
-	out := make([]scriptResult, len(ws))
-	s.probe.Do(func() {
-		if !s.restoreWorks(ctx) {
-			s.noRestore.Store(true)
-		}
-	})
-	var todo []twinWrite // for the script
-	var at []int         // their index in ws
-	if s.noRestore.Load() {
-		todo = ws
-		at = make([]int, len(ws))
-		for i := range at {
-			at[i] = i
-		}
-	} else {
-		buf := s.payloads.Get().(*[]byte)
-		defer s.payloads.Put(buf)
-		// One buffer for every payload of the chunk: a payload is a
-		// sub-slice of it, read when the pipeline runs.
-		b := (*buf)[:0]
-		ends := make([]int, len(ws))
-		for i, w := range ws {
-			b = appendHashPayload(b, w.fields)
-			ends[i] = len(b)
-		}
-		*buf = b
-		pipe := s.c.Pipeline()
-		cmds := make([]*goredis.Cmd, len(ws))
-		start := 0
-		for i, w := range ws {
-			cmds[i] = pipe.Do(ctx, "restore", w.name, max(w.pttl, 0), b[start:ends[i]:ends[i]])
-			start = ends[i]
-		}
-		_, _ = pipe.Exec(ctx)
-		for i, w := range ws {
-			err := cmds[i].Err()
-			switch {
-			case err == nil:
-				out[i].val = 1
-			case goredis.HasErrorPrefix(err, "BUSYKEY"):
-				// The twin exists: never overwritten.
-			case restoreRefused(err):
-				s.noRestore.Store(true)
-				todo, at = append(todo, w), append(at, i)
-			default:
-				return nil, rediserr.Classify(err, "RESTORE "+w.name)
-			}
-		}
-	}
-	if len(todo) == 0 {
-		return out, nil
-	}
-	res, err := s.runScript(ctx, copyScript, len(todo), func(j int) ([]string, []any) {
-		w := todo[j]
-		args := make([]any, 0, 1+2*len(w.fields))
-		args = append(args, w.pttl)
-		for f, v := range w.fields {
-			args = append(args, f, v)
-		}
-		return []string{w.name}, args
-	})
-	if err != nil {
-		return nil, err
-	}
-	for j, i := range at {
-		out[i] = res[j]
-	}
-	return out, nil
-}
-
-type scriptResult struct {
-	val int64
-	err error
-}
-
-// runScript runs one single-key script per op in a pipeline with EVALSHA,
-// loading the script when the server lost it (a restart, a failover) and
-// retrying those ops. A per-key error (WRONGTYPE) is returned per op; a
-// store error aborts.
-func (s *Set) runScript(ctx context.Context, sc *goredis.Script, n int, op func(i int) ([]string, []any)) ([]scriptResult, error) {
-	out := make([]scriptResult, n)
-	todo := make([]int, n)
-	for i := range todo {
-		todo[i] = i
-	}
-	for attempt := 0; len(todo) > 0; attempt++ {
-		pipe := s.c.Pipeline()
-		cmds := make([]*goredis.Cmd, len(todo))
-		for j, i := range todo {
-			keys, args := op(i)
-			cmds[j] = sc.EvalSha(ctx, pipe, keys, args...)
-		}
-		_, _ = pipe.Exec(ctx)
-		var again []int
-		for j, i := range todo {
-			err := cmds[j].Err()
-			switch {
-			case err == nil:
-				v, _ := cmds[j].Int64()
-				out[i] = scriptResult{val: v}
-			case goredis.HasErrorPrefix(err, "NOSCRIPT") && attempt < 2:
-				again = append(again, i)
-			case isKeyError(err):
-				out[i] = scriptResult{err: err}
-			default:
-				return nil, rediserr.Classify(err, "run script")
-			}
-		}
-		if len(again) > 0 {
-			if err := sc.Load(ctx, s.c).Err(); err != nil {
-				return nil, rediserr.Classify(err, "SCRIPT LOAD")
-			}
-		}
-		todo = again
-	}
-	return out, nil
 }
 
 // beforeWrite, when set (by tests only), runs after a chunk's records were

@@ -1,0 +1,367 @@
+package redismigrations
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/outpost-migrate/outpost/batch/rediserr"
+	"github.com/outpost-migrate/outpost/batch/scan"
+	"github.com/outpost-migrate/outpost/report"
+)
+
+// expiry is when a key expires, as read.
+//
+// On Redis 7 and later it is PEXPIRETIME, the absolute Unix time in ms,
+// and the twin is written with that same time (RESTORE ... ABSTTL,
+// PEXPIREAT): both keys expire in the same millisecond, whenever the copy
+// happens, and a key read in its last millisecond gets a time already past,
+// which Redis treats as expired (RESTORE then creates nothing), so it can
+// never become permanent. Servers without PEXPIRETIME (Redis 6, or a user
+// denied it) give PTTL, a remaining time in whole ms read at readAt: the
+// twin gets what is left of it when written, never less than 1 ms (a PTTL
+// of 0 is a key in its last millisecond, not a key without TTL); it then
+// outlives the legacy key by at most the write's transit time.
+type expiry struct {
+	at     int64     // absolute Unix ms; 0 = not known (PTTL mode) or none
+	pttl   int64     // remaining ms (> 0) when the key has a TTL, else 0
+	readAt time.Time // when the TTL was asked for (monotonic)
+}
+
+func (e expiry) has() bool { return e.at > 0 || e.pttl > 0 }
+
+// remaining is the TTL in ms to give a twin now in PTTL mode: what is left,
+// at least 1.
+func (e expiry) remaining() int64 {
+	return max(e.pttl-time.Since(e.readAt).Milliseconds(), 1)
+}
+
+// restoreArgs are RESTORE's ttl argument and whether it is ABSTTL.
+func (e expiry) restoreArgs() (int64, bool) {
+	switch {
+	case e.at > 0:
+		return e.at, true
+	case e.pttl > 0:
+		return e.remaining(), false
+	}
+	return 0, false
+}
+
+// scriptArg is copyScript's ARGV[1].
+func (e expiry) scriptArg() string {
+	switch {
+	case e.at > 0:
+		return "@" + strconv.FormatInt(e.at, 10)
+	case e.pttl > 0:
+		return strconv.FormatInt(e.remaining(), 10)
+	}
+	return "0"
+}
+
+// record is a hash as read: fields (nil when the key is gone), its expiry,
+// or a per-key error (wrong type).
+type record struct {
+	fields map[string]string
+	expiry
+	err error
+}
+
+func isKeyError(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
+}
+
+// errNoExpireTime: the server does not give PEXPIRETIME to this client.
+var errNoExpireTime = errors.New("PEXPIRETIME refused")
+
+// readRecords reads whole hashes and their expiry in one pipeline. A key
+// whose expiry read says it is gone is read as gone even when HGETALL, just
+// before, still saw its fields: it expired in between, and copying it
+// without its TTL would make a soft-deleted record permanent.
+func (s *Set) readRecords(ctx context.Context, keys []string) ([]record, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	if !s.noExpireTime.Load() {
+		out, err := s.readRecordsWith(ctx, keys, "PEXPIRETIME")
+		if !errors.Is(err, errNoExpireTime) {
+			return out, err
+		}
+		s.noExpireTime.Store(true)
+	}
+	return s.readRecordsWith(ctx, keys, "PTTL")
+}
+
+func (s *Set) readRecordsWith(ctx context.Context, keys []string, ttlCmd string) ([]record, error) {
+	pipe := s.c.Pipeline()
+	hs := make([]*goredis.MapStringStringCmd, len(keys))
+	ts := make([]*goredis.Cmd, len(keys))
+	for i, k := range keys {
+		hs[i] = pipe.HGetAll(ctx, k)
+		ts[i] = pipe.Do(ctx, ttlCmd, k)
+	}
+	readAt := time.Now()
+	_, _ = pipe.Exec(ctx)
+	out := make([]record, len(keys))
+	for i := range keys {
+		if err := hs[i].Err(); err != nil {
+			if !isKeyError(err) {
+				return nil, rediserr.Classify(err, "read "+keys[i])
+			}
+			out[i].err = err
+			continue
+		}
+		v, err := ts[i].Int64()
+		if err != nil {
+			if ttlCmd == "PEXPIRETIME" && (strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "NOPERM")) {
+				return nil, errNoExpireTime
+			}
+			return nil, rediserr.Classify(err, ttlCmd+" "+keys[i])
+		}
+		// -2: no key; -1: no TTL.
+		if v == -2 {
+			continue
+		}
+		if len(hs[i].Val()) > 0 {
+			out[i].fields = hs[i].Val()
+		}
+		switch {
+		case v < 0:
+		case ttlCmd == "PEXPIRETIME":
+			out[i].at = v
+			out[i].pttl = max(v-time.Now().UnixMilli(), 1)
+		default:
+			// PTTL 0 is a key in its last millisecond.
+			out[i].pttl, out[i].readAt = max(v, 1), readAt
+		}
+	}
+	return out, nil
+}
+
+// twinWrite is a twin to create: its name, fields and the legacy key's
+// expiry.
+type twinWrite struct {
+	name   string
+	fields map[string]string
+	expiry expiry
+}
+
+// guard returns the lock key and value a script checks in the same atomic
+// step as its write: only on a standalone server (on a cluster the lock is
+// in another slot than the data) and only in a fenced pass.
+func (s *Set) guard(ctx context.Context) (key, value string, ok bool) {
+	f := scan.FenceFrom(ctx)
+	if f == nil {
+		return "", "", false
+	}
+	if _, standalone := s.c.(*goredis.Client); !standalone {
+		return "", "", false
+	}
+	key, value = f.Guard()
+	return key, value, true
+}
+
+func lockLostError(key string) error {
+	return report.E(report.CodeLockLost, "lost the migration lock %s: it no longer holds this run's value; the write was refused by the server and nothing more is written", key).With("key", key)
+}
+
+// writeTwins creates each twin of ws unless it exists, with RESTORE of a
+// built payload while the server takes it, else with copyScript. A
+// result's val is 1 when the twin was created, 0 when it existed. The lease
+// is checked first; on a standalone server every write also checks it
+// atomically.
+func (s *Set) writeTwins(ctx context.Context, ws []twinWrite) ([]scriptResult, error) {
+	out := make([]scriptResult, len(ws))
+	s.probe.Do(func() {
+		if !s.restoreWorks(ctx) {
+			s.noRestore.Store(true)
+		}
+	})
+	var todo []twinWrite // for the script
+	var at []int         // their index in ws
+	if s.noRestore.Load() {
+		todo = ws
+		at = make([]int, len(ws))
+		for i := range at {
+			at[i] = i
+		}
+	} else {
+		buf := s.payloads.Get().(*[]byte)
+		defer s.payloads.Put(buf)
+		// One buffer for every payload of the chunk: a payload is a
+		// sub-slice of it, read when the pipeline runs.
+		b := (*buf)[:0]
+		ends := make([]int, len(ws))
+		for i, w := range ws {
+			b = appendHashPayload(b, w.fields)
+			ends[i] = len(b)
+		}
+		*buf = b
+		payloads := make([][]byte, len(ws))
+		start := 0
+		for i := range ws {
+			payloads[i] = b[start:ends[i]:ends[i]]
+			start = ends[i]
+		}
+		errs, err := s.restore(ctx, ws, payloads)
+		if err != nil {
+			return nil, err
+		}
+		for i, w := range ws {
+			err := errs[i]
+			switch {
+			case err == nil:
+				out[i].val = 1
+			case goredis.HasErrorPrefix(err, "BUSYKEY"):
+				// The twin exists: never overwritten.
+			case restoreRefused(err):
+				s.noRestore.Store(true)
+				todo, at = append(todo, w), append(at, i)
+			default:
+				return nil, rediserr.Classify(err, "RESTORE "+w.name)
+			}
+		}
+	}
+	if len(todo) == 0 {
+		return out, nil
+	}
+	res, err := s.runScript(ctx, copyScript, len(todo), func(j int) ([]string, []any) {
+		w := todo[j]
+		args := make([]any, 0, 1+2*len(w.fields))
+		args = append(args, w.expiry.scriptArg())
+		for f, v := range w.fields {
+			args = append(args, f, v)
+		}
+		return []string{w.name}, args
+	})
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range at {
+		out[i] = res[j]
+	}
+	return out, nil
+}
+
+// restore sends one RESTORE per twin and returns each one's error: in one
+// fenced script on a standalone server in a fenced pass, else in a
+// pipeline after the lease was checked.
+func (s *Set) restore(ctx context.Context, ws []twinWrite, payloads [][]byte) ([]error, error) {
+	if err := scan.CheckFence(ctx); err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(ws))
+	if key, value, ok := s.guard(ctx); ok {
+		keys := make([]string, 0, 1+len(ws))
+		args := make([]any, 0, 1+3*len(ws))
+		keys = append(keys, key)
+		args = append(args, value)
+		for i, w := range ws {
+			ttl, abs := w.expiry.restoreArgs()
+			keys = append(keys, w.name)
+			args = append(args, ttl, map[bool]string{true: "1", false: "0"}[abs], payloads[i])
+		}
+		v, err := restoreScript.Run(ctx, s.c, keys, args...).Result()
+		if err != nil {
+			return nil, rediserr.Classify(err, "RESTORE (fenced)")
+		}
+		res, ok := v.([]any)
+		if !ok || len(res) != len(ws) {
+			if n, isInt := v.(int64); isInt && n == lockLost {
+				return nil, lockLostError(key)
+			}
+			return nil, report.E(report.CodeInternal, "fenced RESTORE: unexpected reply %v", v)
+		}
+		for i, r := range res {
+			if msg, isErr := r.(string); isErr {
+				errs[i] = serverError(msg)
+			}
+		}
+		return errs, nil
+	}
+	pipe := s.c.Pipeline()
+	cmds := make([]*goredis.Cmd, len(ws))
+	for i, w := range ws {
+		ttl, abs := w.expiry.restoreArgs()
+		if abs {
+			cmds[i] = pipe.Do(ctx, "restore", w.name, ttl, payloads[i], "absttl")
+		} else {
+			cmds[i] = pipe.Do(ctx, "restore", w.name, ttl, payloads[i])
+		}
+	}
+	_, _ = pipe.Exec(ctx)
+	for i := range ws {
+		errs[i] = cmds[i].Err()
+	}
+	return errs, nil
+}
+
+// serverError is an error a script caught (redis.pcall) and returned as
+// text: a Redis error to goredis.HasErrorPrefix, as it was on the wire.
+type serverError string
+
+func (e serverError) Error() string { return string(e) }
+func (e serverError) RedisError()   {}
+
+type scriptResult struct {
+	val int64
+	err error
+}
+
+// runScript runs one single-key script per op in a pipeline with EVALSHA,
+// loading the script when the server lost it (a restart, a failover) and
+// retrying those ops. A per-key error (WRONGTYPE) is returned per op; a
+// store error aborts. The lease is checked before each pipeline and, on a
+// standalone server in a fenced pass, by each script (see fencePrelude).
+func (s *Set) runScript(ctx context.Context, sc *goredis.Script, n int, op func(i int) ([]string, []any)) ([]scriptResult, error) {
+	out := make([]scriptResult, n)
+	todo := make([]int, n)
+	for i := range todo {
+		todo[i] = i
+	}
+	lockKey, lockValue, guarded := s.guard(ctx)
+	for attempt := 0; len(todo) > 0; attempt++ {
+		if err := scan.CheckFence(ctx); err != nil {
+			return nil, err
+		}
+		pipe := s.c.Pipeline()
+		cmds := make([]*goredis.Cmd, len(todo))
+		for j, i := range todo {
+			keys, args := op(i)
+			if guarded {
+				keys = append(keys[:len(keys):len(keys)], lockKey)
+				args = append(args[:len(args):len(args)], lockValue)
+			}
+			cmds[j] = sc.EvalSha(ctx, pipe, keys, args...)
+		}
+		_, _ = pipe.Exec(ctx)
+		var again []int
+		for j, i := range todo {
+			err := cmds[j].Err()
+			switch {
+			case err == nil:
+				v, _ := cmds[j].Int64()
+				if guarded && v == lockLost {
+					return nil, lockLostError(lockKey)
+				}
+				out[i] = scriptResult{val: v}
+			case goredis.HasErrorPrefix(err, "NOSCRIPT") && attempt < 2:
+				again = append(again, i)
+			case isKeyError(err):
+				out[i] = scriptResult{err: err}
+			default:
+				return nil, rediserr.Classify(err, "run script")
+			}
+		}
+		if len(again) > 0 {
+			if err := sc.Load(ctx, s.c).Err(); err != nil {
+				return nil, rediserr.Classify(err, "SCRIPT LOAD")
+			}
+		}
+		todo = again
+	}
+	return out, nil
+}
