@@ -49,8 +49,8 @@ type Set struct {
 	// noExpireTime is set once the server refused PEXPIRETIME (Redis 6,
 	// an ACL without it): TTLs are then read with PTTL (see expiry).
 	noExpireTime atomic.Bool
-	probe     sync.Once
-	payloads  sync.Pool // *[]byte, RESTORE payloads of one chunk
+	probe        sync.Once
+	payloads     sync.Pool // *[]byte, RESTORE payloads of one chunk
 }
 
 // New returns the migrations for the keyspace of client under prefix P
