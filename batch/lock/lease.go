@@ -391,9 +391,12 @@ func (l *Lease) Valid() error {
 	return l.usable()
 }
 
-// Guard is the lock key and this lease's value in it, for scripts that
-// check the lease in the same atomic step as a write.
-func (l *Lease) Guard() (key, value string) { return l.key, l.value }
+// Guard is the lock key, this lease's value in it and the wall-clock time
+// until which Valid trusts the lease, for scripts that check the lease in
+// the same atomic step as a write.
+func (l *Lease) Guard() (key, value string, until time.Time) {
+	return l.key, l.value, l.deadlineAt().Add(-l.validMargin()).Round(0)
+}
 
 // Token is the fencing token: larger for every later acquisition.
 func (l *Lease) Token() int64 { return l.token }

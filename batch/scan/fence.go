@@ -1,6 +1,9 @@
 package scan
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Fence guards a pass's data writes (lock.Lease implements it). Steps call
 // CheckFence right before each write and, where the server can check the
@@ -13,8 +16,11 @@ type Fence interface {
 	// cannot have expired it; else a report.CodeLockLost error. It makes
 	// no round trip, so it is cheap before every write.
 	Valid() error
-	// Guard is the lock key and the value this lease put there.
-	Guard() (key, value string)
+	// Guard is the lock key, the value this lease put there, and the wall
+	// clock time until which the lease is valid (as Valid computes it):
+	// write scripts refuse to write once the server's clock has passed
+	// it, so a write that a pause delayed past the lease cannot land.
+	Guard() (key, value string, until time.Time)
 }
 
 type fenceKey struct{}

@@ -149,23 +149,26 @@ type twinWrite struct {
 	expiry expiry
 }
 
-// guard returns the lock key and value a script checks in the same atomic
-// step as its write: only on a standalone server (on a cluster the lock is
-// in another slot than the data) and only in a fenced pass.
-func (s *Set) guard(ctx context.Context) (key, value string, ok bool) {
+// fenceArgs are the first two ARGV of every write script (see
+// fencePrelude) and the lock key to add to its KEYS, "" for none: in a
+// fenced pass, the server-clock time past which the lease may be gone and,
+// on a standalone server (where the lock shares the keyspace), the lock's
+// value.
+func (s *Set) fenceArgs(ctx context.Context) (deadline int64, value, lockKey string) {
 	f := scan.FenceFrom(ctx)
 	if f == nil {
-		return "", "", false
+		return 0, "", ""
 	}
+	key, value, until := f.Guard()
 	if _, standalone := s.c.(*goredis.Client); !standalone {
-		return "", "", false
+		return until.UnixMilli(), "", ""
 	}
-	key, value = f.Guard()
-	return key, value, true
+	return until.UnixMilli(), value, key
 }
 
-func lockLostError(key string) error {
-	return report.E(report.CodeLockLost, "lost the migration lock %s: it no longer holds this run's value; the write was refused by the server and nothing more is written", key).With("key", key)
+func lockLostError(deadline int64, key string) error {
+	return report.E(report.CodeLockLost, "lost the migration lock: the server refused a write past the lease's deadline (%s) or with the lock %q no longer holding this run's value; nothing more is written",
+		time.UnixMilli(deadline).UTC().Format(time.RFC3339Nano), key)
 }
 
 // writeTwins creates each twin of ws unless it exists, with RESTORE of a
@@ -254,30 +257,24 @@ func (s *Set) restore(ctx context.Context, ws []twinWrite, payloads [][]byte) ([
 		return nil, err
 	}
 	errs := make([]error, len(ws))
-	if key, value, ok := s.guard(ctx); ok {
-		keys := make([]string, 0, 1+len(ws))
-		args := make([]any, 0, 1+3*len(ws))
-		keys = append(keys, key)
-		args = append(args, value)
-		for i, w := range ws {
-			ttl, abs := w.expiry.restoreArgs()
-			keys = append(keys, w.name)
-			args = append(args, ttl, map[bool]string{true: "1", false: "0"}[abs], payloads[i])
-		}
-		v, err := restoreScript.Run(ctx, s.c, keys, args...).Result()
-		if err != nil {
-			return nil, rediserr.Classify(err, "RESTORE (fenced)")
-		}
-		res, ok := v.([]any)
-		if !ok || len(res) != len(ws) {
-			if n, isInt := v.(int64); isInt && n == lockLost {
-				return nil, lockLostError(key)
+	if scan.FenceFrom(ctx) != nil {
+		res, err := s.runScript(ctx, restoreScript, len(ws), func(i int) ([]string, []any) {
+			ttl, abs := ws[i].expiry.restoreArgs()
+			flag := "0"
+			if abs {
+				flag = "1"
 			}
-			return nil, report.E(report.CodeInternal, "fenced RESTORE: unexpected reply %v", v)
+			return []string{ws[i].name}, []any{ttl, flag, payloads[i]}
+		})
+		if err != nil {
+			return nil, err
 		}
 		for i, r := range res {
-			if msg, isErr := r.(string); isErr {
-				errs[i] = serverError(msg)
+			switch {
+			case r.err != nil:
+				errs[i] = r.err
+			case r.val == 0:
+				errs[i] = serverError("BUSYKEY Target key name already exists.")
 			}
 		}
 		return errs, nil
@@ -322,7 +319,7 @@ func (s *Set) runScript(ctx context.Context, sc *goredis.Script, n int, op func(
 	for i := range todo {
 		todo[i] = i
 	}
-	lockKey, lockValue, guarded := s.guard(ctx)
+	deadline, lockValue, lockKey := s.fenceArgs(ctx)
 	for attempt := 0; len(todo) > 0; attempt++ {
 		if err := scan.CheckFence(ctx); err != nil {
 			return nil, err
@@ -330,10 +327,11 @@ func (s *Set) runScript(ctx context.Context, sc *goredis.Script, n int, op func(
 		pipe := s.c.Pipeline()
 		cmds := make([]*goredis.Cmd, len(todo))
 		for j, i := range todo {
-			keys, args := op(i)
-			if guarded {
+			keys, own := op(i)
+			args := make([]any, 0, 2+len(own))
+			args = append(append(args, deadline, lockValue), own...)
+			if lockKey != "" {
 				keys = append(keys[:len(keys):len(keys)], lockKey)
-				args = append(args[:len(args):len(args)], lockValue)
 			}
 			cmds[j] = sc.EvalSha(ctx, pipe, keys, args...)
 		}
@@ -343,11 +341,18 @@ func (s *Set) runScript(ctx context.Context, sc *goredis.Script, n int, op func(
 			err := cmds[j].Err()
 			switch {
 			case err == nil:
-				v, _ := cmds[j].Int64()
-				if guarded && v == lockLost {
-					return nil, lockLostError(lockKey)
+				switch v := cmds[j].Val().(type) {
+				case int64:
+					if v == lockLost {
+						return nil, lockLostError(deadline, lockKey)
+					}
+					out[i] = scriptResult{val: v}
+				case string:
+					// An error the script caught and returned.
+					out[i] = scriptResult{err: serverError(v)}
+				default:
+					return nil, report.E(report.CodeInternal, "script reply %v", v)
 				}
-				out[i] = scriptResult{val: v}
 			case goredis.HasErrorPrefix(err, "NOSCRIPT") && attempt < 2:
 				again = append(again, i)
 			case isKeyError(err):
