@@ -14,53 +14,41 @@ import (
 	"github.com/outpost-migrate/outpost/report"
 )
 
-// expiry is when a key expires, as read.
-//
-// On Redis 7 and later it is PEXPIRETIME, the absolute Unix time in ms,
-// and the twin is written with that same time (RESTORE ... ABSTTL,
-// PEXPIREAT): both keys expire in the same millisecond, whenever the copy
-// happens, and a key read in its last millisecond gets a time already past,
-// which Redis treats as expired (RESTORE then creates nothing), so it can
-// never become permanent. Servers without PEXPIRETIME (Redis 6, or a user
-// denied it) give PTTL, a remaining time in whole ms read at readAt: the
-// twin gets what is left of it when written, never less than 1 ms (a PTTL
-// of 0 is a key in its last millisecond, not a key without TTL); it then
-// outlives the legacy key by at most the write's transit time.
+// expiry is when a key expires, as read: the absolute Unix time in ms,
+// by the server's clock, and the twin is written with that same time
+// (RESTORE ... ABSTTL, PEXPIREAT). Both keys expire in the same millisecond
+// whenever the copy happens, and a key read in its last millisecond gets a
+// time already past, which Redis treats as expired (RESTORE then creates
+// nothing), so it can never become permanent. Redis 7 gives the time
+// (PEXPIRETIME); elsewhere (Redis 6, a user denied PEXPIRETIME) a read-only
+// script adds the key's PTTL to the server's TIME, exact to the
+// millisecond as PTTL is.
 type expiry struct {
-	at     int64     // absolute Unix ms; 0 = not known (PTTL mode) or none
-	pttl   int64     // remaining ms (> 0) when the key has a TTL, else 0
-	readAt time.Time // when the TTL was asked for (monotonic)
+	at   int64 // absolute Unix ms; 0 = no TTL
+	pttl int64 // the remaining ms when read (>= 1), 0 = no TTL; for issues
 }
 
-func (e expiry) has() bool { return e.at > 0 || e.pttl > 0 }
-
-// remaining is the TTL in ms to give a twin now in PTTL mode: what is left,
-// at least 1.
-func (e expiry) remaining() int64 {
-	return max(e.pttl-time.Since(e.readAt).Milliseconds(), 1)
-}
+func (e expiry) has() bool { return e.at > 0 }
 
 // restoreArgs are RESTORE's ttl argument and whether it is ABSTTL.
-func (e expiry) restoreArgs() (int64, bool) {
-	switch {
-	case e.at > 0:
-		return e.at, true
-	case e.pttl > 0:
-		return e.remaining(), false
-	}
-	return 0, false
-}
+func (e expiry) restoreArgs() (int64, bool) { return e.at, e.at > 0 }
 
-// scriptArg is copyScript's ARGV[1].
+// scriptArg is copyScript's ttl argument.
 func (e expiry) scriptArg() string {
-	switch {
-	case e.at > 0:
+	if e.at > 0 {
 		return "@" + strconv.FormatInt(e.at, 10)
-	case e.pttl > 0:
-		return strconv.FormatInt(e.remaining(), 10)
 	}
 	return "0"
 }
+
+// expireAtScript is PEXPIRETIME for servers without it: -2 no key, -1 no
+// TTL, else the Unix time in ms the key expires at. Read-only, one key.
+const expireAtScript = `
+local p = redis.call('PTTL', KEYS[1])
+if p < 0 then return p end
+local t = redis.call('TIME')
+return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + p
+`
 
 // record is a hash as read: fields (nil when the key is gone), its expiry,
 // or a per-key error (wrong type).
@@ -92,7 +80,7 @@ func (s *Set) readRecords(ctx context.Context, keys []string) ([]record, error) 
 		}
 		s.noExpireTime.Store(true)
 	}
-	return s.readRecordsWith(ctx, keys, "PTTL")
+	return s.readRecordsWith(ctx, keys, "")
 }
 
 func (s *Set) readRecordsWith(ctx context.Context, keys []string, ttlCmd string) ([]record, error) {
@@ -101,9 +89,12 @@ func (s *Set) readRecordsWith(ctx context.Context, keys []string, ttlCmd string)
 	ts := make([]*goredis.Cmd, len(keys))
 	for i, k := range keys {
 		hs[i] = pipe.HGetAll(ctx, k)
-		ts[i] = pipe.Do(ctx, ttlCmd, k)
+		if ttlCmd != "" {
+			ts[i] = pipe.Do(ctx, ttlCmd, k)
+		} else {
+			ts[i] = pipe.Eval(ctx, expireAtScript, []string{k})
+		}
 	}
-	readAt := time.Now()
 	_, _ = pipe.Exec(ctx)
 	out := make([]record, len(keys))
 	for i := range keys {
@@ -119,7 +110,7 @@ func (s *Set) readRecordsWith(ctx context.Context, keys []string, ttlCmd string)
 			if ttlCmd == "PEXPIRETIME" && (strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "NOPERM")) {
 				return nil, errNoExpireTime
 			}
-			return nil, rediserr.Classify(err, ttlCmd+" "+keys[i])
+			return nil, rediserr.Classify(err, "read the expiry of "+keys[i])
 		}
 		// -2: no key; -1: no TTL.
 		if v == -2 {
@@ -128,14 +119,9 @@ func (s *Set) readRecordsWith(ctx context.Context, keys []string, ttlCmd string)
 		if len(hs[i].Val()) > 0 {
 			out[i].fields = hs[i].Val()
 		}
-		switch {
-		case v < 0:
-		case ttlCmd == "PEXPIRETIME":
+		if v >= 0 {
 			out[i].at = v
 			out[i].pttl = max(v-time.Now().UnixMilli(), 1)
-		default:
-			// PTTL 0 is a key in its last millisecond.
-			out[i].pttl, out[i].readAt = max(v, 1), readAt
 		}
 	}
 	return out, nil
