@@ -23,11 +23,14 @@ import (
 func (s *Set) Check(todo, done []string) scan.Step {
 	w := newWork(todo, done)
 	return func(ctx context.Context, keys []string, t *scan.Tally) error {
-		v0, v1, _ := s.split(keys, w.copy, w.do002 || w.do003)
-		if err := s.checkV0(ctx, v0, w, t); err != nil {
+		srt, err := s.sortKeys(ctx, keys, w.copy, w.do002 || w.do003, nil, failer(t, todo...))
+		if err != nil {
 			return err
 		}
-		return s.checkV1(ctx, v1, w, t)
+		if err := s.checkV0(ctx, srt.v0, w, t); err != nil {
+			return err
+		}
+		return s.checkV1(ctx, srt.v1, w, t)
 	}
 }
 
@@ -267,7 +270,16 @@ func (s *Set) checkV1(ctx context.Context, keys []string, w work, t *scan.Tally)
 func (s *Set) Verify(applied []string) scan.Step {
 	v001, v002, v003 := has(applied, HashTags), has(applied, Timestamps), has(applied, Entity)
 	return func(ctx context.Context, keys []string, t *scan.Tally) error {
-		v0, v1, v1keys := s.split(keys, v001, v002 || v003)
+		srt, err := s.sortKeys(ctx, keys, v001, v002 || v003, nil, func(k, reason string) {
+			for _, l := range applied {
+				t.Issue(l, report.Issue{Key: k, Reason: reason})
+				tallyCheck(t, l, false)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		v0, v1, v1keys := srt.v0, srt.v1, srt.v1keys
 		if v001 {
 			if _, err := s.compareTwins(ctx, v0, v002, v003, t, HashTags); err != nil {
 				return err
@@ -512,7 +524,14 @@ func abs(v int64) int64 {
 // removed ones, Skipped the ones gone since SCAN.
 func (s *Set) Cleanup() (scan.Step, []string) {
 	step := func(ctx context.Context, keys []string, t *scan.Tally) error {
-		v0, _, _ := s.split(keys, true, false)
+		srt, err := s.sortKeys(ctx, keys, true, false, nil, func(k, reason string) {
+			t.Issue(HashTags, report.Issue{Key: k, Reason: reason + "; kept"})
+			tallyCheck(t, HashTags, false)
+		})
+		if err != nil {
+			return err
+		}
+		v0 := srt.v0
 		if len(v0) == 0 {
 			return nil
 		}

@@ -111,25 +111,6 @@ func newWork(todo, done []string) work {
 	}
 }
 
-// split sorts a chunk into legacy keys (only without a prefix: v0 keys were
-// never prefixed) and hash-tagged tenant/destination keys; summaries of
-// layout v1 need no work from 002/003.
-func (s *Set) split(keys []string, wantV0, wantV1 bool) (v0 []string, v1 []string, v1keys []Key) {
-	for _, k := range keys {
-		if key, ok := ParseV1(s.prefix, k); ok {
-			if wantV1 && key.Kind != KindSummary {
-				v1 = append(v1, k)
-				v1keys = append(v1keys, key)
-			}
-			continue
-		}
-		if wantV0 && s.prefix == "" && IsV0Candidate(k) {
-			v0 = append(v0, k)
-		}
-	}
-	return
-}
-
 // badTimestamp is a created_at/updated_at that is neither Unix ms nor
 // RFC3339.
 type badTimestamp struct {
@@ -180,8 +161,16 @@ func (s *Set) Apply(todo, done []string) scan.Step {
 	if w.copy {
 		seen = newWritten()
 	}
+	var skip func(string) bool
+	if seen != nil {
+		skip = seen.has
+	}
 	return func(ctx context.Context, keys []string, t *scan.Tally) error {
-		v0, v1, v1keys := s.split(keys, w.copy, w.do002 || w.do003)
+		srt, err := s.sortKeys(ctx, keys, w.copy, w.do002 || w.do003, skip, failer(t, todo...))
+		if err != nil {
+			return err
+		}
+		v0, v1, v1keys := srt.v0, srt.v1, srt.v1keys
 		if err := s.copyV0(ctx, v0, w, t, seen); err != nil {
 			return err
 		}
