@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +21,7 @@ import (
 	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/batch/lock"
 	"github.com/outpost-migrate/outpost/batch/progress"
+	"github.com/outpost-migrate/outpost/batch/scan"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -27,14 +30,11 @@ type cli struct {
 	app *kingpin.Application
 
 	// Global flags.
-	configFile *string
-	store      map[string]*string
-	storeBools map[string]*bool
-	storeSet   map[string]*bool
-	output     *string
-	logFormat  *string
-	verbose    *bool
-	waitFor    *time.Duration
+	store     *config.Flags
+	output    *string
+	logFormat *string
+	verbose   *bool
+	waitFor   *time.Duration
 
 	// Per-command flags.
 	sqlOnly, redisOnly *bool
@@ -48,6 +48,10 @@ type cli struct {
 	lockTTL            *time.Duration
 	maxRuntime         *time.Duration
 	detailed           *bool
+	planOut            *string
+	showSQL            *bool
+	showExamples       *int
+	planFile           *string
 	sample             *int
 	statusWait         *time.Duration
 	schemaName         *string
@@ -56,7 +60,13 @@ type cli struct {
 	seedOpts           seedFlags
 	demoOpts           demoFlags
 	actions            map[string]func(ctx context.Context, stdout, stderr io.Writer) int
+	// stdout is where --version prints; versionPrinted says it did.
+	stdout         io.Writer
+	versionPrinted bool
 }
+
+// errVersionPrinted ends parsing once --version has printed.
+var errVersionPrinted = errors.New("version printed")
 
 // commandKinds maps kingpin's full command to the report it prints.
 var commandKinds = map[string]string{
@@ -74,46 +84,19 @@ var commandKinds = map[string]string{
 	"dev seed":        report.KindSeed,
 }
 
-// defaultLockTimeout is how long apply and cleanup wait for a busy lock by
-// default: long enough to ride out a concurrent deploy's migration job, short
-// enough that a stuck lock surfaces as exit 75 within a CI step's patience.
-const defaultLockTimeout = 30 * time.Second
-
 func newCLI() *cli {
 	c := &cli{app: kingpin.New("outpost", "Migrates Outpost's storage (Redis and PostgreSQL). Every command prints one JSON report (the last line of stdout) and exits with a documented code.")}
 	a := c.app
-	a.Version(version)
+	// --version prints the version alone on one line (kingpin's own would
+	// go on to print the usage, the parse having no command).
+	a.Flag("version", "Print the version and exit.").PreAction(func(*kingpin.ParseContext) error {
+		fmt.Fprintln(c.stdout, version)
+		c.versionPrinted = true
+		return errVersionPrinted
+	}).Bool()
 	a.HelpFlag.Short('h')
 	a.Terminate(nil)
-	c.configFile = a.Flag("config", "Config file: YAML as Outpost's, or a .env file (env CONFIG).").PlaceHolder("FILE").String()
-	c.store = map[string]*string{}
-	c.storeBools = map[string]*bool{}
-	c.storeSet = map[string]*bool{}
-	str := func(key, name, help string) {
-		f := a.Flag(name, help+" (env "+config.EnvNames[key]+")")
-		v := f.String()
-		set := new(bool)
-		f.IsSetByUser(set)
-		c.store[key], c.storeSet[key] = v, set
-	}
-	boolean := func(key, name, help string) {
-		f := a.Flag(name, help+" (env "+config.EnvNames[key]+")")
-		v := f.Bool()
-		set := new(bool)
-		f.IsSetByUser(set)
-		c.storeBools[key], c.storeSet[key] = v, set
-	}
-	str(config.KeyRedisHost, "redis-host", "Redis host; default localhost.")
-	str(config.KeyRedisPort, "redis-port", "Redis port; default 6379.")
-	str(config.KeyRedisUser, "redis-username", "Redis ACL user name.")
-	str(config.KeyRedisPass, "redis-password", "Redis password.")
-	str(config.KeyRedisDB, "redis-database", "Redis database number; default 0 (cluster: only 0).")
-	boolean(config.KeyRedisCluster, "redis-cluster", "Redis Cluster mode.")
-	boolean(config.KeyRedisTLS, "redis-tls", "Connect to Redis over TLS, verifying its certificate.")
-	boolean(config.KeyRedisTLSSkip, "redis-tls-insecure-skip-verify", "With --redis-tls, do not verify the certificate (explicit opt-out).")
-	str(config.KeyRedisTLSCA, "redis-tls-ca-file", "With --redis-tls, a PEM CA to verify the server with.")
-	str(config.KeyPostgres, "postgres-url", "PostgreSQL URL of the log store, e.g. postgres://user:pass@host:5432/db?sslmode=require.")
-	str(config.KeyDeploymentID, "deployment-id", "Outpost DEPLOYMENT_ID: prefixes every key.")
+	c.store = config.RegisterFlags(a)
 	c.output = a.Flag("output", "Report format: json, text, or auto (json unless stdout is a terminal).").Short('o').Default("auto").Enum("auto", "json", "text")
 	c.logFormat = a.Flag("log-format", "Logs and progress on stderr: text or json (one event per line, schema `progress`).").Default("text").Enum("text", "json")
 	c.verbose = a.Flag("verbose", "Debug logs.").Short('v').Bool()
@@ -127,22 +110,27 @@ func newCLI() *cli {
 	m.Flag("sql-only", "Only the PostgreSQL store (list, plan, apply, verify, status, cleanup).").BoolVar(flagVar(&c.sqlOnly))
 	m.Flag("redis-only", "Only the Redis store (list, plan, apply, verify, status, cleanup).").BoolVar(flagVar(&c.redisOnly))
 	m.Flag("yes", "Do not ask for confirmation: required by apply, cleanup, unlock and force when there is no terminal.").Short('y').BoolVar(flagVar(&c.yes))
-	m.Flag("lock-timeout", "apply, cleanup, force: wait this long for a busy migration lock (the Redis lease; for the SQL phase, golang-migrate's PostgreSQL advisory lock) before giving up with exit 75.").Default(defaultLockTimeout.String()).DurationVar(flagVar(&c.lockTimeout))
+	m.Flag("lock-timeout", "apply, cleanup, force: wait this long for a busy migration lock (the Redis lease; for the SQL phase, golang-migrate's PostgreSQL advisory lock) before giving up with exit 75.").Default(lock.DefaultWait.String()).DurationVar(flagVar(&c.lockTimeout))
 	// Hidden: the lease's TTL, for tests that must see a lease renewed (or
 	// expire) within seconds; in production the one hour Outpost uses is
 	// the bound on how long a crashed run blocks everyone.
 	m.Flag("lock-ttl", "apply, cleanup: TTL of the migration lock's lease, renewed every third of it.").Hidden().Default(lock.DefaultTTL.String()).DurationVar(flagVar(&c.lockTTL))
 	m.Flag("max-runtime", "apply, cleanup, verify: stop at a safe point after this long, progress saved (exit 75; a rerun resumes). 0: no limit.").Default("0s").DurationVar(flagVar(&c.maxRuntime))
-	m.Flag("scan-count", "Redis: SCAN COUNT hint, about the keys per chunk and per checkpoint.").Default("2000").Int64Var(flagVar(&c.scanCount))
-	m.Flag("parallel", "Redis: parts of a chunk processed at once.").Default("4").IntVar(flagVar(&c.parallel))
-	m.Flag("window", "Redis: chunks per node worked on at once (a crash repeats at most this many chunks per node).").Default("2").IntVar(flagVar(&c.window))
+	m.Flag("scan-count", "Redis: SCAN COUNT hint, about the keys per chunk and per checkpoint.").Default(strconv.Itoa(scan.DefaultCount)).Int64Var(flagVar(&c.scanCount))
+	m.Flag("parallel", "Redis: parts of a chunk processed at once.").Default(strconv.Itoa(scan.DefaultParallel)).IntVar(flagVar(&c.parallel))
+	m.Flag("window", "Redis: chunks per node worked on at once (a crash repeats at most this many chunks per node).").Default(strconv.Itoa(scan.DefaultWindow)).IntVar(flagVar(&c.window))
 	m.Flag("no-checkpoints", "Benchmarks only: run without saving checkpoints (a crash then starts over).").Hidden().BoolVar(flagVar(&c.noCheckpoints))
 	m.Command("list", "List every migration and its state.")
 	plan := m.Command("plan", "Show what apply would do, and how much; changes nothing.")
 	plan.Flag("detailed-exitcode", "Exit 2 when migrations are pending.").BoolVar(flagVar(&c.detailed))
+	plan.Flag("out", "Save the plan to FILE (a SavedPlan document) for `apply --plan FILE`.").PlaceHolder("FILE").StringVar(flagVar(&c.planOut))
+	plan.Flag("show-examples", "Show N real records of each kind before and after each pending Redis migration (secrets masked).").PlaceHolder("N").IntVar(flagVar(&c.showExamples))
+	plan.Flag("show-sql", "List the SQL statements of each pending SQL migration, with the table locks they take.").BoolVar(flagVar(&c.showSQL))
 	apply := m.Command("apply", "Apply pending migrations in order, SQL first, then Redis, under one lock.")
+	apply.Flag("plan", "Apply exactly the migrations of a plan saved by `plan --out FILE`; refuse (exit 65, PLAN_MISMATCH) when the stores no longer match it.").PlaceHolder("FILE").StringVar(flagVar(&c.planFile))
 	apply.Flag("target", "Stop after this migration (an id from `migrate list`, e.g. sql/000004 or redis/001_hash_tags).").StringVar(flagVar(&c.target))
 	verify := m.Command("verify", "Check that applied migrations hold in the data (full pass; --sample N for a spot check).")
+	verify.Flag("detailed-exitcode", "Exit 2 when nothing is applied yet (so nothing was verified).").BoolVar(flagVar(&c.detailed))
 	verify.Flag("sample", "Spot-check about N records instead of all.").Default("0").IntVar(flagVar(&c.sample))
 	status := m.Command("status", "Show versions, pending migrations, the lock and any unfinished run.")
 	status.Flag("detailed-exitcode", "Exit 2 when migrations are pending.").BoolVar(flagVar(&c.detailed))
@@ -195,6 +183,9 @@ type invocation struct {
 	stopOnce sync.Once
 	cause    error
 	causeMu  sync.Mutex
+	// storeOverride is set over the command line's store settings (the
+	// demo's in-process Redis).
+	storeOverride config.Settings
 }
 
 func (inv *invocation) stopCause() error {
@@ -218,6 +209,7 @@ func Main(ctx context.Context, e env) (code int) {
 	terminated := false
 	c.app.Terminate(func(int) { terminated = true })
 	c.app.Writer(scrub.Writer(e.stdout))
+	c.stdout = scrub.Writer(e.stdout)
 
 	defer func() {
 		if r := recover(); r != nil {
@@ -240,7 +232,7 @@ func Main(ctx context.Context, e env) (code int) {
 		return inv.print(rep)
 	}
 	cmd, err := c.app.Parse(e.args)
-	if terminated {
+	if terminated || c.versionPrinted {
 		return report.ExitOK
 	}
 	if err != nil {

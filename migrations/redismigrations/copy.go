@@ -265,17 +265,19 @@ func (s *Set) restore(ctx context.Context, ws []twinWrite, payloads [][]byte) ([
 		}
 		return errs, nil
 	}
-	pipe := s.c.Pipeline()
 	cmds := make([]*goredis.Cmd, len(ws))
+	names := make([]string, len(ws))
 	for i, w := range ws {
-		ttl, abs := w.expiry.restoreArgs()
-		if abs {
-			cmds[i] = pipe.Do(ctx, "restore", w.name, ttl, payloads[i], "absttl")
-		} else {
-			cmds[i] = pipe.Do(ctx, "restore", w.name, ttl, payloads[i])
-		}
+		names[i] = w.name
 	}
-	_, _ = pipe.Exec(ctx)
+	s.pipelined(ctx, names, func(pipe goredis.Pipeliner, i int) {
+		ttl, abs := ws[i].expiry.restoreArgs()
+		if abs {
+			cmds[i] = pipe.Do(ctx, "restore", ws[i].name, ttl, payloads[i], "absttl")
+		} else {
+			cmds[i] = pipe.Do(ctx, "restore", ws[i].name, ttl, payloads[i])
+		}
+	})
 	for i := range ws {
 		errs[i] = cmds[i].Err()
 	}
@@ -288,71 +290,3 @@ type serverError string
 
 func (e serverError) Error() string { return string(e) }
 func (e serverError) RedisError()   {}
-
-type scriptResult struct {
-	val int64
-	err error
-}
-
-// runScript runs one single-key script per op in a pipeline with EVALSHA,
-// loading the script when the server lost it (a restart, a failover) and
-// retrying those ops. A per-key error (WRONGTYPE) is returned per op; a
-// store error aborts. The lease is checked before each pipeline and, on a
-// standalone server in a fenced pass, by each script (see fencePrelude).
-func (s *Set) runScript(ctx context.Context, sc *goredis.Script, n int, op func(i int) ([]string, []any)) ([]scriptResult, error) {
-	out := make([]scriptResult, n)
-	todo := make([]int, n)
-	for i := range todo {
-		todo[i] = i
-	}
-	deadline, lockValue, lockKey := s.fenceArgs(ctx)
-	for attempt := 0; len(todo) > 0; attempt++ {
-		if err := scan.CheckFence(ctx); err != nil {
-			return nil, err
-		}
-		pipe := s.c.Pipeline()
-		cmds := make([]*goredis.Cmd, len(todo))
-		for j, i := range todo {
-			keys, own := op(i)
-			args := make([]any, 0, 2+len(own))
-			args = append(append(args, deadline, lockValue), own...)
-			if lockKey != "" {
-				keys = append(keys[:len(keys):len(keys)], lockKey)
-			}
-			cmds[j] = sc.EvalSha(ctx, pipe, keys, args...)
-		}
-		_, _ = pipe.Exec(ctx)
-		var again []int
-		for j, i := range todo {
-			err := cmds[j].Err()
-			switch {
-			case err == nil:
-				switch v := cmds[j].Val().(type) {
-				case int64:
-					if v == lockLost {
-						return nil, lockLostError(deadline, lockKey)
-					}
-					out[i] = scriptResult{val: v}
-				case string:
-					// An error the script caught and returned.
-					out[i] = scriptResult{err: serverError(v)}
-				default:
-					return nil, report.E(report.CodeInternal, "script reply %v", v)
-				}
-			case goredis.HasErrorPrefix(err, "NOSCRIPT") && attempt < 2:
-				again = append(again, i)
-			case isKeyError(err):
-				out[i] = scriptResult{err: err}
-			default:
-				return nil, rediserr.Classify(err, "run script")
-			}
-		}
-		if len(again) > 0 {
-			if err := sc.Load(ctx, s.c).Err(); err != nil {
-				return nil, rediserr.Classify(err, "SCRIPT LOAD")
-			}
-		}
-		todo = again
-	}
-	return out, nil
-}
