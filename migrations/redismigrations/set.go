@@ -46,8 +46,8 @@ type Set struct {
 	// noExpireTime is set once the server refused PEXPIRETIME (Redis 6,
 	// an ACL without it): expiries are then read with a script (expiry).
 	noExpireTime atomic.Bool
-	probe     sync.Once
-	payloads  sync.Pool // *[]byte, RESTORE payloads of one chunk
+	probe        sync.Once
+	payloads     sync.Pool // *[]byte, RESTORE payloads of one chunk
 	// others, when set, carries every write to tenant keys, so that the
 	// server tells writes of other clients from the run's own (see
 	// scan.Others).
