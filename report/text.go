@@ -171,6 +171,13 @@ func WriteRow(b *strings.Builder, r *Report, m Migration) {
 	if m.DurationMS > 0 {
 		parts = append(parts, Duration(m.DurationMS))
 	}
+	if l := m.ExclusiveLock; l != nil {
+		lock := fmt.Sprintf("holds %s on %s for ~%s", l.Mode, strings.Join(l.Tables, ", "), Duration(l.EstimatedMS))
+		if l.Step != "" {
+			lock += " (step " + l.Step + ")"
+		}
+		parts = append(parts, lock)
+	}
 	if m.AppliedAt != "" && r.Kind != KindApply {
 		parts = append(parts, "applied "+m.AppliedAt)
 	}
