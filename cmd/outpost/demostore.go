@@ -33,11 +33,10 @@ import (
 //
 // The migration code is the same either way; only the server differs.
 
-// demoRedis is the in-process store: miniredis's commands, RESTORE of
-// hashes, and connections served by demoListener.
+// demoRedis is the in-process store: miniredis's commands and RESTORE of
+// hashes.
 type demoRedis struct {
 	mr *miniredis.Miniredis
-	l  *demoListener
 }
 
 // startDemoRedis starts the in-process store.
@@ -56,22 +55,14 @@ func startDemoRedis() (*demoRedis, error) {
 	}
 	r := &demoRestore{db: mr.DB(0)}
 	mr.Server().SetPreHook(r.hook)
-	l, err := listenDemo(mr)
-	if err != nil {
-		mr.Close()
-		return nil, err
-	}
-	return &demoRedis{mr: mr, l: l}, nil
+	return &demoRedis{mr: mr}, nil
 }
 
-func (d *demoRedis) host() string { return d.l.addr().IP.String() }
-func (d *demoRedis) port() string { return strconv.Itoa(d.l.addr().Port) }
-func (d *demoRedis) addr() string { return d.l.addr().String() }
+func (d *demoRedis) host() string { return d.mr.Host() }
+func (d *demoRedis) port() string { return d.mr.Port() }
+func (d *demoRedis) addr() string { return d.mr.Addr() }
 
-func (d *demoRedis) close() {
-	d.l.close()
-	d.mr.Close()
-}
+func (d *demoRedis) close() { d.mr.Close() }
 
 // demoRestore handles RESTORE on database 0 (the demo's).
 type demoRestore struct {
