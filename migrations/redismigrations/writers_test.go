@@ -15,6 +15,7 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/batch/redisphase"
+	"github.com/outpost-migrate/outpost/batch/scan"
 	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/redismigrations"
 	"github.com/outpost-migrate/outpost/migrations/seed"
@@ -337,4 +338,27 @@ func TestFallbackWhenTrackingRefused(t *testing.T) {
 	diffs, _, err := seedtest.Check(ctx, c, o, seedtest.Expect)
 	require.NoError(t, err)
 	require.Empty(t, diffs)
+}
+
+// TestCatchUpDeletedLegacy: a legacy record deleted after its copy leaves
+// a twin behind: reported when the twin has no TTL, not when it has one
+// (it expires with the record, as soft-deleted records do).
+func TestCatchUpDeletedLegacy(t *testing.T) {
+	ctx := context.Background()
+	c := servertest.Redis(t).Client(t)
+	require.NoError(t, c.HSet(ctx, "tenant:x", "id", "x").Err())
+	require.NoError(t, c.HSet(ctx, "tenant:y", "deleted_at", "2024-01-01T00:00:00Z").Err())
+	require.NoError(t, c.PExpire(ctx, "tenant:y", time.Hour).Err())
+	set := redismigrations.New(c, "")
+	_, err := redisphase.New(c, "", ".outpost:migration_lock", set, redisphase.Options{}, nil).Apply(ctx, runFor("apply"))
+	require.NoError(t, err)
+	require.NoError(t, c.Del(ctx, "tenant:x", "tenant:y").Err())
+	tally := scan.NewTally()
+	require.NoError(t, set.CatchUp(ctx, all, nil, []string{"tenant:x", "tenant:y"}, tally))
+	require.EqualValues(t, 1, tally.Counts(redismigrations.OthersReported).Changed)
+	require.EqualValues(t, 1, tally.Counts(redismigrations.OthersGone).Changed)
+	issues, _ := tally.Issues(redismigrations.HashTags)
+	require.Len(t, issues, 1)
+	require.Equal(t, "tenant:x", issues[0].Key)
+	require.Equal(t, "tenant:{x}:tenant", issues[0].Object)
 }
