@@ -16,6 +16,8 @@ import (
 	"github.com/outpost-migrate/outpost/migrations/redismigrations"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 	"github.com/outpost-migrate/outpost/migrations/seed/seedtest"
+
+	"github.com/outpost-migrate/outpost/report"
 )
 
 // The check value of CRC-64/Jones as Redis computes it (crc64.c's test).
@@ -76,7 +78,7 @@ func TestCopyWithoutRestore(t *testing.T) {
 	require.NoError(t, err)
 	want := countsOf(t, st)
 	l := line(t, lines, redismigrations.HashTags)
-	require.Equal(t, "applied", l.State)
+	require.Equal(t, report.State("applied"), l.State)
 	require.Equal(t, want.legacy, l.Counts.Changed)
 	diffs, _, err := seedtest.Check(ctx, c, o, seedtest.Expect)
 	require.NoError(t, err)
