@@ -111,7 +111,7 @@ func TestRestoreProbe(t *testing.T) {
 	require.NoError(t, c.HSet(ctx, "tenant:t1", "id", "t1", "created_at", "2025-01-02T03:04:05Z").Err())
 	lines, err := phaseFor(c, "", redisphase.Options{}).Apply(ctx, runFor("apply"))
 	require.NoError(t, err)
-	require.Equal(t, "applied", line(t, lines, redismigrations.Entity).State)
+	require.Equal(t, report.State("applied"), line(t, lines, redismigrations.Entity).State)
 	got, err := c.HGetAll(ctx, "tenant:{t1}:tenant").Result()
 	require.NoError(t, err)
 	require.Equal(t, map[string]string{"id": "t1", "created_at": "1735787045000", "entity": "tenant"}, got)

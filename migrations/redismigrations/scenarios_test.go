@@ -279,8 +279,8 @@ func TestNewerValueAfterTargetStop(t *testing.T) {
 	run.Target = "redis/001_hash_tags"
 	lines, err := p.Apply(ctx, run)
 	require.NoError(t, err)
-	require.Equal(t, "applied", line(t, lines, redismigrations.HashTags).State)
-	require.Equal(t, "pending", line(t, lines, redismigrations.Timestamps).State)
+	require.Equal(t, report.State("applied"), line(t, lines, redismigrations.HashTags).State)
+	require.Equal(t, report.State("pending"), line(t, lines, redismigrations.Timestamps).State)
 	require.Equal(t, "2025-08-01T10:30:00.123456789+07:00", c.HGet(ctx, "tenant:{t1}:tenant", "created_at").Val(), "001 alone copies as is")
 
 	require.NoError(t, c.HSet(ctx, "tenant:{t1}:tenant", "created_at", "2025-09-09T09:09:09.999+00:00").Err())
@@ -292,7 +292,7 @@ func TestNewerValueAfterTargetStop(t *testing.T) {
 
 	lines, err = p.Apply(ctx, runFor("apply"))
 	require.NoError(t, err)
-	require.Equal(t, "applied", line(t, lines, redismigrations.Timestamps).State)
+	require.Equal(t, report.State("applied"), line(t, lines, redismigrations.Timestamps).State)
 	require.Equal(t, "1757408949999", c.HGet(ctx, "tenant:{t1}:tenant", "created_at").Val())
 	require.Equal(t, "1767225600000", c.HGet(ctx, "tenant:{t2}:tenant", "created_at").Val())
 
@@ -310,8 +310,8 @@ func TestNewerValueAfterTargetStop(t *testing.T) {
 		require.Equal(t, "created_at", i.Field)
 		require.Equal(t, "field differs", i.Reason)
 	}
-	require.Equal(t, "verified", line(t, v, redismigrations.Timestamps).State)
-	require.Equal(t, "verified", line(t, v, redismigrations.Entity).State)
+	require.Equal(t, report.State("verified"), line(t, v, redismigrations.Timestamps).State)
+	require.Equal(t, report.State("verified"), line(t, v, redismigrations.Entity).State)
 }
 
 // TestCorruptedLegacyData: keys of the wrong type, a summary that is not
@@ -423,7 +423,7 @@ func TestCorruptedLegacyData(t *testing.T) {
 	lines, err = p.Apply(ctx, runFor("apply"))
 	require.NoError(t, err)
 	for _, name := range all {
-		require.Equal(t, "applied", line(t, lines, name).State, name)
+		require.Equal(t, report.State("applied"), line(t, lines, name).State, name)
 		requireApplied(t, ctx, c, "", name)
 	}
 	require.Equal(t, "1735873445000", c.HGet(ctx, "tenant:{tbad}:destination:d1", "updated_at").Val())
@@ -432,8 +432,8 @@ func TestCorruptedLegacyData(t *testing.T) {
 	// says so, and cleanup keeps them.
 	require.Equal(t, report.CodeDrift, report.CodeOf(err))
 	require.ElementsMatch(t, []string{"tenant:tbad", "tenant:tbad:destination:d1"}, issueKeys(line(t, v, redismigrations.HashTags)))
-	require.Equal(t, "verified", line(t, v, redismigrations.Timestamps).State)
-	require.Equal(t, "verified", line(t, v, redismigrations.Entity).State)
+	require.Equal(t, report.State("verified"), line(t, v, redismigrations.Timestamps).State)
+	require.Equal(t, report.State("verified"), line(t, v, redismigrations.Entity).State)
 }
 
 // TestCleanup: refused while 001 is not applied; removes only legacy keys
@@ -563,7 +563,7 @@ func TestDeploymentPrefix(t *testing.T) {
 
 	lines, err := p.Apply(ctx, runFor("apply"))
 	require.NoError(t, err)
-	require.Equal(t, "not_applicable", line(t, lines, redismigrations.HashTags).State)
+	require.Equal(t, report.State("not_applicable"), line(t, lines, redismigrations.HashTags).State)
 	state, err := c.HGetAll(ctx, "dep:outpost:migration:"+redismigrations.HashTags).Result()
 	require.NoError(t, err)
 	require.Equal(t, "not_applicable", state["status"])
@@ -571,7 +571,7 @@ func TestDeploymentPrefix(t *testing.T) {
 	_, err = time.Parse(time.RFC3339, state["checked_at"])
 	require.NoError(t, err)
 	for _, name := range []string{redismigrations.Timestamps, redismigrations.Entity} {
-		require.Equal(t, "applied", line(t, lines, name).State)
+		require.Equal(t, report.State("applied"), line(t, lines, name).State)
 		requireApplied(t, ctx, c, "dep:", name)
 		require.EqualValues(t, 0, c.Exists(ctx, "outpost:migration:"+name).Val(), "state lives under the prefix only")
 	}
@@ -597,7 +597,7 @@ func TestDeploymentPrefix(t *testing.T) {
 		require.Equal(t, entities, l.Counts.Checked)
 		require.Equal(t, entities, l.Counts.Passed)
 	}
-	require.Equal(t, "not_applicable", line(t, v, redismigrations.HashTags).State)
+	require.Equal(t, report.State("not_applicable"), line(t, v, redismigrations.HashTags).State)
 	cl, err := p.Cleanup(ctx, runFor("cleanup"))
 	require.NoError(t, err)
 	require.Contains(t, line(t, cl, redismigrations.HashTags).Reason, "nothing to clean")
