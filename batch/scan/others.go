@@ -116,7 +116,13 @@ func (o *Others) watch(ctx context.Context, m *redis.Client) (*watcher, error) {
 	wopt := *m.Options()
 	wopt.Protocol, wopt.PoolSize, wopt.PipelinePoolSize, wopt.MinIdleConns, wopt.MaxIdleConns = 2, 1, -1, 0, 1
 	wopt.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
-		w.writerConns.Add(1)
+		if w.writerConns.Add(1) > 1 {
+			// A reconnect (a restart, a failover, a network error): changes
+			// in between were not watched. The connection is still good for
+			// writes; the pass falls back to the confirming pass.
+			o.setBroken(fmt.Sprintf("the writer connection to %s was reopened", w.addr))
+			return nil
+		}
 		return cn.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", w.listenerID.Load(), "BCAST", "PREFIX", o.prefix, "NOLOOP").Err()
 	}
 	w.writer = redis.NewClient(&wopt)
