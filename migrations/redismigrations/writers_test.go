@@ -362,3 +362,26 @@ func TestCatchUpDeletedLegacy(t *testing.T) {
 	require.Equal(t, "tenant:x", issues[0].Key)
 	require.Equal(t, "tenant:{x}:tenant", issues[0].Object)
 }
+
+// TestTrackingWithACLUser: the minimal ACL user plus the rules the README
+// names (+client +subscribe &__redis__:invalidate) is watched: no
+// confirming pass.
+func TestTrackingWithACLUser(t *testing.T) {
+	ctx := context.Background()
+	srv := servertest.Redis(t, servertest.WithACLUser("migrator", "pw", "~tenant:*", "~outpost:*", "~.outpost:*", "~{.outpost:*",
+		"-@all", "+@read", "+@write", "+@keyspace", "+@scripting", "+@transaction", "+info", "+ping",
+		"+client", "+subscribe", "&__redis__:invalidate"))
+	c := srv.Client(t)
+	o := smallSeed(100)
+	o.UnrelatedKeys = 0
+	_, err := seed.Write(ctx, c, o)
+	require.NoError(t, err)
+	lines, err := phaseFor(c, "", redisphase.Options{}).Apply(ctx, runFor("apply"))
+	require.NoError(t, err)
+	others := line(t, lines, all[0]).Others
+	require.Equal(t, "client_tracking", others.Detection, others.Reason)
+	require.False(t, others.ConfirmingPass)
+	diffs, _, err := seedtest.Check(ctx, c, o, seedtest.Expect)
+	require.NoError(t, err)
+	require.Empty(t, diffs)
+}
