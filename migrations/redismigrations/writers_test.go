@@ -185,6 +185,14 @@ func runWithWriter(t *testing.T, c, wc goredis.UniversalClient, conflicts bool) 
 	require.Equal(t, "client_tracking", others.Detection, others.Reason)
 	require.False(t, others.ConfirmingPass)
 	require.Positive(t, others.KeysChanged)
+	var sum int64
+	for _, n := range others.PerMaster {
+		sum += n
+	}
+	require.Equal(t, others.KeysChanged, sum, "per master adds up")
+	if _, ok := c.(*goredis.ClusterClient); ok {
+		require.Len(t, others.PerMaster, 3, "every master watched")
+	}
 	require.Positive(t, others.Recopied+others.Migrated, "changed records were made right")
 	require.Less(t, len(named), 50, "every reported key is named")
 
