@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Scrubber removes secrets from anything the tool prints. Commands register
@@ -129,6 +130,12 @@ func WriteText(w io.Writer, r *Report, s *Scrubber) error {
 		if t.Postgres != nil {
 			fmt.Fprintf(&b, "  postgres: %s:%s/%s\n", t.Postgres.Host, t.Postgres.Port, t.Postgres.Database)
 		}
+		if t.SQL != nil && t.SQL.State != SQLConfigured {
+			fmt.Fprintf(&b, "  sql:      skipped: %s\n", t.SQL.Message)
+		}
+		if t.ConfigFile != "" {
+			fmt.Fprintf(&b, "  config:   %s\n", t.ConfigFile)
+		}
 	}
 	if l := r.Lock; l != nil {
 		fmt.Fprintf(&b, "  lock %s: %s", l.Key, l.State)
@@ -156,6 +163,12 @@ func WriteText(w io.Writer, r *Report, s *Scrubber) error {
 		}
 		if m.Estimate != nil {
 			fmt.Fprintf(&b, " ~%d %s (%s)", m.Estimate.Value, m.Estimate.Units, m.Estimate.Method)
+		}
+		if l := m.ExclusiveLock; l != nil {
+			fmt.Fprintf(&b, " holds %s on %s for ~%s", l.Mode, strings.Join(l.Tables, ", "), time.Duration(l.EstimatedMS)*time.Millisecond)
+			if l.Step != "" {
+				fmt.Fprintf(&b, " (step %s)", l.Step)
+			}
 		}
 		if m.Reason != "" {
 			fmt.Fprintf(&b, " - %s", m.Reason)
