@@ -76,8 +76,8 @@ func TestOutpostConfigAtEachDefaultPath(t *testing.T) {
 			}
 			text := runInRaw(t, wd, envs, "", "migrate", "status", "--output", "text")
 			require.Equal(t, 0, text.code, text.stderr)
-			require.Contains(t, text.stdout, "config:   "+want)
-			require.Contains(t, text.stdout, "sql:      skipped: no log store is configured")
+			require.Contains(t, text.stdout, "config    "+want)
+			require.Contains(t, text.stdout, "sql       skipped: no log store is configured")
 		})
 	}
 	requireMigrated(t, client, o)
