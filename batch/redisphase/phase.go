@@ -265,6 +265,13 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 					Note:  fmt.Sprintf("%d of %d sampled keys need work; scaled to %d keys", c.Changed, seen, size)}
 			}
 			lines[i].Estimate = est
+			if lines[i].Name == todo[0] {
+				others := &report.Others{}
+				p.warnClients(ctx, progress.Nop, others)
+				if len(others.Clients) > 0 {
+					lines[i].Others = others
+				}
+			}
 			lines[i].Issues, lines[i].IssuesTotal = res.Tally.Issues(lines[i].Name)
 			if c.Failed > 0 {
 				lines[i].Reason = fmt.Sprintf("%d keys cannot be converted (see issues); apply will report them and not mark the migration applied", c.Failed)
@@ -356,6 +363,9 @@ func (p *Phase) executor(run *batch.Run, name string, fence batch.Fence) *scan.E
 	if name != "" && !p.opts.NoCheckpoints {
 		ex.Store = p.store(fence)
 	}
+	if f, ok := fence.(scan.Fence); ok && name != "" {
+		ex.Fence = f
+	}
 	return ex
 }
 
@@ -387,11 +397,23 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 	}
 	started := time.Now()
 	ex := p.executor(run, "apply", run.Fence)
+	// Writes outside the passes (the catch-up) are fenced too.
+	ctx = scan.WithFence(ctx, ex.Fence)
 	ex.Fingerprint = strings.Join(todo, "+")
 	ex.Label = ex.Fingerprint
 	for _, n := range todo {
 		run.Emit(progress.Event{Event: progress.MigrationStarted, Migration: "redis/" + n, Msg: "applying redis/" + n})
 	}
+	others := &report.Others{}
+	p.warnClients(ctx, run.Events, others)
+	o, wt, err := p.watchOthers(ctx, run)
+	if err != nil {
+		return lines, err
+	}
+	if wt != nil {
+		defer func() { wt.UseOthers(nil); o.Close() }()
+	}
+	defer func() { lines[indexOf(lines, todo[0])].Others = others }()
 	total := scan.NewTally()
 	var confirm *scan.Tally
 	var nodes []report.NodeProgress
@@ -405,29 +427,49 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 			resumed = resumed || res.Resumed
 		}
 		if err != nil {
-			return p.unfinished(lines, todo, total, nodes, resumed, run, err)
+			again, rerr := p.reshardAgain(ctx, run, pass, "", err)
+			if !again {
+				return p.unfinished(lines, todo, total, nodes, resumed, run, rerr)
+			}
+			continue
 		}
-		if res.TopologyChanged && pass < p.opts.MaxPasses {
-			progress.Warnf(run.Events, "cluster topology changed during pass %d; scanning again", pass)
+		if res.TopologyChanged {
+			again, rerr := p.reshardAgain(ctx, run, pass, res.TopologyWhy, nil)
+			if !again {
+				return p.unfinished(lines, todo, total, nodes, resumed, run, rerr)
+			}
 			if err := p.clear(ctx, ex, "apply"); err != nil {
 				return lines, err
 			}
 			continue
 		}
-		if total.Sum().Scanned == 0 && !res.TopologyChanged && !res.Resumed {
-			// No tenant key at all (a fresh install): nothing can be left
-			// to do, so one pass is enough.
-			confirm = scan.NewTally()
-			run.Emit(progress.Event{Event: progress.PassDone, Pass: pass, Migration: ex.Label, Msg: fmt.Sprintf("pass %d done; no tenant keys", pass)})
+		cu, settled, err := p.settle(ctx, run, o, wt, todo, done, res, total, others)
+		if err != nil {
+			return p.unfinished(lines, todo, total, nodes, resumed, run, err)
+		}
+		if settled {
+			confirm = cu
+			run.Emit(progress.Event{Event: progress.PassDone, Pass: pass, Migration: ex.Label, Msg: fmt.Sprintf("pass %d done; other clients changed %d keys during it (%d catch-up rounds)", pass, others.KeysChanged, others.Rounds)})
 			break
 		}
 		// The confirming pass: read-only, finds what is left to do and the
 		// keys that cannot be converted.
+		others.ConfirmingPass = true
 		cex := p.executor(run, "", nil)
 		cex.Label = "confirm " + ex.Label
 		cres, err := cex.Pass(ctx, p.set.Check(todo, done))
+		if err == nil && cres.TopologyChanged {
+			err = reshardingError(cres.TopologyWhy, nil)
+		}
 		if err != nil {
-			return p.unfinished(lines, todo, total, nodes, resumed, run, err)
+			again, rerr := p.reshardAgain(ctx, run, pass, "", err)
+			if !again {
+				return p.unfinished(lines, todo, total, nodes, resumed, run, rerr)
+			}
+			if err := p.clear(ctx, ex, "apply"); err != nil {
+				return lines, err
+			}
+			continue
 		}
 		confirm = cres.Tally
 		left := int64(0)
@@ -435,7 +477,7 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 			left += confirm.Counts(n).Changed
 		}
 		run.Emit(progress.Event{Event: progress.PassDone, Pass: pass, Migration: ex.Label, Msg: fmt.Sprintf("pass %d done; confirming pass found %d keys left to change", pass, left)})
-		if (left == 0 && !cres.TopologyChanged) || pass >= p.opts.MaxPasses {
+		if left == 0 || pass >= p.opts.MaxPasses {
 			break
 		}
 		if err := p.clear(ctx, ex, "apply"); err != nil {
@@ -507,6 +549,9 @@ func indexOf(lines []report.Migration, name string) int {
 // lease, store failure) and returns its error.
 func (p *Phase) unfinished(lines []report.Migration, todo []string, total *scan.Tally, nodes []report.NodeProgress, resumed bool, run *batch.Run, err error) ([]report.Migration, error) {
 	state := report.StopState(err)
+	if isResharding(err) {
+		state = report.StateInterrupted
+	}
 	for _, name := range todo {
 		i := indexOf(lines, name)
 		c := total.Counts(name)
@@ -546,6 +591,11 @@ func (p *Phase) Verify(ctx context.Context, run *batch.Run) ([]report.Migration,
 		}
 	}
 	res, err := ex.Pass(ctx, p.set.Verify(applied))
+	if err == nil && res.TopologyChanged {
+		// Keys may have been missed: a verify that saw the cluster move
+		// proves nothing.
+		err = reshardingError(res.TopologyWhy, nil)
+	}
 	if err != nil {
 		return lines, err
 	}
@@ -593,6 +643,10 @@ func (p *Phase) Cleanup(ctx context.Context, run *batch.Run) ([]report.Migration
 	ex.Fingerprint = "cleanup"
 	ex.Label = "cleanup"
 	res, err := ex.Pass(ctx, step)
+	if err == nil && res.TopologyChanged {
+		// Legacy keys may have been missed: cleanup is not done.
+		err = reshardingError(res.TopologyWhy, nil)
+	}
 	var failed int64
 	for _, name := range requires {
 		i := indexOf(lines, name)

@@ -15,15 +15,11 @@ package redismigrations
 
 import (
 	"context"
-	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/outpost-migrate/outpost/batch/rediserr"
 	"github.com/outpost-migrate/outpost/batch/redisphase"
 	"github.com/outpost-migrate/outpost/batch/scan"
 	"github.com/outpost-migrate/outpost/report"
@@ -47,16 +43,18 @@ type Set struct {
 	// noRestore is set once the server refused RESTORE or failed the probe
 	// (see writeTwins).
 	noRestore atomic.Bool
-	probe     sync.Once
-	payloads  sync.Pool // *[]byte, RESTORE payloads of one chunk
-}
-
-// New returns the migrations for the keyspace of client under prefix P
-// ("<DEPLOYMENT_ID>:" or "").
-func New(c goredis.UniversalClient, prefix string) *Set {
-	s := &Set{c: c, prefix: prefix}
-	s.payloads.New = func() any { return new([]byte) }
-	return s
+	// noExpireTime is set once the server refused PEXPIRETIME (Redis 6,
+	// an ACL without it): expiries are then read with a script (expiry).
+	noExpireTime atomic.Bool
+	probe        sync.Once
+	payloads     sync.Pool // *[]byte, RESTORE payloads of one chunk
+	// others, when set, carries every write to tenant keys, so that the
+	// server tells writes of other clients from the run's own (see
+	// scan.Others).
+	others *scan.Others
+	// created is the set of twins the last apply pass created (see
+	// written), for the catch-up.
+	created *written
 }
 
 var _ redisphase.Set = (*Set)(nil)
@@ -109,82 +107,6 @@ func newWork(todo, done []string) work {
 	}
 }
 
-// split sorts a chunk into legacy keys (only without a prefix: v0 keys were
-// never prefixed) and hash-tagged tenant/destination keys; summaries of
-// layout v1 need no work from 002/003.
-func (s *Set) split(keys []string, wantV0, wantV1 bool) (v0 []string, v1 []string, v1keys []Key) {
-	for _, k := range keys {
-		if key, ok := ParseV1(s.prefix, k); ok {
-			if wantV1 && key.Kind != KindSummary {
-				v1 = append(v1, k)
-				v1keys = append(v1keys, key)
-			}
-			continue
-		}
-		if wantV0 && s.prefix == "" && IsV0Candidate(k) {
-			v0 = append(v0, k)
-		}
-	}
-	return
-}
-
-// record is a hash as read: fields (nil when the key is gone), TTL in ms
-// (<= 0: none), or a per-key error (wrong type).
-type record struct {
-	fields map[string]string
-	pttl   int64
-	err    error
-}
-
-func isKeyError(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
-}
-
-// readRecords reads whole hashes and their TTLs in one pipeline. A key
-// whose PTTL says it is gone is read as gone even when HGETALL, just
-// before, still saw its fields: it expired in between, and copying it
-// without its TTL would make a soft-deleted record permanent.
-func (s *Set) readRecords(ctx context.Context, keys []string) ([]record, error) {
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	pipe := s.c.Pipeline()
-	hs := make([]*goredis.MapStringStringCmd, len(keys))
-	ts := make([]*goredis.DurationCmd, len(keys))
-	for i, k := range keys {
-		hs[i] = pipe.HGetAll(ctx, k)
-		ts[i] = pipe.PTTL(ctx, k)
-	}
-	_, _ = pipe.Exec(ctx)
-	out := make([]record, len(keys))
-	for i := range keys {
-		if err := hs[i].Err(); err != nil {
-			if !isKeyError(err) {
-				return nil, rediserr.Classify(err, "read "+keys[i])
-			}
-			out[i].err = err
-			continue
-		}
-		if err := ts[i].Err(); err != nil {
-			return nil, rediserr.Classify(err, "PTTL "+keys[i])
-		}
-		// go-redis returns PTTL's -1 (no TTL) and -2 (no key) as raw
-		// durations.
-		d := ts[i].Val()
-		if d == -2 {
-			continue
-		}
-		if len(hs[i].Val()) > 0 {
-			out[i].fields = hs[i].Val()
-		}
-		// A TTL under a millisecond must stay a TTL, not become "none".
-		if d > 0 {
-			out[i].pttl = max(d.Milliseconds(), 1)
-		}
-	}
-	return out, nil
-}
-
 // badTimestamp is a created_at/updated_at that is neither Unix ms nor
 // RFC3339.
 type badTimestamp struct {
@@ -235,8 +157,17 @@ func (s *Set) Apply(todo, done []string) scan.Step {
 	if w.copy {
 		seen = newWritten()
 	}
+	s.created = seen
+	var skip func(string) bool
+	if seen != nil {
+		skip = seen.has
+	}
 	return func(ctx context.Context, keys []string, t *scan.Tally) error {
-		v0, v1, v1keys := s.split(keys, w.copy, w.do002 || w.do003)
+		srt, err := s.sortKeys(ctx, keys, w.copy, w.do002 || w.do003, skip, failer(t, todo...))
+		if err != nil {
+			return err
+		}
+		v0, v1, v1keys := srt.v0, srt.v1, srt.v1keys
 		if err := s.copyV0(ctx, v0, w, t, seen); err != nil {
 			return err
 		}
@@ -331,7 +262,7 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally, 
 		if !ok {
 			continue
 		}
-		ops = append(ops, op{twinPlan: p, write: twinWrite{name: p.twin, pttl: recs[i].pttl, fields: fields}})
+		ops = append(ops, op{twinPlan: p, write: twinWrite{name: p.twin, fields: fields, expiry: recs[i].expiry}})
 	}
 	if len(ops) == 0 {
 		return nil
@@ -372,383 +303,9 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally, 
 	return nil
 }
 
-// twinWrite is a twin to create: its name, TTL in ms (<= 0: none) and
-// fields.
-type twinWrite struct {
-	name   string
-	pttl   int64
-	fields map[string]string
-}
-
-// writeTwins creates each twin of ws unless it exists, with RESTORE of a
-// built payload while the server takes it, else with copyScript. A
-// result's val is 1 when the twin was created, 0 when it existed.
-func (s *Set) writeTwins(ctx context.Context, ws []twinWrite) ([]scriptResult, error) {
-	out := make([]scriptResult, len(ws))
-	s.probe.Do(func() {
-		if !s.restoreWorks(ctx) {
-			s.noRestore.Store(true)
-		}
-	})
-	var todo []twinWrite // for the script
-	var at []int         // their index in ws
-	if s.noRestore.Load() {
-		todo = ws
-		at = make([]int, len(ws))
-		for i := range at {
-			at[i] = i
-		}
-	} else {
-		buf := s.payloads.Get().(*[]byte)
-		defer s.payloads.Put(buf)
-		// One buffer for every payload of the chunk: a payload is a
-		// sub-slice of it, read when the pipeline runs.
-		b := (*buf)[:0]
-		ends := make([]int, len(ws))
-		for i, w := range ws {
-			b = appendHashPayload(b, w.fields)
-			ends[i] = len(b)
-		}
-		*buf = b
-		pipe := s.c.Pipeline()
-		cmds := make([]*goredis.Cmd, len(ws))
-		start := 0
-		for i, w := range ws {
-			cmds[i] = pipe.Do(ctx, "restore", w.name, max(w.pttl, 0), b[start:ends[i]:ends[i]])
-			start = ends[i]
-		}
-		_, _ = pipe.Exec(ctx)
-		for i, w := range ws {
-			err := cmds[i].Err()
-			switch {
-			case err == nil:
-				out[i].val = 1
-			case goredis.HasErrorPrefix(err, "BUSYKEY"):
-				// The twin exists: never overwritten.
-			case restoreRefused(err):
-				s.noRestore.Store(true)
-				todo, at = append(todo, w), append(at, i)
-			default:
-				return nil, rediserr.Classify(err, "RESTORE "+w.name)
-			}
-		}
-	}
-	if len(todo) == 0 {
-		return out, nil
-	}
-	res, err := s.runScript(ctx, copyScript, len(todo), func(j int) ([]string, []any) {
-		w := todo[j]
-		args := make([]any, 0, 1+2*len(w.fields))
-		args = append(args, w.pttl)
-		for f, v := range w.fields {
-			args = append(args, f, v)
-		}
-		return []string{w.name}, args
-	})
-	if err != nil {
-		return nil, err
-	}
-	for j, i := range at {
-		out[i] = res[j]
-	}
-	return out, nil
-}
-
-type scriptResult struct {
-	val int64
-	err error
-}
-
-// runScript runs one single-key script per op in a pipeline with EVALSHA,
-// loading the script when the server lost it (a restart, a failover) and
-// retrying those ops. A per-key error (WRONGTYPE) is returned per op; a
-// store error aborts.
-func (s *Set) runScript(ctx context.Context, sc *goredis.Script, n int, op func(i int) ([]string, []any)) ([]scriptResult, error) {
-	out := make([]scriptResult, n)
-	todo := make([]int, n)
-	for i := range todo {
-		todo[i] = i
-	}
-	for attempt := 0; len(todo) > 0; attempt++ {
-		pipe := s.c.Pipeline()
-		cmds := make([]*goredis.Cmd, len(todo))
-		for j, i := range todo {
-			keys, args := op(i)
-			cmds[j] = sc.EvalSha(ctx, pipe, keys, args...)
-		}
-		_, _ = pipe.Exec(ctx)
-		var again []int
-		for j, i := range todo {
-			err := cmds[j].Err()
-			switch {
-			case err == nil:
-				v, _ := cmds[j].Int64()
-				out[i] = scriptResult{val: v}
-			case goredis.HasErrorPrefix(err, "NOSCRIPT") && attempt < 2:
-				again = append(again, i)
-			case isKeyError(err):
-				out[i] = scriptResult{err: err}
-			default:
-				return nil, rediserr.Classify(err, "run script")
-			}
-		}
-		if len(again) > 0 {
-			if err := sc.Load(ctx, s.c).Err(); err != nil {
-				return nil, rediserr.Classify(err, "SCRIPT LOAD")
-			}
-		}
-		todo = again
-	}
-	return out, nil
-}
-
 // beforeWrite, when set (by tests only), runs after a chunk's records were
 // read and before the scripts that write them run: a test changes or
 // deletes records in that window to prove that a stale read never
 // overwrites and a vanished key is never re-created. It gets the keys
 // about to be written.
 var beforeWrite func(ctx context.Context, keys []string)
-
-// Bits of updateScript's result.
-const (
-	wroteTimestamps = 1
-	wroteEntity     = 2
-)
-
-// v1Op is the compare-and-set edit of one hash-tagged record.
-type v1Op struct {
-	i        int   // index in the chunk
-	args     []any // updateScript's ARGV
-	conv     bool  // 002 rewrites timestamps
-	entity   bool  // 003 sets entity
-	failed02 bool  // 002 cannot convert a value of it
-	bad      []report.Issue
-}
-
-// updateV1 edits hash-tagged tenant and destination hashes in place, each
-// with a compare-and-set script: a record that changed between the read
-// and the script is read again (conflictRetries times at most), one that
-// vanished is left gone. Every key is counted once per migration in todo.
-func (s *Set) updateV1(ctx context.Context, keys []string, parsed []Key, w work, t *scan.Tally) error {
-	if len(keys) == 0 {
-		return nil
-	}
-	labels := w.v1Labels()
-	for _, l := range labels {
-		t.Add(l, func(c *report.Counts) { c.Scanned += int64(len(keys)) })
-	}
-	count := func(l string, f func(c *report.Counts)) { t.Add(l, f) }
-	failAll := func(k string, reason string) {
-		for _, l := range labels {
-			t.Fail(l, report.Issue{Key: k, Reason: reason})
-		}
-	}
-	pending := make([]int, len(keys))
-	for i := range pending {
-		pending[i] = i
-	}
-	for attempt := 0; len(pending) > 0; attempt++ {
-		batch := make([]string, len(pending))
-		for j, i := range pending {
-			batch[j] = keys[i]
-		}
-		vals, err := s.readV1(ctx, batch)
-		if err != nil {
-			return err
-		}
-		var ops []v1Op
-		for j, i := range pending {
-			k, v := keys[i], vals[j]
-			switch {
-			case v.err != nil:
-				failAll(k, "not a hash: "+v.err.Error())
-				continue
-			case !v.exists:
-				// Expired or deleted since SCAN: nothing to do.
-				for _, l := range labels {
-					count(l, func(c *report.Counts) { c.Skipped++ })
-				}
-				continue
-			}
-			o := v1Op{i: i, args: []any{""}}
-			if w.do002 {
-				for n, f := range TimestampFields {
-					old := v.ts[n]
-					if old == nil {
-						continue
-					}
-					ms, changed, err := ToUnixMilli(*old)
-					if err != nil {
-						o.failed02 = true
-						o.bad = append(o.bad, badTimestamp{f, *old}.issue(k))
-						continue
-					}
-					if changed {
-						o.args = append(o.args, f, *old, ms)
-						o.conv = true
-					}
-				}
-			}
-			if w.do003 && !v.hasEntity {
-				o.args[0] = parsed[i].Kind.Entity()
-				o.entity = true
-			}
-			if !o.conv && !o.entity {
-				s.countV1(t, w, o, 0)
-				continue
-			}
-			ops = append(ops, o)
-		}
-		if len(ops) == 0 {
-			return nil
-		}
-		if h := beforeWrite; h != nil {
-			ks := make([]string, len(ops))
-			for j, o := range ops {
-				ks[j] = keys[o.i]
-			}
-			h(ctx, ks)
-		}
-		results, err := s.runScript(ctx, updateScript, len(ops), func(j int) ([]string, []any) { return []string{keys[ops[j].i]}, ops[j].args })
-		if err != nil {
-			return err
-		}
-		pending = pending[:0]
-		for j, o := range ops {
-			k := keys[o.i]
-			switch res := results[j]; {
-			case res.err != nil:
-				failAll(k, "write: "+res.err.Error())
-			case res.val == -2:
-				if attempt+1 < conflictRetries {
-					pending = append(pending, o.i)
-					continue
-				}
-				failAll(k, fmt.Sprintf("changed between read and write %d times in a row; rerun apply", conflictRetries))
-			case res.val == -1:
-				// Expired or deleted since it was read: not re-created.
-				for _, l := range labels {
-					count(l, func(c *report.Counts) { c.Skipped++ })
-				}
-			default:
-				s.countV1(t, w, o, res.val)
-			}
-		}
-	}
-	return nil
-}
-
-// v1Labels are the migrations of todo that edit hash-tagged records.
-func (w work) v1Labels() []string {
-	var out []string
-	if w.do002 {
-		out = append(out, Timestamps)
-	}
-	if w.do003 {
-		out = append(out, Entity)
-	}
-	return out
-}
-
-// countV1 records the outcome of one record's edit: wrote is the script's
-// bitmask (0 when no script ran).
-func (s *Set) countV1(t *scan.Tally, w work, o v1Op, wrote int64) {
-	if w.do002 {
-		for _, i := range o.bad {
-			t.Issue(Timestamps, i)
-		}
-		t.Add(Timestamps, func(c *report.Counts) {
-			switch {
-			case o.failed02:
-				c.Failed++
-			case wrote&wroteTimestamps != 0:
-				c.Changed++
-			default:
-				c.Unchanged++
-			}
-		})
-	}
-	if w.do003 {
-		t.Add(Entity, func(c *report.Counts) { countChange(c, wrote&wroteEntity != 0) })
-	}
-}
-
-// v1State is what 002/003 need of a hash-tagged record.
-type v1State struct {
-	ts        []*string // TimestampFields values, nil when absent
-	entity    string
-	hasEntity bool
-	exists    bool
-	err       error
-}
-
-// readV1 reads the timestamps and entity of hash-tagged records, and
-// whether they exist, in one pipeline.
-func (s *Set) readV1(ctx context.Context, keys []string) ([]v1State, error) {
-	pipe := s.c.Pipeline()
-	cmds := make([]*goredis.SliceCmd, len(keys))
-	for i, k := range keys {
-		cmds[i] = pipe.HMGet(ctx, k, v1Fields...)
-	}
-	_, _ = pipe.Exec(ctx)
-	out := make([]v1State, len(keys))
-	var unknown []int
-	for i := range keys {
-		if err := cmds[i].Err(); err != nil {
-			if !isKeyError(err) {
-				return nil, rediserr.Classify(err, "read "+keys[i])
-			}
-			out[i].err = err
-			continue
-		}
-		vals := cmds[i].Val()
-		st := v1State{ts: make([]*string, len(TimestampFields)), exists: true}
-		for j := range TimestampFields {
-			if sv, ok := vals[j].(string); ok {
-				st.ts[j] = &sv
-			}
-		}
-		if e, ok := vals[len(TimestampFields)].(string); ok {
-			st.entity, st.hasEntity = e, true
-		}
-		none := true
-		for _, v := range vals {
-			if v != nil {
-				none = false
-			}
-		}
-		if none {
-			unknown = append(unknown, i)
-		}
-		out[i] = st
-	}
-	exists, err := s.existsAt(ctx, keys, unknown)
-	if err != nil {
-		return nil, err
-	}
-	for j, i := range unknown {
-		out[i].exists = exists[j]
-	}
-	return out, nil
-}
-
-// v1Fields are read from hash-tagged records: the timestamps and entity
-// that 002/003 need, then id and deleted_at, which every live or deleted
-// record has, so that a missing key is told apart without EXISTS.
-var v1Fields = append(append([]string{}, TimestampFields...), "entity", "id", "deleted_at")
-
-// formatTTL is for issues.
-func formatTTL(ms int64) string {
-	if ms <= 0 {
-		return "none"
-	}
-	return strconv.FormatInt(ms, 10) + "ms"
-}
-
-func countChange(c *report.Counts, changed bool) {
-	if changed {
-		c.Changed++
-	} else {
-		c.Unchanged++
-	}
-}
