@@ -211,7 +211,7 @@ func longestBatch(stderr string) time.Duration {
 	var longest time.Duration
 	for _, line := range strings.Split(stderr, "\n") {
 		var e struct {
-			TS    time.Time `json:"ts"`
+			TS    time.Time `json:"time"`
 			Event string    `json:"event"`
 		}
 		if json.Unmarshal([]byte(line), &e) != nil || e.Event != "batch_done" {
