@@ -23,6 +23,8 @@ const (
 	CodeDataRefused          Code = "DATA_REFUSED"          // 65: records or a migration set the tool will not handle
 	CodeUnreachable          Code = "STORE_UNREACHABLE"     // 69: a store did not answer
 	CodeInternal             Code = "INTERNAL"              // 70: a bug: recovered panic, invalid report
+	CodeIOErr                Code = "IOERR"                 // 74: the report could not be written to stdout
+	CodeMemory               Code = "INSUFFICIENT_MEMORY"   // 65: Redis has not the memory the copies need, or evicts
 	CodeLockHeld             Code = "LOCK_HELD"             // 75: another run holds the migration lock
 	CodeLockLost             Code = "LOCK_LOST"             // 75: our lease was taken away mid-run
 	CodeTemporary            Code = "TEMPORARY"             // 75: a transient failure; retry
@@ -44,6 +46,7 @@ const (
 	ExitDataErr     = 65
 	ExitUnavailable = 69
 	ExitSoftware    = 70
+	ExitIOErr       = 74
 	ExitTempFail    = 75
 	ExitNoPerm      = 77
 	ExitConfig      = 78
@@ -63,6 +66,8 @@ var exitCodes = map[Code]int{
 	CodeDataRefused:          ExitDataErr,
 	CodeUnreachable:          ExitUnavailable,
 	CodeInternal:             ExitSoftware,
+	CodeIOErr:                ExitIOErr,
+	CodeMemory:               ExitDataErr,
 	CodeLockHeld:             ExitTempFail,
 	CodeLockLost:             ExitTempFail,
 	CodeTemporary:            ExitTempFail,
