@@ -113,7 +113,7 @@ func (r *Runner) newRun(ctx context.Context, command string, o Options, lease Le
 		case <-lost:
 			st.stop(lease.Err())
 		case <-deadline:
-			st.stop(report.E(report.CodeTimeout, "--max-runtime %s reached; stopped at a safe point with progress saved", o.MaxRuntime))
+			st.stop(maxRuntimeErr(command, o.MaxRuntime))
 		case <-ctx.Done():
 		case <-done:
 		}
@@ -123,6 +123,16 @@ func (r *Runner) newRun(ctx context.Context, command string, o Options, lease Le
 		run.Fence = lease
 	}
 	return run, func() { close(done) }
+}
+
+// maxRuntimeErr says what --max-runtime's stop means for command: apply
+// and cleanup keep checkpoints and a rerun resumes; verify keeps none, and
+// says so rather than promise a resume it cannot make.
+func maxRuntimeErr(command string, d time.Duration) error {
+	if command == "verify" {
+		return report.E(report.CodeTimeout, "--max-runtime %s reached; verify keeps no checkpoint, so a rerun starts over from the beginning (raise --max-runtime, or spot-check with --sample N)", d).With("resumes", false)
+	}
+	return report.E(report.CodeTimeout, "--max-runtime %s reached; stopped at a safe point with progress saved (every node did at least one chunk, so a rerun gets further)", d).With("resumes", true)
 }
 
 func (r *Runner) events() progress.Sink {
@@ -345,6 +355,9 @@ func (r *Runner) Verify(ctx context.Context, rep *report.Report, o Options) erro
 		rep.Migrations = append(rep.Migrations, lines...)
 		if err != nil {
 			if report.CodeOf(err) != report.CodeDrift {
+				if isStop(err) {
+					rep.Next = "rerun verify: it starts over from the beginning (verify keeps no checkpoint)"
+				}
 				return err
 			}
 			if firstErr == nil {

@@ -406,11 +406,18 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		}
 		// The confirming pass: read-only, finds what is left to do and the
 		// keys that cannot be converted.
-		cex := p.executor(run, "", nil)
+		// It keeps its own checkpoint (counts included), so that a run
+		// stopped in it (--max-runtime, a signal, kill -9) resumes it
+		// rather than starting it over: reruns on exit 75 converge.
+		cex := p.executor(run, "confirm", run.Fence)
+		cex.Fingerprint = ex.Fingerprint
 		cex.Label = "confirm " + ex.Label
 		cres, err := cex.Pass(ctx, p.set.Check(todo, done))
 		if err != nil {
 			return p.unfinished(lines, todo, total, nodes, resumed, run, err)
+		}
+		if err := p.clear(ctx, cex, "confirm"); err != nil {
+			return lines, err
 		}
 		confirm = cres.Tally
 		left := int64(0)

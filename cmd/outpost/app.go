@@ -132,7 +132,7 @@ func newCLI() *cli {
 	// expire) within seconds; in production the one hour Outpost uses is
 	// the bound on how long a crashed run blocks everyone.
 	m.Flag("lock-ttl", "apply, cleanup: TTL of the migration lock's lease, renewed every third of it.").Hidden().Default(lock.DefaultTTL.String()).DurationVar(flagVar(&c.lockTTL))
-	m.Flag("max-runtime", "apply, cleanup, verify: stop at a safe point after this long, progress saved (exit 75; a rerun resumes). 0: no limit.").Default("0s").DurationVar(flagVar(&c.maxRuntime))
+	m.Flag("max-runtime", "apply, cleanup, verify: stop at a safe point after this long (exit 75), never before every node did one chunk; apply and cleanup save progress and a rerun resumes, verify starts over. 0: no limit.").Default("0s").DurationVar(flagVar(&c.maxRuntime))
 	m.Flag("scan-count", "Redis: SCAN COUNT hint, about the keys per chunk and per checkpoint.").Default("2000").Int64Var(flagVar(&c.scanCount))
 	m.Flag("parallel", "Redis: parts of a chunk processed at once.").Default("4").IntVar(flagVar(&c.parallel))
 	m.Flag("window", "Redis: chunks per node worked on at once (a crash repeats at most this many chunks per node).").Default("2").IntVar(flagVar(&c.window))
