@@ -296,6 +296,13 @@ func (r *Runner) Apply(ctx context.Context, rep *report.Report, o Options) error
 	}
 	err := r.locked(ctx, rep, "apply", o, func(run *Run) error {
 		for _, p := range r.Phases {
+			if pf, ok := p.(Preflighter); ok {
+				if err := pf.Preflight(ctx, run); err != nil {
+					return err
+				}
+			}
+		}
+		for _, p := range r.Phases {
 			lines, err := p.Apply(ctx, run)
 			rep.Migrations = append(rep.Migrations, lines...)
 			if err != nil {
@@ -322,6 +329,8 @@ func (r *Runner) Apply(ctx context.Context, rep *report.Report, o Options) error
 			rep.Next = "rerun the same command: it resumes from the saved checkpoints"
 		} else if report.CodeOf(err) == report.CodeMigrationFailed {
 			rep.Next = "fix the records listed in issues, then rerun apply: completed work is kept"
+		} else if report.CodeOf(err) == report.CodeMemory {
+			rep.Next = "give Redis the memory error.details names (CONFIG SET maxmemory, maxmemory-policy noeviction) or free memory, then rerun apply: completed work is kept and the run resumes from the checkpoint"
 		}
 		return err
 	}

@@ -41,6 +41,9 @@ type Options struct {
 	// the benchmark that measures what checkpointing costs. A crash then
 	// means starting over.
 	NoCheckpoints bool
+	// SkipMemoryCheck: apply goes on when the memory preflight says the
+	// copies would not fit (the eviction watch stays on).
+	SkipMemoryCheck bool
 }
 
 // Chunking defaults, measured with the benchmark in cmd/outpost (README,
@@ -62,6 +65,8 @@ type Phase struct {
 	set     Set
 	opts    Options
 	closer  func() error
+	// guard is the memory check of this apply, made by Preflight.
+	guard *memoryGuard
 }
 
 var _ batch.Phase = (*Phase)(nil)
@@ -368,8 +373,15 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 	if len(todo) == 0 {
 		return lines, nil
 	}
+	guard := p.guard
+	if guard == nil {
+		if guard, err = p.preflight(ctx, run, todo, done); err != nil {
+			return lines, err
+		}
+	}
 	started := time.Now()
 	ex := p.executor(run, "apply", run.Fence)
+	ex.Stop = guard.stop(run)
 	ex.Fingerprint = strings.Join(todo, "+")
 	ex.Label = ex.Fingerprint
 	for _, n := range todo {
@@ -388,7 +400,7 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 			resumed = resumed || res.Resumed
 		}
 		if err != nil {
-			return p.unfinished(lines, todo, total, nodes, resumed, run, err)
+			return p.unfinished(lines, todo, total, nodes, resumed, run, guard.explain(ctx, err))
 		}
 		if res.TopologyChanged && pass < p.opts.MaxPasses {
 			progress.Warnf(run.Events, "cluster topology changed during pass %d; scanning again", pass)
@@ -410,11 +422,17 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		// stopped in it (--max-runtime, a signal, kill -9) resumes it
 		// rather than starting it over: reruns on exit 75 converge.
 		cex := p.executor(run, "confirm", run.Fence)
+		cex.Stop = ex.Stop
 		cex.Fingerprint = ex.Fingerprint
 		cex.Label = "confirm " + ex.Label
 		cres, err := cex.Pass(ctx, p.set.Check(todo, done))
+		if err == nil {
+			// Evictions since the last check would undo what the
+			// confirming pass just confirmed.
+			err = guard.check(ctx, true)
+		}
 		if err != nil {
-			return p.unfinished(lines, todo, total, nodes, resumed, run, err)
+			return p.unfinished(lines, todo, total, nodes, resumed, run, guard.explain(ctx, err))
 		}
 		if err := p.clear(ctx, cex, "confirm"); err != nil {
 			return lines, err

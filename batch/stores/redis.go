@@ -143,7 +143,7 @@ func ping(ctx context.Context, client redis.UniversalClient, c config.Redis) err
 			return rediserr.Classify(err, "CLUSTER INFO")
 		}
 	}
-	return nil
+	return checkServer(pctx, client, c)
 }
 
 // probeTimeout bounds each step of tlsMismatch's probe.

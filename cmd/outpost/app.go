@@ -39,6 +39,7 @@ type cli struct {
 	// Per-command flags.
 	sqlOnly, redisOnly *bool
 	noCheckpoints      *bool
+	skipMemoryCheck    *bool
 	scanCount          *int64
 	parallel           *int
 	window             *int
@@ -141,6 +142,7 @@ func newCLI() *cli {
 	plan := m.Command("plan", "Show what apply would do, and how much; changes nothing.")
 	plan.Flag("detailed-exitcode", "Exit 2 when migrations are pending.").BoolVar(flagVar(&c.detailed))
 	apply := m.Command("apply", "Apply pending migrations in order, SQL first, then Redis, under one lock.")
+	apply.Flag("skip-memory-check", "Apply even when Redis looks short of memory for 001's copies (the eviction watch stays on).").BoolVar(flagVar(&c.skipMemoryCheck))
 	apply.Flag("target", "Stop after this migration (an id from `migrate list`, e.g. sql/000004 or redis/001_hash_tags).").StringVar(flagVar(&c.target))
 	verify := m.Command("verify", "Check that applied migrations hold in the data (full pass; --sample N for a spot check).")
 	verify.Flag("sample", "Spot-check about N records instead of all.").Default("0").IntVar(flagVar(&c.sample))

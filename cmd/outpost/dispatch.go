@@ -197,7 +197,7 @@ func (inv *invocation) wire(ctx context.Context, cmd string) (*wiring, error) {
 		w.redis = client
 		prefix := cfg.Prefix()
 		lockKey := lock.Key(prefix)
-		w.runner.Phases = append(w.runner.Phases, redisphase.New(client, prefix, lockKey, redismigrations.New(client, prefix), redisphase.Options{NoCheckpoints: *inv.c.noCheckpoints, ScanCount: *inv.c.scanCount, Parallel: *inv.c.parallel, Window: *inv.c.window}, client.Close))
+		w.runner.Phases = append(w.runner.Phases, redisphase.New(client, prefix, lockKey, redismigrations.New(client, prefix), redisphase.Options{NoCheckpoints: *inv.c.noCheckpoints, SkipMemoryCheck: *flagVar(&inv.c.skipMemoryCheck), ScanCount: *inv.c.scanCount, Parallel: *inv.c.parallel, Window: *inv.c.window}, client.Close))
 		locker := &redisLocker{client: client, key: lockKey, runID: inv.rep.RunID, events: inv.events}
 		if inv.c.lockTTL != nil {
 			locker.ttl = *inv.c.lockTTL
