@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/outpost-migrate/outpost/batch"
+	"github.com/outpost-migrate/outpost/batch/rediserr"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -34,6 +37,7 @@ func (c *cli) registerDemo(a *kingpin.Application) {
 	d := a.Command("demo", "See it work: seed a realistic legacy Outpost keyspace into an in-process Redis (or --redis-host), then run plan, apply, verify and status, printing each report.")
 	c.demoOpts.tenants = d.Flag("tenants", "Tenants to seed.").Default("2000").Int()
 	c.demoOpts.seed = d.Flag("seed", "Data generator seed.").Default("1").Int64()
+	d.Flag("yes", "Use a real store given by --redis-host that is not empty, or one given by --postgres-url, without asking.").Short('y').BoolVar(flagVar(&c.yes))
 
 	dev := a.Command("dev", "Tools for developers and benchmarks.")
 	s := dev.Command("seed", "Write a realistic, deterministic Outpost dataset into the configured Redis (and, with --pg-version, PostgreSQL log data).")
@@ -46,7 +50,8 @@ func (c *cli) registerDemo(a *kingpin.Application) {
 	f.softDeleted = s.Flag("soft-deleted", "Share of soft-deleted tenants and destinations.").Default("0.05").Float64()
 	f.colonIDs = s.Flag("colon-ids", "Share of ids containing ':'.").Default("0.05").Float64()
 	f.missing = s.Flag("missing-from-summary", "Share of live destinations missing from the summary.").Default("0.03").Float64()
-	f.flush = s.Flag("flush", "FLUSHALL first (refused unless the keyspace is empty or this is set).").Bool()
+	f.flush = s.Flag("flush", "FLUSHDB the selected database first (asks on a terminal, needs --yes otherwise); without it a non-empty database is refused.").Bool()
+	s.Flag("yes", "With --flush: do not ask.").Short('y').BoolVar(flagVar(&c.yes))
 	f.pgVersion = s.Flag("pg-version", "Also write PostgreSQL log data at this schema version (4), creating the schema up to it.").Default("0").Int()
 	f.pgEvents = s.Flag("pg-events", "Events to write.").Default("10000").Int()
 	f.pgDeliveries = s.Flag("pg-deliveries-per-event", "Deliveries per event.").Default("2").Int()
@@ -55,11 +60,13 @@ func (c *cli) registerDemo(a *kingpin.Application) {
 
 // demo runs plan, apply, verify and status on a seeded store through the
 // same runner as the migrate commands.
+//
+// A real store is used only when a flag names it: never from the
+// environment or a config file, so that `outpost demo` on a machine with
+// production settings loaded cannot migrate production (issue #22).
 func (inv *invocation) demo(ctx context.Context) error {
+	inv.demoIgnoreEnv()
 	redisGiven := *inv.c.storeSet["redis.host"]
-	if _, ok := inv.e.lookupEnv("REDIS_HOST"); ok {
-		redisGiven = true
-	}
 	if !redisGiven {
 		mr := miniredis.NewMiniRedis()
 		if err := mr.Start(); err != nil {
@@ -72,7 +79,7 @@ func (inv *invocation) demo(ctx context.Context) error {
 		inv.warn("using an in-process Redis (miniredis) at %s; pass --redis-host for a real one", mr.Addr())
 	}
 	cmd := "migrate apply" // the scope rules of apply: both stores unless only Redis is configured
-	if _, ok := inv.e.lookupEnv("POSTGRES_URL"); !ok && !*inv.c.storeSet["postgres"] {
+	if !*inv.c.storeSet["postgres"] {
 		t := true
 		inv.c.redisOnly = &t
 	}
@@ -84,6 +91,9 @@ func (inv *invocation) demo(ctx context.Context) error {
 	n, err := w.redis.DBSize(ctx).Result()
 	if err != nil {
 		return report.Wrap(report.CodeUnreachable, err, "DBSIZE")
+	}
+	if err := inv.demoConfirm(w, redisGiven, n); err != nil {
+		return err
 	}
 	opts := seed.DefaultOptions()
 	opts.Tenants = *inv.c.demoOpts.tenants
@@ -154,13 +164,8 @@ func (inv *invocation) seed(ctx context.Context) error {
 		if err != nil {
 			return report.Wrap(report.CodeUnreachable, err, "DBSIZE")
 		}
-		if n > 0 && !*f.flush {
-			return report.E(report.CodeDataRefused, "the Redis keyspace is not empty (%d keys); pass --flush to empty it first", n)
-		}
-		if *f.flush {
-			if err := w.redis.FlushAll(ctx).Err(); err != nil {
-				return report.Wrap(report.CodeUnreachable, err, "FLUSHALL")
-			}
+		if err := inv.seedFlush(ctx, w, n); err != nil {
+			return err
 		}
 		opts := seed.Options{Tenants: *f.tenants, DestinationsPerTenant: *f.destinations, Seed: *f.seed, Layout: *f.layout,
 			DeploymentID: w.cfg.DeploymentID, SoftDeletedRatio: *f.softDeleted, ColonIDRatio: *f.colonIDs,
@@ -186,4 +191,71 @@ func (inv *invocation) seed(ctx context.Context) error {
 	inv.rep.Changed = true
 	inv.rep.Msg = "seeded"
 	return nil
+}
+
+// demoIgnoreEnv makes the demo read store settings from its flags only:
+// the environment, CONFIG, --config and ./.env are ignored, with a warning
+// naming what was set.
+func (inv *invocation) demoIgnoreEnv() {
+	var ignored []string
+	for _, k := range []string{"REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DATABASE", "REDIS_CLUSTER_ENABLED", "POSTGRES_URL", "CONFIG", "DEPLOYMENT_ID"} {
+		if _, ok := inv.e.lookupEnv(k); ok {
+			ignored = append(ignored, k)
+		}
+	}
+	if *inv.c.configFile != "" {
+		ignored = append(ignored, "--config")
+	}
+	if len(ignored) > 0 {
+		inv.warn("demo ignores %s: it uses a real store only when --redis-host or --postgres-url names it", strings.Join(ignored, ", "))
+	}
+	inv.e.lookupEnv = func(string) (string, bool) { return "", false }
+	inv.e.readDotenv = false
+	*inv.c.configFile = ""
+}
+
+// demoConfirm prints the demo's target and, for a real Redis that holds
+// keys or a real PostgreSQL (the demo migrates them), asks on a terminal
+// or needs --yes.
+func (inv *invocation) demoConfirm(w *wiring, redisGiven bool, keys int64) error {
+	target := "the in-process Redis"
+	if redisGiven {
+		target = fmt.Sprintf("the Redis at %s (database %d, %d keys)", w.cfg.Redis.Addr(), w.cfg.Redis.Database, keys)
+	}
+	pg := ""
+	if t := inv.rep.Targets; t != nil && t.Postgres != nil {
+		pg = fmt.Sprintf("the PostgreSQL at %s:%s/%s", t.Postgres.Host, t.Postgres.Port, t.Postgres.Database)
+		target += " and " + pg
+	}
+	inv.warn("demo target: %s", target)
+	if (!redisGiven || keys == 0) && pg == "" {
+		return nil
+	}
+	return inv.confirm(fmt.Sprintf("demo will migrate %s. Go on?", target))
+}
+
+// seedFlush prints the target, refuses a non-empty database without
+// --flush, and with it asks (or needs --yes) before FLUSHDB of the
+// selected database only: other databases of the server are not touched
+// (it was FLUSHALL, issue #22).
+func (inv *invocation) seedFlush(ctx context.Context, w *wiring, keys int64) error {
+	db := w.cfg.Redis.Database
+	inv.warn("dev seed target: the Redis at %s, database %d (%d keys)", w.cfg.Redis.Addr(), db, keys)
+	if keys > 0 && !*inv.c.seedOpts.flush {
+		return report.E(report.CodeDataRefused, "the Redis database %d at %s is not empty (%d keys); pass --flush to empty it first", db, w.cfg.Redis.Addr(), keys)
+	}
+	if !*inv.c.seedOpts.flush || keys == 0 {
+		return nil
+	}
+	if err := inv.confirm(fmt.Sprintf("delete the %d keys of database %d at %s (FLUSHDB)?", keys, db, w.cfg.Redis.Addr())); err != nil {
+		return err
+	}
+	flush := func(ctx context.Context, c *redis.Client) error { return c.FlushDB(ctx).Err() }
+	var err error
+	if cc, ok := w.redis.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, flush)
+	} else {
+		err = w.redis.FlushDB(ctx).Err()
+	}
+	return rediserr.Classify(err, "FLUSHDB")
 }
