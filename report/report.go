@@ -174,9 +174,11 @@ type Migration struct {
 	Name        string `json:"name"`
 	Version     int    `json:"version,omitempty"`
 	Description string `json:"description,omitempty"`
-	// State: applied, pending, not_applicable, failed, interrupted,
-	// verified, drift, dirty, partial (an unfinished run), skipped, cleaned.
-	State     string    `json:"state"`
+	// Checksum identifies the migration's definition (the SQL file, the Redis
+	// migration's code version), so a saved plan can tell another release.
+	Checksum string `json:"checksum,omitempty"`
+	// State: see State.
+	State     State     `json:"state"`
 	Reason    string    `json:"reason,omitempty"`
 	AppliedAt string    `json:"applied_at,omitempty"`
 	Counts    *Counts   `json:"counts,omitempty"`
@@ -185,9 +187,41 @@ type Migration struct {
 	Issues    []Issue   `json:"issues,omitempty"`
 	// IssuesTotal is the exact number of issues; Issues holds the first few.
 	IssuesTotal int64 `json:"issues_total"`
+	// Examples are real records before and after the change (plan
+	// --show-examples), secrets masked.
+	Examples []Example `json:"examples,omitempty"`
+	// Statements are what a pending SQL migration will run (plan --show-sql).
+	Statements []Statement `json:"statements,omitempty"`
 	// Resumable says whether a rerun continues from saved progress.
 	Resumable  bool  `json:"resumable,omitempty"`
 	DurationMS int64 `json:"duration_ms,omitempty"`
+}
+
+// Example is one real record as a pending migration would change it.
+// Encrypted and secret-looking values are masked.
+type Example struct {
+	Key      string            `json:"key"`
+	Kind     string            `json:"kind"`
+	Before   map[string]string `json:"before"`
+	AfterKey string            `json:"after_key"`
+	After    map[string]string `json:"after"`
+	// TTLMs is the record's TTL (soft-deleted records); the copy keeps it.
+	TTLMs int64 `json:"ttl_ms,omitempty"`
+}
+
+// Statement is one statement a SQL migration runs, as plan --show-sql
+// shows it.
+type Statement struct {
+	Step string `json:"step"`
+	SQL  string `json:"sql"`
+	// Transactional: the statement runs inside a transaction (every SQL
+	// step is one; a batched step commits once per batch).
+	Transactional bool `json:"transactional"`
+	Batched       bool `json:"batched,omitempty"`
+	// Lock is the table lock the statement takes, held until its step
+	// commits; Rewrites says it rewrites the whole table under it.
+	Lock     string `json:"lock,omitempty"`
+	Rewrites bool   `json:"rewrites,omitempty"`
 }
 
 // Counts are exact.

@@ -16,6 +16,7 @@ import (
 	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/batch/lock"
 	"github.com/outpost-migrate/outpost/batch/redisphase"
+	"github.com/outpost-migrate/outpost/batch/scan"
 	"github.com/outpost-migrate/outpost/batch/sqlphase"
 	"github.com/outpost-migrate/outpost/batch/stores"
 	"github.com/outpost-migrate/outpost/migrations/redismigrations"
@@ -181,7 +182,7 @@ func (inv *invocation) wire(ctx context.Context, cmd string) (*wiring, error) {
 		if inv.c.lockTimeout != nil {
 			lockWait = *inv.c.lockTimeout
 		}
-		p, err := openSQL(ctx, cfg, *inv.c.waitFor, lockWait, inv.events)
+		p, err := openSQL(ctx, cfg, *inv.c.waitFor, lockWait, inv.c.showSQL != nil && *inv.c.showSQL, inv.events)
 		if err != nil {
 			return nil, err
 		}
@@ -197,7 +198,7 @@ func (inv *invocation) wire(ctx context.Context, cmd string) (*wiring, error) {
 		w.redis = client
 		prefix := cfg.Prefix()
 		lockKey := lock.Key(prefix)
-		w.runner.Phases = append(w.runner.Phases, redisphase.New(client, prefix, lockKey, redismigrations.New(client, prefix), redisphase.Options{NoCheckpoints: *inv.c.noCheckpoints, SkipMemoryCheck: *flagVar(&inv.c.skipMemoryCheck), ScanCount: *inv.c.scanCount, Parallel: *inv.c.parallel, Window: *inv.c.window}, client.Close))
+		w.runner.Phases = append(w.runner.Phases, redisphase.New(client, prefix, lockKey, redismigrations.New(client, prefix), redisphase.Options{NoCheckpoints: *inv.c.noCheckpoints, SkipMemoryCheck: *flagVar(&inv.c.skipMemoryCheck), ScanCount: *inv.c.scanCount, Parallel: *inv.c.parallel, Window: *inv.c.window, Examples: inv.examples()}, client.Close))
 		locker := &redisLocker{client: client, key: lockKey, runID: inv.rep.RunID, events: inv.events}
 		if inv.c.lockTTL != nil {
 			locker.ttl = *inv.c.lockTTL
@@ -249,8 +250,11 @@ func (inv *invocation) dispatch(ctx context.Context, cmd string) error {
 	if inv.c.detailed != nil {
 		inv.detailed = *inv.c.detailed
 	}
-	if *inv.c.scanCount < 1 || *inv.c.scanCount > 100_000 || *inv.c.parallel < 1 || *inv.c.parallel > 64 || *inv.c.window < 1 || *inv.c.window > 16 {
-		return report.E(report.CodeUsage, "--scan-count must be 1..100000, --parallel 1..64 and --window 1..16")
+	if err := scan.CheckTuning(*inv.c.scanCount, *inv.c.parallel, *inv.c.window); err != nil {
+		return err
+	}
+	if n := inv.examples(); n < 0 || n > 100 {
+		return report.E(report.CodeUsage, "--show-examples must be 0..100")
 	}
 	if inv.c.sample != nil && *inv.c.sample < 0 {
 		return report.E(report.CodeUsage, "--sample must be 0 (full pass) or more")
@@ -266,19 +270,28 @@ func (inv *invocation) dispatch(ctx context.Context, cmd string) error {
 			return inv.confirm("")
 		}
 	}
+	o := inv.options()
+	if cmd == "migrate apply" {
+		var err error
+		if o.Plan, err = inv.savedPlan(); err != nil {
+			return err
+		}
+	}
 	w, err := inv.wire(ctx, cmd)
 	if err != nil {
 		return err
 	}
 	defer w.close()
 	r := w.runner
-	o := inv.options()
 	defer inv.addAdvisory(ctx, w, cmd)
 	switch cmd {
 	case "migrate list":
 		return r.List(ctx, inv.rep)
 	case "migrate plan":
-		return r.Plan(ctx, inv.rep)
+		if err := r.Plan(ctx, inv.rep); err != nil {
+			return err
+		}
+		return inv.savePlan()
 	case "migrate status":
 		return r.Status(ctx, inv.rep, o)
 	case "migrate verify":
