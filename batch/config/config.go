@@ -160,10 +160,11 @@ func Load(flags, env Settings, path string) (*Config, error) {
 		if v == "" {
 			return nil, bad(KeyRedisHost, "is empty")
 		}
-		if strings.ContainsAny(v, " /") {
-			return nil, bad(KeyRedisHost, fmt.Sprintf("%q is not a host name or address", v))
+		host, herr := normalizeHost(v)
+		if herr != nil {
+			return nil, bad(KeyRedisHost, herr.Error())
 		}
-		c.Redis.Host = v
+		c.Redis.Host = host
 	}
 	if v, ok := merged[KeyRedisPort]; ok {
 		if c.Redis.Port, err = strconv.Atoi(strings.TrimSpace(v)); err != nil || c.Redis.Port < 1 || c.Redis.Port > 65535 {
@@ -229,7 +230,7 @@ func checkPostgresURL(v string) error {
 		u, err := url.Parse(v)
 		if err != nil {
 			// url's error quotes the URL, password included: say less.
-			return errors.New("is not a valid URL")
+			return postgresURLHint(v)
 		}
 		if u.Host == "" {
 			return errors.New("has no host")
@@ -251,6 +252,9 @@ func checkPostgresURL(v string) error {
 // (".env", "x.env", ".env.production"). It returns the settings it knows and
 // warnings for top-level keys it ignores.
 func ReadFile(path string) (Settings, []string, error) {
+	if err := checkConfigFileSize(path); err != nil {
+		return nil, nil, err
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, report.Wrap(report.CodeConfig, err, "cannot read config file %s", path).(*report.Error).With("setting", "config").With("source", "--config/CONFIG")
