@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/outpost-migrate/outpost/batch/config"
+	"github.com/outpost-migrate/outpost/batch/probe"
 	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/batch/rediserr"
 	"github.com/outpost-migrate/outpost/report"
@@ -106,6 +107,9 @@ func ping(ctx context.Context, client redis.UniversalClient, c config.Redis) err
 			// an outage, but retrying cannot help.
 			if merr := tlsMismatch(ctx, c); merr != nil {
 				return merr
+			}
+			if probe.IsPostgreSQL(ctx, c.Addr()) {
+				return report.E(report.CodeConfig, "redis: %s is not Redis: it answers as PostgreSQL; check REDIS_HOST and REDIS_PORT (--redis-host, --redis-port; Redis listens on 6379 by default)", c.Addr()).With("setting", config.KeyRedisPort)
 			}
 		case report.CodeUnknown:
 			if c.Cluster && strings.Contains(err.Error(), "cluster support disabled") {

@@ -61,3 +61,27 @@ func TestInputsIPv6InBrackets(t *testing.T) {
 	require.Contains(t, r.rep["error"].(map[string]any)["message"], "[::1]:"+itoa(srv.Port))
 	require.NotContains(t, r.rep["error"].(map[string]any)["message"], "[[")
 }
+
+// TestInputsWrongStoreKind: REDIS_PORT pointing at PostgreSQL, and
+// POSTGRES_URL pointing at Redis, are 78 saying what answered, within a
+// few seconds (they were 69 EOF, and a wait then 75).
+func TestInputsWrongStoreKind(t *testing.T) {
+	pg := servertest.Postgres(t)
+	srv := servertest.Redis(t)
+	cases := []badCase{
+		{name: "REDIS_PORT of PostgreSQL", envs: map[string]string{"REDIS_HOST": pg.Host, "REDIS_PORT": itoa(pg.Port)}, args: []string{"migrate", "status", "--redis-only"},
+			code: 78, errCode: "CONFIG_INVALID", msg: []string{"is not Redis: it answers as PostgreSQL", "REDIS_PORT"}, setting: "redis.port"},
+		{name: "POSTGRES_URL of Redis", envs: map[string]string{"POSTGRES_URL": "postgres://u:p@" + srv.Addr + "/db?sslmode=disable"}, args: []string{"migrate", "status", "--sql-only"},
+			code: 78, errCode: "CONFIG_INVALID", msg: []string{srv.Addr + " is not PostgreSQL: it answers as Redis", "POSTGRES_URL"}, setting: "postgres"},
+		{name: "POSTGRES_URL of Redis, sslmode prefer", envs: map[string]string{"POSTGRES_URL": "postgres://u:p@" + srv.Addr + "/db"}, args: []string{"migrate", "apply", "--yes", "--sql-only"},
+			code: 78, errCode: "CONFIG_INVALID", msg: []string{"is not PostgreSQL: it answers as Redis"}, setting: "postgres"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			start := time.Now()
+			r := badCheck(t, c)
+			require.Equal(t, false, r.rep["error"].(map[string]any)["retryable"])
+			require.Less(t, time.Since(start), 8*time.Second, "recognised within seconds, not after connect timeouts")
+		})
+	}
+}
