@@ -270,6 +270,13 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 					Note:  fmt.Sprintf("%d of %d sampled keys need work; scaled to %d keys", c.Changed, seen, size)}
 			}
 			lines[i].Estimate = est
+			if lines[i].Name == todo[0] {
+				others := &report.Others{}
+				p.warnClients(ctx, progress.Nop, others)
+				if len(others.Clients) > 0 {
+					lines[i].Others = others
+				}
+			}
 			lines[i].Issues, lines[i].IssuesTotal = res.Tally.Issues(lines[i].Name)
 			if c.Failed > 0 {
 				lines[i].Reason = fmt.Sprintf("%d keys cannot be converted (see issues); apply will report them and not mark the migration applied", c.Failed)
@@ -404,6 +411,16 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 	for _, n := range todo {
 		run.Emit(progress.Event{Event: progress.MigrationStarted, Migration: "redis/" + n, Msg: "applying redis/" + n})
 	}
+	others := &report.Others{}
+	p.warnClients(ctx, run.Events, others)
+	o, wt, err := p.watchOthers(ctx, run)
+	if err != nil {
+		return lines, err
+	}
+	if wt != nil {
+		defer func() { wt.UseOthers(nil); o.Close() }()
+	}
+	defer func() { lines[indexOf(lines, todo[0])].Others = others }()
 	total := scan.NewTally()
 	var confirm *scan.Tally
 	var nodes []report.NodeProgress
@@ -426,15 +443,18 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 			}
 			continue
 		}
-		if total.Sum().Scanned == 0 && !res.TopologyChanged && !res.Resumed {
-			// No tenant key at all (a fresh install): nothing can be left
-			// to do, so one pass is enough.
-			confirm = scan.NewTally()
-			run.Emit(progress.Event{Event: progress.PassDone, Pass: pass, Migration: ex.Label, Msg: fmt.Sprintf("pass %d done; no tenant keys", pass)})
+		cu, settled, err := p.settle(ctx, run, o, wt, todo, done, res, total, others)
+		if err != nil {
+			return p.unfinished(lines, todo, total, nodes, resumed, run, err)
+		}
+		if settled {
+			confirm = cu
+			run.Emit(progress.Event{Event: progress.PassDone, Pass: pass, Migration: ex.Label, Msg: fmt.Sprintf("pass %d done; other clients changed %d keys during it (%d catch-up rounds)", pass, others.KeysChanged, others.Rounds)})
 			break
 		}
 		// The confirming pass: read-only, finds what is left to do and the
 		// keys that cannot be converted.
+		others.ConfirmingPass = true
 		// It keeps its own checkpoint (counts included), so that a run
 		// stopped in it (--max-runtime, a signal, kill -9) resumes it
 		// rather than starting it over: reruns on exit 75 converge.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch"
 	"github.com/outpost-migrate/outpost/batch/rediserr"
+	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -66,24 +67,19 @@ func (c *cli) registerDemo(a *kingpin.Application) {
 // production settings loaded cannot migrate production (issue #22).
 func (inv *invocation) demo(ctx context.Context) error {
 	inv.demoIgnoreEnv()
-	redisGiven := *inv.c.storeSet["redis.host"]
+	redisGiven := inv.c.store.IsSet(config.KeyRedisHost)
 	if !redisGiven {
 		mr := miniredis.NewMiniRedis()
 		if err := mr.Start(); err != nil {
 			return report.Wrap(report.CodeInternal, err, "start the in-process demo Redis")
 		}
 		defer mr.Close()
-		*inv.c.store["redis.host"] = mr.Host()
-		*inv.c.store["redis.port"] = mr.Port()
-		*inv.c.storeSet["redis.host"], *inv.c.storeSet["redis.port"] = true, true
+		inv.storeOverride = config.Settings{config.KeyRedisHost: mr.Host(), config.KeyRedisPort: mr.Port()}
 		inv.warn("using an in-process Redis (miniredis) at %s; pass --redis-host for a real one", mr.Addr())
 	}
-	cmd := "migrate apply" // the scope rules of apply: both stores unless only Redis is configured
-	if !*inv.c.storeSet["postgres"] {
-		t := true
-		inv.c.redisOnly = &t
-	}
-	w, err := inv.wire(ctx, cmd)
+	// The scope rules of apply: the SQL phase runs when a log store is
+	// configured.
+	w, err := inv.wire(ctx, "migrate apply")
 	if err != nil {
 		return err
 	}
@@ -203,15 +199,15 @@ func (inv *invocation) demoIgnoreEnv() {
 			ignored = append(ignored, k)
 		}
 	}
-	if *inv.c.configFile != "" {
+	if *inv.c.store.ConfigFile != "" {
 		ignored = append(ignored, "--config")
 	}
 	if len(ignored) > 0 {
 		inv.warn("demo ignores %s: it uses a real store only when --redis-host or --postgres-url names it", strings.Join(ignored, ", "))
 	}
 	inv.e.lookupEnv = func(string) (string, bool) { return "", false }
-	inv.e.readDotenv = false
-	*inv.c.configFile = ""
+	inv.e.searchConfig = false
+	*inv.c.store.ConfigFile = ""
 }
 
 // demoConfirm prints the demo's target and, for a real Redis that holds
