@@ -240,6 +240,24 @@ func (r *Runner) pendingOutcome(rep *report.Report) {
 		rep.Outcome = report.OutcomeUpToDate
 		rep.Msg = "up to date"
 	}
+	if err := NewerData(rep); err != nil {
+		rep.Msg += "; but this tool is older than the data: " + err.Error()
+		progress.Warnf(r.events(), "this tool is older than the data: %v", err)
+	}
+}
+
+// NewerData is the error of a store that records a version newer than
+// every migration this tool knows (a line in state unknown after a
+// successful read): apply and verify refuse it (65); plan and status say
+// so in msg and return it under --detailed-exitcode, so that every command
+// reports it the same way (issue #22: status said up_to_date, exit 0).
+func NewerData(rep *report.Report) error {
+	for _, l := range rep.Migrations {
+		if l.State == report.StateUnknown && l.Version > 0 && l.Reason != "" {
+			return report.E(report.CodeDataRefused, "%s", l.Reason).With("version", l.Version)
+		}
+	}
+	return nil
 }
 
 func (r *Runner) inspectLock(ctx context.Context, rep *report.Report) {

@@ -302,9 +302,15 @@ func (inv *invocation) dispatch(ctx context.Context, cmd string) error {
 		if err := r.Plan(ctx, inv.rep); err != nil {
 			return err
 		}
+		if err := inv.newerData(); err != nil {
+			return err
+		}
 		return inv.savePlan()
 	case "migrate status":
-		return r.Status(ctx, inv.rep, o)
+		if err := r.Status(ctx, inv.rep, o); err != nil {
+			return err
+		}
+		return inv.newerData()
 	case "migrate verify":
 		return r.Verify(ctx, inv.rep, o)
 	case "migrate apply":
@@ -451,4 +457,14 @@ func (inv *invocation) addAdvisory(ctx context.Context, w *wiring, cmd string) {
 		inv.rep.Lock = &report.Lock{Key: fmt.Sprintf("pg_advisory_lock(%d)", a.ID), State: state}
 	}
 	inv.rep.Lock.Advisory = a
+}
+
+// newerData fails plan and status under --detailed-exitcode when a store
+// is newer than this tool (65, as apply and verify), so that a pipeline
+// gating on the exit code does not read it as up to date.
+func (inv *invocation) newerData() error {
+	if !inv.detailed {
+		return nil
+	}
+	return batch.NewerData(inv.rep)
 }
