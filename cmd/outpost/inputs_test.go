@@ -30,10 +30,6 @@ func TestInputsRefusedWithTheSetting(t *testing.T) {
 			code: 78, errCode: "CONFIG_INVALID", msg: []string{"big.yaml is", "over the limit of 1048576", "is this the right file"}, setting: "config"},
 		{name: "REDIS_HOST with a port", envs: map[string]string{"REDIS_HOST": "127.0.0.1:6379"}, args: status,
 			code: 78, errCode: "CONFIG_INVALID", msg: []string{`"127.0.0.1:6379" includes a port`, "REDIS_PORT"}, setting: "redis.host"},
-		{name: "IPv6 in brackets with a port", envs: map[string]string{"REDIS_HOST": "[::1]:6380"}, args: status,
-			code: 78, errCode: "CONFIG_INVALID", msg: []string{"is bracketed", "without brackets"}, setting: "redis.host"},
-		{name: "IPv6 in brackets", envs: map[string]string{"REDIS_HOST": "[::1]"}, args: status,
-			code: 78, errCode: "CONFIG_INVALID", msg: []string{"is bracketed", "without brackets"}, setting: "redis.host"},
 		{name: "raw UTF-8 password in POSTGRES_URL", envs: map[string]string{"POSTGRES_URL": "postgres://u:pässwörd@127.0.0.1:5432/db"}, args: []string{"migrate", "status", "--sql-only"},
 			code: 78, errCode: "CONFIG_INVALID", msg: []string{"is not a valid URL", "percent-encode", "%C3%A9"}, setting: "postgres"},
 	}
