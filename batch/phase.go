@@ -107,3 +107,10 @@ func (r *Run) Emit(e progress.Event) {
 	}
 	r.Events.Emit(e)
 }
+
+// Preflighter is a Phase that can tell, before any phase of an apply
+// writes, that it could not finish (Redis: no memory for the copies), so
+// that apply refuses with nothing changed rather than after the SQL phase.
+type Preflighter interface {
+	Preflight(ctx context.Context, run *Run) error
+}

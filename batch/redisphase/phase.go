@@ -42,6 +42,9 @@ type Options struct {
 	// the benchmark that measures what checkpointing costs. A crash then
 	// means starting over.
 	NoCheckpoints bool
+	// SkipMemoryCheck: apply goes on when the memory preflight says the
+	// copies would not fit (the eviction watch stays on).
+	SkipMemoryCheck bool
 }
 
 // Phase implements batch.Phase for Redis.
@@ -52,6 +55,8 @@ type Phase struct {
 	set     Set
 	opts    Options
 	closer  func() error
+	// guard is the memory check of this apply, made by Preflight.
+	guard *memoryGuard
 }
 
 var _ batch.Phase = (*Phase)(nil)
@@ -395,8 +400,15 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 	if len(todo) == 0 {
 		return lines, nil
 	}
+	guard := p.guard
+	if guard == nil {
+		if guard, err = p.preflight(ctx, run, todo, done); err != nil {
+			return lines, err
+		}
+	}
 	started := time.Now()
 	ex := p.executor(run, "apply", run.Fence)
+	ex.Stop = guard.stop(run)
 	// Writes outside the passes (the catch-up) are fenced too.
 	ctx = scan.WithFence(ctx, ex.Fence)
 	ex.Fingerprint = strings.Join(todo, "+")
@@ -429,7 +441,7 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		if err != nil {
 			again, rerr := p.reshardAgain(ctx, run, pass, "", err)
 			if !again {
-				return p.unfinished(lines, todo, total, nodes, resumed, run, rerr)
+				return p.unfinished(lines, todo, total, nodes, resumed, run, guard.explain(ctx, rerr))
 			}
 			continue
 		}
@@ -455,21 +467,37 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		// The confirming pass: read-only, finds what is left to do and the
 		// keys that cannot be converted.
 		others.ConfirmingPass = true
-		cex := p.executor(run, "", nil)
+		// It keeps its own checkpoint (counts included), so that a run
+		// stopped in it (--max-runtime, a signal, kill -9) resumes it
+		// rather than starting it over: reruns on exit 75 converge.
+		cex := p.executor(run, "confirm", run.Fence)
+		cex.Stop = ex.Stop
+		cex.Fingerprint = ex.Fingerprint
 		cex.Label = "confirm " + ex.Label
 		cres, err := cex.Pass(ctx, p.set.Check(todo, done))
 		if err == nil && cres.TopologyChanged {
 			err = reshardingError(cres.TopologyWhy, nil)
 		}
+		if err == nil {
+			// Evictions since the last check would undo what the
+			// confirming pass just confirmed.
+			err = guard.check(ctx, true)
+		}
 		if err != nil {
 			again, rerr := p.reshardAgain(ctx, run, pass, "", err)
 			if !again {
-				return p.unfinished(lines, todo, total, nodes, resumed, run, rerr)
+				return p.unfinished(lines, todo, total, nodes, resumed, run, guard.explain(ctx, rerr))
 			}
 			if err := p.clear(ctx, ex, "apply"); err != nil {
 				return lines, err
 			}
+			if err := p.clear(ctx, cex, "confirm"); err != nil {
+				return lines, err
+			}
 			continue
+		}
+		if err := p.clear(ctx, cex, "confirm"); err != nil {
+			return lines, err
 		}
 		confirm = cres.Tally
 		left := int64(0)

@@ -147,6 +147,7 @@ func (inv *invocation) stopCause() error {
 func Main(ctx context.Context, e env) (code int) {
 	scrub := &report.Scrubber{}
 	scrubSecretsFromArgsAndEnv(scrub, e)
+	e.stderr = newLogWriter(e.stderr)
 	c := newCLI()
 	inv := &invocation{e: e, c: c, scrub: scrub, stop: make(chan struct{}), events: progress.Nop}
 	inv.jsonOut = wantJSON(e)
@@ -351,6 +352,7 @@ func (inv *invocation) print(rep *report.Report) int {
 	}
 	if err != nil {
 		fmt.Fprintf(inv.scrub.Writer(inv.e.stderr), "cannot write the report: %v\n", err)
+		rep.OutputLost(err)
 	}
 	if p := inv.e.terminationLog; p != "" {
 		_ = os.WriteFile(p, inv.scrub.Bytes([]byte(batch.Describe(rep)+"\n")), 0o644)

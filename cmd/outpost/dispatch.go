@@ -89,7 +89,7 @@ func (inv *invocation) wire(ctx context.Context, want config.Scope, sqlRequired 
 
 func (inv *invocation) redisOptions() redisphase.Options {
 	o := &inv.c.o
-	r := redisphase.Options{NoCheckpoints: o.noCheckpoints, ScanCount: o.scanCount, Parallel: o.parallel, Window: o.window, Examples: o.showExamples}
+	r := redisphase.Options{NoCheckpoints: o.noCheckpoints, SkipMemoryCheck: o.skipMemoryCheck, ScanCount: o.scanCount, Parallel: o.parallel, Window: o.window, Examples: o.showExamples}
 	if !inv.cmd.migrate() {
 		// demo and dev seed have no tuning flags: the defaults.
 		r = redisphase.Options{}
@@ -197,4 +197,14 @@ func (inv *invocation) addAdvisory(ctx context.Context, w *wiring) {
 		inv.rep.Lock = &report.Lock{Key: fmt.Sprintf("pg_advisory_lock(%d)", a.ID), State: state}
 	}
 	inv.rep.Lock.Advisory = a
+}
+
+// newerData fails plan and status under --detailed-exitcode when a store
+// is newer than this tool (65, as apply and verify), so that a pipeline
+// gating on the exit code does not read it as up to date.
+func (inv *invocation) newerData() error {
+	if !inv.c.o.detailed {
+		return nil
+	}
+	return batch.NewerData(inv.rep)
 }

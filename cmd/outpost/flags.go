@@ -28,6 +28,7 @@ type opts struct {
 	parallel           int
 	window             int
 	noCheckpoints      bool
+	skipMemoryCheck    bool
 	detailed           bool
 	planOut            string
 	showSQL            bool
@@ -73,7 +74,7 @@ var migrateFlags = []flagDef{
 		bind: func(f *kingpin.FlagClause, o *opts) {
 			f.Default(lock.DefaultTTL.String()).SetValue(durationValue{&o.lockTTL, f.Model().Name})
 		}},
-	{name: "max-runtime", shared: true, help: "Stop at a safe point after this long, progress saved (exit 75; a rerun resumes). 0: no limit.",
+	{name: "max-runtime", shared: true, help: "Stop at a safe point after this long (exit 75), never before every node did one chunk; apply and cleanup save progress and a rerun resumes, verify starts over. 0: no limit.",
 		bind: func(f *kingpin.FlagClause, o *opts) {
 			f.Default("0s").PlaceHolder("DURATION").SetValue(durationValue{&o.maxRuntime, f.Model().Name})
 		}},
@@ -97,6 +98,7 @@ var migrateFlags = []flagDef{
 	{name: "show-examples", help: "Show N real records of each kind before and after each pending Redis migration (secrets masked).", bind: func(f *kingpin.FlagClause, o *opts) { f.PlaceHolder("N").IntVar(&o.showExamples) }},
 	{name: "show-sql", help: "List the SQL statements of each pending SQL migration, with the table locks they take.", bind: func(f *kingpin.FlagClause, o *opts) { f.BoolVar(&o.showSQL) }},
 	{name: "plan", help: "Apply exactly the migrations of a plan saved by `plan --out FILE`; refuse (exit 65, PLAN_MISMATCH) when the stores no longer match it.", bind: func(f *kingpin.FlagClause, o *opts) { f.PlaceHolder("FILE").StringVar(&o.planFile) }},
+	{name: "skip-memory-check", help: "Apply even when Redis looks short of memory for 001's copies (the eviction watch stays on).", bind: func(f *kingpin.FlagClause, o *opts) { f.BoolVar(&o.skipMemoryCheck) }},
 	{name: "raw", help: "Print the bare schema document instead of a report (needs NAME).", bind: func(f *kingpin.FlagClause, o *opts) { f.BoolVar(&o.schemaRaw) }},
 }
 

@@ -127,4 +127,5 @@ func TestRestoreProbe(t *testing.T) {
 	require.Empty(t, real.Keys(ctx, "*probe*").Val())
 	stats := real.Info(ctx, "commandstats").Val()
 	require.EqualValues(t, 2, calls(t, stats, "restore"), "the probe and the twin")
+	require.EqualValues(t, 1, calls(t, stats, "exec"), "the probe is one transaction: no key outlives it, even after kill -9")
 }
