@@ -105,6 +105,20 @@ type Targets struct {
 	DeploymentID string          `json:"deployment_id,omitempty"`
 	Redis        *RedisTarget    `json:"redis,omitempty"`
 	Postgres     *PostgresTarget `json:"postgres,omitempty"`
+	// ClickHouse is the log store when Outpost keeps it in ClickHouse.
+	ClickHouse *ClickHouseTarget `json:"clickhouse,omitempty"`
+}
+
+// ClickHouseTarget describes the ClickHouse store; it never holds the
+// password.
+type ClickHouseTarget struct {
+	Addr     string `json:"addr"`
+	Database string `json:"database"`
+	Username string `json:"username,omitempty"`
+	TLS      bool   `json:"tls"`
+	Protocol string `json:"protocol"` // native | http
+	// VersionTable is golang-migrate's table, with the deployment prefix.
+	VersionTable string `json:"version_table"`
 }
 
 // RedisTarget describes the Redis store; it never holds the password.
@@ -188,6 +202,8 @@ type Migration struct {
 	// Resumable says whether a rerun continues from saved progress.
 	Resumable  bool  `json:"resumable,omitempty"`
 	DurationMS int64 `json:"duration_ms,omitempty"`
+	// Statements: plan of a ClickHouse migration, what apply would run.
+	Statements []string `json:"statements,omitempty"`
 }
 
 // Counts are exact.

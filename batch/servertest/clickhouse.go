@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -215,5 +216,69 @@ func (s *ClickHouseServer) Conn(t testing.TB, database string) driver.Conn {
 func (s *ClickHouseServer) Stop() {
 	if s.proc != nil {
 		s.proc.stop(syscall.SIGTERM, 5*time.Second)
+	}
+}
+
+// ---- a server shared by the test binary, a database per test ----
+
+var (
+	sharedCHMu  sync.Mutex
+	sharedCH    *ClickHouseServer
+	sharedCHErr error
+)
+
+// ClickHouseDatabase is a fresh database on the test binary's shared
+// ClickHouse server (default account, plain HTTP), dropped at cleanup.
+// Starting the engine takes seconds; a database takes milliseconds.
+type ClickHouseDatabase struct {
+	*ClickHouseServer
+	Name string
+}
+
+// ClickHouseDB starts the shared server on first use and creates a
+// database for this test. Stop the server from TestMain with
+// StopSharedClickHouse (it also dies with the test binary).
+func ClickHouseDB(t testing.TB) *ClickHouseDatabase {
+	t.Helper()
+	sharedCHMu.Lock()
+	if sharedCH == nil && sharedCHErr == nil {
+		dir, err := os.MkdirTemp("", "servertest-clickhouse-")
+		if err == nil {
+			s := &ClickHouseServer{Host: "127.0.0.1", User: "default", Dir: dir, LogFile: filepath.Join(dir, "clickhouse.log")}
+			if err = s.start(); err == nil {
+				sharedCH = s
+			}
+		}
+		sharedCHErr = err
+	}
+	s, err := sharedCH, sharedCHErr
+	sharedCHMu.Unlock()
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	name := pgDBName(t.Name())
+	s.Exec(t, "CREATE DATABASE "+name)
+	t.Cleanup(func() {
+		conn, err := s.open()
+		if err == nil {
+			err = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" SYNC")
+			_ = conn.Close()
+		}
+		if err != nil {
+			t.Errorf("servertest: drop ClickHouse database %s: %v", name, err)
+		}
+	})
+	return &ClickHouseDatabase{ClickHouseServer: s, Name: name}
+}
+
+// StopSharedClickHouse stops the shared server, if running, and removes its
+// directory.
+func StopSharedClickHouse() {
+	sharedCHMu.Lock()
+	defer sharedCHMu.Unlock()
+	if sharedCH != nil {
+		sharedCH.Stop()
+		_ = os.RemoveAll(sharedCH.Dir)
+		sharedCH = nil
 	}
 }
