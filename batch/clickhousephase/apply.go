@@ -116,8 +116,9 @@ func (p *Phase) applyOne(ctx context.Context, conn driver.Conn, run *batch.Run, 
 		}
 		marked = true
 	}
-	for i := cp.Statement; i < len(stmts); i++ {
-		if i > cp.Statement || resume != nil {
+	first := cp.Statement
+	for i := first; i < len(stmts); i++ {
+		if i > first || resume != nil {
 			if err := checkRun(ctx, run); err != nil {
 				return fail(err)
 			}

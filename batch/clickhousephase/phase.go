@@ -178,10 +178,29 @@ func (p *Phase) connect(ctx context.Context) (driver.Conn, error) {
 		}
 	}
 	if err != nil {
-		return nil, classify(ctx, err, report.CodeUnreachable, "connect to %s", p.where())
+		err = classify(ctx, err, report.CodeUnreachable, "connect to %s", p.where())
+		if report.CodeOf(err) == report.CodeUnreachable && p.cfg.TLS == nil && speaksTLS(ctx, p.cfg.Addr) {
+			return nil, report.Wrap(report.CodeConfig, err, "%s speaks TLS but TLS is off: set CLICKHOUSE_TLS_ENABLED=true", p.cfg.Addr).(*report.Error).With("setting", "clickhouse.tls_enabled")
+		}
+		return nil, err
 	}
 	p.conn = conn
 	return conn, nil
+}
+
+// speaksTLS says whether addr completes a TLS handshake: told apart from a
+// server that is down, a plaintext client's dropped connection means the
+// setting is wrong. Only the handshake runs; nothing is sent.
+func speaksTLS(ctx context.Context, addr string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // a probe that sends nothing
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
 }
 
 // dropConn forgets the connection after an error that may have broken it.
