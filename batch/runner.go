@@ -201,7 +201,7 @@ func (r *Runner) List(ctx context.Context, rep *report.Report) error {
 func summarize(lines []report.Migration) map[string]int {
 	s := map[string]int{}
 	for _, l := range lines {
-		s[l.State]++
+		s[string(l.State)]++
 	}
 	return s
 }
@@ -210,8 +210,7 @@ func (r *Runner) pendingOutcome(rep *report.Report) {
 	rep.Summary = summarize(rep.Migrations)
 	n := 0
 	for _, l := range rep.Migrations {
-		switch l.State {
-		case "pending", "partial", "dirty", "failed", "interrupted":
+		if l.State.Unfinished() {
 			n++
 		}
 	}
@@ -302,13 +301,13 @@ func (r *Runner) Apply(ctx context.Context, rep *report.Report, o Options) error
 	rep.Summary = summarize(rep.Migrations)
 	applied := 0
 	for _, l := range rep.Migrations {
-		if l.Counts != nil && (l.State == "applied" || l.State == "not_applicable") {
+		if l.Counts != nil && l.State.Satisfied() {
 			applied++
 		}
 	}
 	rep.Changed = applied > 0
 	if err != nil {
-		if isStop(err) {
+		if report.IsStop(err) {
 			rep.Next = "rerun the same command: it resumes from the saved checkpoints"
 		} else if report.CodeOf(err) == report.CodeMigrationFailed {
 			rep.Next = "fix the records listed in issues, then rerun apply: completed work is kept"
@@ -323,14 +322,6 @@ func (r *Runner) Apply(ctx context.Context, rep *report.Report, o Options) error
 		rep.Msg = "nothing to apply: up to date"
 	}
 	return nil
-}
-
-func isStop(err error) bool {
-	switch report.CodeOf(err) {
-	case report.CodeInterrupted, report.CodeTerminated, report.CodeTimeout, report.CodeLockLost:
-		return true
-	}
-	return false
 }
 
 // Verify checks that applied migrations hold in the data. It takes no lock
@@ -387,7 +378,7 @@ func (r *Runner) Cleanup(ctx context.Context, rep *report.Report, o Options) err
 	}
 	rep.Changed = deleted > 0
 	if err != nil {
-		if isStop(err) {
+		if report.IsStop(err) {
 			rep.Next = "rerun cleanup: it resumes from the saved checkpoint"
 		}
 		return err

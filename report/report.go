@@ -188,9 +188,8 @@ type Migration struct {
 	Name        string `json:"name"`
 	Version     int    `json:"version,omitempty"`
 	Description string `json:"description,omitempty"`
-	// State: applied, pending, not_applicable, failed, interrupted,
-	// verified, drift, dirty, partial (an unfinished run), skipped, cleaned.
-	State     string    `json:"state"`
+	// State: see State.
+	State     State     `json:"state"`
 	Reason    string    `json:"reason,omitempty"`
 	AppliedAt string    `json:"applied_at,omitempty"`
 	Counts    *Counts   `json:"counts,omitempty"`

@@ -1,56 +1,18 @@
 package lock
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/outpost-migrate/outpost/batch/rediserr"
 	"github.com/outpost-migrate/outpost/report"
 )
 
-// classify wraps a Redis error with what was being done and the class of
-// failure: credentials or ACL refused → CodePermission; a server that is
-// there but cannot serve (loading, cluster down) or no answer at all →
-// CodeUnreachable. Context errors stay unclassified and wrapped, so the
-// caller's cancellation cause decides (a timeout, an interrupt). Other
-// server replies (WRONGTYPE on the fence counter, a script error) are left
-// unclassified too: nothing about them is known here.
+// classify wraps a Redis error with what was being done and its class, as
+// rediserr decides for every package: a loading or resharding server is
+// temporary (75) here as everywhere else.
 func classify(err error, format string, args ...any) error {
-	if err == nil {
-		return nil
-	}
-	msg := fmt.Sprintf(format, args...)
-	switch {
-	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s: %w", msg, err)
-	case redis.IsAuthError(err) || redis.IsPermissionError(err) || scriptACLError(err):
-		return report.Wrap(report.CodePermission, err, "%s", msg)
-	}
-	var rerr redis.Error
-	if errors.As(err, &rerr) {
-		if redis.IsLoadingError(err) || redis.IsClusterDownError(err) || redis.IsMasterDownError(err) || redis.IsTryAgainError(err) {
-			return report.Wrap(report.CodeUnreachable, err, "%s", msg)
-		}
-		return fmt.Errorf("%s: %w", msg, err)
-	}
-	return report.Wrap(report.CodeUnreachable, err, "%s", msg)
-}
-
-// scriptACLError recognises an ACL refusal raised inside a script, which
-// Redis 7.0 words as "ERR The user executing the script can't run this
-// command ..." (or "... can't access at least one of the keys ...") and later
-// versions as "NOPERM ..." somewhere in the message.
-func scriptACLError(err error) bool {
-	var rerr redis.Error
-	if !errors.As(err, &rerr) {
-		return false
-	}
-	msg := rerr.Error()
-	return strings.Contains(msg, "user executing the script can't") || strings.Contains(msg, "NOPERM")
+	return rediserr.Wrapf(err, format, args...)
 }
 
 // heldError is the LOCK_HELD failure: it names the holder in the message and

@@ -6,10 +6,13 @@ package rediserr
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -27,6 +30,25 @@ func Classify(err error, doing string) error {
 	return report.Wrap(Code(err), err, "redis: %s", doing)
 }
 
+// Wrapf is Classify for callers that word their own context and let their
+// caller's cancellation decide: a context error and a reply nothing is known
+// about (WRONGTYPE, a script error) are wrapped without a code, so an outer
+// layer that knows more (a timeout it set, an interrupt) can classify them.
+func Wrapf(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	msg := fmt.Sprintf(format, args...)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", msg, err)
+	}
+	code := Code(err)
+	if code == report.CodeUnknown {
+		return fmt.Errorf("%s: %w", msg, err)
+	}
+	return report.Wrap(code, err, "%s", msg)
+}
+
 // Code returns the class of a Redis error.
 func Code(err error) report.Code {
 	if errors.Is(err, context.Canceled) {
@@ -36,10 +58,15 @@ func Code(err error) report.Code {
 		return report.CodeTimeout
 	}
 	msg := err.Error()
-	for _, p := range []string{"NOAUTH", "WRONGPASS", "NOPERM", "invalid username-password", "-NOPERM", "ERR AUTH"} {
+	// Redis 7.0 words an ACL refusal inside a script "ERR The user executing
+	// the script can't run this command" (or "... access ... the keys").
+	for _, p := range []string{"NOAUTH", "WRONGPASS", "NOPERM", "invalid username-password", "-NOPERM", "ERR AUTH", "user executing the script can't"} {
 		if strings.Contains(msg, p) {
 			return report.CodePermission
 		}
+	}
+	if errors.Is(err, redis.ErrClosed) {
+		return report.CodeUnreachable
 	}
 	if strings.Contains(msg, "x509:") || strings.Contains(msg, "tls:") || strings.Contains(msg, "certificate") {
 		// A TLS handshake failure is a configuration problem, not an outage:

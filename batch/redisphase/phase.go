@@ -2,10 +2,8 @@ package redisphase
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -27,13 +25,13 @@ type Options struct {
 	// 200,000 and 20,000.
 	CountLimit int64
 	SampleSize int64
-	// ScanCount is the SCAN COUNT hint (default DefaultScanCount).
+	// ScanCount is the SCAN COUNT hint (default scan.DefaultCount).
 	ScanCount int64
 	// Parallel is how many parts of a chunk are processed at once
-	// (default DefaultParallel).
+	// (default scan.DefaultParallel).
 	Parallel int
 	// Window is how many chunks per node are worked on at once (default
-	// DefaultWindow); a crash repeats at most this many chunks per node.
+	// scan.DefaultWindow); a crash repeats at most this many chunks per node.
 	Window int
 	// EventEvery throttles progress events (default 1s).
 	EventEvery time.Duration
@@ -42,17 +40,6 @@ type Options struct {
 	// means starting over.
 	NoCheckpoints bool
 }
-
-// Chunking defaults, measured with the benchmark in cmd/outpost (README,
-// Performance): chunks of about 2000 keys, two in flight per node, each
-// processed as 4 concurrent parts, keep Redis busy while the client decodes
-// one chunk's replies; a crash repeats at most two chunks (~4000 keys) per
-// node. One chunk of 4000 in flight left Redis idle ~20% of the apply pass.
-const (
-	DefaultScanCount = 2000
-	DefaultParallel  = 4
-	DefaultWindow    = 2
-)
 
 // Phase implements batch.Phase for Redis.
 type Phase struct {
@@ -80,13 +67,13 @@ func New(c redis.UniversalClient, prefix, lockKey string, set Set, opts Options,
 		opts.SampleSize = 20_000
 	}
 	if opts.ScanCount <= 0 {
-		opts.ScanCount = DefaultScanCount
+		opts.ScanCount = scan.DefaultCount
 	}
 	if opts.Parallel <= 0 {
-		opts.Parallel = DefaultParallel
+		opts.Parallel = scan.DefaultParallel
 	}
 	if opts.Window <= 0 {
-		opts.Window = DefaultWindow
+		opts.Window = scan.DefaultWindow
 	}
 	return &Phase{c: c, prefix: prefix, lockKey: lockKey, set: set, opts: opts, closer: closer}
 }
@@ -146,14 +133,14 @@ func (p *Phase) lines(ctx context.Context) ([]report.Migration, map[string]state
 		st := states[m.Name]
 		switch {
 		case st.satisfied():
-			l.State = st.status
+			l.State = report.State(st.status)
 			l.AppliedAt = st.appliedAt
 			l.Reason = st.reason
 		case m.NotApplicable != nil && m.NotApplicable(p.prefix) != "":
-			l.State = "not_applicable"
+			l.State = report.StateNotApplicable
 			l.Reason = m.NotApplicable(p.prefix) + " (recorded by the next apply)"
 		default:
-			l.State = "pending"
+			l.State = report.StatePending
 			if st.status != "" {
 				l.Reason = "recorded status is " + st.status
 			}
@@ -189,8 +176,8 @@ func (p *Phase) attachCheckpoint(ctx context.Context, lines []report.Migration, 
 	}
 	for i := range lines {
 		for _, m := range members {
-			if lines[i].Name == m && lines[i].State != "applied" {
-				lines[i].State = "partial"
+			if lines[i].Name == m && lines[i].State != report.StateApplied {
+				lines[i].State = report.StatePartial
 				pr := prog
 				lines[i].Progress = &pr
 				lines[i].Resumable = true
@@ -223,21 +210,11 @@ func (p *Phase) Status(ctx context.Context) ([]report.Migration, error) {
 }
 
 func (p *Phase) dbsize(ctx context.Context) (int64, error) {
-	c, ok := p.c.(*redis.ClusterClient)
-	if !ok {
-		n, err := p.c.DBSize(ctx).Result()
-		return n, rediserr.Classify(err, "DBSIZE")
+	nodes, err := scan.Nodes(ctx, p.c)
+	if err != nil {
+		return 0, err
 	}
-	var mu sync.Mutex
-	var total int64
-	err := c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-		n, err := m.DBSize(ctx).Result()
-		mu.Lock()
-		total += n
-		mu.Unlock()
-		return err
-	})
-	return total, rediserr.Classify(err, "DBSIZE")
+	return scan.KeyCount(ctx, nodes)
 }
 
 // Plan implements batch.Phase: pending migrations with the number of keys
@@ -361,7 +338,7 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		if err := p.c.HSet(ctx, p.StateKey(m.Name), "status", "not_applicable", "checked_at", now, "reason", reason, "run_id", run.ID).Err(); err != nil {
 			return lines, rediserr.Classify(err, "record "+m.Name)
 		}
-		lines[i].State, lines[i].Reason, lines[i].Counts = "not_applicable", reason, &report.Counts{}
+		lines[i].State, lines[i].Reason, lines[i].Counts = report.StateNotApplicable, reason, &report.Counts{}
 		states[m.Name] = state{status: "not_applicable"}
 	}
 	todo, done := p.pending(states, run.Target)
@@ -440,10 +417,10 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		lines[i].Progress = &report.Progress{RunID: run.ID, Resumed: resumed, Nodes: nodes}
 		switch {
 		case blocked != "":
-			lines[i].State = "pending"
+			lines[i].State = report.StatePending
 			lines[i].Reason = "not applied because " + blocked + " did not complete"
 		case cc.Failed > 0 || cc.Changed > 0:
-			lines[i].State = "failed"
+			lines[i].State = report.StateFailed
 			lines[i].Resumable = true
 			lines[i].Reason = fmt.Sprintf("%d keys failed and %d are left to change; fix the keys listed and run apply again (done work is kept)", cc.Failed, cc.Changed)
 			blocked = name
@@ -459,7 +436,7 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 				"scanned", c.Scanned, "changed", c.Changed, "duration_ms", lines[i].DurationMS).Err(); err != nil {
 				return lines, rediserr.Classify(err, "record "+name)
 			}
-			lines[i].State = "applied"
+			lines[i].State = report.StateApplied
 			lines[i].AppliedAt = now
 			run.Emit(progress.Event{Event: progress.MigrationFinished, Migration: "redis/" + name, Counts: &c, Msg: "applied redis/" + name})
 		}
@@ -489,11 +466,7 @@ func indexOf(lines []report.Migration, name string) int {
 // unfinished fills the lines of a run that stopped (signal, deadline, lost
 // lease, store failure) and returns its error.
 func (p *Phase) unfinished(lines []report.Migration, todo []string, total *scan.Tally, nodes []report.NodeProgress, resumed bool, run *batch.Run, err error) ([]report.Migration, error) {
-	state := "failed"
-	code := report.CodeOf(err)
-	if code == report.CodeInterrupted || code == report.CodeTerminated || code == report.CodeTimeout || errors.Is(err, context.Canceled) {
-		state = "interrupted"
-	}
+	state := report.StopState(err)
 	for _, name := range todo {
 		i := indexOf(lines, name)
 		c := total.Counts(name)
@@ -543,10 +516,10 @@ func (p *Phase) Verify(ctx context.Context, run *batch.Run) ([]report.Migration,
 		lines[i].Counts = &c
 		lines[i].Issues, lines[i].IssuesTotal = res.Tally.Issues(name)
 		if c.Failed > 0 {
-			lines[i].State = "drift"
+			lines[i].State = report.StateDrift
 			drift += c.Failed
 		} else {
-			lines[i].State = "verified"
+			lines[i].State = report.StateVerified
 		}
 		if run.Sample > 0 {
 			lines[i].Reason = fmt.Sprintf("spot check of about %d keys", run.Sample)
@@ -592,10 +565,10 @@ func (p *Phase) Cleanup(ctx context.Context, run *batch.Run) ([]report.Migration
 		lines[i].Progress = &report.Progress{RunID: run.ID, Resumed: res.Resumed, Nodes: res.Nodes}
 		failed += c.Failed
 		if c.Deleted > 0 && c.Failed == 0 {
-			lines[i].State = "cleaned"
+			lines[i].State = report.StateCleaned
 		}
 		if err != nil {
-			lines[i].State = "interrupted"
+			lines[i].State = report.StateInterrupted
 			lines[i].Resumable = true
 		}
 	}

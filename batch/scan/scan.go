@@ -31,8 +31,30 @@ import (
 	"github.com/outpost-migrate/outpost/report"
 )
 
-// DefaultCount is the SCAN COUNT hint.
-const DefaultCount = 1000
+// Tuning: defaults and limits of the chunking knobs, defined here once and
+// used by the flags (--scan-count, --parallel, --window), the Redis phase and
+// the executor. The defaults were measured with the benchmark in cmd/outpost
+// (README, Performance): chunks of about 2000 keys, two in flight per node,
+// each processed as 4 concurrent parts, keep Redis busy while the client
+// decodes one chunk's replies; a crash repeats at most two chunks (~4000
+// keys) per node. One chunk of 4000 in flight left Redis idle ~20% of the
+// apply pass.
+const (
+	DefaultCount    = 2000 // SCAN COUNT hint: about the keys per chunk and per checkpoint
+	MaxCount        = 100_000
+	DefaultParallel = 4 // parts of a chunk processed at once
+	MaxParallel     = 64
+	DefaultWindow   = 2 // chunks per node in flight
+	MaxWindow       = 16
+)
+
+// CheckTuning refuses knob values outside their limits.
+func CheckTuning(count int64, parallel, window int) error {
+	if count < 1 || count > MaxCount || parallel < 1 || parallel > MaxParallel || window < 1 || window > MaxWindow {
+		return report.E(report.CodeUsage, "--scan-count must be 1..%d, --parallel 1..%d and --window 1..%d", MaxCount, MaxParallel, MaxWindow)
+	}
+	return nil
+}
 
 // Spec says which keys a pass walks.
 type Spec struct {
@@ -353,19 +375,25 @@ func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
 	return res, nil
 }
 
-// estimate is the number of keys on the masters (DBSIZE): what a pass
-// without MATCH would scan. It only feeds progress events (ETA), so a
-// failure leaves it unknown rather than failing the pass.
-func estimate(ctx context.Context, nodes []Node) int64 {
+// KeyCount is the number of keys on the masters (the sum of their DBSIZE).
+func KeyCount(ctx context.Context, nodes []Node) (int64, error) {
 	var total int64
 	for _, n := range nodes {
 		v, err := n.client.DBSize(ctx).Result()
 		if err != nil {
-			return 0
+			return 0, rediserr.Classify(err, "DBSIZE "+n.Addr)
 		}
 		total += v
 	}
-	return total
+	return total, nil
+}
+
+// estimate is what a pass without MATCH would scan (KeyCount). It only
+// feeds progress events (ETA), so a failure leaves it unknown (0) rather
+// than failing the pass.
+func estimate(ctx context.Context, nodes []Node) int64 {
+	n, _ := KeyCount(ctx, nodes)
+	return n
 }
 
 type chunk struct {
@@ -468,7 +496,10 @@ func (e *Executor) walk(ctx context.Context, n Node, cursor, count uint64, step 
 	// Up to Window chunks are worked on at once; they are committed in
 	// SCAN order, so a saved position is always one before which every
 	// chunk's writes succeeded.
-	window := max(e.Window, 1)
+	window := e.Window
+	if window <= 0 {
+		window = DefaultWindow
+	}
 	type job struct {
 		ch    chunk
 		tally *Tally

@@ -427,7 +427,7 @@ func TestCancelledPassResumes(t *testing.T) {
 		}
 		return nil
 	}
-	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*"}, Store: store, Name: "c", Fingerprint: "m"}
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*", Count: 1000}, Store: store, Name: "c", Fingerprint: "m", Window: 1}
 	_, err := ex.Pass(ctx, rec.step)
 	require.ErrorIs(t, err, context.Canceled)
 	saved, err := store.Load(context.Background(), "c")
@@ -458,7 +458,7 @@ func TestRestartedServerIsScannedAgain(t *testing.T) {
 	store := &scan.Store{Client: c, LockKey: lockKey}
 	rec := newRecorder()
 	stop := report.E(report.CodeInterrupted, "stop")
-	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*"}, Store: store, Name: "apply", Fingerprint: "m",
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*", Count: 1000}, Store: store, Name: "apply", Fingerprint: "m",
 		Stop: func() error {
 			if len(rec.chunks) >= 3 {
 				return stop
@@ -499,7 +499,7 @@ func TestRestartDuringPassIsDetected(t *testing.T) {
 		return nil
 	}
 	store := &scan.Store{Client: c, LockKey: lockKey}
-	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*"}, Store: store, Name: "apply", Fingerprint: "m"}
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*", Count: 1000}, Store: store, Name: "apply", Fingerprint: "m"}
 	res, err := ex.Pass(ctx, rec.step)
 	require.NoError(t, err)
 	require.True(t, res.Complete)
@@ -521,7 +521,7 @@ func TestCheckpointOfAnotherPassIsIgnored(t *testing.T) {
 	store := &scan.Store{Client: c, LockKey: lockKey}
 	rec := newRecorder()
 	stop := report.E(report.CodeInterrupted, "stop")
-	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*"}, Store: store, Name: "apply", Fingerprint: "001",
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*", Count: 1000}, Store: store, Name: "apply", Fingerprint: "001",
 		Stop: func() error {
 			if len(rec.chunks) >= 2 {
 				return stop
@@ -531,7 +531,7 @@ func TestCheckpointOfAnotherPassIsIgnored(t *testing.T) {
 	_, err := ex.Pass(ctx, rec.step)
 	require.ErrorIs(t, err, stop)
 
-	ex2 := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*"}, Store: store, Name: "apply", Fingerprint: "002"}
+	ex2 := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*", Count: 1000}, Store: store, Name: "apply", Fingerprint: "002"}
 	again := newRecorder()
 	res, err := ex2.Pass(ctx, again.step)
 	require.NoError(t, err)
@@ -566,7 +566,7 @@ func TestCheckpointWritesAreFenced(t *testing.T) {
 		}
 		return nil
 	}
-	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*", Count: 500}, Store: store, Name: "apply", Fingerprint: "m", RunID: "r-1"}
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*", Count: 500}, Store: store, Name: "apply", Fingerprint: "m", RunID: "r-1", Window: 1}
 	_, err = ex.Pass(ctx, rec.step)
 	require.Error(t, err)
 	require.Equal(t, report.CodeLockLost, report.CodeOf(err))
@@ -581,7 +581,7 @@ func TestLimit(t *testing.T) {
 	c := srv.Client(t)
 	fill(t, c, "tenant:", 10_000)
 	rec := newRecorder()
-	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*"}, Limit: 2_500}
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*", Count: 1000}, Limit: 2_500}
 	res, err := ex.Pass(context.Background(), rec.step)
 	require.NoError(t, err)
 	require.False(t, res.Complete)
@@ -612,7 +612,7 @@ func TestProgressEvents(t *testing.T) {
 	var buf bytes.Buffer
 	logger := progress.NewLogger(&buf, true, "r-1", "apply")
 	rec := newRecorder()
-	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*"}, Store: &scan.Store{Client: c, LockKey: lockKey},
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*", Count: 1000}, Store: &scan.Store{Client: c, LockKey: lockKey},
 		Name: "apply", Fingerprint: "m", Label: "m", RunID: "r-1", Events: logger, EventEvery: time.Nanosecond}
 	_, err := ex.Pass(context.Background(), rec.step)
 	require.NoError(t, err)
@@ -688,7 +688,7 @@ func TestMemoryDoesNotGrowWithTheKeyspace(t *testing.T) {
 		}
 		return nil
 	}
-	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*"}, Store: &scan.Store{Client: c, LockKey: lockKey}, Name: "mem", Fingerprint: "m"}
+	ex := &scan.Executor{Client: c, Spec: scan.Spec{Match: "tenant:*", Count: 1000}, Store: &scan.Store{Client: c, LockKey: lockKey}, Name: "mem", Fingerprint: "m"}
 	res, err := ex.Pass(context.Background(), step)
 	require.NoError(t, err)
 	require.EqualValues(t, n, res.Tally.Counts("m").Scanned)

@@ -2,7 +2,6 @@ package sqlphase
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -134,14 +133,7 @@ func (p *Phase) applyOne(ctx context.Context, conn *pgx.Conn, run *batch.Run, m 
 
 	fail := func(step string, err error) (report.Migration, error) {
 		line.DurationMS = time.Since(begin).Milliseconds()
-		stopped := errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-			report.CodeOf(err) == report.CodeLockLost
-		switch {
-		case stopped:
-			line.State = StateInterrupted
-		default:
-			line.State = StateFailed
-		}
+		line.State = report.StopState(err)
 		if m.Stepped() && marked {
 			line.Resumable = true
 			line.Progress = progressOf(cp, resume != nil)
@@ -153,7 +145,7 @@ func (p *Phase) applyOne(ctx context.Context, conn *pgx.Conn, run *batch.Run, m 
 			line.Reason = fmt.Sprintf("rolled back: %v; the recorded version stays %d and a rerun applies it again", err, m.Version-1)
 		}
 		level := "error"
-		if stopped {
+		if report.IsStop(err) {
 			level = "warn"
 		}
 		run.Emit(progress.Event{Level: level, Event: progress.MigrationFinished, Migration: m.ID(),

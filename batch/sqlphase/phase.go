@@ -54,10 +54,9 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultBatchSize        = 5000
-	DefaultCountBelow       = 1_000_000
-	DefaultAdvisoryLockWait = 30 * time.Second
-	DefaultConnectTimeout   = 10 * time.Second
+	DefaultBatchSize      = 5000
+	DefaultCountBelow     = 1_000_000
+	DefaultConnectTimeout = 10 * time.Second
 )
 
 // Options tune a Phase; zero values take the defaults.
@@ -70,25 +69,26 @@ type Options struct {
 	// estimate above it (DefaultCountBelow).
 	CountBelow int64
 	// AdvisoryLockWait bounds the wait for golang-migrate's advisory lock
-	// when another session holds it (DefaultAdvisoryLockWait); negative
-	// fails at once. When it runs out the error is report.CodeLockHeld.
+	// when another session holds it: --lock-timeout, with the meaning the
+	// Redis lease gives it (lock.DefaultWait; 0 tries once). When it runs
+	// out the error is report.CodeLockHeld.
 	AdvisoryLockWait time.Duration
 	// ConnectTimeout applies when the URL sets no connect_timeout
 	// (DefaultConnectTimeout).
 	ConnectTimeout time.Duration
 }
 
-// Line states, as enumerated in schemas/common.json.
+// Line states: report's, named here for brevity.
 const (
-	StateApplied     = "applied"
-	StatePending     = "pending"
-	StateDirty       = "dirty"
-	StatePartial     = "partial"
-	StateFailed      = "failed"
-	StateInterrupted = "interrupted"
-	StateVerified    = "verified"
-	StateDrift       = "drift"
-	StateUnknown     = "unknown"
+	StateApplied     = report.StateApplied
+	StatePending     = report.StatePending
+	StateDirty       = report.StateDirty
+	StatePartial     = report.StatePartial
+	StateFailed      = report.StateFailed
+	StateInterrupted = report.StateInterrupted
+	StateVerified    = report.StateVerified
+	StateDrift       = report.StateDrift
+	StateUnknown     = report.StateUnknown
 )
 
 // Phase is the SQL store phase. Create it with New; Close it when done.
@@ -132,9 +132,6 @@ func New(ctx context.Context, url string, src Source, opts Options) (*Phase, err
 	}
 	if opts.CountBelow == 0 {
 		opts.CountBelow = DefaultCountBelow
-	}
-	if opts.AdvisoryLockWait == 0 {
-		opts.AdvisoryLockWait = DefaultAdvisoryLockWait
 	}
 	if opts.ConnectTimeout == 0 {
 		opts.ConnectTimeout = DefaultConnectTimeout

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/batch/lock"
 	"github.com/outpost-migrate/outpost/batch/progress"
+	"github.com/outpost-migrate/outpost/batch/scan"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -74,11 +76,6 @@ var commandKinds = map[string]string{
 	"dev seed":        report.KindSeed,
 }
 
-// defaultLockTimeout is how long apply and cleanup wait for a busy lock by
-// default: long enough to ride out a concurrent deploy's migration job, short
-// enough that a stuck lock surfaces as exit 75 within a CI step's patience.
-const defaultLockTimeout = 30 * time.Second
-
 func newCLI() *cli {
 	c := &cli{app: kingpin.New("outpost", "Migrates Outpost's storage (Redis and PostgreSQL). Every command prints one JSON report (the last line of stdout) and exits with a documented code.")}
 	a := c.app
@@ -127,15 +124,15 @@ func newCLI() *cli {
 	m.Flag("sql-only", "Only the PostgreSQL store (list, plan, apply, verify, status, cleanup).").BoolVar(flagVar(&c.sqlOnly))
 	m.Flag("redis-only", "Only the Redis store (list, plan, apply, verify, status, cleanup).").BoolVar(flagVar(&c.redisOnly))
 	m.Flag("yes", "Do not ask for confirmation: required by apply, cleanup, unlock and force when there is no terminal.").Short('y').BoolVar(flagVar(&c.yes))
-	m.Flag("lock-timeout", "apply, cleanup, force: wait this long for a busy migration lock (the Redis lease; for the SQL phase, golang-migrate's PostgreSQL advisory lock) before giving up with exit 75.").Default(defaultLockTimeout.String()).DurationVar(flagVar(&c.lockTimeout))
+	m.Flag("lock-timeout", "apply, cleanup, force: wait this long for a busy migration lock (the Redis lease; for the SQL phase, golang-migrate's PostgreSQL advisory lock) before giving up with exit 75.").Default(lock.DefaultWait.String()).DurationVar(flagVar(&c.lockTimeout))
 	// Hidden: the lease's TTL, for tests that must see a lease renewed (or
 	// expire) within seconds; in production the one hour Outpost uses is
 	// the bound on how long a crashed run blocks everyone.
 	m.Flag("lock-ttl", "apply, cleanup: TTL of the migration lock's lease, renewed every third of it.").Hidden().Default(lock.DefaultTTL.String()).DurationVar(flagVar(&c.lockTTL))
 	m.Flag("max-runtime", "apply, cleanup, verify: stop at a safe point after this long, progress saved (exit 75; a rerun resumes). 0: no limit.").Default("0s").DurationVar(flagVar(&c.maxRuntime))
-	m.Flag("scan-count", "Redis: SCAN COUNT hint, about the keys per chunk and per checkpoint.").Default("2000").Int64Var(flagVar(&c.scanCount))
-	m.Flag("parallel", "Redis: parts of a chunk processed at once.").Default("4").IntVar(flagVar(&c.parallel))
-	m.Flag("window", "Redis: chunks per node worked on at once (a crash repeats at most this many chunks per node).").Default("2").IntVar(flagVar(&c.window))
+	m.Flag("scan-count", "Redis: SCAN COUNT hint, about the keys per chunk and per checkpoint.").Default(strconv.Itoa(scan.DefaultCount)).Int64Var(flagVar(&c.scanCount))
+	m.Flag("parallel", "Redis: parts of a chunk processed at once.").Default(strconv.Itoa(scan.DefaultParallel)).IntVar(flagVar(&c.parallel))
+	m.Flag("window", "Redis: chunks per node worked on at once (a crash repeats at most this many chunks per node).").Default(strconv.Itoa(scan.DefaultWindow)).IntVar(flagVar(&c.window))
 	m.Flag("no-checkpoints", "Benchmarks only: run without saving checkpoints (a crash then starts over).").Hidden().BoolVar(flagVar(&c.noCheckpoints))
 	m.Command("list", "List every migration and its state.")
 	plan := m.Command("plan", "Show what apply would do, and how much; changes nothing.")

@@ -16,6 +16,7 @@ import (
 	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/batch/lock"
 	"github.com/outpost-migrate/outpost/batch/redisphase"
+	"github.com/outpost-migrate/outpost/batch/scan"
 	"github.com/outpost-migrate/outpost/batch/sqlphase"
 	"github.com/outpost-migrate/outpost/batch/stores"
 	"github.com/outpost-migrate/outpost/migrations/redismigrations"
@@ -249,8 +250,8 @@ func (inv *invocation) dispatch(ctx context.Context, cmd string) error {
 	if inv.c.detailed != nil {
 		inv.detailed = *inv.c.detailed
 	}
-	if *inv.c.scanCount < 1 || *inv.c.scanCount > 100_000 || *inv.c.parallel < 1 || *inv.c.parallel > 64 || *inv.c.window < 1 || *inv.c.window > 16 {
-		return report.E(report.CodeUsage, "--scan-count must be 1..100000, --parallel 1..64 and --window 1..16")
+	if err := scan.CheckTuning(*inv.c.scanCount, *inv.c.parallel, *inv.c.window); err != nil {
+		return err
 	}
 	if inv.c.sample != nil && *inv.c.sample < 0 {
 		return report.E(report.CodeUsage, "--sample must be 0 (full pass) or more")

@@ -24,9 +24,6 @@ import (
 // migration lock, and 0 must fail at once there as it does for the Redis
 // lease.
 func openSQL(ctx context.Context, cfg *config.Config, waitFor, lockWait time.Duration, events progress.Sink) (batch.Phase, error) {
-	if lockWait <= 0 {
-		lockWait = -1 // sqlphase reads 0 as its default wait, a negative one as none
-	}
 	p, err := sqlphase.New(ctx, cfg.PostgresURL, sqlmigrations.Source(), sqlphase.Options{AdvisoryLockWait: lockWait})
 	if err != nil {
 		return nil, err

@@ -2,18 +2,12 @@ package seed
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
+	"github.com/outpost-migrate/outpost/batch/rediserr"
 	"github.com/redis/go-redis/v9"
-
-	"github.com/outpost-migrate/outpost/report"
 )
 
 const (
@@ -170,25 +164,8 @@ func cmdString(cmd redis.Cmder) string {
 	return cmd.Name()
 }
 
-// classifyRedis gives a Redis error its report code: the server refused for
-// lack of permission, did not answer, or said to try again.
+// classifyRedis gives a Redis error its report code, as rediserr decides
+// for every package.
 func classifyRedis(err error, format string, args ...any) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf(format+": %w", append(args, err)...)
-	}
-	msg := err.Error()
-	var ne net.Error
-	switch {
-	case strings.HasPrefix(msg, "NOPERM"), strings.HasPrefix(msg, "NOAUTH"),
-		strings.HasPrefix(msg, "WRONGPASS"):
-		return report.Wrap(report.CodePermission, err, format, args...)
-	case strings.HasPrefix(msg, "LOADING"), strings.HasPrefix(msg, "TRYAGAIN"),
-		strings.HasPrefix(msg, "CLUSTERDOWN"), strings.HasPrefix(msg, "BUSY"):
-		return report.Wrap(report.CodeTemporary, err, format, args...)
-	case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, redis.ErrClosed):
-		return report.Wrap(report.CodeUnreachable, err, format, args...)
-	}
-	return report.Wrap(report.CodeUnknown, err, format, args...)
+	return rediserr.Wrapf(err, format, args...)
 }

@@ -145,7 +145,7 @@ func recorded(t *testing.T, conn *pgx.Conn) string {
 func states(lines []report.Migration) string {
 	var s []string
 	for _, l := range lines {
-		s = append(s, strconv.Itoa(l.Version)+":"+l.State)
+		s = append(s, strconv.Itoa(l.Version)+":"+string(l.State))
 	}
 	return strings.Join(s, " ")
 }
