@@ -158,15 +158,10 @@ func resumeStart(resume *checkpoint) int {
 // the version in its details.
 func (p *Phase) failed(run *batch.Run, m *Migration, line report.Migration, begin time.Time, cp checkpoint, marked bool, err error) (report.Migration, error) {
 	line.DurationMS = time.Since(begin).Milliseconds()
-	stopped := errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
-	switch report.CodeOf(err) {
-	case report.CodeLockLost, report.CodeInterrupted, report.CodeTerminated, report.CodeTimeout:
-		stopped = true
-	}
-	line.State = StateFailed
+	line.State = report.StopState(err)
 	level := "error"
-	if stopped {
-		line.State, level = StateInterrupted, "warn"
+	if report.IsStop(err) {
+		level = "warn"
 	}
 	if marked {
 		line.Resumable = true

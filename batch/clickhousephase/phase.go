@@ -72,17 +72,15 @@ type Config struct {
 	DialTimeout  time.Duration
 }
 
-// Line states, as enumerated in schemas/common.json.
+// Line states: report's, named here for brevity.
 const (
-	StateApplied     = "applied"
-	StatePending     = "pending"
-	StateDirty       = "dirty"
-	StatePartial     = "partial"
-	StateFailed      = "failed"
-	StateInterrupted = "interrupted"
-	StateVerified    = "verified"
-	StateDrift       = "drift"
-	StateUnknown     = "unknown"
+	StateApplied  = report.StateApplied
+	StatePending  = report.StatePending
+	StateDirty    = report.StateDirty
+	StatePartial  = report.StatePartial
+	StateVerified = report.StateVerified
+	StateDrift    = report.StateDrift
+	StateUnknown  = report.StateUnknown
 )
 
 // Phase is the ClickHouse store phase; its methods are called from one
