@@ -62,7 +62,7 @@ func wantCode(t *testing.T, err error, code report.Code, exit int) {
 func states(lines []report.Migration) string {
 	var s []string
 	for _, l := range lines {
-		s = append(s, l.State)
+		s = append(s, string(l.State))
 	}
 	return strings.Join(s, ",")
 }
