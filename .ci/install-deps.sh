@@ -6,6 +6,7 @@
 #   ansible-core                 ansible-playbook
 #   nodejs + npm, then the npm package chdb (global)   the ClickHouse engine
 #                                as a library, for batch/servertest's ClickHouse
+#   clickhouse-server            Debian's 18.16, for the native-protocol tests
 # Idempotent and quiet: prints nothing when everything is there, runs
 # `apt-get update` only when something must be installed, and shows apt's
 # output only if it fails. Runs as root, or through sudo when available.
@@ -53,6 +54,7 @@ fi
 have ansible-playbook || missing+=(ansible-core)
 have node || missing+=(nodejs)
 have npm || missing+=(npm)
+{ have clickhouse-server || [ -x /usr/sbin/clickhouse-server ]; } || missing+=(clickhouse-server)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
@@ -123,6 +125,7 @@ stop_default() { # service pidfile...
 }
 if [ -z "${KEEP_DEFAULT_SERVICES:-}" ]; then
   stop_default redis-server /run/redis/redis-server.pid /var/run/redis/redis-server.pid
+  stop_default clickhouse-server /run/clickhouse-server/clickhouse-server.pid /var/run/clickhouse-server/clickhouse-server.pid
 fi
 
 # The ClickHouse engine for the tests: chdb's libchdb.so (npm package chdb,
