@@ -60,7 +60,11 @@ type Options struct {
 	Stop       <-chan struct{}
 	StopCause  func() error
 	StatusWait time.Duration // status --wait: poll until up to date
-	PollEvery  time.Duration
+	// Plan is a saved plan (apply --plan): apply runs exactly its pending
+	// migrations, and refuses before any write when the stores no longer
+	// match it.
+	Plan      *report.SavedPlan
+	PollEvery time.Duration
 }
 
 // stopper merges the reasons to stop at a safe point: a signal, the
@@ -206,15 +210,20 @@ func summarize(lines []report.Migration) map[string]int {
 	return s
 }
 
-func (r *Runner) pendingOutcome(rep *report.Report) {
-	rep.Summary = summarize(rep.Migrations)
+// countUnfinished counts the lines that apply still has work for.
+func countUnfinished(lines []report.Migration) int {
 	n := 0
-	for _, l := range rep.Migrations {
+	for _, l := range lines {
 		if l.State.Unfinished() {
 			n++
 		}
 	}
-	if n > 0 {
+	return n
+}
+
+func (r *Runner) pendingOutcome(rep *report.Report) {
+	rep.Summary = summarize(rep.Migrations)
+	if n := countUnfinished(rep.Migrations); n > 0 {
 		rep.Outcome = report.OutcomePending
 		rep.Msg = fmt.Sprintf("%d migrations pending", n)
 	} else {
@@ -284,6 +293,13 @@ func (r *Runner) Apply(ctx context.Context, rep *report.Report, o Options) error
 		return err
 	}
 	err := r.locked(ctx, rep, "apply", o, func(run *Run) error {
+		if o.Plan != nil {
+			target, err := r.holdToPlan(ctx, rep, o.Plan)
+			if err != nil || target == "" {
+				return err
+			}
+			o.Target, run.Target = target, target
+		}
 		for _, p := range r.Phases {
 			lines, err := p.Apply(ctx, run)
 			rep.Migrations = append(rep.Migrations, lines...)
@@ -309,6 +325,8 @@ func (r *Runner) Apply(ctx context.Context, rep *report.Report, o Options) error
 	if err != nil {
 		if report.IsStop(err) {
 			rep.Next = "rerun the same command: it resumes from the saved checkpoints"
+		} else if report.CodeOf(err) == report.CodePlanMismatch {
+			rep.Next = "make a new plan (`outpost migrate plan --out FILE`), review it, and apply that one"
 		} else if report.CodeOf(err) == report.CodeMigrationFailed {
 			rep.Next = "fix the records listed in issues, then rerun apply: completed work is kept"
 		}
@@ -322,6 +340,30 @@ func (r *Runner) Apply(ctx context.Context, rep *report.Report, o Options) error
 		rep.Msg = "nothing to apply: up to date"
 	}
 	return nil
+}
+
+// holdToPlan plans again under the lease and compares with the saved plan:
+// any difference that matters refuses the apply before it writes anything.
+// It returns the last migration the plan applies (the target), or "" when
+// the plan has nothing pending.
+func (r *Runner) holdToPlan(ctx context.Context, rep *report.Report, saved *report.SavedPlan) (string, error) {
+	now := &report.Report{Kind: "PlanReport", Tool: rep.Tool, Targets: rep.Targets}
+	for _, p := range r.Phases {
+		lines, err := p.Plan(ctx)
+		now.Migrations = append(now.Migrations, lines...)
+		if err != nil {
+			return "", err
+		}
+	}
+	if diffs := saved.Mismatch(now); len(diffs) > 0 {
+		rep.Migrations = now.Migrations
+		return "", report.E(report.CodePlanMismatch, "the stores no longer match the saved plan of %s (run %s): %s; nothing was changed: review a new plan",
+			saved.CreatedAt.Format(time.RFC3339), saved.RunID, strings.Join(diffs, "; ")).With("differences", diffs)
+	}
+	if len(saved.Pending) == 0 {
+		return "", nil
+	}
+	return saved.Pending[len(saved.Pending)-1].ID, nil
 }
 
 // Verify checks that applied migrations hold in the data. It takes no lock
@@ -348,8 +390,15 @@ func (r *Runner) Verify(ctx context.Context, rep *report.Report, o Options) erro
 	if firstErr != nil {
 		return firstErr
 	}
-	rep.Outcome = report.OutcomeVerified
 	n := rep.Summary["verified"]
+	if pending := countUnfinished(rep.Migrations); n == 0 && pending > 0 {
+		// A CI gate of `apply; verify` must notice an apply that did not
+		// run: nothing verified is not "verified".
+		rep.Outcome = report.OutcomePending
+		rep.Msg = fmt.Sprintf("nothing to verify: no migration is applied yet (%d pending); run `outpost migrate apply` first", pending)
+		return nil
+	}
+	rep.Outcome = report.OutcomeVerified
 	rep.Msg = fmt.Sprintf("%d applied migrations verified", n)
 	if rep.Summary["pending"] > 0 {
 		rep.Msg += fmt.Sprintf("; %d pending (not verified)", rep.Summary["pending"])

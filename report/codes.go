@@ -21,6 +21,7 @@ const (
 	CodeConfirmationRequired Code = "CONFIRMATION_REQUIRED" // 64: --yes missing and no terminal to ask on
 	CodeCancelled            Code = "CANCELLED"             // 64: the person at the terminal answered no
 	CodeDataRefused          Code = "DATA_REFUSED"          // 65: records or a migration set the tool will not handle
+	CodePlanMismatch         Code = "PLAN_MISMATCH"         // 65: apply --plan: the stores no longer match the saved plan
 	CodeUnreachable          Code = "STORE_UNREACHABLE"     // 69: a store did not answer
 	CodeInternal             Code = "INTERNAL"              // 70: a bug: recovered panic, invalid report
 	CodeLockHeld             Code = "LOCK_HELD"             // 75: another run holds the migration lock
@@ -61,6 +62,7 @@ var exitCodes = map[Code]int{
 	CodeConfirmationRequired: ExitUsage,
 	CodeCancelled:            ExitUsage,
 	CodeDataRefused:          ExitDataErr,
+	CodePlanMismatch:         ExitDataErr,
 	CodeUnreachable:          ExitUnavailable,
 	CodeInternal:             ExitSoftware,
 	CodeLockHeld:             ExitTempFail,

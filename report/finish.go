@@ -35,6 +35,7 @@ var outcomeFor = map[Code]string{
 	CodeConfirmationRequired: OutcomeInvalidUsage,
 	CodeCancelled:            OutcomeCancelled,
 	CodeDataRefused:          OutcomeRefused,
+	CodePlanMismatch:         OutcomeRefused,
 	CodeUnreachable:          OutcomeUnreachable,
 	CodeInternal:             OutcomeInternalError,
 	CodeLockHeld:             OutcomeLocked,

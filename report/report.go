@@ -188,6 +188,9 @@ type Migration struct {
 	Name        string `json:"name"`
 	Version     int    `json:"version,omitempty"`
 	Description string `json:"description,omitempty"`
+	// Checksum identifies the migration's definition (the SQL file, the Redis
+	// migration's code version), so a saved plan can tell another release.
+	Checksum string `json:"checksum,omitempty"`
 	// State: see State.
 	State     State     `json:"state"`
 	Reason    string    `json:"reason,omitempty"`
@@ -198,11 +201,28 @@ type Migration struct {
 	Issues    []Issue   `json:"issues,omitempty"`
 	// IssuesTotal is the exact number of issues; Issues holds the first few.
 	IssuesTotal int64 `json:"issues_total"`
+	// Statements are what a pending SQL migration will run (plan --show-sql).
+	Statements []Statement `json:"statements,omitempty"`
 	// Resumable says whether a rerun continues from saved progress.
 	Resumable  bool  `json:"resumable,omitempty"`
 	DurationMS int64 `json:"duration_ms,omitempty"`
 	// Statements: plan of a ClickHouse migration, what apply would run.
 	Statements []string `json:"statements,omitempty"`
+}
+
+// Statement is one statement a SQL migration runs, as plan --show-sql
+// shows it.
+type Statement struct {
+	Step string `json:"step"`
+	SQL  string `json:"sql"`
+	// Transactional: the statement runs inside a transaction (every SQL
+	// step is one; a batched step commits once per batch).
+	Transactional bool `json:"transactional"`
+	Batched       bool `json:"batched,omitempty"`
+	// Lock is the table lock the statement takes, held until its step
+	// commits; Rewrites says it rewrites the whole table under it.
+	Lock     string `json:"lock,omitempty"`
+	Rewrites bool   `json:"rewrites,omitempty"`
 }
 
 // Counts are exact.

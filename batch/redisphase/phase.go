@@ -117,7 +117,8 @@ func (p *Phase) readStates(ctx context.Context) (map[string]state, error) {
 }
 
 func (p *Phase) line(m Migration) report.Migration {
-	return report.Migration{ID: "redis/" + m.Name, Backend: "redis", Name: m.Name, Description: m.Description}
+	return report.Migration{ID: "redis/" + m.Name, Backend: "redis", Name: m.Name, Description: m.Description,
+		Checksum: report.Checksum(m.Name, m.Description)}
 }
 
 // lines is the state of every migration, as recorded (and, for not yet

@@ -73,6 +73,9 @@ type Options struct {
 	// Redis lease gives it (lock.DefaultWait; 0 tries once). When it runs
 	// out the error is report.CodeLockHeld.
 	AdvisoryLockWait time.Duration
+	// ShowSQL makes Plan list the statements of each pending migration
+	// (plan --show-sql).
+	ShowSQL bool
 	// ConnectTimeout applies when the URL sets no connect_timeout
 	// (DefaultConnectTimeout).
 	ConnectTimeout time.Duration
@@ -250,7 +253,8 @@ func (p *Phase) status(ctx context.Context) ([]report.Migration, dbState, error)
 }
 
 func (p *Phase) baseLine(m *Migration) report.Migration {
-	return report.Migration{ID: m.ID(), Backend: "sql", Name: m.Name, Version: m.Version, Description: m.Description}
+	return report.Migration{ID: m.ID(), Backend: "sql", Name: m.Name, Version: m.Version, Description: m.Description,
+		Checksum: report.Checksum(m.Up)}
 }
 
 func (p *Phase) unknownLines(err error) []report.Migration {
@@ -343,6 +347,9 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 		l := &lines[i]
 		if l.State != StatePending && l.State != StatePartial {
 			continue
+		}
+		if p.opts.ShowSQL {
+			l.Statements = m.Statements()
 		}
 		for _, step := range m.Steps {
 			if step.Batched == nil {

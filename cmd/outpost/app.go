@@ -50,6 +50,9 @@ type cli struct {
 	lockTTL            *time.Duration
 	maxRuntime         *time.Duration
 	detailed           *bool
+	planOut            *string
+	showSQL            *bool
+	planFile           *string
 	sample             *int
 	statusWait         *time.Duration
 	schemaName         *string
@@ -137,9 +140,13 @@ func newCLI() *cli {
 	m.Command("list", "List every migration and its state.")
 	plan := m.Command("plan", "Show what apply would do, and how much; changes nothing.")
 	plan.Flag("detailed-exitcode", "Exit 2 when migrations are pending.").BoolVar(flagVar(&c.detailed))
+	plan.Flag("out", "Save the plan to FILE (a SavedPlan document) for `apply --plan FILE`.").PlaceHolder("FILE").StringVar(flagVar(&c.planOut))
+	plan.Flag("show-sql", "List the SQL statements of each pending SQL migration, with the table locks they take.").BoolVar(flagVar(&c.showSQL))
 	apply := m.Command("apply", "Apply pending migrations in order, SQL first, then Redis, under one lock.")
+	apply.Flag("plan", "Apply exactly the migrations of a plan saved by `plan --out FILE`; refuse (exit 65, PLAN_MISMATCH) when the stores no longer match it.").PlaceHolder("FILE").StringVar(flagVar(&c.planFile))
 	apply.Flag("target", "Stop after this migration (an id from `migrate list`, e.g. sql/000004 or redis/001_hash_tags).").StringVar(flagVar(&c.target))
 	verify := m.Command("verify", "Check that applied migrations hold in the data (full pass; --sample N for a spot check).")
+	verify.Flag("detailed-exitcode", "Exit 2 when nothing is applied yet (so nothing was verified).").BoolVar(flagVar(&c.detailed))
 	verify.Flag("sample", "Spot-check about N records instead of all.").Default("0").IntVar(flagVar(&c.sample))
 	status := m.Command("status", "Show versions, pending migrations, the lock and any unfinished run.")
 	status.Flag("detailed-exitcode", "Exit 2 when migrations are pending.").BoolVar(flagVar(&c.detailed))

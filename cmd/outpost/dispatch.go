@@ -182,7 +182,7 @@ func (inv *invocation) wire(ctx context.Context, cmd string) (*wiring, error) {
 		if inv.c.lockTimeout != nil {
 			lockWait = *inv.c.lockTimeout
 		}
-		p, err := openSQL(ctx, cfg, *inv.c.waitFor, lockWait, inv.events)
+		p, err := openSQL(ctx, cfg, *inv.c.waitFor, lockWait, inv.c.showSQL != nil && *inv.c.showSQL, inv.events)
 		if err != nil {
 			return nil, err
 		}
@@ -267,19 +267,28 @@ func (inv *invocation) dispatch(ctx context.Context, cmd string) error {
 			return inv.confirm("")
 		}
 	}
+	o := inv.options()
+	if cmd == "migrate apply" {
+		var err error
+		if o.Plan, err = inv.savedPlan(); err != nil {
+			return err
+		}
+	}
 	w, err := inv.wire(ctx, cmd)
 	if err != nil {
 		return err
 	}
 	defer w.close()
 	r := w.runner
-	o := inv.options()
 	defer inv.addAdvisory(ctx, w, cmd)
 	switch cmd {
 	case "migrate list":
 		return r.List(ctx, inv.rep)
 	case "migrate plan":
-		return r.Plan(ctx, inv.rep)
+		if err := r.Plan(ctx, inv.rep); err != nil {
+			return err
+		}
+		return inv.savePlan()
 	case "migrate status":
 		return r.Status(ctx, inv.rep, o)
 	case "migrate verify":

@@ -23,8 +23,8 @@ import (
 // golang-migrate's advisory lock too: with --sql-only it is the only
 // migration lock, and 0 must fail at once there as it does for the Redis
 // lease.
-func openSQL(ctx context.Context, cfg *config.Config, waitFor, lockWait time.Duration, events progress.Sink) (batch.Phase, error) {
-	p, err := sqlphase.New(ctx, cfg.PostgresURL, sqlmigrations.Source(), sqlphase.Options{AdvisoryLockWait: lockWait})
+func openSQL(ctx context.Context, cfg *config.Config, waitFor, lockWait time.Duration, showSQL bool, events progress.Sink) (batch.Phase, error) {
+	p, err := sqlphase.New(ctx, cfg.PostgresURL, sqlmigrations.Source(), sqlphase.Options{AdvisoryLockWait: lockWait, ShowSQL: showSQL})
 	if err != nil {
 		return nil, err
 	}

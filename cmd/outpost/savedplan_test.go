@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outpost-migrate/outpost/batch/servertest"
+	"github.com/outpost-migrate/outpost/migrations/seed"
+	"github.com/outpost-migrate/outpost/migrations/seed/seedtest"
+	"github.com/outpost-migrate/outpost/report"
+)
+
+// keyspaceDigest hashes every key with its content and TTL presence,
+// the tool's own keys left out: equal digests mean an untouched store.
+func keyspaceDigest(t *testing.T, c *redis.Client) string {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := c.Keys(ctx, "*").Result()
+	require.NoError(t, err)
+	sort.Strings(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		if seedtest.IsToolKey(k) {
+			continue
+		}
+		// A hashtable-encoded hash DUMPs its fields in dict order, which a
+		// read can change (incremental rehashing): compare sorted fields.
+		var dump string
+		if c.Type(ctx, k).Val() == "hash" {
+			fields := c.HGetAll(ctx, k).Val()
+			names := make([]string, 0, len(fields))
+			for f := range fields {
+				names = append(names, f)
+			}
+			sort.Strings(names)
+			for _, f := range names {
+				dump += f + "\x00" + fields[f] + "\x00"
+			}
+		} else {
+			var err error
+			dump, err = c.Dump(ctx, k).Result()
+			require.NoError(t, err)
+		}
+		ttl := c.PTTL(ctx, k).Val() > 0
+		_, _ = h.Write([]byte(k + "\x00" + dump + "\x00" + map[bool]string{true: "ttl", false: "-"}[ttl] + "\x00"))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func savePlan(t *testing.T, envs map[string]string, args ...string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "plan.json")
+	r := run(t, envs, append([]string{"migrate", "plan", "--out", path}, args...)...)
+	require.Equal(t, 0, r.code, r.stdout)
+	require.Contains(t, r.rep["msg"], "plan saved to "+path)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	_, err = report.ReadSavedPlan(strings.NewReader(string(b)))
+	require.NoError(t, err, "the saved plan validates against schemas/savedplan.json and its digest")
+	return path
+}
+
+// TestSavedPlanAppliedUnchanged: a plan saved and applied to an unchanged
+// store gives the same keyspace as a plain apply, without a prompt.
+func TestSavedPlanAppliedUnchanged(t *testing.T) {
+	srv := servertest.Redis(t)
+	c := srv.Client(t)
+	o := seedTenants(t, c, 300)
+	envs := redisEnv(srv)
+	path := savePlan(t, envs, "--redis-only")
+
+	r := run(t, envs, "migrate", "apply", "--redis-only", "--yes", "--plan", path)
+	require.Equal(t, 0, r.code, r.stdout)
+	require.Equal(t, "applied", r.rep["outcome"])
+	require.EqualValues(t, 3, r.rep["summary"].(map[string]any)["applied"])
+	requireMigrated(t, c, o)
+
+	// The same plan again: the stores no longer match (nothing is pending).
+	r = run(t, envs, "migrate", "apply", "--redis-only", "--yes", "--plan", path)
+	require.Equal(t, 65, r.code, r.stdout)
+	require.Equal(t, "PLAN_MISMATCH", errorCode(r))
+}
+
+// TestSavedPlanRefusedWhenStoresChanged: each way the stores can move away
+// from a reviewed plan refuses the apply with 65 PLAN_MISMATCH, and the
+// store is left exactly as it was.
+func TestSavedPlanRefusedWhenStoresChanged(t *testing.T) {
+	cases := map[string]func(t *testing.T, srv *servertest.RedisServer, envs map[string]string) map[string]string{
+		"another pending set": func(t *testing.T, srv *servertest.RedisServer, envs map[string]string) map[string]string {
+			r := run(t, envs, "migrate", "apply", "--redis-only", "--yes", "--target", "001")
+			require.Equal(t, 0, r.code, r.stdout)
+			return envs
+		},
+		"keyspace grew past the tolerance": func(t *testing.T, srv *servertest.RedisServer, envs map[string]string) map[string]string {
+			o := seedOptions(300)
+			o.Seed = 99 // other tenants, same shapes
+			_, err := seed.Write(context.Background(), srv.Client(t), o)
+			require.NoError(t, err)
+			return envs
+		},
+		"another target": func(t *testing.T, srv *servertest.RedisServer, envs map[string]string) map[string]string {
+			other := servertest.Redis(t)
+			seedTenants(t, other.Client(t), 300)
+			return redisEnv(other)
+		},
+	}
+	for name, change := range cases {
+		t.Run(name, func(t *testing.T) {
+			srv := servertest.Redis(t)
+			c := srv.Client(t)
+			seedTenants(t, c, 300)
+			envs := redisEnv(srv)
+			path := savePlan(t, envs, "--redis-only")
+			applyEnv := change(t, srv, envs)
+			target := c
+			if applyEnv["REDIS_PORT"] != envs["REDIS_PORT"] {
+				target = redis.NewClient(&redis.Options{Addr: applyEnv["REDIS_HOST"] + ":" + applyEnv["REDIS_PORT"]})
+				defer target.Close()
+			}
+			before := keyspaceDigest(t, target)
+			r := run(t, applyEnv, "migrate", "apply", "--redis-only", "--yes", "--plan", path)
+			require.Equal(t, 65, r.code, r.stdout)
+			require.Equal(t, "PLAN_MISMATCH", errorCode(r))
+			require.NotEmpty(t, r.rep["error"].(map[string]any)["details"].(map[string]any)["differences"])
+			require.Contains(t, r.rep["next"], "plan --out")
+			require.Equal(t, before, keyspaceDigest(t, target), "the store is untouched")
+		})
+	}
+}
+
+// TestSavedPlanTamperedOrForeign: a plan edited after it was written, a
+// report of another kind and a file that is not JSON are all refused
+// before any store is touched.
+func TestSavedPlanTamperedOrForeign(t *testing.T) {
+	srv := servertest.Redis(t)
+	c := srv.Client(t)
+	seedTenants(t, c, 50)
+	envs := redisEnv(srv)
+	path := savePlan(t, envs, "--redis-only")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var doc map[string]any
+	require.NoError(t, json.Unmarshal(b, &doc))
+	doc["tolerance"] = 1.0 // widen the tolerance by hand
+	tampered, _ := json.Marshal(doc)
+	statusReport := run(t, envs, "migrate", "status", "--redis-only").stdout
+
+	before := keyspaceDigest(t, c)
+	for name, content := range map[string]string{
+		"tampered": string(tampered),
+		"a report": statusReport,
+		"not json": "apply everything",
+	} {
+		p := filepath.Join(t.TempDir(), "plan.json")
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+		r := run(t, envs, "migrate", "apply", "--redis-only", "--yes", "--plan", p)
+		require.Equal(t, 65, r.code, "%s: %s", name, r.stdout)
+		require.Equal(t, "PLAN_MISMATCH", errorCode(r), name)
+	}
+	r := run(t, envs, "migrate", "apply", "--redis-only", "--yes", "--plan", path, "--target", "001")
+	require.Equal(t, 64, r.code, r.stdout)
+	require.Equal(t, before, keyspaceDigest(t, c))
+}
+
+// TestSavedPlanSQLVersion: a plan saved at one schema version is refused
+// once the log store moved to another; --show-sql lists the statements
+// with their locks.
+func TestSavedPlanSQLVersion(t *testing.T) {
+	pg := servertest.Postgres(t)
+	envs := map[string]string{"POSTGRES_URL": pg.URL}
+	path := savePlan(t, envs, "--sql-only")
+	r := run(t, envs, "migrate", "apply", "--yes", "--sql-only", "--target", "sql/000002")
+	require.Equal(t, 0, r.code, r.stdout)
+	r = run(t, envs, "migrate", "apply", "--yes", "--sql-only", "--plan", path)
+	require.Equal(t, 65, r.code, r.stdout)
+	require.Equal(t, "PLAN_MISMATCH", errorCode(r))
+	require.Contains(t, r.rep["error"].(map[string]any)["message"], "SQL schema is now at version 2")
+
+	r = run(t, envs, "migrate", "plan", "--sql-only", "--show-sql")
+	require.Equal(t, 0, r.code, r.stdout)
+	l := rmLine(t, r, "sql/000009_response_data_jsonb_to_text")
+	stmts := l["statements"].([]any)
+	require.NotEmpty(t, stmts)
+	var rewrites []string
+	for _, s := range stmts {
+		st := s.(map[string]any)
+		if st["rewrites"] == true {
+			rewrites = append(rewrites, st["lock"].(string))
+		}
+	}
+	require.NotEmpty(t, rewrites, "000009 rewrites a table under an exclusive lock")
+	require.Contains(t, rewrites[0], "ACCESS EXCLUSIVE")
+	require.Nil(t, rmLine(t, r, "sql/000001_init")["statements"], "applied migrations list no statements")
+}
+
+// TestVerifyNothingApplied: verify before any apply says so, and exits 2
+// under --detailed-exitcode so an `apply; verify` gate notices.
+func TestVerifyNothingApplied(t *testing.T) {
+	srv := servertest.Redis(t)
+	seedTenants(t, srv.Client(t), 20)
+	envs := redisEnv(srv)
+	r := run(t, envs, "migrate", "verify", "--redis-only")
+	require.Equal(t, 0, r.code, r.stdout)
+	require.Equal(t, "pending", r.rep["outcome"])
+	require.Contains(t, r.rep["msg"], "nothing to verify")
+	r = run(t, envs, "migrate", "verify", "--redis-only", "--detailed-exitcode")
+	require.Equal(t, 2, r.code, r.stdout)
+	require.Equal(t, "pending", r.rep["outcome"])
+}
