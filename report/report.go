@@ -201,13 +201,12 @@ type Migration struct {
 	Issues    []Issue   `json:"issues,omitempty"`
 	// IssuesTotal is the exact number of issues; Issues holds the first few.
 	IssuesTotal int64 `json:"issues_total"`
-	// Statements are what a pending SQL migration will run (plan --show-sql).
+	// Statements are what a pending SQL or ClickHouse migration will run
+	// (plan --show-sql).
 	Statements []Statement `json:"statements,omitempty"`
 	// Resumable says whether a rerun continues from saved progress.
 	Resumable  bool  `json:"resumable,omitempty"`
 	DurationMS int64 `json:"duration_ms,omitempty"`
-	// Statements: plan of a ClickHouse migration, what apply would run.
-	Statements []string `json:"statements,omitempty"`
 }
 
 // Statement is one statement a SQL migration runs, as plan --show-sql

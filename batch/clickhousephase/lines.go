@@ -63,8 +63,9 @@ func (p *Phase) dirtyError(v int) error {
 	return report.E(report.CodeDirty, "%s", p.dirtyReason(v)).With("version", v)
 }
 
-// Plan implements batch.Phase: Status, and for each pending migration the
-// statements apply would run (in the line's reason).
+// Plan implements batch.Phase: Status, and for each pending or partial
+// migration how many statements apply would run and, with Config.ShowSQL
+// (plan --show-sql), which (from the one a partial run stopped at).
 func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 	lines, st, err := p.status(ctx)
 	if err != nil {
@@ -84,7 +85,12 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 			continue
 		}
 		l.Estimate = &report.Estimate{Units: "statements", Value: int64(len(stmts) - from), Method: "counted"}
-		l.Statements = stmts[from:]
+		if p.cfg.ShowSQL {
+			for j, sql := range stmts[from:] {
+				// No transaction: each statement is applied on its own.
+				l.Statements = append(l.Statements, report.Statement{Step: fmt.Sprintf("statement %d of %d", from+j+1, len(stmts)), SQL: sql})
+			}
+		}
 	}
 	return lines, nil
 }

@@ -70,6 +70,8 @@ type Config struct {
 	TLS          *tls.Config
 	DeploymentID string
 	DialTimeout  time.Duration
+	// ShowSQL makes Plan list the statements (plan --show-sql).
+	ShowSQL bool
 }
 
 // Line states: report's, named here for brevity.
@@ -240,7 +242,8 @@ func (p *Phase) status(ctx context.Context) ([]report.Migration, dbState, error)
 }
 
 func (p *Phase) baseLine(m *Migration) report.Migration {
-	return report.Migration{ID: m.ID(), Backend: Backend, Name: m.Name, Version: m.Version, Description: m.Description}
+	return report.Migration{ID: m.ID(), Backend: Backend, Name: m.Name, Version: m.Version, Description: m.Description,
+		Checksum: report.Checksum(m.Up)}
 }
 
 func (p *Phase) unknownLines(err error) []report.Migration {

@@ -23,8 +23,8 @@ func TestFreshDatabaseToVersion3(t *testing.T) {
 	if err != nil || states(plan) != "pending,pending,pending" {
 		t.Fatalf("plan: %v %s", err, states(plan))
 	}
-	if got := plan[1].Statements; len(got) != 4 || !strings.HasPrefix(got[0], "ALTER TABLE events ADD COLUMN matched_destination_ids") {
-		t.Fatalf("plan statements of 2: %q", got)
+	if got := plan[1].Statements; len(got) != 4 || !strings.HasPrefix(got[0].SQL, "ALTER TABLE events ADD COLUMN matched_destination_ids") || got[3].Step != "statement 4 of 4" {
+		t.Fatalf("plan statements of 2: %+v", got)
 	}
 	lines := mustApply(t, p, "")
 	if states(lines) != "applied,applied,applied" || lines[2].Counts == nil {

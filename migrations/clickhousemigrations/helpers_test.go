@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 func newPhase(t *testing.T, srv *servertest.ClickHouseServer, database, dep string) *clickhousephase.Phase {
 	t.Helper()
 	cfg := clickhousephase.Config{Addr: srv.Addr(), HTTP: true, Username: srv.User, Password: srv.Password,
-		Database: database, DeploymentID: dep}
+		Database: database, DeploymentID: dep, ShowSQL: true}
 	if srv.TLS != nil {
 		cfg.TLS = srv.Options("").TLS
 	}
