@@ -44,8 +44,7 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 	next := max(st.Version+1, 1)
 	var resume *checkpoint
 	if st.Dirty {
-		m := p.migration(st.Version)
-		cp, ok := st.resumable(m, len(m.Statements(p.prefix)))
+		cp, ok := st.resumableAt(p)
 		if !ok {
 			return lines, p.dirtyError(st.Version)
 		}

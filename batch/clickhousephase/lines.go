@@ -115,7 +115,7 @@ func (p *Phase) Verify(ctx context.Context, run *batch.Run) ([]report.Migration,
 		return lines, report.E(report.CodeDataRefused, "cannot verify: %s", lines[len(lines)-1].Reason).With("version", st.Version)
 	}
 	if st.Dirty {
-		if _, ok := st.resumable(p.migration(st.Version), len(p.migration(st.Version).Statements(p.prefix))); ok {
+		if _, ok := st.resumableAt(p); ok {
 			return lines, report.E(report.CodeDirty, "cannot verify: ClickHouse migration %d is half-applied; run apply to finish it", st.Version).With("version", st.Version)
 		}
 		return lines, p.dirtyError(st.Version)

@@ -139,6 +139,16 @@ func (p *Phase) readCheckpoints(ctx context.Context, conn driver.Conn, st *dbSta
 	return rows.Err()
 }
 
+// resumableAt is resumable for the recorded version, whatever it is (a
+// dirty version this source does not know is never resumable).
+func (st dbState) resumableAt(p *Phase) (checkpoint, bool) {
+	m := p.migration(st.Version)
+	if m == nil {
+		return checkpoint{}, false
+	}
+	return st.resumable(m, len(m.Statements(p.prefix)))
+}
+
 // resumable returns this tool's unfinished checkpoint for the dirty version,
 // when the dirty flag is ours.
 func (st dbState) resumable(m *Migration, statements int) (checkpoint, bool) {

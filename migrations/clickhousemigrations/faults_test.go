@@ -200,3 +200,28 @@ func TestConnectionErrorsClassified(t *testing.T) {
 	tlsToPlain := clickhousephase.Config{Addr: servertest.ClickHouseDB(t).Addr(), HTTP: true, Database: "default", TLS: good.TLS}
 	check("TLS to plaintext", tlsToPlain, report.CodeConfig, 78)
 }
+
+// Version rows no migration of this tool wrote: a version newer than it
+// knows is refused with 65 (status adds an "unknown" line), a dirty version
+// 0 with 4; neither is touched.
+func TestUnexpectedVersionRows(t *testing.T) {
+	db := servertest.ClickHouseDB(t)
+	conn := db.Conn(t, db.Name)
+	p := newPhase(t, db.ClickHouseServer, db.Name, "")
+	ctx := context.Background()
+	golangMigrateSetVersion(t, conn, "schema_migrations", 9, false)
+	st, err := p.Status(ctx)
+	if err != nil || states(st) != "applied,applied,applied,unknown" {
+		t.Fatalf("status at 9: %v %s", err, states(st))
+	}
+	_, err = p.Apply(ctx, run(""))
+	wantCode(t, err, report.CodeDataRefused, 65)
+	_, err = p.Verify(ctx, run(""))
+	wantCode(t, err, report.CodeDataRefused, 65)
+	golangMigrateSetVersion(t, conn, "schema_migrations", 0, true)
+	_, err = p.Apply(ctx, run(""))
+	wantCode(t, err, report.CodeDirty, 4)
+	if got := tables(t, conn, db.Name); len(got) != 1 {
+		t.Fatalf("apply created tables: %v", got)
+	}
+}
