@@ -120,9 +120,80 @@ func TestDockerfile(t *testing.T) {
 	if err := json.Unmarshal([]byte(entrypoint), &ep); err != nil || len(ep) != 1 || ep[0] != "outpost" {
 		t.Errorf(`ENTRYPOINT %s, want exactly ["outpost"] (exec form)`, entrypoint)
 	}
+	checkLabels(t, final)
 	for _, in := range final {
 		if in.cmd == "CMD" {
 			t.Errorf("no CMD: `docker run IMAGE` must show outpost's usage, and the guide's commands pass their own args")
+		}
+	}
+}
+
+// checkLabels: the final stage carries the OCI annotations an image
+// registry and a scanner read: where the source is, which commit, the
+// licence (the LICENSE file's), the version, and the image's own name.
+func checkLabels(t *testing.T, final []instruction) {
+	t.Helper()
+	labels := map[string]string{}
+	args := map[string]bool{}
+	kv := regexp.MustCompile(`([a-z.]+)="([^"]*)"`)
+	for _, in := range final {
+		switch in.cmd {
+		case "LABEL":
+			for _, m := range kv.FindAllStringSubmatch(in.args, -1) {
+				labels[m[1]] = m[2]
+			}
+		case "ARG":
+			name, _, _ := strings.Cut(in.args, "=")
+			args[name] = true
+		}
+	}
+	want := map[string]string{
+		"org.opencontainers.image.title":    "outpost-migrate",
+		"org.opencontainers.image.source":   "https://github.com/outpost-migrate/outpost",
+		"org.opencontainers.image.licenses": "Apache-2.0",
+		"org.opencontainers.image.revision": "${REVISION}",
+		"org.opencontainers.image.version":  "${VERSION}",
+	}
+	for k, v := range want {
+		if labels[k] != v {
+			t.Errorf("LABEL %s=%q, want %q", k, labels[k], v)
+		}
+	}
+	for _, a := range []string{"VERSION", "REVISION"} {
+		if !args[a] {
+			t.Errorf("the final stage does not declare ARG %s, so its label would be empty", a)
+		}
+	}
+}
+
+// TestImageIsNamedForWhatItIs: the image is outpost-migrate, not Outpost's
+// hookdeck/outpost (whose image has `serve`; this one does not).
+func TestImageIsNamedForWhatItIs(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	if regexp.MustCompile(`-t hookdeck/outpost`).MatchString(s) || !strings.Contains(s, "-t outpost-migrate:") {
+		t.Error("the Dockerfile's build example must tag outpost-migrate, not hookdeck/outpost")
+	}
+	if !strings.Contains(s, "COPY LICENSE ") {
+		t.Error("the image does not carry the LICENSE")
+	}
+}
+
+// TestLicense: the repository is under Apache-2.0 (the label says so), with
+// the licence's full text.
+func TestLicense(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "LICENSE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for _, want := range []string{"Apache License", "Version 2.0, January 2004", "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION",
+		"9. Accepting Warranty or Additional Liability.", "END OF TERMS AND CONDITIONS", "APPENDIX: How to apply the Apache License to your work."} {
+		if !strings.Contains(s, want) {
+			t.Errorf("LICENSE lacks %q: not the full Apache-2.0 text", want)
 		}
 	}
 }
@@ -142,7 +213,7 @@ func TestDockerignore(t *testing.T) {
 		}
 	}
 	for l := range lines {
-		if l == "go.mod" || l == "go.sum" || l == "jobs" || l == "schemas" || l == "*.json" || l == "**/*.json" {
+		if l == "go.mod" || l == "go.sum" || l == "jobs" || l == "schemas" || l == "*.json" || l == "**/*.json" || l == "LICENSE" {
 			t.Errorf(".dockerignore drops %q, which the build needs", l)
 		}
 	}
@@ -154,7 +225,7 @@ func TestReadmeCoversEveryRecipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := string(b)
-	for _, want := range []string{"nomad/", "nomadrun", "kubernetes/", "ansible/", "compose/", "Dockerfile", "outpost jobs nomad run"} {
+	for _, want := range []string{"nomad/", "nomadrun", "kubernetes/", "ansible/", "compose/", "helm/", "ci/", "Dockerfile", "outpost jobs nomad run", "--wait-for", "--max-runtime", "outpost-migrate"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("README.md does not mention %q", want)
 		}

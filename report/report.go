@@ -107,6 +107,10 @@ type Targets struct {
 	Postgres     *PostgresTarget `json:"postgres,omitempty"`
 	// ClickHouse is the log store when Outpost keeps it in ClickHouse.
 	ClickHouse *ClickHouseTarget `json:"clickhouse,omitempty"`
+	// SQL says whether the SQL phase ran and, when it did not, why.
+	SQL *SQLTarget `json:"sql,omitempty"`
+	// ConfigFile is the config file the settings were read from, if any.
+	ConfigFile string `json:"config_file,omitempty"`
 }
 
 // ClickHouseTarget describes the ClickHouse store; it never holds the
@@ -120,6 +124,24 @@ type ClickHouseTarget struct {
 	// VersionTable is golang-migrate's table, with the deployment prefix.
 	VersionTable string `json:"version_table"`
 }
+
+// SQLTarget is the fate of the SQL phase: it runs on the configured log
+// store, or it is skipped because none is configured (as in Outpost's own
+// migrate) or because this version does not support the one configured.
+type SQLTarget struct {
+	State   string `json:"state"`
+	Store   string `json:"store,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// The states of the SQL phase and the log stores it may run on.
+const (
+	SQLConfigured    = "configured"
+	SQLNotConfigured = "not_configured"
+	SQLNotSupported  = "not_supported"
+	StorePostgres    = "postgres"
+	StoreClickHouse  = "clickhouse"
+)
 
 // RedisTarget describes the Redis store; it never holds the password.
 type RedisTarget struct {
@@ -201,12 +223,73 @@ type Migration struct {
 	Issues    []Issue   `json:"issues,omitempty"`
 	// IssuesTotal is the exact number of issues; Issues holds the first few.
 	IssuesTotal int64 `json:"issues_total"`
+	// Examples are real records before and after the change (plan
+	// --show-examples), secrets masked.
+	Examples []Example `json:"examples,omitempty"`
 	// Statements are what a pending SQL or ClickHouse migration will run
 	// (plan --show-sql).
 	Statements []Statement `json:"statements,omitempty"`
 	// Resumable says whether a rerun continues from saved progress.
 	Resumable  bool  `json:"resumable,omitempty"`
 	DurationMS int64 `json:"duration_ms,omitempty"`
+	// Others: writes by other clients during the run (Redis apply) and the
+	// clients connected (plan, apply); on the first Redis migration of the
+	// pass only.
+	Others *Others `json:"others,omitempty"`
+}
+
+// Others is what a Redis run saw of other clients.
+type Others struct {
+	// Detection: "client_tracking" (the server named every key others
+	// changed during the pass), "unavailable" (Reason says why; a full
+	// confirming pass ran instead), or "" (plan: only Clients).
+	Detection string `json:"detection,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	// ConfirmingPass: a full confirming pass over the keyspace ran.
+	ConfirmingPass bool `json:"confirming_pass"`
+	// KeysChanged: key changes by other clients the servers reported
+	// during the run (a key changed twice in one server round counts once).
+	KeysChanged int64 `json:"keys_changed"`
+	// What was done about the keys others changed: twin already right,
+	// legacy key copied (new), re-copied (changed after its copy), edited
+	// by 002/003, reported (an issue: the migration fails, exit 4), deleted
+	// (nothing to do).
+	Right     int64 `json:"right"`
+	Migrated  int64 `json:"migrated"`
+	Recopied  int64 `json:"recopied"`
+	Converted int64 `json:"converted"`
+	Reported  int64 `json:"reported"`
+	Gone      int64 `json:"gone"`
+	// Rounds of catch-up (each waits for the changes reported so far).
+	Rounds int `json:"rounds"`
+	// Clients connected to the masters other than this run, when the run
+	// started.
+	Clients []Client `json:"clients,omitempty"`
+	Warning string   `json:"warning,omitempty"`
+}
+
+// Client is one connection to a Redis master (CLIENT LIST).
+type Client struct {
+	Node        string `json:"node"`
+	Addr        string `json:"addr"`
+	Name        string `json:"name,omitempty"`
+	LastCommand string `json:"last_command"`
+	IdleS       int64  `json:"idle_s"`
+	// RecentWrite: its last command writes and ran less than
+	// RecentWriteS seconds ago.
+	RecentWrite bool `json:"recent_write"`
+}
+
+// Example is one real record as a pending migration would change it.
+// Encrypted and secret-looking values are masked.
+type Example struct {
+	Key      string            `json:"key"`
+	Kind     string            `json:"kind"`
+	Before   map[string]string `json:"before"`
+	AfterKey string            `json:"after_key"`
+	After    map[string]string `json:"after"`
+	// TTLMs is the record's TTL (soft-deleted records); the copy keeps it.
+	TTLMs int64 `json:"ttl_ms,omitempty"`
 }
 
 // Statement is one statement a SQL migration runs, as plan --show-sql

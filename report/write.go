@@ -129,6 +129,12 @@ func WriteText(w io.Writer, r *Report, s *Scrubber) error {
 		if t.Postgres != nil {
 			fmt.Fprintf(&b, "  postgres: %s:%s/%s\n", t.Postgres.Host, t.Postgres.Port, t.Postgres.Database)
 		}
+		if t.SQL != nil && t.SQL.State != SQLConfigured {
+			fmt.Fprintf(&b, "  sql:      skipped: %s\n", t.SQL.Message)
+		}
+		if t.ConfigFile != "" {
+			fmt.Fprintf(&b, "  config:   %s\n", t.ConfigFile)
+		}
 	}
 	if l := r.Lock; l != nil {
 		fmt.Fprintf(&b, "  lock %s: %s", l.Key, l.State)

@@ -37,11 +37,10 @@ func configErr(t *testing.T, err error, setting string, fragments ...string) str
 func TestDefaults(t *testing.T) {
 	c, err := config.Load(nil, nil, "")
 	require.NoError(t, err)
-	require.Equal(t, "localhost:6379", c.Redis.Addr())
+	require.Equal(t, "127.0.0.1:6379", c.Redis.Addr(), "Outpost's default")
+	require.Equal(t, "outpost", c.ClickHouse.Database, "Outpost's default")
 	require.Equal(t, "", c.Prefix())
-	require.False(t, c.Redis.TLS || c.Redis.Cluster || c.Redis.TLSInsecure)
-	require.NoError(t, c.Validate(config.Scope{Redis: true}))
-	configErr(t, c.Validate(config.Scope{SQL: true, Redis: true}), config.KeyPostgres, "POSTGRES_URL", "--redis-only")
+	require.False(t, c.Redis.TLS || c.Redis.Cluster || c.Redis.TLSInsecure || c.Redis.HostOverride)
 }
 
 func TestPrecedence(t *testing.T) {
@@ -154,13 +153,12 @@ redis:
 	require.True(t, c.Redis.TLS)
 	require.True(t, c.Redis.Cluster)
 	require.Equal(t, "prod:", c.Prefix())
-	require.Len(t, c.Warnings, 1)
-	require.Contains(t, c.Warnings[0], `line 3: setting "log_level" is not used`)
+	require.Equal(t, []string{"log_level"}, c.Ignored)
 
 	// An empty file is no settings, not an error.
 	c, err = config.Load(nil, nil, writeFile(t, "empty.yaml", ""))
 	require.NoError(t, err)
-	require.Equal(t, "localhost:6379", c.Redis.Addr())
+	require.Equal(t, "127.0.0.1:6379", c.Redis.Addr())
 }
 
 // TestBadFiles: each broken file is CONFIG_INVALID with the file and, for
@@ -175,9 +173,13 @@ func TestBadFiles(t *testing.T) {
 		{"yaml top level list", "c.yaml", "- a\n- b\n", "config", []string{"line 1", "top level must be a mapping"}},
 		{"yaml top level scalar", "d.yaml", "just words\n", "config", []string{"top level must be a mapping"}},
 		{"yaml redis not a mapping", "e.yaml", "redis: localhost\n", "redis", []string{"line 1", "redis must be a mapping"}},
-		{"yaml unknown redis setting", "f.yaml", "redis:\n  host: h\n  passwrod: x\n", "redis.passwrod", []string{"line 3", "unknown setting redis.passwrod"}},
-		{"yaml port is a mapping", "g.yaml", "redis:\n  port: {a: 1}\n", "config", []string{"line 2", "expected a single value, got a mapping"}},
-		{"yaml host is a list", "h.yaml", "redis:\n  host: [a, b]\n", "config", []string{"line 2", "got a list"}},
+		{"yaml unknown redis setting", "f.yaml", "redis:\n  host: h\n  passwrod: x\n", "redis.passwrod", []string{"line 3", "unknown setting redis.passwrod",
+			"the settings under redis: are cluster_enabled, database, dev_cluster_host_override, host, password, port, tls_ca_file, tls_enabled, tls_insecure_skip_verify, username"}},
+		{"yaml port is a mapping", "g.yaml", "redis:\n  port: {a: 1}\n", config.KeyRedisPort, []string{"line 2", "expected a single value, got a mapping"}},
+		{"yaml host is a list", "h.yaml", "redis:\n  host: [a, b]\n", config.KeyRedisHost, []string{"line 2", "got a list"}},
+		{"yaml clickhouse not a mapping", "m.yaml", "clickhouse: ch:9000\n", "clickhouse", []string{"line 1", "clickhouse must be a mapping"}},
+		{"yaml clickhouse addr without port", "n.yaml", "clickhouse:\n  addr: ch\n", config.KeyClickHouseAddr, []string{`"ch" is not host:port`, "CLICKHOUSE_ADDR"}},
+		{"yaml deployment_id is a list", "o.yaml", "deployment_id: [a]\n", config.KeyDeploymentID, []string{"line 1", "got a list"}},
 		{"yaml port is a word", "i.yaml", "redis:\n  port: six\n", config.KeyRedisPort, []string{`"six" is not a port number`, "from file"}},
 		{"yaml database is a float", "j.yaml", "redis:\n  database: 1.5\n", config.KeyRedisDB, []string{`"1.5" is not a database number`}},
 		{"yaml cluster with database", "k.yaml", "redis:\n  cluster_enabled: true\n  database: 3\n", config.KeyRedisDB, []string{"cluster mode supports only database 0, got 3"}},

@@ -35,6 +35,9 @@ type Options struct {
 	Window int
 	// EventEvery throttles progress events (default 1s).
 	EventEvery time.Duration
+	// Examples is how many records of each kind plan shows before and after
+	// (plan --show-examples); 0 shows none.
+	Examples int
 	// NoCheckpoints runs apply and cleanup without saving checkpoints, for
 	// the benchmark that measures what checkpointing costs. A crash then
 	// means starting over.
@@ -262,13 +265,56 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 					Note:  fmt.Sprintf("%d of %d sampled keys need work; scaled to %d keys", c.Changed, seen, size)}
 			}
 			lines[i].Estimate = est
+			if lines[i].Name == todo[0] {
+				others := &report.Others{}
+				p.warnClients(ctx, progress.Nop, others)
+				if len(others.Clients) > 0 {
+					lines[i].Others = others
+				}
+			}
 			lines[i].Issues, lines[i].IssuesTotal = res.Tally.Issues(lines[i].Name)
 			if c.Failed > 0 {
 				lines[i].Reason = fmt.Sprintf("%d keys cannot be converted (see issues); apply will report them and not mark the migration applied", c.Failed)
 			}
 		}
+		if err := p.examples(ctx, lines, todo, done); err != nil {
+			return lines, err
+		}
 	}
 	return lines, p.attachCheckpoint(ctx, lines, "apply")
+}
+
+// Exampler is implemented by sets that can show real records before and
+// after their pending migrations (plan --show-examples).
+type Exampler interface {
+	// Examples returns a read-only step collecting up to n records of each
+	// kind per migration of todo, and the function that returns them by
+	// migration name.
+	Examples(todo, done []string, n int) (scan.Step, func() map[string][]report.Example)
+}
+
+// exampleScanLimit bounds the keys plan reads to find examples: a keyspace
+// where the pending migrations change nothing in the first keys shows
+// fewer examples rather than a full pass.
+const exampleScanLimit = 20_000
+
+// examples attaches plan --show-examples records to the lines of todo.
+func (p *Phase) examples(ctx context.Context, lines []report.Migration, todo, done []string) error {
+	ex, ok := p.set.(Exampler)
+	if !ok || p.opts.Examples <= 0 {
+		return nil
+	}
+	step, result := ex.Examples(todo, done, p.opts.Examples)
+	e := p.executor(nil, "", nil)
+	e.Limit, e.Window = exampleScanLimit, 1
+	if _, err := e.Pass(ctx, step); err != nil {
+		return err
+	}
+	got := result()
+	for i := range lines {
+		lines[i].Examples = got[lines[i].Name]
+	}
+	return nil
 }
 
 // pending returns the applicable, unsatisfied migrations in order (up to
@@ -353,6 +399,16 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 	for _, n := range todo {
 		run.Emit(progress.Event{Event: progress.MigrationStarted, Migration: "redis/" + n, Msg: "applying redis/" + n})
 	}
+	others := &report.Others{}
+	p.warnClients(ctx, run.Events, others)
+	o, wt, err := p.watchOthers(ctx, run)
+	if err != nil {
+		return lines, err
+	}
+	if wt != nil {
+		defer func() { wt.UseOthers(nil); o.Close() }()
+	}
+	defer func() { lines[indexOf(lines, todo[0])].Others = others }()
 	total := scan.NewTally()
 	var confirm *scan.Tally
 	var nodes []report.NodeProgress
@@ -375,15 +431,18 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 			}
 			continue
 		}
-		if total.Sum().Scanned == 0 && !res.TopologyChanged && !res.Resumed {
-			// No tenant key at all (a fresh install): nothing can be left
-			// to do, so one pass is enough.
-			confirm = scan.NewTally()
-			run.Emit(progress.Event{Event: progress.PassDone, Pass: pass, Migration: ex.Label, Msg: fmt.Sprintf("pass %d done; no tenant keys", pass)})
+		cu, settled, err := p.settle(ctx, run, o, wt, todo, done, res, total, others)
+		if err != nil {
+			return p.unfinished(lines, todo, total, nodes, resumed, run, err)
+		}
+		if settled {
+			confirm = cu
+			run.Emit(progress.Event{Event: progress.PassDone, Pass: pass, Migration: ex.Label, Msg: fmt.Sprintf("pass %d done; other clients changed %d keys during it (%d catch-up rounds)", pass, others.KeysChanged, others.Rounds)})
 			break
 		}
 		// The confirming pass: read-only, finds what is left to do and the
 		// keys that cannot be converted.
+		others.ConfirmingPass = true
 		cex := p.executor(run, "", nil)
 		cex.Label = "confirm " + ex.Label
 		cres, err := cex.Pass(ctx, p.set.Check(todo, done))

@@ -54,11 +54,15 @@ func NewRedis(c config.Redis) (redis.UniversalClient, error) {
 		return nil, err
 	}
 	if c.Cluster {
-		return redis.NewClusterClient(&redis.ClusterOptions{
+		o := &redis.ClusterOptions{
 			Addrs: []string{c.Addr()}, Username: c.Username, Password: c.Password, TLSConfig: tlsConf,
 			DialTimeout: config.DialTimeout, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 			PoolSize: 16, MaxRetries: 2, ContextTimeoutEnabled: true,
-		}), nil
+		}
+		if c.HostOverride {
+			o.NewClient = overrideHost(c.Host)
+		}
+		return redis.NewClusterClient(o), nil
 	}
 	return redis.NewClient(&redis.Options{
 		Addr: c.Addr(), Username: c.Username, Password: c.Password, DB: c.Database, TLSConfig: tlsConf,
@@ -69,6 +73,19 @@ func NewRedis(c config.Redis) (redis.UniversalClient, error) {
 		// DialTimeout, and a second signal could not cancel a blocked call.
 		ContextTimeoutEnabled: true,
 	}), nil
+}
+
+// overrideHost is Outpost's dev_cluster_host_override: every node the
+// cluster announces (in CLUSTER SLOTS and in MOVED/ASK redirections) is
+// dialled at the configured host with the port it announces, for nodes
+// that announce an address only they can reach (Docker, a tunnel).
+func overrideHost(host string) func(*redis.Options) *redis.Client {
+	return func(o *redis.Options) *redis.Client {
+		if _, port, err := net.SplitHostPort(o.Addr); err == nil {
+			o.Addr = net.JoinHostPort(host, port)
+		}
+		return redis.NewClient(o)
+	}
 }
 
 // OpenRedis connects and checks the server answers, retrying a store that
@@ -107,6 +124,9 @@ func ping(ctx context.Context, client redis.UniversalClient, c config.Redis) err
 			if merr := tlsMismatch(ctx, c); merr != nil {
 				return merr
 			}
+			if nerr := unreachableNodes(ctx, c, err); nerr != nil {
+				return nerr
+			}
 		case report.CodeUnknown:
 			if c.Cluster && strings.Contains(err.Error(), "cluster support disabled") {
 				// The cluster client asks for the slots before PING.
@@ -114,7 +134,7 @@ func ping(ctx context.Context, client redis.UniversalClient, c config.Redis) err
 			}
 		case report.CodeConfig:
 			if c.TLS && strings.Contains(err.Error(), "x509:") {
-				return report.Wrap(report.CodeConfig, err, "redis: connect to %s: the server's certificate did not verify (give its CA with REDIS_TLS_CA_FILE or --redis-tls-ca-file, or opt out with --redis-tls-insecure-skip-verify)", c.Addr()).(*report.Error).With("setting", config.KeyRedisTLSCA)
+				return report.Wrap(report.CodeConfig, err, "redis: connect to %s: the server's certificate did not verify. Outpost itself does not verify Redis certificates; this tool does: give the server's CA (REDIS_TLS_CA_FILE, --redis-tls-ca-file, redis.tls_ca_file), or opt out explicitly as Outpost does (REDIS_TLS_INSECURE_SKIP_VERIFY=true, --redis-tls-insecure-skip-verify)", c.Addr()).(*report.Error).With("setting", config.KeyRedisTLSCA)
 			}
 		}
 		if rediserr.Code(err) == report.CodeTimeout && ctx.Err() == nil {

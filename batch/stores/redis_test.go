@@ -106,7 +106,7 @@ func TestTLS(t *testing.T) {
 		{"verified by host name", config.Redis{Host: "localhost", Port: srv.Port, TLS: true, TLSCAFile: srv.CAFile}, "", nil},
 		{"explicit opt-out", config.Redis{Host: "127.0.0.1", Port: srv.Port, TLS: true, TLSInsecure: true}, "", nil},
 		{"unknown CA", config.Redis{Host: "127.0.0.1", Port: srv.Port, TLS: true}, report.CodeConfig,
-			[]string{"certificate did not verify", "x509", "--redis-tls-ca-file", "--redis-tls-insecure-skip-verify"}},
+			[]string{"certificate did not verify", "x509", "Outpost itself does not verify Redis certificates", "--redis-tls-ca-file", "--redis-tls-insecure-skip-verify"}},
 		{"plaintext to a TLS server", local(srv.Port), report.CodeConfig, []string{"speaks TLS but TLS is off", "REDIS_TLS_ENABLED=true"}},
 		{"TLS to a plaintext server", config.Redis{Host: "127.0.0.1", Port: plain.Port, TLS: true, TLSInsecure: true}, report.CodeConfig,
 			[]string{"does not speak TLS but TLS is on"}},

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,14 +30,11 @@ type cli struct {
 	app *kingpin.Application
 
 	// Global flags.
-	configFile *string
-	store      map[string]*string
-	storeBools map[string]*bool
-	storeSet   map[string]*bool
-	output     *string
-	logFormat  *string
-	verbose    *bool
-	waitFor    *time.Duration
+	store     *config.Flags
+	output    *string
+	logFormat *string
+	verbose   *bool
+	waitFor   *time.Duration
 
 	// Per-command flags.
 	sqlOnly, redisOnly *bool
@@ -52,6 +50,7 @@ type cli struct {
 	detailed           *bool
 	planOut            *string
 	showSQL            *bool
+	showExamples       *int
 	planFile           *string
 	sample             *int
 	statusWait         *time.Duration
@@ -61,7 +60,13 @@ type cli struct {
 	seedOpts           seedFlags
 	demoOpts           demoFlags
 	actions            map[string]func(ctx context.Context, stdout, stderr io.Writer) int
+	// stdout is where --version prints; versionPrinted says it did.
+	stdout         io.Writer
+	versionPrinted bool
 }
+
+// errVersionPrinted ends parsing once --version has printed.
+var errVersionPrinted = errors.New("version printed")
 
 // commandKinds maps kingpin's full command to the report it prints.
 var commandKinds = map[string]string{
@@ -82,38 +87,16 @@ var commandKinds = map[string]string{
 func newCLI() *cli {
 	c := &cli{app: kingpin.New("outpost", "Migrates Outpost's storage (Redis and PostgreSQL). Every command prints one JSON report (the last line of stdout) and exits with a documented code.")}
 	a := c.app
-	a.Version(version)
+	// --version prints the version alone on one line (kingpin's own would
+	// go on to print the usage, the parse having no command).
+	a.Flag("version", "Print the version and exit.").PreAction(func(*kingpin.ParseContext) error {
+		fmt.Fprintln(c.stdout, version)
+		c.versionPrinted = true
+		return errVersionPrinted
+	}).Bool()
 	a.HelpFlag.Short('h')
 	a.Terminate(nil)
-	c.configFile = a.Flag("config", "Config file: YAML as Outpost's, or a .env file (env CONFIG).").PlaceHolder("FILE").String()
-	c.store = map[string]*string{}
-	c.storeBools = map[string]*bool{}
-	c.storeSet = map[string]*bool{}
-	str := func(key, name, help string) {
-		f := a.Flag(name, help+" (env "+config.EnvNames[key]+")")
-		v := f.String()
-		set := new(bool)
-		f.IsSetByUser(set)
-		c.store[key], c.storeSet[key] = v, set
-	}
-	boolean := func(key, name, help string) {
-		f := a.Flag(name, help+" (env "+config.EnvNames[key]+")")
-		v := f.Bool()
-		set := new(bool)
-		f.IsSetByUser(set)
-		c.storeBools[key], c.storeSet[key] = v, set
-	}
-	str(config.KeyRedisHost, "redis-host", "Redis host; default localhost.")
-	str(config.KeyRedisPort, "redis-port", "Redis port; default 6379.")
-	str(config.KeyRedisUser, "redis-username", "Redis ACL user name.")
-	str(config.KeyRedisPass, "redis-password", "Redis password.")
-	str(config.KeyRedisDB, "redis-database", "Redis database number; default 0 (cluster: only 0).")
-	boolean(config.KeyRedisCluster, "redis-cluster", "Redis Cluster mode.")
-	boolean(config.KeyRedisTLS, "redis-tls", "Connect to Redis over TLS, verifying its certificate.")
-	boolean(config.KeyRedisTLSSkip, "redis-tls-insecure-skip-verify", "With --redis-tls, do not verify the certificate (explicit opt-out).")
-	str(config.KeyRedisTLSCA, "redis-tls-ca-file", "With --redis-tls, a PEM CA to verify the server with.")
-	str(config.KeyPostgres, "postgres-url", "PostgreSQL URL of the log store, e.g. postgres://user:pass@host:5432/db?sslmode=require.")
-	str(config.KeyDeploymentID, "deployment-id", "Outpost DEPLOYMENT_ID: prefixes every key.")
+	c.store = config.RegisterFlags(a)
 	c.output = a.Flag("output", "Report format: json, text, or auto (json unless stdout is a terminal).").Short('o').Default("auto").Enum("auto", "json", "text")
 	c.logFormat = a.Flag("log-format", "Logs and progress on stderr: text or json (one event per line, schema `progress`).").Default("text").Enum("text", "json")
 	c.verbose = a.Flag("verbose", "Debug logs.").Short('v').Bool()
@@ -141,6 +124,7 @@ func newCLI() *cli {
 	plan := m.Command("plan", "Show what apply would do, and how much; changes nothing.")
 	plan.Flag("detailed-exitcode", "Exit 2 when migrations are pending.").BoolVar(flagVar(&c.detailed))
 	plan.Flag("out", "Save the plan to FILE (a SavedPlan document) for `apply --plan FILE`.").PlaceHolder("FILE").StringVar(flagVar(&c.planOut))
+	plan.Flag("show-examples", "Show N real records of each kind before and after each pending Redis migration (secrets masked).").PlaceHolder("N").IntVar(flagVar(&c.showExamples))
 	plan.Flag("show-sql", "List the SQL statements of each pending SQL migration, with the table locks they take.").BoolVar(flagVar(&c.showSQL))
 	apply := m.Command("apply", "Apply pending migrations in order, SQL first, then Redis, under one lock.")
 	apply.Flag("plan", "Apply exactly the migrations of a plan saved by `plan --out FILE`; refuse (exit 65, PLAN_MISMATCH) when the stores no longer match it.").PlaceHolder("FILE").StringVar(flagVar(&c.planFile))
@@ -199,6 +183,9 @@ type invocation struct {
 	stopOnce sync.Once
 	cause    error
 	causeMu  sync.Mutex
+	// storeOverride is set over the command line's store settings (the
+	// demo's in-process Redis).
+	storeOverride config.Settings
 }
 
 func (inv *invocation) stopCause() error {
@@ -222,6 +209,7 @@ func Main(ctx context.Context, e env) (code int) {
 	terminated := false
 	c.app.Terminate(func(int) { terminated = true })
 	c.app.Writer(scrub.Writer(e.stdout))
+	c.stdout = scrub.Writer(e.stdout)
 
 	defer func() {
 		if r := recover(); r != nil {
@@ -244,7 +232,7 @@ func Main(ctx context.Context, e env) (code int) {
 		return inv.print(rep)
 	}
 	cmd, err := c.app.Parse(e.args)
-	if terminated {
+	if terminated || c.versionPrinted {
 		return report.ExitOK
 	}
 	if err != nil {

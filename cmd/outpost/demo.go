@@ -10,6 +10,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 
 	"github.com/outpost-migrate/outpost/batch"
+	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -56,7 +57,7 @@ func (c *cli) registerDemo(a *kingpin.Application) {
 // demo runs plan, apply, verify and status on a seeded store through the
 // same runner as the migrate commands.
 func (inv *invocation) demo(ctx context.Context) error {
-	redisGiven := *inv.c.storeSet["redis.host"]
+	redisGiven := inv.c.store.IsSet(config.KeyRedisHost)
 	if _, ok := inv.e.lookupEnv("REDIS_HOST"); ok {
 		redisGiven = true
 	}
@@ -66,17 +67,12 @@ func (inv *invocation) demo(ctx context.Context) error {
 			return report.Wrap(report.CodeInternal, err, "start the in-process demo Redis")
 		}
 		defer mr.Close()
-		*inv.c.store["redis.host"] = mr.Host()
-		*inv.c.store["redis.port"] = mr.Port()
-		*inv.c.storeSet["redis.host"], *inv.c.storeSet["redis.port"] = true, true
+		inv.storeOverride = config.Settings{config.KeyRedisHost: mr.Host(), config.KeyRedisPort: mr.Port()}
 		inv.warn("using an in-process Redis (miniredis) at %s; pass --redis-host for a real one", mr.Addr())
 	}
-	cmd := "migrate apply" // the scope rules of apply: both stores unless only Redis is configured
-	if _, ok := inv.e.lookupEnv("POSTGRES_URL"); !ok && !*inv.c.storeSet["postgres"] {
-		t := true
-		inv.c.redisOnly = &t
-	}
-	w, err := inv.wire(ctx, cmd)
+	// The scope rules of apply: the SQL phase runs when a log store is
+	// configured.
+	w, err := inv.wire(ctx, "migrate apply")
 	if err != nil {
 		return err
 	}

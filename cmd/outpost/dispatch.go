@@ -15,6 +15,7 @@ import (
 	"github.com/outpost-migrate/outpost/batch"
 	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/batch/lock"
+	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/batch/redisphase"
 	"github.com/outpost-migrate/outpost/batch/scan"
 	"github.com/outpost-migrate/outpost/batch/sqlphase"
@@ -38,13 +39,13 @@ func scrubSecretsFromArgsAndEnv(s *report.Scrubber, e env) {
 			}
 		}
 	}
-	for _, name := range []string{"REDIS_PASSWORD", "POSTGRES_URL", "NOMAD_TOKEN"} {
+	for _, name := range append(config.SecretEnvs(), "NOMAD_TOKEN") {
 		if v, ok := e.lookupEnv(name); ok {
 			add(v)
 		}
 	}
 	for i, a := range e.args {
-		for _, f := range []string{"--redis-password", "--postgres-url"} {
+		for _, f := range config.SecretFlags() {
 			if v, ok := strings.CutPrefix(a, f+"="); ok {
 				add(v)
 			} else if a == f && i+1 < len(e.args) {
@@ -56,44 +57,43 @@ func scrubSecretsFromArgsAndEnv(s *report.Scrubber, e env) {
 
 // loadConfig merges flags, environment and file.
 func (inv *invocation) loadConfig() (*config.Config, error) {
-	flags := config.Settings{}
-	for k, v := range inv.c.store {
-		if *inv.c.storeSet[k] {
-			flags[k] = *v
-		}
+	flags := inv.c.store.Settings()
+	for k, v := range inv.storeOverride {
+		flags[k] = v
 	}
-	for k, v := range inv.c.storeBools {
-		if *inv.c.storeSet[k] {
-			flags[k] = fmt.Sprint(*v)
-		}
+	envPath, _ := inv.e.lookupEnv("CONFIG")
+	// OUTPOST_TEST_CONFIG_ROOT moves the absolute search paths (/config/…)
+	// for tests; it is not documented for operators.
+	root, ok := inv.e.lookupEnv("OUTPOST_TEST_CONFIG_ROOT")
+	if !ok {
+		root = "/"
 	}
-	envs := config.FromEnv(inv.e.lookupEnv)
-	path := *inv.c.configFile
-	if path == "" {
-		path, _ = inv.e.lookupEnv("CONFIG")
-	}
-	if path == "" && inv.e.readDotenv {
-		// Outpost reads ./.env when it exists; so does this tool, below the
-		// environment and flags.
-		if _, err := os.Stat(".env"); err == nil {
-			path = ".env"
-		}
+	path, err := config.Locate(*inv.c.store.ConfigFile, envPath, inv.e.searchConfig, root)
+	if err != nil {
+		return nil, err
 	}
 	if path != "" {
 		// Passwords in the file are secrets too, even if the file is invalid.
 		if s, _, err := config.ReadFile(path); err == nil {
-			inv.scrub.Add(s[config.KeyRedisPass])
-			scrubURL(inv.scrub, s[config.KeyPostgres])
+			for _, v := range config.Secrets(s) {
+				inv.scrub.Add(v)
+				scrubURL(inv.scrub, v)
+			}
 		}
 	}
-	cfg, err := config.Load(flags, envs, path)
+	cfg, err := config.Load(flags, config.FromEnv(inv.e.lookupEnv), path)
 	if err != nil {
 		return nil, err
 	}
-	inv.scrub.Add(cfg.Redis.Password)
-	scrubURL(inv.scrub, cfg.PostgresURL)
-	for _, w := range cfg.Warnings {
-		inv.warn("%s", w)
+	for _, v := range []string{cfg.Redis.Password, cfg.PostgresURL, cfg.ClickHouse.Password} {
+		inv.scrub.Add(v)
+		scrubURL(inv.scrub, v)
+	}
+	if path != "" {
+		progress.Infof(inv.events, "config file: %s", path)
+	}
+	if len(cfg.Ignored) > 0 {
+		inv.events.Emit(progress.Event{Level: "debug", Event: progress.Log, Msg: fmt.Sprintf("%s: not read by the migration tool (Outpost's other settings): %s", path, strings.Join(cfg.Ignored, ", "))})
 	}
 	return cfg, nil
 }
@@ -110,23 +110,25 @@ func (inv *invocation) warn(format string, args ...any) {
 	inv.events.Emit(progressWarn(fmt.Sprintf(format, args...)))
 }
 
-// scope resolves --sql-only/--redis-only.
-func (inv *invocation) scope(cmd string) (config.Scope, error) {
+// scope resolves --sql-only/--redis-only: the stores the command asks for,
+// and whether it needs the SQL store (then a missing log store is an error,
+// not a skipped phase).
+func (inv *invocation) scope(cmd string) (config.Scope, bool, error) {
 	switch cmd {
 	case "migrate unlock":
-		return config.Scope{Redis: true}, nil
+		return config.Scope{Redis: true}, false, nil
 	case "migrate force":
-		return config.Scope{SQL: true}, nil
+		return config.Scope{SQL: true}, true, nil
 	}
 	sqlOnly, redisOnly := inv.c.sqlOnly != nil && *inv.c.sqlOnly, inv.c.redisOnly != nil && *inv.c.redisOnly
 	if sqlOnly && redisOnly {
-		return config.Scope{}, report.E(report.CodeUsage, "--sql-only and --redis-only exclude each other")
+		return config.Scope{}, false, report.E(report.CodeUsage, "--sql-only and --redis-only exclude each other")
 	}
-	return config.Scope{SQL: !redisOnly, Redis: !sqlOnly}, nil
+	return config.Scope{SQL: !redisOnly, Redis: !sqlOnly}, sqlOnly, nil
 }
 
-func targets(cfg *config.Config, s config.Scope) *report.Targets {
-	t := &report.Targets{Scope: s.Names(), DeploymentID: cfg.DeploymentID}
+func targets(cfg *config.Config, s config.Scope, sql *report.SQLTarget) *report.Targets {
+	t := &report.Targets{Scope: s.Names(), DeploymentID: cfg.DeploymentID, SQL: sql, ConfigFile: cfg.File}
 	if s.Redis {
 		mode := "standalone"
 		if cfg.Redis.Cluster {
@@ -168,13 +170,22 @@ func (inv *invocation) wire(ctx context.Context, cmd string) (*wiring, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc, err := inv.scope(cmd)
+	want, sqlRequired, err := inv.scope(cmd)
 	if err != nil {
 		return nil, err
 	}
-	inv.rep.Targets = targets(cfg, sc)
-	if err := cfg.Validate(sc); err != nil {
+	sc, sqlTarget, err := cfg.Resolve(want, sqlRequired)
+	inv.rep.Targets = targets(cfg, sc, sqlTarget)
+	if err != nil {
 		return nil, err
+	}
+	switch {
+	case sqlTarget == nil:
+	case sqlTarget.State == report.SQLNotSupported:
+		// A log store the operator expects migrated is not: say it loudly.
+		progress.Warnf(inv.events, "%s", sqlTarget.Message)
+	case sqlTarget.State == report.SQLNotConfigured:
+		progress.Infof(inv.events, "%s", sqlTarget.Message)
 	}
 	w := &wiring{runner: &batch.Runner{Events: inv.events, RunID: inv.rep.RunID}, cfg: cfg}
 	if sc.SQL {
@@ -198,7 +209,7 @@ func (inv *invocation) wire(ctx context.Context, cmd string) (*wiring, error) {
 		w.redis = client
 		prefix := cfg.Prefix()
 		lockKey := lock.Key(prefix)
-		w.runner.Phases = append(w.runner.Phases, redisphase.New(client, prefix, lockKey, redismigrations.New(client, prefix), redisphase.Options{NoCheckpoints: *inv.c.noCheckpoints, ScanCount: *inv.c.scanCount, Parallel: *inv.c.parallel, Window: *inv.c.window}, client.Close))
+		w.runner.Phases = append(w.runner.Phases, redisphase.New(client, prefix, lockKey, redismigrations.New(client, prefix), redisphase.Options{NoCheckpoints: *inv.c.noCheckpoints, ScanCount: *inv.c.scanCount, Parallel: *inv.c.parallel, Window: *inv.c.window, Examples: inv.examples()}, client.Close))
 		locker := &redisLocker{client: client, key: lockKey, runID: inv.rep.RunID, events: inv.events}
 		if inv.c.lockTTL != nil {
 			locker.ttl = *inv.c.lockTTL
@@ -252,6 +263,9 @@ func (inv *invocation) dispatch(ctx context.Context, cmd string) error {
 	}
 	if err := scan.CheckTuning(*inv.c.scanCount, *inv.c.parallel, *inv.c.window); err != nil {
 		return err
+	}
+	if n := inv.examples(); n < 0 || n > 100 {
+		return report.E(report.CodeUsage, "--show-examples must be 0..100")
 	}
 	if inv.c.sample != nil && *inv.c.sample < 0 {
 		return report.E(report.CodeUsage, "--sample must be 0 (full pass) or more")

@@ -17,8 +17,26 @@ import (
 	"golang.org/x/term"
 )
 
-// version is set at build time: -ldflags "-X main.version=v1.2.3".
+// version is set at build time: -ldflags "-X main.version=v1.2.3" (which
+// needs a constant initializer). An unstamped build takes the module
+// version from the Go build info, in init.
 var version = "dev"
+
+func init() { version = moduleVersion(version, debug.ReadBuildInfo) }
+
+// moduleVersion is stamped unless it is "dev": then the main module's
+// version from the build info (`go install …@v1.2.3` records v1.2.3; a
+// build in a git checkout records a pseudo-version of its commit), or "dev"
+// when the build info has none ("(devel)").
+func moduleVersion(stamped string, info func() (*debug.BuildInfo, bool)) string {
+	if stamped != "dev" {
+		return stamped
+	}
+	if bi, ok := info(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return stamped
+}
 
 // env is everything an invocation reads from its process, so that tests
 // can run commands in-process.
@@ -36,10 +54,10 @@ type env struct {
 	// terminationLog is where a one-line summary goes for Kubernetes
 	// (kubectl describe shows it); empty: none.
 	terminationLog string
-	// readDotenv: read ./.env as the config file when none is named, as
-	// Outpost does (off in in-process tests, whose working directory is
-	// the package's).
-	readDotenv bool
+	// searchConfig: look for a config file in Outpost's places when none
+	// is named (off in in-process tests, whose working directory is the
+	// package's).
+	searchConfig bool
 }
 
 // memoryLimit is the Go runtime's soft memory limit unless GOMEMLIMIT says
@@ -55,16 +73,16 @@ func main() {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	e := env{
-		args:       os.Args[1:],
-		lookupEnv:  os.LookupEnv,
-		stdin:      os.Stdin,
-		stdout:     os.Stdout,
-		stderr:     os.Stderr,
-		stdinTTY:   term.IsTerminal(int(os.Stdin.Fd())),
-		stdoutTTY:  term.IsTerminal(int(os.Stdout.Fd())),
-		stderrTTY:  term.IsTerminal(int(os.Stderr.Fd())),
-		signals:    sig,
-		readDotenv: true,
+		args:         os.Args[1:],
+		lookupEnv:    os.LookupEnv,
+		stdin:        os.Stdin,
+		stdout:       os.Stdout,
+		stderr:       os.Stderr,
+		stdinTTY:     term.IsTerminal(int(os.Stdin.Fd())),
+		stdoutTTY:    term.IsTerminal(int(os.Stdout.Fd())),
+		stderrTTY:    term.IsTerminal(int(os.Stderr.Fd())),
+		signals:      sig,
+		searchConfig: true,
 	}
 	e.terminationLog = terminationLogPath(os.LookupEnv)
 	// OUTPOST_CPUPROFILE=FILE writes a CPU profile, for performance work

@@ -56,3 +56,12 @@ func (inv *invocation) savedPlan() (*report.SavedPlan, error) {
 	defer f.Close()
 	return report.ReadSavedPlan(f)
 }
+
+// examples is plan --show-examples N (0 without the flag or on another
+// command).
+func (inv *invocation) examples() int {
+	if inv.c.showExamples == nil {
+		return 0
+	}
+	return *inv.c.showExamples
+}

@@ -217,3 +217,44 @@ func TestVerifyNothingApplied(t *testing.T) {
 	require.Equal(t, 2, r.code, r.stdout)
 	require.Equal(t, "pending", r.rep["outcome"])
 }
+
+// TestPlanShowExamples: plan --show-examples N shows N real records of each
+// kind before and after, the twin named, timestamps converted, entity set,
+// and the encrypted credentials masked; the store is untouched.
+func TestPlanShowExamples(t *testing.T) {
+	srv := servertest.Redis(t)
+	c := srv.Client(t)
+	seedTenants(t, c, 40)
+	envs := redisEnv(srv)
+	before := keyspaceDigest(t, c)
+	r := run(t, envs, "migrate", "plan", "--redis-only", "--show-examples", "2")
+	require.Equal(t, 0, r.code, r.stdout)
+	l := rmLine(t, r, "redis/001_hash_tags")
+	ex := l["examples"].([]any)
+	kinds, maskedCreds := map[string]int{}, 0
+	for _, e := range ex {
+		m := e.(map[string]any)
+		kinds[m["kind"].(string)]++
+		key, after := m["key"].(string), m["after"].(map[string]any)
+		require.True(t, strings.HasPrefix(m["after_key"].(string), "tenant:{"), "the twin is hash-tagged: %v", m["after_key"])
+		require.False(t, strings.HasPrefix(key, "tenant:{"), "the example is a legacy key: %s", key)
+		if m["kind"] == "summary" {
+			continue
+		}
+		if _, ok := m["before"].(map[string]any)["created_at"]; ok {
+			require.Regexp(t, `^\d+$`, after["created_at"], "created_at becomes Unix ms")
+		}
+		require.Equal(t, m["kind"], after["entity"])
+		if cred, ok := after["credentials"]; ok {
+			require.Regexp(t, `^<masked: \d+ bytes>$`, cred)
+			require.Regexp(t, `^<masked: \d+ bytes>$`, m["before"].(map[string]any)["credentials"])
+			maskedCreds++
+		}
+	}
+	require.Equal(t, map[string]int{"tenant": 2, "summary": 2, "destination": 2}, kinds)
+	require.Positive(t, maskedCreds, "the destinations shown carry credentials, masked")
+	require.Equal(t, before, keyspaceDigest(t, c), "plan changes nothing")
+
+	r = run(t, envs, "migrate", "plan", "--redis-only", "--show-examples", "-1")
+	require.Equal(t, 64, r.code, r.stdout)
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -22,11 +23,31 @@ func TestVersion(t *testing.T) {
 	require.Equal(t, "VersionReport", r.rep["kind"])
 	require.Equal(t, "printed", r.rep["outcome"])
 
-	// --version is kingpin's: it prints the version and no report.
+	// --version prints the version alone on one line, no report, exit 0.
 	bin := binary(t)
 	out, err := exec.Command(bin, "--version").CombinedOutput()
 	require.NoError(t, err)
-	require.Contains(t, string(out), "dev")
+	require.Equal(t, r.rep["tool"].(map[string]any)["version"].(string)+"\n", string(out))
+	// A stamp still takes (the variable keeps a constant initializer).
+	stamped := filepath.Join(t.TempDir(), "outpost")
+	out, err = exec.Command("go", "build", "-ldflags", "-X main.version=v1.2.3", "-o", stamped, ".").CombinedOutput()
+	require.NoError(t, err, string(out))
+	out, err = exec.Command(stamped, "--version").CombinedOutput()
+	require.NoError(t, err)
+	require.Equal(t, "v1.2.3\n", string(out))
+}
+
+// TestModuleVersion: an unstamped build takes the module version from the
+// build info (what `go install …@v1.2.3` records); a stamp wins.
+func TestModuleVersion(t *testing.T) {
+	info := func(v string) func() (*debug.BuildInfo, bool) {
+		return func() (*debug.BuildInfo, bool) { return &debug.BuildInfo{Main: debug.Module{Version: v}}, true }
+	}
+	require.Equal(t, "v1.4.0", moduleVersion("dev", info("v1.4.0")))
+	require.Equal(t, "v0.0.0-20261206031500-e212a56d3f1a", moduleVersion("dev", info("v0.0.0-20261206031500-e212a56d3f1a")))
+	require.Equal(t, "dev", moduleVersion("dev", info("(devel)")))
+	require.Equal(t, "dev", moduleVersion("dev", func() (*debug.BuildInfo, bool) { return nil, false }))
+	require.Equal(t, "v2.0.0", moduleVersion("v2.0.0", info("v1.4.0")))
 }
 
 func TestSchemaCommand(t *testing.T) {
@@ -96,7 +117,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"missing file", nil, []string{"--config", "/nonexistent/outpost.yaml"}, "config", "cannot read"},
 		{"yaml syntax", nil, []string{"--config", write("bad.yaml", "redis:\n  host: [oops\n")}, "config", "line"},
-		{"yaml wrong type", nil, []string{"--config", write("type.yaml", "redis:\n  port: {a: 1}\n")}, "config", "line 2"},
+		{"yaml wrong type", nil, []string{"--config", write("type.yaml", "redis:\n  port: {a: 1}\n")}, "redis.port", "line 2"},
 		{"yaml unknown redis setting", nil, []string{"--config", write("unk.yaml", "redis:\n  hots: x\n")}, "redis.hots", "line 2"},
 		{"bad dotenv", nil, []string{"--config", write("x.env", "REDIS_PORT='unterminated\n")}, "config", ".env"},
 		{"port not a number", map[string]string{"REDIS_PORT": "abc"}, nil, "redis.port", "not a port"},
@@ -104,12 +125,23 @@ func TestConfigErrors(t *testing.T) {
 		{"cluster with db", map[string]string{"REDIS_CLUSTER_ENABLED": "true", "REDIS_DATABASE": "2"}, nil, "redis.database", "cluster"},
 		{"bad bool", map[string]string{"REDIS_TLS_ENABLED": "maybe"}, nil, "redis.tls_enabled", "boolean"},
 		{"bad postgres url", map[string]string{"POSTGRES_URL": "mysql://x"}, nil, "postgres", "postgres://"},
-		{"no postgres url", nil, nil, "postgres", "POSTGRES_URL"},
+		{"sql-only without a log store", nil, []string{"--sql-only"}, "postgres", "POSTGRES_URL"},
+		{"sql-only with ClickHouse", map[string]string{"CLICKHOUSE_ADDR": "127.0.0.1:9000"}, []string{"--sql-only"}, "clickhouse.addr", "ClickHouse"},
+		{"host with a port", map[string]string{"REDIS_HOST": "127.0.0.1:6379"}, nil, "redis.host", "includes a port"},
+		{"config and CONFIG differ", map[string]string{"CONFIG": write("one.yaml", "")}, []string{"--config", write("two.yaml", "")}, "config", "different config files"},
 		{"file db", nil, []string{"--config", write("c.yaml", "redis:\n  cluster_enabled: true\n  database: 3\n")}, "redis.database", "cluster"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			args := append(append([]string{}, c.args...), "migrate", "status")
+			var args, tail []string
+			for _, a := range c.args {
+				if a == "--sql-only" { // a migrate flag: after the command
+					tail = append(tail, a)
+					continue
+				}
+				args = append(args, a)
+			}
+			args = append(append(args, "migrate", "status"), tail...)
 			r := run(t, c.envs, args...)
 			require.Equal(t, 78, r.code, r.stdout)
 			require.Equal(t, "CONFIG_INVALID", errorCode(r))

@@ -69,14 +69,18 @@ func TestSQLCommandsEndToEnd(t *testing.T) {
 	require.False(t, dirty)
 }
 
-// TestBothStoresNeedBothConfigured: without a scope flag the SQL store is
-// in scope, and a missing POSTGRES_URL is a configuration error, never a
-// silently skipped half.
-func TestBothStoresNeedBothConfigured(t *testing.T) {
+// TestSQLPhaseRunsWhenALogStoreIsConfigured: the scope rule of Outpost's own
+// migrate. Without POSTGRES_URL, apply migrates Redis and skips the SQL phase
+// visibly (targets.sql not_configured); with it, SQL runs first.
+func TestSQLPhaseRunsWhenALogStoreIsConfigured(t *testing.T) {
 	srv := servertest.Redis(t)
 	r := run(t, redisEnv(srv), "migrate", "apply", "--yes")
-	require.Equal(t, 78, r.code)
-	require.Equal(t, "postgres", r.rep["error"].(map[string]any)["details"].(map[string]any)["setting"])
+	require.Equal(t, 0, r.code, r.stdout)
+	require.Len(t, r.rep["migrations"], 3)
+	tg := r.rep["targets"].(map[string]any)
+	require.Equal(t, []any{"redis"}, tg["scope"])
+	require.Equal(t, "not_configured", tg["sql"].(map[string]any)["state"])
+	require.Nil(t, tg["postgres"])
 
 	pg := servertest.Postgres(t)
 	envs := redisEnv(srv)
@@ -85,4 +89,6 @@ func TestBothStoresNeedBothConfigured(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stdout)
 	require.Len(t, r.rep["migrations"], 13)
 	require.Equal(t, "sql", r.rep["migrations"].([]any)[0].(map[string]any)["backend"], "SQL runs first")
+	tg = r.rep["targets"].(map[string]any)
+	require.Equal(t, map[string]any{"state": "configured", "store": "postgres"}, tg["sql"])
 }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch/lock"
 	"github.com/outpost-migrate/outpost/batch/servertest"
+	"github.com/outpost-migrate/outpost/jobs/internal/recipetest"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 	"github.com/outpost-migrate/outpost/migrations/seed/seedtest"
 )
@@ -35,51 +36,39 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	servertest.StopShared()
-	if binDir != "" {
-		_ = os.RemoveAll(binDir)
-	}
+	recipetest.Cleanup()
 	os.Exit(code)
 }
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	binPath   string
-	buildErr  error
-)
+// outpostBinary is the real outpost binary, built once from this module.
+func outpostBinary(t *testing.T) string { return recipetest.Binary(t) }
 
-// outpostBinary builds the real outpost binary once per test run, from the
-// module root (found with `go env GOMOD`), into a temporary directory of its
-// own: test packages run in parallel, and a shared output path would let one
-// package run a half-written binary of another.
-func outpostBinary(t *testing.T) string {
+// checked holds the command lines checkCommandLines has run through the
+// binary already.
+var checked sync.Map
+
+// checkCommandLines: every outpost command the play ran (the "cmd" Ansible
+// records for the command module and for the role's outpost_apply) carries
+// --wait-for and parses with the real binary.
+func checkCommandLines(t *testing.T, p playResult) {
 	t.Helper()
-	buildOnce.Do(func() {
-		out, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			buildErr = fmt.Errorf("go env GOMOD: %w", err)
-			return
+	for _, e := range p.events {
+		raw, _ := e.Result["cmd"].([]any)
+		var argv []string
+		for _, a := range raw {
+			s, _ := a.(string)
+			if s == "migrate" || len(argv) > 0 {
+				argv = append(argv, s)
+			}
 		}
-		gomod := strings.TrimSpace(string(out))
-		if gomod == "" || gomod == os.DevNull {
-			buildErr = errors.New("not inside the module")
-			return
+		if len(argv) == 0 {
+			continue
 		}
-		if binDir, err = os.MkdirTemp("", "outpost-ansible-"); err != nil {
-			buildErr = err
-			return
+		key := strings.Join(argv, "\x00")
+		if _, seen := checked.LoadOrStore(key, true); !seen {
+			recipetest.CheckParses(t, "ansible task "+e.Task, argv)
 		}
-		binPath = filepath.Join(binDir, "outpost")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/outpost")
-		cmd.Dir = filepath.Dir(gomod)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/outpost: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
 	}
-	return binPath
 }
 
 // outpost runs the binary directly (to set stores up, outside the playbook)
@@ -121,6 +110,7 @@ func lastLine(b []byte) []byte {
 // before the attempts rework would have.
 type stores struct {
 	redis  *servertest.RedisServer
+	pg     *servertest.PGDatabase // nil without PostgreSQL
 	client *redis.Client
 	seed   seed.Options
 	// env is the tool's environment: REDIS_HOST, REDIS_PORT and, with
@@ -142,6 +132,7 @@ func newStores(t *testing.T, withPostgres bool) *stores {
 	}
 	if withPostgres {
 		pg := servertest.Postgres(t)
+		s.pg = pg
 		s.env["POSTGRES_URL"] = pg.URL
 		if code, rep := outpost(t, s.env, "migrate", "apply", "--sql-only", "--yes", "--target", "sql/000004", "--output", "json"); code != 0 {
 			t.Fatalf("migrate the log store to version 4: exit %d: %v", code, rep["msg"])
@@ -255,6 +246,13 @@ func playbook(t *testing.T, argv []string, env map[string]string, extra map[stri
 // reports it, while the play runs.
 func playbookWatch(t *testing.T, argv []string, env map[string]string, extra map[string]any, watch func(event)) playResult {
 	t.Helper()
+	return runPlaybook(t, argv, env, extra, watch)
+}
+
+// runPlaybook runs migrate.yml with ansible-playbook and flags (--check,
+// --diff), calling watch (when not nil) with each result.
+func runPlaybook(t *testing.T, argv []string, env map[string]string, extra map[string]any, watch func(event), flags ...string) playResult {
+	t.Helper()
 	ap, err := exec.LookPath("ansible-playbook")
 	if err != nil {
 		t.Fatalf("ansible-playbook is not installed (apt-get install ansible-core): %v", err)
@@ -276,7 +274,7 @@ func playbookWatch(t *testing.T, argv []string, env map[string]string, extra map
 	_ = os.WriteFile(cfg, []byte("[defaults]\n"), 0o600)
 	cb, _ := filepath.Abs(filepath.Join("testdata", "callback_plugins"))
 
-	cmd := exec.Command(ap, "-i", "localhost,", "-c", "local", "migrate.yml", "-e", "@"+varsFile)
+	cmd := exec.Command(ap, append([]string{"-i", "localhost,", "-c", "local", "migrate.yml", "-e", "@" + varsFile}, flags...)...)
 	cmd.Env = append(os.Environ(),
 		"ANSIBLE_CONFIG="+cfg,
 		"ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3",
@@ -326,6 +324,7 @@ func playbookWatch(t *testing.T, argv []string, env map[string]string, extra map
 	if len(res.events) == 0 {
 		t.Fatalf("ansible-playbook printed no results (exit %d):\n%s", res.exitCode, res.output)
 	}
+	checkCommandLines(t, res)
 	return res
 }
 

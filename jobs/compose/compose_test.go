@@ -5,19 +5,48 @@ package compose
 import (
 	"bufio"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/outpost-migrate/outpost/jobs/internal/recipetest"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	recipetest.Cleanup()
+	os.Exit(code)
+}
+
+// TestComposeCommentsReadTheReport: the comment's way of reading the report
+// takes Compose's log prefix off (without it the last line is not JSON).
+func TestComposeCommentsReadTheReport(t *testing.T) {
+	b, err := os.ReadFile("docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "docker compose logs") && !strings.Contains(line, "--no-log-prefix") {
+			t.Errorf("%q: without --no-log-prefix every line starts with the service name", strings.TrimSpace(line))
+		}
+	}
+	if !strings.Contains(string(b), "docker compose logs --no-log-prefix outpost-migrate | tail -n 1") {
+		t.Error("the comment does not show how to read the report")
+	}
+}
 
 type dependency struct {
 	Condition string `yaml:"condition"`
 }
 
 type service struct {
-	Image       string                `yaml:"image"`
+	Image string `yaml:"image"`
+	Build *struct {
+		Context string `yaml:"context"`
+	} `yaml:"build"`
 	Command     []string              `yaml:"command"`
 	EnvFile     string                `yaml:"env_file"`
 	Restart     string                `yaml:"restart"`
@@ -83,9 +112,18 @@ func TestDependencyChain(t *testing.T) {
 	if server.DependsOn["outpost-migrate"].Condition != "service_completed_successfully" {
 		t.Errorf("outpost must depend on outpost-migrate with service_completed_successfully, got %+v", server.DependsOn)
 	}
-	if server.Image != migrate.Image || !strings.Contains(migrate.Image, "hookdeck/outpost") {
-		t.Errorf("images %q and %q", migrate.Image, server.Image)
+	// Two images: the migration from outpost-migrate (built here from the
+	// repository's Dockerfile unless a pushed tag is given), the server from
+	// Outpost's own image, which has `serve`.
+	if migrate.Image != "${OUTPOST_MIGRATE_IMAGE:-outpost-migrate:latest}" || migrate.Build == nil || migrate.Build.Context != "../.." {
+		t.Errorf("outpost-migrate: image %q build %+v", migrate.Image, migrate.Build)
+	} else if _, err := os.Stat(filepath.Join(migrate.Build.Context, "Dockerfile")); err != nil {
+		t.Errorf("outpost-migrate's build context has no Dockerfile: %v", err)
 	}
+	if !strings.HasPrefix(server.Image, "${OUTPOST_IMAGE:-hookdeck/outpost:v") {
+		t.Errorf("outpost: image %q, want Outpost's own, pinned", server.Image)
+	}
+	recipetest.CheckParses(t, "outpost-migrate", migrate.Command)
 	if server.EnvFile != ".env" || migrate.EnvFile != ".env" {
 		t.Error("both services read .env, as in the guide")
 	}

@@ -9,15 +9,24 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/outpost-migrate/outpost/jobs/internal/recipetest"
 	"github.com/outpost-migrate/outpost/report"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	recipetest.Cleanup()
+	os.Exit(code)
+}
 
 // The contract's exit codes (shared/spec/contract.md, "Exit codes").
 var (
@@ -77,11 +86,15 @@ type manifest struct {
 	APIVersion string `yaml:"apiVersion"`
 	Kind       string `yaml:"kind"`
 	Metadata   struct {
-		Name string `yaml:"name"`
+		Name         string `yaml:"name"`
+		GenerateName string `yaml:"generateName"`
 	} `yaml:"metadata"`
 	Spec struct {
-		BackoffLimit     *int `yaml:"backoffLimit"`
-		PodFailurePolicy *struct {
+		BackoffLimit            *int `yaml:"backoffLimit"`
+		ActiveDeadlineSeconds   *int `yaml:"activeDeadlineSeconds"`
+		ProgressDeadlineSeconds *int `yaml:"progressDeadlineSeconds"`
+		TTLSecondsAfterFinished *int `yaml:"ttlSecondsAfterFinished"`
+		PodFailurePolicy        *struct {
 			Rules []rule `yaml:"rules"`
 		} `yaml:"podFailurePolicy"`
 		Template struct {
@@ -90,13 +103,46 @@ type manifest struct {
 	} `yaml:"spec"`
 }
 
-// load parses every document of a YAML file, strictly.
+// The variables the manifests take (envsubst fills them in, as their
+// comments show), with the values the tests give them.
+var manifestVars = map[string]string{
+	"OUTPOST_MIGRATE_IMAGE": "registry.example.com/outpost-migrate:v0.1.0",
+	"OUTPOST_IMAGE":         "hookdeck/outpost:v0.17.0",
+}
+
+var varRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expand does what `envsubst '$OUTPOST_MIGRATE_IMAGE $OUTPOST_IMAGE'`
+// does to a manifest (comments aside, where shell lines mention other
+// variables); a ${VAR} outside a comment that it does not fill is an error.
+func expand(t *testing.T, name string, b []byte) []byte {
+	t.Helper()
+	lines := strings.Split(string(b), "\n")
+	for i, line := range lines {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		lines[i] = varRef.ReplaceAllStringFunc(line, func(m string) string {
+			v := varRef.FindStringSubmatch(m)[1]
+			val, ok := manifestVars[v]
+			if !ok {
+				t.Errorf("%s:%d: unknown variable ${%s}", name, i+1, v)
+			}
+			return val
+		})
+	}
+	return []byte(strings.Join(lines, "\n"))
+}
+
+// load parses every document of a YAML file, strictly, with its variables
+// filled in.
 func load(t *testing.T, name string) []manifest {
 	t.Helper()
 	b, err := os.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
+	b = expand(t, name, b)
 	var out []manifest
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	for {
@@ -140,9 +186,12 @@ func checkMigrationContainer(t *testing.T, where string, c container) {
 	if len(argv) < 4 || argv[0] != "outpost" || !reflect.DeepEqual(argv[1:4], []string{"migrate", "apply", "--yes"}) {
 		t.Errorf("%s: runs %q, want outpost migrate apply --yes ...", where, argv)
 	}
-	if !strings.HasPrefix(c.Image, "hookdeck/outpost") {
-		t.Errorf("%s: image %q", where, c.Image)
+	// The outpost-migrate image, pinned by the variable; never Outpost's
+	// own image (it has no such tool), never a floating tag.
+	if c.Image != manifestVars["OUTPOST_MIGRATE_IMAGE"] {
+		t.Errorf("%s: image %q, want ${OUTPOST_MIGRATE_IMAGE}", where, c.Image)
 	}
+	recipetest.CheckParses(t, where, argv[1:])
 	if c.TerminationMessagePolicy != "FallbackToLogsOnError" {
 		t.Errorf("%s: terminationMessagePolicy %q", where, c.TerminationMessagePolicy)
 	}
@@ -154,6 +203,24 @@ func checkMigrationContainer(t *testing.T, where string, c container) {
 	}
 }
 
+// checkDeadline: a deadline (seconds) exceeds the longest attempt the
+// container's command line allows (recipetest.Budget, with the pod's grace
+// period) and is fitted to it: not more than a quarter of an hour above.
+func checkDeadline(t *testing.T, where string, seconds int, c container, pod podSpec) {
+	t.Helper()
+	grace := 30 * time.Second // Kubernetes' default
+	if pod.TerminationGracePeriodSeconds != nil {
+		grace = time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
+	}
+	b, err := recipetest.BudgetOf(c.argv(), grace)
+	if err != nil {
+		t.Fatalf("%s: %v", where, err)
+	}
+	if d := time.Duration(seconds) * time.Second; d < b.Total() || d > b.Total()+15*time.Minute {
+		t.Errorf("%s: %s does not fit %s", where, d, b)
+	}
+}
+
 func TestEveryManifestParses(t *testing.T) {
 	files, _ := filepath.Glob("*.yaml")
 	if len(files) != 2 {
@@ -161,8 +228,8 @@ func TestEveryManifestParses(t *testing.T) {
 	}
 	for _, f := range files {
 		for _, m := range load(t, f) {
-			if m.APIVersion == "" || m.Kind == "" || m.Metadata.Name == "" {
-				t.Errorf("%s: apiVersion/kind/name missing", f)
+			if m.APIVersion == "" || m.Kind == "" || (m.Metadata.Name == "") == (m.Metadata.GenerateName == "") {
+				t.Errorf("%s: apiVersion/kind missing, or not exactly one of name and generateName", f)
 			}
 		}
 	}
@@ -175,6 +242,14 @@ func TestKubernetesJobRecipe(t *testing.T) {
 	}
 	job := ms[0]
 	pod := job.Spec.Template.Spec
+	// Rerunnable: `kubectl create` of a generateName makes a new Job each
+	// time; a fixed name could not run again while the old Job exists.
+	if job.Metadata.Name != "" || job.Metadata.GenerateName != "outpost-migrate-" {
+		t.Errorf("job.yaml: name %q generateName %q, want only generateName outpost-migrate-", job.Metadata.Name, job.Metadata.GenerateName)
+	}
+	if job.Spec.TTLSecondsAfterFinished == nil {
+		t.Error("job.yaml: finished Jobs must be garbage-collected (ttlSecondsAfterFinished), as every rerun leaves one")
+	}
 	if pod.RestartPolicy != "Never" {
 		t.Fatalf("restartPolicy %q, want Never (podFailurePolicy requires it)", pod.RestartPolicy)
 	}
@@ -192,6 +267,10 @@ func TestKubernetesJobRecipe(t *testing.T) {
 	}
 	c := pod.Containers[0]
 	checkMigrationContainer(t, "job.yaml", c)
+	if job.Spec.ActiveDeadlineSeconds == nil {
+		t.Fatal("job.yaml: no activeDeadlineSeconds")
+	}
+	checkDeadline(t, "job.yaml activeDeadlineSeconds", *job.Spec.ActiveDeadlineSeconds, c, pod)
 
 	if job.Spec.PodFailurePolicy == nil {
 		t.Fatal("no podFailurePolicy")
@@ -254,12 +333,17 @@ func TestDeploymentInitContainer(t *testing.T) {
 		t.Fatalf("want one init container and one container")
 	}
 	checkMigrationContainer(t, "initContainers[0]", pod.InitContainers[0])
-	srv := pod.Containers[0]
-	if !reflect.DeepEqual(srv.argv(), []string{"outpost", "serve"}) {
-		t.Errorf("server runs %q", srv.argv())
+	if ms[0].Spec.ProgressDeadlineSeconds == nil {
+		t.Fatal("no progressDeadlineSeconds: Kubernetes' default (600s) is shorter than the init container may run")
 	}
-	if srv.Image != pod.InitContainers[0].Image {
-		t.Error("migration and server must use the same image")
+	checkDeadline(t, "progressDeadlineSeconds", *ms[0].Spec.ProgressDeadlineSeconds, pod.InitContainers[0], pod)
+	srv := pod.Containers[0]
+	if !reflect.DeepEqual(srv.Args, []string{"serve"}) || len(srv.Command) != 0 {
+		t.Errorf("server runs command %q args %q, want args [serve] through Outpost's entrypoint", srv.Command, srv.Args)
+	}
+	// The server runs Outpost's own image (outpost-migrate has no serve).
+	if srv.Image != manifestVars["OUTPOST_IMAGE"] {
+		t.Errorf("server image %q, want ${OUTPOST_IMAGE}", srv.Image)
 	}
 }
 
@@ -271,7 +355,9 @@ func TestKubernetesRecipeReadme(t *testing.T) {
 	s := string(b)
 	for _, want := range []string{
 		"kubectl run outpost-migrate --rm -i --restart=Never",
-		"-- migrate apply --yes",
+		"-- migrate apply --yes --wait-for",
+		"kubectl create -f -",
+		"generateName",
 		"/dev/termination-log",
 		"FallbackToLogsOnError",
 	} {
@@ -319,5 +405,24 @@ func TestKubernetesRecipeReadme(t *testing.T) {
 		if !strings.Contains(s, "| "+strconv.Itoa(code)+" |") {
 			t.Errorf("README.md's table lacks exit code %d", code)
 		}
+	}
+}
+
+// TestKubectlRunLineParses: the README's `kubectl run ... -- migrate ...`
+// one-liner carries --wait-for and parses with the real binary.
+func TestKubectlRunLineParses(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found int
+	for _, line := range strings.Split(string(b), "\n") {
+		if _, args, ok := strings.Cut(strings.TrimSpace(line), "-- migrate "); ok && !strings.HasPrefix(line, "`") {
+			found++
+			recipetest.CheckParses(t, "README.md kubectl run", append([]string{"migrate"}, strings.Fields(args)...))
+		}
+	}
+	if found == 0 {
+		t.Fatal("README.md has no `kubectl run ... -- migrate ...` line")
 	}
 }

@@ -58,9 +58,14 @@ type groupFacts struct {
 	Count      int
 	Restart    *policyFacts
 	Reschedule *policyFacts
+	Update     *updateFacts
 	Ports      []portFacts
 	Services   []serviceFacts
 	Tasks      []taskFacts
+}
+
+type updateFacts struct {
+	HealthyDeadline, ProgressDeadline time.Duration
 }
 
 type templateFacts struct {
@@ -103,6 +108,15 @@ func factsFromJob(j *api.Job) jobFacts {
 			Count:      derefInt(g.Count, 1),
 			Restart:    restartFromAPI(g.RestartPolicy),
 			Reschedule: reschedFromAPI(g.ReschedulePolicy),
+		}
+		if u := g.Update; u != nil {
+			gf.Update = &updateFacts{}
+			if u.HealthyDeadline != nil {
+				gf.Update.HealthyDeadline = *u.HealthyDeadline
+			}
+			if u.ProgressDeadline != nil {
+				gf.Update.ProgressDeadline = *u.ProgressDeadline
+			}
 		}
 		for _, n := range g.Networks {
 			for _, p := range n.DynamicPorts {
@@ -385,6 +399,9 @@ func factsFromHCL(filename string, src []byte) (jobFacts, error) {
 		gf := groupFacts{Name: g.Labels[0], Count: 1, Restart: r.restart(block(gb, "restart")), Reschedule: r.resched(block(gb, "reschedule"))}
 		if c := r.intp(gb, "count"); c != nil {
 			gf.Count = *c
+		}
+		if u := block(gb, "update"); u != nil {
+			gf.Update = &updateFacts{HealthyDeadline: r.dur(u, "healthy_deadline"), ProgressDeadline: r.dur(u, "progress_deadline")}
 		}
 		for _, n := range blocks(gb, "network") {
 			for _, p := range blocks(n.Body, "port") {

@@ -2,19 +2,27 @@
 #
 #   nomad job run migrate-param.nomad.hcl
 #   nomad job dispatch -meta command=plan outpost-migrate-param
-#   nomad job dispatch -meta command=apply -meta lock_timeout=30m outpost-migrate-param
+#   nomad job dispatch -meta command=apply -meta lock_timeout=30m -meta max_runtime=2h outpost-migrate-param
 #
 # or, waiting for the result and exiting with the task's exit code:
 #
-#   outpost jobs nomad run --job migrate-param --meta command=verify
+#   outpost jobs nomad run --job migrate-param --meta command=verify --timeout 90m
 #
 # command is one of plan, apply, verify, status, unlock. --yes is passed to
 # every command (apply and unlock need it: a batch task has no terminal).
+#
+# The bounds, as in migrate-apply.nomad.hcl (Nomad gives a batch task no
+# deadline; the caller's, e.g. `outpost jobs nomad run --timeout`, must exceed
+# 2 x wait-for + 2 x lock_timeout + max_runtime + kill_timeout, 85.5m with the
+# defaults): --wait-for 2m waits for a store that restarts; lock_timeout
+# (default 10m) for a busy lock; max_runtime (default 1h) stops apply, verify
+# and cleanup at a safe point with progress saved (exit 75, a rerun resumes);
+# plan, status and unlock ignore it.
 
-variable "image" {
+variable "migrate_image" {
   type        = string
-  default     = "hookdeck/outpost:latest"
-  description = "The Outpost image; use the same tag as the Outpost servers."
+  default     = "outpost-migrate:latest"
+  description = "The outpost-migrate image (this repository's Dockerfile, not hookdeck/outpost); pin a release: -var migrate_image=REGISTRY/outpost-migrate:v0.1.0."
 }
 
 variable "datacenters" {
@@ -35,12 +43,13 @@ job "outpost-migrate-param" {
   parameterized {
     payload       = "forbidden"
     meta_required = ["command"]
-    meta_optional = ["lock_timeout"]
+    meta_optional = ["lock_timeout", "max_runtime"]
   }
 
   # Defaults for the optional dispatch meta.
   meta {
     lock_timeout = "10m"
+    max_runtime  = "1h"
   }
 
   group "migrate" {
@@ -62,8 +71,8 @@ job "outpost-migrate-param" {
       kill_timeout = "90s"
 
       config {
-        image = var.image
-        args  = ["migrate", "${NOMAD_META_command}", "--yes", "--lock-timeout", "${NOMAD_META_lock_timeout}", "--output", "json"]
+        image = var.migrate_image
+        args  = ["migrate", "${NOMAD_META_command}", "--yes", "--wait-for", "2m", "--lock-timeout", "${NOMAD_META_lock_timeout}", "--max-runtime", "${NOMAD_META_max_runtime}", "--output", "json"]
       }
 
       template {

@@ -4,17 +4,28 @@
 # outpost serve starts") on every deploy and every reschedule.
 #
 #   nomad var put nomad/jobs/outpost REDIS_HOST=... REDIS_PASSWORD=... POSTGRES_URL=...
-#   nomad job run -var image=hookdeck/outpost:v0.17.0 outpost-service.nomad.hcl
+#   nomad job run -var migrate_image=registry.example.com/outpost-migrate:v0.1.0 \
+#     -var outpost_image=hookdeck/outpost:v0.17.0 outpost-service.nomad.hcl
 #
 # The job is called "outpost", so its tasks read nomad/jobs/outpost without an
 # extra ACL policy. With count > 1 every allocation runs the prestart task;
 # the migration lock lets one apply and the others wait (--lock-timeout) and
 # then find nothing to do.
+#
+# Two images: the migration runs from outpost-migrate (this repository's
+# Dockerfile, `outpost migrate ...`), the server from Outpost's own
+# hookdeck/outpost (`outpost serve`, which this tool's image does not have).
 
-variable "image" {
+variable "migrate_image" {
   type        = string
-  default     = "hookdeck/outpost:latest"
-  description = "The Outpost image, for both the migration and the server."
+  default     = "outpost-migrate:latest"
+  description = "The outpost-migrate image (this repository's Dockerfile) for the prestart task; pin a release."
+}
+
+variable "outpost_image" {
+  type        = string
+  default     = "hookdeck/outpost:v0.17.0"
+  description = "Outpost's own image, for `serve`; the release whose storage the migration prepares."
 }
 
 variable "datacenters" {
@@ -57,6 +68,19 @@ job "outpost" {
       unlimited      = true
     }
 
+    # The prestart migration counts against the allocation's health: it must
+    # be healthy within healthy_deadline, or the deployment fails it. The
+    # migrate task's bounds fit inside: 2 x 2m (--wait-for, each store) +
+    # 2 x 10m (--lock-timeout, the Redis lease and the PostgreSQL advisory
+    # lock; other allocations wait while one applies) + 20m (--max-runtime:
+    # then it stops at a safe point, exit 75, and the reschedule resumes it)
+    # + 90s (kill_timeout) = 45.5m < 50m. progress_deadline must exceed
+    # healthy_deadline.
+    update {
+      healthy_deadline  = "50m"
+      progress_deadline = "1h"
+    }
+
     task "migrate" {
       lifecycle {
         hook    = "prestart"
@@ -73,8 +97,8 @@ job "outpost" {
       }
 
       config {
-        image = var.image
-        args  = ["migrate", "apply", "--yes", "--lock-timeout", "10m", "--output", "json"]
+        image = var.migrate_image
+        args  = ["migrate", "apply", "--yes", "--wait-for", "2m", "--lock-timeout", "10m", "--max-runtime", "20m", "--output", "json"]
       }
 
       template {
@@ -99,7 +123,7 @@ EOT
       kill_timeout = "30s"
 
       config {
-        image = var.image
+        image = var.outpost_image
         args  = ["serve"]
         ports = ["http"]
       }

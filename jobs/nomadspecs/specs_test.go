@@ -142,11 +142,13 @@ func TestTwinsDisagreementIsDetected(t *testing.T) {
 	src, _ := HCL(MigrateApply)
 	for _, mut := range []struct{ from, to string }{
 		{`attempts = 0`, `attempts = 1`},
-		{`"--yes", "--lock-timeout"`, `"--lock-timeout"`},
+		{`"--yes", "--wait-for"`, `"--wait-for"`},
 		{`kill_timeout = "90s"`, `kill_timeout = "5s"`},
 		{`type        = "batch"`, `type        = "service"`},
 		{`group "migrate"`, `group "other"`},
-		{`default     = "hookdeck/outpost:latest"`, `default     = "hookdeck/outpost:v1"`},
+		{`default     = "outpost-migrate:latest"`, `default     = "outpost-migrate:v1"`},
+		{`"--wait-for", "2m"`, `"--wait-for", "5m"`},
+		{`"--max-runtime", "1h"`, `"--max-runtime", "2h"`},
 		{`{{ $k }}={{ $v }}`, `{{ $k }}: {{ $v }}`},
 	} {
 		changed := strings.Replace(string(src), mut.from, mut.to, 1)
@@ -165,8 +167,8 @@ func TestTwinsDisagreementIsDetected(t *testing.T) {
 
 func TestBatchJobsFollowTheRules(t *testing.T) {
 	wantArgs := map[string][]string{
-		MigrateApply: {"migrate", "apply", "--yes", "--lock-timeout", "10m", "--output", "json"},
-		MigrateParam: {"migrate", MetaCommand, "--yes", "--lock-timeout", "${NOMAD_META_lock_timeout}", "--output", "json"},
+		MigrateApply: {"migrate", "apply", "--yes", "--wait-for", "2m", "--lock-timeout", "10m", "--max-runtime", "1h", "--output", "json"},
+		MigrateParam: {"migrate", MetaCommand, "--yes", "--wait-for", "2m", "--lock-timeout", "${NOMAD_META_lock_timeout}", "--max-runtime", "${NOMAD_META_max_runtime}", "--output", "json"},
 	}
 	for name, args := range wantArgs {
 		job := mustJob(t, name)
@@ -184,7 +186,7 @@ func TestBatchJobsFollowTheRules(t *testing.T) {
 		if got, _ := Args(task); !reflect.DeepEqual(got, args) {
 			t.Errorf("%s: args %q, want %q", name, got, args)
 		}
-		if task.Driver != "docker" || task.Config["image"] != "hookdeck/outpost:latest" {
+		if task.Driver != "docker" || task.Config["image"] != "outpost-migrate:latest" {
 			t.Errorf("%s: driver %q image %v", name, task.Driver, task.Config["image"])
 		}
 		if *task.KillTimeout < MinKillTimeout || task.KillSignal != "SIGTERM" {
@@ -198,8 +200,10 @@ func TestBatchJobsFollowTheRules(t *testing.T) {
 		param.ParameterizedJob.Payload != "forbidden" {
 		t.Errorf("migrate-param: parameterized %+v", param.ParameterizedJob)
 	}
-	if param.Meta["lock_timeout"] == "" || !slices.Contains(param.ParameterizedJob.MetaOptional, "lock_timeout") {
-		t.Error("migrate-param: lock_timeout must be optional meta with a default")
+	for _, k := range []string{"lock_timeout", "max_runtime"} {
+		if param.Meta[k] == "" || !slices.Contains(param.ParameterizedJob.MetaOptional, k) {
+			t.Errorf("migrate-param: %s must be optional meta with a default", k)
+		}
 	}
 	if mustJob(t, MigrateApply).IsParameterized() {
 		t.Error("migrate-apply must not be parameterized")
@@ -230,7 +234,7 @@ func TestServiceJobRunsMigrationAsPrestart(t *testing.T) {
 	if migrate.Lifecycle == nil || migrate.Lifecycle.Hook != api.TaskLifecycleHookPrestart || migrate.Lifecycle.Sidecar {
 		t.Errorf("migrate task lifecycle %+v, want prestart, not sidecar", migrate.Lifecycle)
 	}
-	if args, _ := Args(migrate); !reflect.DeepEqual(args, []string{"migrate", "apply", "--yes", "--lock-timeout", "10m", "--output", "json"}) {
+	if args, _ := Args(migrate); !reflect.DeepEqual(args, []string{"migrate", "apply", "--yes", "--wait-for", "2m", "--lock-timeout", "10m", "--max-runtime", "20m", "--output", "json"}) {
 		t.Errorf("migrate args %q", args)
 	}
 	if migrate.RestartPolicy == nil || *migrate.RestartPolicy.Attempts != 0 {
@@ -245,8 +249,10 @@ func TestServiceJobRunsMigrationAsPrestart(t *testing.T) {
 	if args, _ := Args(serve); !reflect.DeepEqual(args, []string{"serve"}) {
 		t.Errorf("serve args %q", args)
 	}
-	if serve.Config["image"] != migrate.Config["image"] {
-		t.Error("migration and server must use the same image")
+	// Two images: the migration from outpost-migrate, the server from
+	// Outpost's own image (this tool's has no `serve`).
+	if migrate.Config["image"] != "outpost-migrate:latest" || !strings.HasPrefix(serve.Config["image"].(string), "hookdeck/outpost:") {
+		t.Errorf("images: migrate %v, serve %v", migrate.Config["image"], serve.Config["image"])
 	}
 	checkTemplate(t, OutpostService, migrate)
 	checkTemplate(t, OutpostService, serve)

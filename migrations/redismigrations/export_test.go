@@ -22,10 +22,3 @@ var (
 	AppendHashPayload = appendHashPayload
 	RedisCRC64        = redisCRC64
 )
-
-// SetFalsePositive makes the written filter answer yes for the keys f says
-// yes to; it returns a function that removes f. Not safe while a pass runs.
-func SetFalsePositive(f func(key string) bool) (restore func()) {
-	falsePositive = f
-	return func() { falsePositive = nil }
-}

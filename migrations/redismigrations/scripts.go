@@ -1,6 +1,13 @@
 package redismigrations
 
-import "github.com/redis/go-redis/v9"
+import (
+	"context"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/outpost-migrate/outpost/batch/rediserr"
+	"github.com/outpost-migrate/outpost/batch/scan"
+)
 
 // Every script touches exactly one key, so it runs on a cluster too: the v0
 // key and its v1 twin live in different slots and are never touched by one
@@ -61,3 +68,80 @@ end
 redis.call('DEL', KEYS[1])
 return 1
 `)
+
+// UseOthers routes the set's writes through o (nil: through the client).
+func (s *Set) UseOthers(o *scan.Others) { s.others = o }
+
+// pipelined runs add for every key in one pipeline per master, through
+// the watched writer when there is one.
+func (s *Set) pipelined(ctx context.Context, keys []string, add func(pipe redis.Pipeliner, i int)) {
+	if s.others != nil {
+		s.others.Pipelined(ctx, keys, add)
+		return
+	}
+	pipe := s.c.Pipeline()
+	for i := range keys {
+		add(pipe, i)
+	}
+	_, _ = pipe.Exec(ctx)
+}
+
+// New returns the migrations for the keyspace of client under prefix P
+// ("<DEPLOYMENT_ID>:" or "").
+func New(c redis.UniversalClient, prefix string) *Set {
+	s := &Set{c: c, prefix: prefix}
+	s.payloads.New = func() any { return new([]byte) }
+	return s
+}
+
+type scriptResult struct {
+	val int64
+	err error
+}
+
+// runScript runs one single-key script per op in a pipeline with EVALSHA,
+// loading the script when the server lost it (a restart, a failover) and
+// retrying those ops. A per-key error (WRONGTYPE) is returned per op; a
+// store error aborts.
+func (s *Set) runScript(ctx context.Context, sc *redis.Script, n int, op func(i int) ([]string, []any)) ([]scriptResult, error) {
+	out := make([]scriptResult, n)
+	todo := make([]int, n)
+	for i := range todo {
+		todo[i] = i
+	}
+	for attempt := 0; len(todo) > 0; attempt++ {
+		cmds := make([]*redis.Cmd, len(todo))
+		keys := make([][]string, len(todo))
+		args := make([][]any, len(todo))
+		first := make([]string, len(todo))
+		for j, i := range todo {
+			keys[j], args[j] = op(i)
+			first[j] = keys[j][0]
+		}
+		s.pipelined(ctx, first, func(pipe redis.Pipeliner, j int) {
+			cmds[j] = sc.EvalSha(ctx, pipe, keys[j], args[j]...)
+		})
+		var again []int
+		for j, i := range todo {
+			err := cmds[j].Err()
+			switch {
+			case err == nil:
+				v, _ := cmds[j].Int64()
+				out[i] = scriptResult{val: v}
+			case redis.HasErrorPrefix(err, "NOSCRIPT") && attempt < 2:
+				again = append(again, i)
+			case isKeyError(err):
+				out[i] = scriptResult{err: err}
+			default:
+				return nil, rediserr.Classify(err, "run script")
+			}
+		}
+		if len(again) > 0 {
+			if err := sc.Load(ctx, s.c).Err(); err != nil {
+				return nil, rediserr.Classify(err, "SCRIPT LOAD")
+			}
+		}
+		todo = again
+	}
+	return out, nil
+}

@@ -8,65 +8,71 @@ import (
 // written remembers, in bounded memory, the twins one apply pass created.
 // SCAN reaches about half of them later in the same pass (they land in
 // buckets it has yet to visit); they are in their final form, so reading
-// them again for 002/003 is wasted work (~1 in 3 of the pass's reads).
+// them again for 002/003 is wasted work (~1 in 3 of the pass's reads). The
+// catch-up after the pass also asks it: a twin this pass created, and that
+// no other client touched since, still holds what the pass wrote, so it may
+// be re-copied when its legacy record changed.
 //
-// It is a Bloom filter: "maybe written" can be wrong, "not written" never
-// is. A key wrongly taken as written is skipped by this pass only: the
-// confirming pass reads every key and finds it, and apply runs another
-// pass. To keep that rare, it stops taking keys at its capacity (the false
-// positive rate then is ~0.4%); keys created after that are read again, as
-// without it. Safe for concurrent use (the nodes of a cluster and the parts
-// of a chunk run at once).
+// It is a set of 64-bit fingerprints (maphash with a seed drawn per pass)
+// in an open-addressing table, not a Bloom filter: a wrong "written" needs
+// two names with the same 64-bit hash, about 1 in 10^13 per key at its
+// capacity, where a Bloom filter of the same memory is wrong 1 in 250 and
+// every wrong answer would leave a key unconverted now that no confirming
+// pass reads every key again. It stops taking keys at its capacity; keys
+// created after that are read again, as without it, and are not
+// re-copied by the catch-up (it reports them instead). Safe for concurrent
+// use (the nodes of a cluster and the parts of a chunk run at once).
 type written struct {
-	bits  []atomic.Uint64
+	slots []atomic.Uint64
 	n     atomic.Int64
 	seed  maphash.Seed
 	limit int64
 }
 
 const (
-	writtenBits   = 1 << 24 // 2 MiB
-	writtenHashes = 4
+	writtenSlots = 1 << 20 // 8 MiB
+	// writtenLimit keeps the table at most 2/3 full, so that probes stay
+	// short.
+	writtenLimit = writtenSlots * 2 / 3
 )
 
-// falsePositive, when set (by tests only), makes has say yes for the keys
-// it says yes to, as a false positive of the filter would.
-var falsePositive func(key string) bool
-
 func newWritten() *written {
-	return &written{bits: make([]atomic.Uint64, writtenBits/64), seed: maphash.MakeSeed(), limit: writtenBits / 14}
+	return &written{slots: make([]atomic.Uint64, writtenSlots), seed: maphash.MakeSeed(), limit: writtenLimit}
 }
 
-// positions gives the filter's bit positions for key (double hashing).
-func (w *written) positions(key string) [writtenHashes]uint32 {
-	h := maphash.String(w.seed, key)
-	h1, h2 := uint32(h), uint32(h>>32)|1
-	var out [writtenHashes]uint32
-	for i := range out {
-		out[i] = (h1 + uint32(i)*h2) % writtenBits
-	}
-	return out
+// fingerprint is never 0, which marks an empty slot.
+func (w *written) fingerprint(key string) uint64 {
+	return maphash.String(w.seed, key) | 1
 }
 
-// add records key as written by this pass, unless the filter is full.
+// add records key as written by this pass, unless the set is full.
 func (w *written) add(key string) {
-	if w == nil || w.n.Add(1) > w.limit {
+	if w == nil {
 		return
 	}
-	for _, p := range w.positions(key) {
-		w.bits[p/64].Or(1 << (p % 64))
+	fp := w.fingerprint(key)
+	if w.has(key) || w.n.Add(1) > w.limit {
+		return
+	}
+	for i := fp % writtenSlots; ; i = (i + 1) % writtenSlots {
+		if w.slots[i].CompareAndSwap(0, fp) || w.slots[i].Load() == fp {
+			return
+		}
 	}
 }
 
-// has says whether key may have been written by this pass.
+// has says whether key was written by this pass.
 func (w *written) has(key string) bool {
-	if f := falsePositive; f != nil && f(key) {
-		return true
+	if w == nil {
+		return false
 	}
-	for _, p := range w.positions(key) {
-		if w.bits[p/64].Load()&(1<<(p%64)) == 0 {
+	fp := w.fingerprint(key)
+	for i := fp % writtenSlots; ; i = (i + 1) % writtenSlots {
+		switch w.slots[i].Load() {
+		case fp:
+			return true
+		case 0:
 			return false
 		}
 	}
-	return true
 }

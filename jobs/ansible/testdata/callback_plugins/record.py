@@ -43,6 +43,11 @@ class CallbackModule(CallbackBase):
     def v2_runner_retry(self, result):
         self._emit("retry", result)
 
+    def v2_on_file_diff(self, result):
+        # Called only with --diff (or a task's diff: true), for a result
+        # that carries a diff.
+        self._emit("diff", result)
+
     def v2_playbook_on_stats(self, stats):
         hosts = {h: stats.summarize(h) for h in sorted(stats.processed.keys())}
         self._display.display(json.dumps({"event": "stats", "hosts": hosts}))
