@@ -8,55 +8,76 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outpost-migrate/outpost/batch"
 	"github.com/outpost-migrate/outpost/batch/clickhousephase"
+	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/batch/stores"
 	"github.com/outpost-migrate/outpost/migrations/clickhousemigrations"
 	"github.com/outpost-migrate/outpost/report"
 )
 
-// chSettings are Outpost's ClickHouse settings as this command reads them.
-type chSettings struct {
-	Addr, Username, Password, Database string
-	TLS                                bool
+// openLogStore opens the SQL phase on the log store Outpost would use:
+// PostgreSQL when POSTGRES_URL is set, else ClickHouse (config.Resolve put
+// the SQL phase in scope only when one of them is configured).
+func (inv *invocation) openLogStore(ctx context.Context, cfg *config.Config, lockWait time.Duration) (batch.Phase, error) {
+	showSQL := inv.c.showSQL != nil && *inv.c.showSQL
+	if cfg.LogStore() != report.StoreClickHouse {
+		return openSQL(ctx, cfg, *inv.c.waitFor, lockWait, showSQL, inv.events)
+	}
+	p, err := openClickHouse(ctx, cfg.ClickHouse, cfg.DeploymentID, *inv.c.waitFor, showSQL, inv.events)
+	if p != nil {
+		inv.rep.Targets.ClickHouse = p.Target()
+	}
+	return p, err
+}
+
+// forceLogStore records a version of the log store in scope.
+func forceLogStore(ctx context.Context, w *wiring, rep *report.Report, version int) error {
+	if p, ok := w.sql.(*clickhousephase.Phase); ok {
+		return forceClickHouse(ctx, p, rep, version)
+	}
+	return forceSQL(ctx, w, rep, version)
+}
+
+// logStoreName names the configured log store for prompts.
+func logStoreName(cfg *config.Config) string {
+	if cfg != nil && cfg.LogStore() == report.StoreClickHouse {
+		return "ClickHouse"
+	}
+	return "PostgreSQL"
 }
 
 // clickhouseConfig maps Outpost's settings onto the phase's. CLICKHOUSE_ADDR
-// is host:port of the native protocol, as in Outpost; this tool also takes
-// http://host:port or https://host:port for ClickHouse's HTTP interface
-// (https implies TLS). TLS verifies the server with the system's roots, as
-// Outpost's client does (SSL_CERT_FILE adds a CA).
-func clickhouseConfig(s chSettings, deploymentID string) (clickhousephase.Config, error) {
+// is host:port of the native protocol, as in Outpost; CLICKHOUSE_PROTOCOL=http
+// (this tool's own setting) uses ClickHouse's HTTP interface instead. TLS
+// verifies the server with the system's roots, as Outpost's client does
+// (SSL_CERT_FILE adds a CA).
+func clickhouseConfig(s config.ClickHouse, deploymentID string) (clickhousephase.Config, error) {
 	cfg := clickhousephase.Config{Addr: s.Addr, Username: s.Username, Password: s.Password,
 		Database: s.Database, DeploymentID: deploymentID}
-	useTLS := s.TLS
-	switch {
-	case strings.HasPrefix(s.Addr, "http://"):
-		cfg.Addr, cfg.HTTP = strings.TrimPrefix(s.Addr, "http://"), true
-	case strings.HasPrefix(s.Addr, "https://"):
-		cfg.Addr, cfg.HTTP, useTLS = strings.TrimPrefix(s.Addr, "https://"), true, true
+	switch strings.ToLower(strings.TrimSpace(s.Protocol)) {
+	case "", "native":
+	case "http":
+		cfg.HTTP = true
+	default:
+		return cfg, report.E(report.CodeConfig, "CLICKHOUSE_PROTOCOL %q is neither native nor http", s.Protocol).With("setting", config.KeyClickHouseProto)
 	}
-	cfg.Addr = strings.TrimSuffix(cfg.Addr, "/")
-	host, port, err := net.SplitHostPort(cfg.Addr)
-	if err != nil || host == "" || port == "" || strings.Contains(cfg.Addr, "/") {
-		return cfg, report.E(report.CodeConfig, "CLICKHOUSE_ADDR %q is not host:port (or http://host:port)", s.Addr).With("setting", "clickhouse.addr")
-	}
-	if useTLS {
+	if s.TLS {
+		host, _, _ := net.SplitHostPort(s.Addr)
 		cfg.TLS = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
-	}
-	if cfg.Database == "" {
-		cfg.Database = "outpost" // Outpost's default
 	}
 	return cfg, nil
 }
 
 // openClickHouse builds the ClickHouse phase and, with --wait-for, waits for
 // a server that is still starting.
-func openClickHouse(ctx context.Context, s chSettings, deploymentID string, waitFor time.Duration, events progress.Sink) (*clickhousephase.Phase, error) {
+func openClickHouse(ctx context.Context, s config.ClickHouse, deploymentID string, waitFor time.Duration, showSQL bool, events progress.Sink) (*clickhousephase.Phase, error) {
 	cfg, err := clickhouseConfig(s, deploymentID)
 	if err != nil {
 		return nil, err
 	}
+	cfg.ShowSQL = showSQL
 	p, err := clickhousephase.New(cfg, clickhousemigrations.Source())
 	if err != nil {
 		return nil, err

@@ -193,7 +193,7 @@ func (inv *invocation) wire(ctx context.Context, cmd string) (*wiring, error) {
 		if inv.c.lockTimeout != nil {
 			lockWait = *inv.c.lockTimeout
 		}
-		p, err := openSQL(ctx, cfg, *inv.c.waitFor, lockWait, inv.c.showSQL != nil && *inv.c.showSQL, inv.events)
+		p, err := inv.openLogStore(ctx, cfg, lockWait)
 		if err != nil {
 			return nil, err
 		}
@@ -333,10 +333,10 @@ func (inv *invocation) dispatch(ctx context.Context, cmd string) error {
 		}
 		return r.Unlock(ctx, inv.rep)
 	case "migrate force":
-		if err := inv.confirm(fmt.Sprintf("Record PostgreSQL schema version %d as clean?", *inv.c.forceVersion)); err != nil {
+		if err := inv.confirm(fmt.Sprintf("Record %s schema version %d as clean?", logStoreName(w.cfg), *inv.c.forceVersion)); err != nil {
 			return err
 		}
-		return forceSQL(ctx, w, inv.rep, *inv.c.forceVersion)
+		return forceLogStore(ctx, w, inv.rep, *inv.c.forceVersion)
 	}
 	return report.E(report.CodeInternal, "unknown command %s", cmd)
 }
