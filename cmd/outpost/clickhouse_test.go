@@ -78,3 +78,13 @@ func TestClickHouseWrongPassword(t *testing.T) {
 	require.Equal(t, "PERMISSION_DENIED", errorCode(r))
 	require.NotContains(t, r.stdout+r.stderr, "Wr0ng-Pa55-xyzzy")
 }
+
+// CLICKHOUSE_PROTOCOL other than native or http is 78, naming the setting,
+// before any store is touched.
+func TestClickHouseProtocolInvalid(t *testing.T) {
+	envs := map[string]string{"CLICKHOUSE_ADDR": "127.0.0.1:9000", "CLICKHOUSE_PROTOCOL": "grpc"}
+	r := run(t, envs, "migrate", "status", "--sql-only")
+	require.Equal(t, 78, r.code, r.stdout)
+	require.Equal(t, "clickhouse.protocol", r.rep["error"].(map[string]any)["details"].(map[string]any)["setting"])
+	require.Contains(t, r.rep["msg"], "neither native nor http")
+}
