@@ -363,6 +363,41 @@ func (l *Lease) usable() error {
 	}
 }
 
+// validMargin is how long before the key's expiry, as this process's clock
+// computes it from the last confirmed renewal, Valid stops trusting the
+// lease: room for clock drift between this host and Redis and for a write
+// in flight. A fifth of the TTL, at most a minute; renewals come every
+// third of the TTL, so a healthy lease never gets near it.
+func (l *Lease) validMargin() time.Duration { return min(l.ttl/5, time.Minute) }
+
+// Valid is nil while the lease is held and Redis cannot have expired it
+// yet: the last renewal Redis confirmed was sent less than TTL minus a
+// margin ago. It reads the monotonic clock (which runs on while the process
+// is stopped by SIGSTOP) and the wall clock (which catches up after the
+// host slept) and trusts neither alone; no round trip, so it is cheap enough
+// to call before every write. Past the deadline the lease is lost for good.
+func (l *Lease) Valid() error {
+	if err := l.usable(); err != nil {
+		return err
+	}
+	deadline := l.deadlineAt().Add(-l.validMargin())
+	now := time.Now()
+	if now.Before(deadline) && now.Round(0).Before(deadline.Round(0)) {
+		return nil
+	}
+	l.markLost(report.E(report.CodeLockLost,
+		"lost the migration lock %s (token %d): no renewal confirmed within its TTL of %s less a margin of %s (was this process paused?); nothing more is written",
+		l.key, l.token, l.ttl, l.validMargin()).With("key", l.key).With("token", l.token))
+	return l.usable()
+}
+
+// Guard is the lock key, this lease's value in it and the wall-clock time
+// until which Valid trusts the lease, for scripts that check the lease in
+// the same atomic step as a write.
+func (l *Lease) Guard() (key, value string, until time.Time) {
+	return l.key, l.value, l.deadlineAt().Add(-l.validMargin()).Round(0)
+}
+
 // Token is the fencing token: larger for every later acquisition.
 func (l *Lease) Token() int64 { return l.token }
 

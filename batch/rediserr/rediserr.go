@@ -30,6 +30,23 @@ func Classify(err error, doing string) error {
 	return report.Wrap(Code(err), err, "redis: %s", doing)
 }
 
+// Resharding says whether err is one a cluster answers while slots move
+// between nodes (a redirect go-redis gave up following, a multi-key command
+// over a slot in flight, a slot without an owner): the run is to be
+// repeated once the cluster settles, it is no fault of the data.
+func Resharding(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	for _, p := range []string{"MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN"} {
+		if strings.HasPrefix(msg, p) || strings.Contains(msg, ": "+p) {
+			return true
+		}
+	}
+	return false
+}
+
 // Wrapf is Classify for callers that word their own context and let their
 // caller's cancellation decide: a context error and a reply nothing is known
 // about (WRONGTYPE, a script error) are wrapped without a code, so an outer
@@ -73,7 +90,7 @@ func Code(err error) report.Code {
 		// retrying will not help.
 		return report.CodeConfig
 	}
-	for _, p := range []string{"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY"} {
+	for _, p := range []string{"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "MOVED ", "ASK "} {
 		if strings.HasPrefix(msg, p) {
 			return report.CodeTemporary
 		}

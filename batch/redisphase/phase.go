@@ -363,6 +363,9 @@ func (p *Phase) executor(run *batch.Run, name string, fence batch.Fence) *scan.E
 	if name != "" && !p.opts.NoCheckpoints {
 		ex.Store = p.store(fence)
 	}
+	if f, ok := fence.(scan.Fence); ok && name != "" {
+		ex.Fence = f
+	}
 	return ex
 }
 
@@ -394,6 +397,8 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 	}
 	started := time.Now()
 	ex := p.executor(run, "apply", run.Fence)
+	// Writes outside the passes (the catch-up) are fenced too.
+	ctx = scan.WithFence(ctx, ex.Fence)
 	ex.Fingerprint = strings.Join(todo, "+")
 	ex.Label = ex.Fingerprint
 	for _, n := range todo {
@@ -422,10 +427,17 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 			resumed = resumed || res.Resumed
 		}
 		if err != nil {
-			return p.unfinished(lines, todo, total, nodes, resumed, run, err)
+			again, rerr := p.reshardAgain(ctx, run, pass, "", err)
+			if !again {
+				return p.unfinished(lines, todo, total, nodes, resumed, run, rerr)
+			}
+			continue
 		}
-		if res.TopologyChanged && pass < p.opts.MaxPasses {
-			progress.Warnf(run.Events, "cluster topology changed during pass %d; scanning again", pass)
+		if res.TopologyChanged {
+			again, rerr := p.reshardAgain(ctx, run, pass, res.TopologyWhy, nil)
+			if !again {
+				return p.unfinished(lines, todo, total, nodes, resumed, run, rerr)
+			}
 			if err := p.clear(ctx, ex, "apply"); err != nil {
 				return lines, err
 			}
@@ -446,8 +458,18 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		cex := p.executor(run, "", nil)
 		cex.Label = "confirm " + ex.Label
 		cres, err := cex.Pass(ctx, p.set.Check(todo, done))
+		if err == nil && cres.TopologyChanged {
+			err = reshardingError(cres.TopologyWhy, nil)
+		}
 		if err != nil {
-			return p.unfinished(lines, todo, total, nodes, resumed, run, err)
+			again, rerr := p.reshardAgain(ctx, run, pass, "", err)
+			if !again {
+				return p.unfinished(lines, todo, total, nodes, resumed, run, rerr)
+			}
+			if err := p.clear(ctx, ex, "apply"); err != nil {
+				return lines, err
+			}
+			continue
 		}
 		confirm = cres.Tally
 		left := int64(0)
@@ -455,7 +477,7 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 			left += confirm.Counts(n).Changed
 		}
 		run.Emit(progress.Event{Event: progress.PassDone, Pass: pass, Migration: ex.Label, Msg: fmt.Sprintf("pass %d done; confirming pass found %d keys left to change", pass, left)})
-		if (left == 0 && !cres.TopologyChanged) || pass >= p.opts.MaxPasses {
+		if left == 0 || pass >= p.opts.MaxPasses {
 			break
 		}
 		if err := p.clear(ctx, ex, "apply"); err != nil {
@@ -527,6 +549,9 @@ func indexOf(lines []report.Migration, name string) int {
 // lease, store failure) and returns its error.
 func (p *Phase) unfinished(lines []report.Migration, todo []string, total *scan.Tally, nodes []report.NodeProgress, resumed bool, run *batch.Run, err error) ([]report.Migration, error) {
 	state := report.StopState(err)
+	if isResharding(err) {
+		state = report.StateInterrupted
+	}
 	for _, name := range todo {
 		i := indexOf(lines, name)
 		c := total.Counts(name)
@@ -566,6 +591,11 @@ func (p *Phase) Verify(ctx context.Context, run *batch.Run) ([]report.Migration,
 		}
 	}
 	res, err := ex.Pass(ctx, p.set.Verify(applied))
+	if err == nil && res.TopologyChanged {
+		// Keys may have been missed: a verify that saw the cluster move
+		// proves nothing.
+		err = reshardingError(res.TopologyWhy, nil)
+	}
 	if err != nil {
 		return lines, err
 	}
@@ -613,6 +643,10 @@ func (p *Phase) Cleanup(ctx context.Context, run *batch.Run) ([]report.Migration
 	ex.Fingerprint = "cleanup"
 	ex.Label = "cleanup"
 	res, err := ex.Pass(ctx, step)
+	if err == nil && res.TopologyChanged {
+		// Legacy keys may have been missed: cleanup is not done.
+		err = reshardingError(res.TopologyWhy, nil)
+	}
 	var failed int64
 	for _, name := range requires {
 		i := indexOf(lines, name)

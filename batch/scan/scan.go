@@ -17,7 +17,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,102 +72,6 @@ type Spec struct {
 // failed (the pass then stops without moving the checkpoint).
 type Step func(ctx context.Context, keys []string, t *Tally) error
 
-// Node is one master.
-type Node struct {
-	// ID is the cluster node id (CLUSTER MYID), or "standalone".
-	ID   string
-	Addr string
-	// RunID is the server process's run_id (INFO server): a cursor saved
-	// against another run_id is useless.
-	RunID  string
-	client *redis.Client
-}
-
-// Nodes lists the masters of c with their ids and run_ids.
-func Nodes(ctx context.Context, c redis.UniversalClient) ([]Node, error) {
-	var clients []*redis.Client
-	switch cc := c.(type) {
-	case *redis.ClusterClient:
-		var mu sync.Mutex
-		err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-			mu.Lock()
-			clients = append(clients, m)
-			mu.Unlock()
-			return nil
-		})
-		if err != nil {
-			return nil, rediserr.Classify(err, "list cluster masters")
-		}
-	case *redis.Client:
-		clients = []*redis.Client{cc}
-	default:
-		return nil, report.E(report.CodeInternal, "scan: unsupported client type %T", c)
-	}
-	nodes := make([]Node, 0, len(clients))
-	for _, m := range clients {
-		n := Node{ID: "standalone", Addr: m.Options().Addr, client: m}
-		if _, ok := c.(*redis.ClusterClient); ok {
-			id, err := m.Do(ctx, "CLUSTER", "MYID").Text()
-			if err != nil {
-				return nil, rediserr.Classify(err, "CLUSTER MYID on "+n.Addr)
-			}
-			n.ID = id
-		}
-		info, err := m.Info(ctx, "server").Result()
-		switch {
-		case err == nil:
-			n.RunID = infoField(info, "run_id")
-		case strings.Contains(err.Error(), "not supported") || strings.Contains(err.Error(), "unknown command"):
-			// A server that hides its run_id (an in-process stand-in, a
-			// proxy): cursors saved against it are never resumed.
-		default:
-			return nil, rediserr.Classify(err, "INFO server on "+n.Addr)
-		}
-		nodes = append(nodes, n)
-	}
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID < nodes[j].ID })
-	return nodes, nil
-}
-
-func infoField(info, name string) string {
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
-			return v
-		}
-	}
-	return ""
-}
-
-// Topology fingerprints the masters and their slots; "" on a standalone
-// server. Two equal fingerprints mean no key changed node in between.
-func Topology(ctx context.Context, c redis.UniversalClient) (string, error) {
-	cc, ok := c.(*redis.ClusterClient)
-	if !ok {
-		return "", nil
-	}
-	shards, err := cc.ClusterShards(ctx).Result()
-	if err != nil {
-		return "", rediserr.Classify(err, "CLUSTER SHARDS")
-	}
-	var parts []string
-	for _, s := range shards {
-		var master string
-		for _, n := range s.Nodes {
-			if n.Role == "master" {
-				master = n.ID
-			}
-		}
-		var slots []string
-		for _, r := range s.Slots {
-			slots = append(slots, fmt.Sprintf("%d-%d", r.Start, r.End))
-		}
-		sort.Strings(slots)
-		parts = append(parts, master+"="+strings.Join(slots, ","))
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, ";"), nil
-}
-
 // Executor runs passes over a keyspace. One Executor is used by one
 // goroutine; the nodes of a pass are scanned concurrently inside it.
 type Executor struct {
@@ -205,6 +108,10 @@ type Executor struct {
 	// key and write their tallies under a lock). The chunk stays the unit
 	// of the checkpoint. 0 or 1: one part.
 	Parallel int
+	// Fence, when set, is checked before each chunk's step and handed to
+	// the step in its context (see CheckFence): a run that lost its lease
+	// writes nothing more. Nil for read-only passes.
+	Fence Fence
 	// Window is how many chunks of a node are worked on at once, so that
 	// Redis is not idle while the tool decodes one chunk's replies and
 	// builds its writes. Chunks are committed (checkpoint, counts, events)
@@ -221,8 +128,10 @@ type Result struct {
 	// already done.
 	Resumed bool
 	// TopologyChanged: the cluster's masters or slots moved during the pass,
-	// so keys may have been missed; run another pass.
+	// or were moving at its start or end (see Topo.Settled), so keys may
+	// have been missed; run another pass. TopologyWhy says what moved.
 	TopologyChanged bool
+	TopologyWhy     string
 	// Complete: every node reached cursor 0 (false when stopped or limited).
 	Complete bool
 }
@@ -263,6 +172,7 @@ func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
 	if e.Events == nil {
 		e.Events = progress.Nop
 	}
+	ctx = WithFence(ctx, e.Fence)
 	count := e.Spec.Count
 	if count <= 0 {
 		count = DefaultCount
@@ -280,11 +190,11 @@ func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
 		if saved, err = e.Store.Load(ctx, e.Name); err != nil {
 			return nil, err
 		}
-		if saved != nil && (saved.Meta.Fingerprint != e.Fingerprint || saved.Meta.Topology != topo0) {
+		if saved != nil && (saved.Meta.Fingerprint != e.Fingerprint || saved.Meta.Topology != topo0.Fingerprint || !topo0.Settled) {
 			progress.Infof(e.Events, "ignoring checkpoint %q: it was saved for %q on another topology or migration set", e.Name, saved.Meta.Fingerprint)
 			saved = nil
 		}
-		meta := Meta{Fingerprint: e.Fingerprint, Topology: topo0, RunID: e.RunID, UpdatedAt: now()}
+		meta := Meta{Fingerprint: e.Fingerprint, Topology: topo0.Fingerprint, RunID: e.RunID, UpdatedAt: now()}
 		if saved != nil {
 			meta.StartedAt = saved.Meta.StartedAt
 			meta.ResumedBy = e.RunID
@@ -371,8 +281,22 @@ func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	res.TopologyChanged = topo1 != topo0
+	res.TopologyChanged, res.TopologyWhy = topologyMoved(topo0, topo1)
 	return res, nil
+}
+
+// topologyMoved says whether keys may have changed node between topology
+// reads a and b, and why.
+func topologyMoved(a, b Topo) (bool, string) {
+	switch {
+	case !a.Settled:
+		return true, "at the start of the pass: " + a.Why
+	case !b.Settled:
+		return true, "at the end of the pass: " + b.Why
+	case a.Fingerprint != b.Fingerprint:
+		return true, "the slot map changed during the pass"
+	}
+	return false, ""
 }
 
 // KeyCount is the number of keys on the masters (the sum of their DBSIZE).
@@ -645,6 +569,9 @@ const minPart = 64
 // runStep calls step on keys, split into up to e.Parallel parts processed
 // concurrently; it returns the first error after every part has ended.
 func (e *Executor) runStep(ctx context.Context, step Step, keys []string, t *Tally) error {
+	if err := CheckFence(ctx); err != nil {
+		return err
+	}
 	parts := min(e.Parallel, len(keys)/minPart)
 	if parts <= 1 {
 		return step(ctx, keys, t)

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -98,10 +99,10 @@ const (
 // checkpoint table.
 func Inspect(ctx context.Context, q Querier) (*Schema, error) {
 	s := &Schema{}
-	byOID := map[uint32]*Table{}
 	var order []uint32
-
-	rows, err := q.Query(ctx, `
+	var t Table
+	var oid uint32
+	err := eachRow(ctx, q, "tables", `
 		SELECT c.oid, c.relname,
 		       CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) ELSE '' END,
 		       COALESCE(p.relname, ''),
@@ -112,61 +113,68 @@ func Inspect(ctx context.Context, q Querier) (*Schema, error) {
 		WHERE c.relnamespace = current_schema()::regnamespace
 		  AND c.relkind IN ('r', 'p')
 		  AND c.relname NOT IN ($1, $2)
-		ORDER BY c.relname`, versionTable, checkpointTable)
-	if err != nil {
-		return nil, fmt.Errorf("read tables: %w", err)
+		ORDER BY c.relname`, []any{versionTable, checkpointTable},
+		[]any{&oid, &t.Name, &t.PartitionKey, &t.PartitionOf, &t.PartitionBound}, func() {
+			s.Tables = append(s.Tables, t)
+			order = append(order, oid)
+		})
+	if err != nil || len(order) == 0 {
+		return s, err
 	}
-	for rows.Next() {
-		var oid uint32
-		var t Table
-		if err := rows.Scan(&oid, &t.Name, &t.PartitionKey, &t.PartitionOf, &t.PartitionBound); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read tables: %w", err)
-		}
-		s.Tables = append(s.Tables, t)
-		order = append(order, oid)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read tables: %w", err)
-	}
+	byOID := make(map[uint32]*Table, len(order))
 	for i, oid := range order {
 		byOID[oid] = &s.Tables[i]
 	}
-	if len(order) == 0 {
-		return s, nil
+	for _, read := range []func(context.Context, Querier, []uint32, map[uint32]*Table) error{readColumns, readIndexes, readConstraints} {
+		if err := read(ctx, q, order, byOID); err != nil {
+			return nil, err
+		}
 	}
+	return s, nil
+}
 
-	rows, err = q.Query(ctx, `
+// eachRow runs a catalog query and calls fn after scanning each row into
+// dest.
+func eachRow(ctx context.Context, q Querier, what, sql string, args, dest []any, fn func()) error {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", what, err)
+	}
+	_, err = pgx.ForEachRow(rows, dest, func() error { fn(); return nil })
+	if err != nil {
+		return fmt.Errorf("read %s: %w", what, err)
+	}
+	return nil
+}
+
+func readColumns(ctx context.Context, q Querier, oids []uint32, byOID map[uint32]*Table) error {
+	var oid uint32
+	var c Column
+	var generated bool
+	var expr string
+	return eachRow(ctx, q, "columns", `
 		SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
 		       a.attgenerated = 's', COALESCE(pg_get_expr(d.adbin, d.adrelid), '')
 		FROM pg_attribute a
 		LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 		WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped
-		ORDER BY a.attrelid, a.attnum`, order)
-	if err != nil {
-		return nil, fmt.Errorf("read columns: %w", err)
-	}
-	for rows.Next() {
-		var oid uint32
-		var c Column
-		var generated bool
-		var expr string
-		if err := rows.Scan(&oid, &c.Name, &c.Type, &c.NotNull, &generated, &expr); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read columns: %w", err)
-		}
-		if generated {
-			c.Generated = expr
-		} else {
-			c.Default = expr
-		}
-		byOID[oid].Columns = append(byOID[oid].Columns, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read columns: %w", err)
-	}
+		ORDER BY a.attrelid, a.attnum`, []any{oids},
+		[]any{&oid, &c.Name, &c.Type, &c.NotNull, &generated, &expr}, func() {
+			col := c
+			if generated {
+				col.Generated = expr
+			} else {
+				col.Default = expr
+			}
+			byOID[oid].Columns = append(byOID[oid].Columns, col)
+		})
+}
 
-	rows, err = q.Query(ctx, `
+func readIndexes(ctx context.Context, q Querier, oids []uint32, byOID map[uint32]*Table) error {
+	var oid uint32
+	var ix Index
+	var def string
+	return eachRow(ctx, q, "indexes", `
 		SELECT x.indrelid, ic.relname, pg_get_indexdef(x.indexrelid), x.indisunique, x.indisprimary,
 		       COALESCE(pi.relname, '')
 		FROM pg_index x
@@ -174,48 +182,26 @@ func Inspect(ctx context.Context, q Querier) (*Schema, error) {
 		LEFT JOIN pg_inherits ih ON ih.inhrelid = x.indexrelid
 		LEFT JOIN pg_class pi ON pi.oid = ih.inhparent
 		WHERE x.indrelid = ANY($1)
-		ORDER BY ic.relname`, order)
-	if err != nil {
-		return nil, fmt.Errorf("read indexes: %w", err)
-	}
-	for rows.Next() {
-		var oid uint32
-		var ix Index
-		var def string
-		if err := rows.Scan(&oid, &ix.Name, &def, &ix.Unique, &ix.Primary, &ix.Parent); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read indexes: %w", err)
-		}
-		ix.Def = indexDefTail(def)
-		byOID[oid].Indexes = append(byOID[oid].Indexes, ix)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read indexes: %w", err)
-	}
+		ORDER BY ic.relname`, []any{oids},
+		[]any{&oid, &ix.Name, &def, &ix.Unique, &ix.Primary, &ix.Parent}, func() {
+			ix.Def = indexDefTail(def)
+			byOID[oid].Indexes = append(byOID[oid].Indexes, ix)
+		})
+}
 
-	// contype 'n' (NOT NULL constraints, PostgreSQL 18) is left out: column
-	// nullability already says it.
-	rows, err = q.Query(ctx, `
+// readConstraints leaves contype 'n' (NOT NULL constraints, PostgreSQL 18)
+// out: column nullability already says it.
+func readConstraints(ctx context.Context, q Querier, oids []uint32, byOID map[uint32]*Table) error {
+	var oid uint32
+	var c Constraint
+	return eachRow(ctx, q, "constraints", `
 		SELECT conrelid, conname, pg_get_constraintdef(oid)
 		FROM pg_constraint
 		WHERE conrelid = ANY($1) AND contype IN ('p', 'u', 'c', 'f', 'x')
-		ORDER BY conname`, order)
-	if err != nil {
-		return nil, fmt.Errorf("read constraints: %w", err)
-	}
-	for rows.Next() {
-		var oid uint32
-		var c Constraint
-		if err := rows.Scan(&oid, &c.Name, &c.Def); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read constraints: %w", err)
-		}
-		byOID[oid].Constraints = append(byOID[oid].Constraints, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read constraints: %w", err)
-	}
-	return s, nil
+		ORDER BY conname`, []any{oids},
+		[]any{&oid, &c.Name, &c.Def}, func() {
+			byOID[oid].Constraints = append(byOID[oid].Constraints, c)
+		})
 }
 
 // indexDefTail keeps pg_get_indexdef's text from the access method on, so
@@ -285,7 +271,12 @@ func diffTable(et, at *Table, add func(object, field, reason, exp, act string)) 
 	if et.PartitionBound != at.PartitionBound {
 		add(obj, "partition_bound", "partition bound differs", et.PartitionBound, at.PartitionBound)
 	}
+	diffColumns(et, at, add)
+	diffIndexes(et, at, add)
+	diffConstraints(et, at, add)
+}
 
+func diffColumns(et, at *Table, add func(object, field, reason, exp, act string)) {
 	for _, ec := range et.Columns {
 		ac := at.Column(ec.Name)
 		cobj := "column " + et.Name + "." + ec.Name
@@ -311,15 +302,10 @@ func diffTable(et, at *Table, add func(object, field, reason, exp, act string)) 
 			add("column "+et.Name+"."+ac.Name, "", "unexpected column", "", columnText(ac))
 		}
 	}
+}
 
-	eIdx := map[string]Index{}
-	for _, ix := range et.Indexes {
-		eIdx[ix.Name] = ix
-	}
-	aIdx := map[string]Index{}
-	for _, ix := range at.Indexes {
-		aIdx[ix.Name] = ix
-	}
+func diffIndexes(et, at *Table, add func(object, field, reason, exp, act string)) {
+	eIdx, aIdx := byName(et.Indexes, func(ix Index) string { return ix.Name }), byName(at.Indexes, func(ix Index) string { return ix.Name })
 	for _, name := range sortedKeys(eIdx) {
 		ei := eIdx[name]
 		iobj := "index " + name + " on " + et.Name
@@ -346,15 +332,10 @@ func diffTable(et, at *Table, add func(object, field, reason, exp, act string)) 
 			add("index "+name+" on "+et.Name, "", "unexpected index", "", indexText(aIdx[name]))
 		}
 	}
+}
 
-	eCon := map[string]Constraint{}
-	for _, c := range et.Constraints {
-		eCon[c.Name] = c
-	}
-	aCon := map[string]Constraint{}
-	for _, c := range at.Constraints {
-		aCon[c.Name] = c
-	}
+func diffConstraints(et, at *Table, add func(object, field, reason, exp, act string)) {
+	eCon, aCon := byName(et.Constraints, func(c Constraint) string { return c.Name }), byName(at.Constraints, func(c Constraint) string { return c.Name })
 	for _, name := range sortedKeys(eCon) {
 		kobj := "constraint " + name + " on " + et.Name
 		ac, ok := aCon[name]
@@ -371,6 +352,14 @@ func diffTable(et, at *Table, add func(object, field, reason, exp, act string)) 
 			add("constraint "+name+" on "+et.Name, "", "unexpected constraint", "", aCon[name].Def)
 		}
 	}
+}
+
+func byName[V any](list []V, name func(V) string) map[string]V {
+	m := make(map[string]V, len(list))
+	for _, v := range list {
+		m[name(v)] = v
+	}
+	return m
 }
 
 func sortedKeys[V any](m map[string]V) []string {

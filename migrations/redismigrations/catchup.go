@@ -51,7 +51,16 @@ func (s *Set) CatchUp(ctx context.Context, todo, done, changed []string, t *scan
 	}
 	for lo := 0; lo < len(changed); lo += catchUpChunk {
 		keys := changed[lo:min(lo+catchUpChunk, len(changed))]
-		v0, v1, v1keys := s.split(keys, w.copy, w.do002 || w.do003)
+		srt, err := s.sortKeys(ctx, keys, w.copy, w.do002 || w.do003, nil, func(k, reason string) {
+			for _, l := range todo {
+				t.Fail(l, report.Issue{Key: k, Reason: reason})
+			}
+			bump(t, OthersReported)
+		})
+		if err != nil {
+			return err
+		}
+		v0, v1, v1keys := srt.v0, srt.v1, srt.v1keys
 		if err := s.catchUpV0(ctx, v0, w, touched, t); err != nil {
 			return err
 		}
@@ -138,7 +147,7 @@ func (s *Set) catchUpV0(ctx context.Context, keys []string, w work, touched map[
 		case tw.err != nil:
 			report1(c.key, name, "changed by another client during apply; its twin is not a hash")
 		case tw.fields == nil:
-			create = append(create, twinWrite{name: name, pttl: c.rec.pttl, fields: c.fields})
+			create = append(create, twinWrite{name: name, fields: c.fields, expiry: c.rec.expiry})
 			createFor = append(createFor, c.key)
 		case twinDiff(c.k, s.prefix, c.rec, tw, w.convert, w.entity) == nil:
 			bump(t, OthersRight)
@@ -211,7 +220,7 @@ func (s *Set) recopy(ctx context.Context, cs []catchCand, names []string, twins 
 		for f, v := range old {
 			args = append(args, f, v)
 		}
-		args = append(args, cs[j].rec.pttl)
+		args = append(args, cs[j].rec.expiry.scriptArg())
 		for f, v := range cs[j].fields {
 			args = append(args, f, v)
 		}
@@ -235,26 +244,31 @@ func (s *Set) recopy(ctx context.Context, cs []catchCand, names []string, twins 
 }
 
 // recopyScript replaces a twin with a new copy only if it still holds
-// exactly the fields and values read (no more, no fewer).
-// KEYS[1] twin; ARGV[1] n, ARGV[2..2n+1] expected field, value pairs,
-// ARGV[2n+2] ttl in ms (<=0: none), then the new field, value pairs.
-// Returns 1 written, -1 gone, -2 changed since read.
-var recopyScript = goredis.NewScript(`
+// exactly the fields and values read (no more, no fewer). Fenced like every
+// write script (see fencePrelude): its own ARGV start at 3.
+// KEYS[1] twin; ARGV[3] n, ARGV[4..2n+3] expected field, value pairs,
+// ARGV[2n+4] the expiry as copyScript takes it, then the new field, value
+// pairs. Returns 1 written, -1 gone, -2 changed since read.
+var recopyScript = goredis.NewScript(fencePrelude + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local n = tonumber(ARGV[1])
+local n = tonumber(ARGV[3])
 if redis.call('HLEN', KEYS[1]) ~= n then return -2 end
-for i = 2, 2 * n, 2 do
+for i = 4, 2 * n + 2, 2 do
   if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i + 1] then return -2 end
 end
 redis.call('DEL', KEYS[1])
 local m = #ARGV
-local i = 2 * n + 3
+local i = 2 * n + 5
 while i <= m do
   local j = math.min(i + 199, m)
   redis.call('HSET', KEYS[1], unpack(ARGV, i, j))
   i = j + 1
 end
-local ttl = tonumber(ARGV[2 * n + 2])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+local ttl = ARGV[2 * n + 4]
+if string.sub(ttl, 1, 1) == '@' then
+  redis.call('PEXPIREAT', KEYS[1], string.sub(ttl, 2))
+elseif tonumber(ttl) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
 return 1
 `)

@@ -23,7 +23,12 @@ func (s *Set) Examples(todo, done []string, n int) (scan.Step, func() map[string
 	w := newWork(todo, done)
 	c := &exampleCollector{n: n, out: map[string][]report.Example{}, per: map[string]int{}}
 	step := func(ctx context.Context, keys []string, _ *scan.Tally) error {
-		v0, v1, v1keys := s.split(keys, w.copy, w.do002 || w.do003)
+		// Ambiguous names are not examples: apply reports them.
+		srt, err := s.sortKeys(ctx, keys, w.copy, w.do002 || w.do003, nil, func(string, string) {})
+		if err != nil {
+			return err
+		}
+		v0, v1, v1keys := srt.v0, srt.v1, srt.v1keys
 		if err := s.exampleV0(ctx, v0, w, c); err != nil {
 			return err
 		}

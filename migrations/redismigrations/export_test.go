@@ -1,12 +1,24 @@
 package redismigrations
 
-import "context"
+import (
+	"context"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// unfenced runs a write script without a fence (ARGV[1] "0", ARGV[2] "").
+type unfenced struct{ s *goredis.Script }
+
+func (u unfenced) Run(ctx context.Context, c goredis.Scripter, keys []string, args ...any) *goredis.Cmd {
+	return u.s.Run(ctx, c, keys, append([]any{0, ""}, args...)...)
+}
 
 // Test-only access to the scripts and the write hook, for package redis_test.
 var (
-	CopyScript         = copyScript
-	UpdateScript       = updateScript
-	DeleteIfSameScript = deleteIfSameScript
+	CopyScript         = unfenced{copyScript}
+	UpdateScript       = unfenced{updateScript}
+	DeleteIfSameScript = unfenced{deleteIfSameScript}
+	RestoreScript      = restoreScript
 )
 
 // SetBeforeWrite installs f as the hook that runs between a chunk's reads and

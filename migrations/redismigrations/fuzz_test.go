@@ -1,6 +1,7 @@
 package redismigrations_test
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -107,6 +108,13 @@ func FuzzClassify(f *testing.F) {
 		{"tenant::destination:", "", "", "", ""},
 		{"tenant:t:destinations", "", "", "", "not json"},
 		{"tenant_idx", "", "", "", ""},
+		{"tenant:{lead}:destination:d1", "{lead}", "d1", "", ""},
+		{"tenant:{x", "{x", "d", "", ""},
+		{"tenant:{cl}:ose}:tenant", "cl}:ose", "d:1", "", ""},
+		{"tenant:{a}b}:tenant", "a}b", "}:", "", ""},
+		{"tenant:{}{}:tenant", "}{", "{d}", "", ""},
+		{"tenant:\xff\x00}:", "\xff\x00}:{", "\x00", "", ""},
+		{"tenant:{a}:destination:b}:tenant", "a}:destination:b", "b}:tenant", "", ""},
 	} {
 		f.Add(s.key, s.id, s.typ, s.deleted, s.extra, "dep:")
 	}
@@ -132,24 +140,21 @@ func FuzzClassify(f *testing.F) {
 				t.Fatalf("ParseV1(%q, %q) = %+v spells %q", prefix, key, k, got)
 			}
 		}
-		// V1 of a key built from the fuzzed ids round-trips when the
-		// tenant id holds no '}' (a brace would end the hash tag).
+		for _, k := range redismigrations.V1Parses(prefix, key) {
+			if got := k.V1(prefix); got != key {
+				t.Fatalf("V1Parses(%q, %q) has %+v, which spells %q", prefix, key, k, got)
+			}
+		}
 		for _, k := range []redismigrations.Key{
 			{Kind: redismigrations.KindTenant, TenantID: id},
 			{Kind: redismigrations.KindSummary, TenantID: id},
 			{Kind: redismigrations.KindDestination, TenantID: id, DestID: typ},
 		} {
-			if k.TenantID == "" || strings.Contains(k.TenantID, "}") || k.Kind == redismigrations.KindDestination && k.DestID == "" {
+			if k.TenantID == "" || k.Kind == redismigrations.KindDestination && k.DestID == "" {
 				continue
 			}
-			name := k.V1(prefix)
-			got, ok := redismigrations.ParseV1(prefix, name)
-			if !ok || got != k {
-				t.Fatalf("ParseV1(%q, %q) = %+v %v, want %+v", prefix, name, got, ok, k)
-			}
-			if redismigrations.IsV0Candidate(name[len(prefix):]) {
-				t.Fatalf("v1 name %q taken for a v0 candidate", name)
-			}
+			roundTrip(t, prefix, k)
+			roundTrip(t, "", k)
 		}
 
 		fields := map[string]string{}
@@ -170,4 +175,60 @@ func FuzzClassify(f *testing.F) {
 			t.Fatalf("ClassifyV0(%q, %v) = %+v, not a reading of the name %v", key, fields, k, ps)
 		}
 	})
+}
+
+// content is what a live record of k holds that names it: its id, or for a
+// summary one destination entry.
+func content(k redismigrations.Key) map[string]string {
+	switch k.Kind {
+	case redismigrations.KindTenant:
+		return map[string]string{"id": k.TenantID, "created_at": "1"}
+	case redismigrations.KindDestination:
+		return map[string]string{"id": k.DestID, "type": "webhook"}
+	}
+	return map[string]string{"d1": `{"id":"d1","type":"webhook"}`}
+}
+
+// roundTrip: whatever bytes the ids hold, k's hash-tagged name, in a
+// keyspace where k's tenant exists in that layout, reads back as k (never
+// as a legacy key, never as another record) or is reported ambiguous; and
+// without a prefix k's legacy name, where k's legacy tenant exists, reads
+// back as the legacy k or is reported ambiguous. A name whose layout the
+// name alone decides (not Mixed) reads back as k by name and content.
+func roundTrip(t *testing.T, prefix string, k redismigrations.Key) {
+	t.Helper()
+	fields := content(k)
+	v1Owner := redismigrations.Key{Kind: redismigrations.KindTenant, TenantID: k.TenantID}.V1(prefix)
+	name := k.V1(prefix)
+	if redismigrations.Mixed(prefix, name) {
+		got, legacy, err := redismigrations.Resolve(prefix, name, fields, func(o string) bool { return o == v1Owner })
+		if err != nil && !errors.Is(err, redismigrations.ErrAmbiguous) {
+			t.Fatalf("Resolve(%q, %q): %v", prefix, name, err)
+		}
+		if err == nil && (legacy || got != k) {
+			t.Fatalf("Resolve(%q, %q) = %+v legacy=%v, want hash-tagged %+v", prefix, name, got, legacy, k)
+		}
+	} else if got, ok := redismigrations.ParseV1(prefix, name); !ok || got != k {
+		t.Fatalf("ParseV1(%q, %q) = %+v %v, want %+v", prefix, name, got, ok, k)
+	}
+	if prefix != "" {
+		return
+	}
+	name = k.V0()
+	if redismigrations.Mixed("", name) {
+		got, legacy, err := redismigrations.Resolve("", name, fields, func(o string) bool { return o == "tenant:"+k.TenantID })
+		if err != nil && !errors.Is(err, redismigrations.ErrAmbiguous) {
+			t.Fatalf("Resolve(%q): %v", name, err)
+		}
+		if err == nil && (!legacy || got != k) {
+			t.Fatalf("Resolve(%q) = %+v legacy=%v, want legacy %+v", name, got, legacy, k)
+		}
+		return
+	}
+	if !redismigrations.IsV0Candidate(name) {
+		t.Fatalf("legacy name %q is not a legacy candidate", name)
+	}
+	if got, err := redismigrations.ClassifyV0(name, fields); err != nil || got != k {
+		t.Fatalf("ClassifyV0(%q) = %+v %v, want %+v", name, got, err, k)
+	}
 }

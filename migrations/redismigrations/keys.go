@@ -74,35 +74,57 @@ func (k Key) V0() string {
 	return ""
 }
 
-// ParseV1 parses a hash-tagged key "P tenant:{tid}:tenant|destinations|
-// destination:did". The tenant id is what the braces enclose (it may hold
-// ':'); ok is false for anything else, including v0 keys.
-func ParseV1(prefix, key string) (Key, bool) {
+// V1Parses lists every way key reads as a hash-tagged key "P tenant:{tid}:
+// tenant|destinations|destination:did": the tenant id is what lies between
+// "tenant:{" and one of the "}:" that follow (an id may hold '}', ':' and
+// "}:" itself, so "tenant:{a}:destination:b}:tenant" reads as destination
+// "b}:tenant" of tenant "a" and as tenant "a}:destination:b"); the record's
+// content decides (see Resolve).
+func V1Parses(prefix, key string) []Key {
 	rest, ok := strings.CutPrefix(key, prefix+"tenant:{")
 	if !ok {
+		return nil
+	}
+	var out []Key
+	for i := 0; ; {
+		j := strings.Index(rest[i:], "}:")
+		if j < 0 {
+			return out
+		}
+		end := i + j
+		i = end + 1
+		if end == 0 {
+			continue
+		}
+		tid, suffix := rest[:end], rest[end+2:]
+		switch {
+		case suffix == "tenant":
+			out = append(out, Key{Kind: KindTenant, TenantID: tid})
+		case suffix == "destinations":
+			out = append(out, Key{Kind: KindSummary, TenantID: tid})
+		case strings.HasPrefix(suffix, "destination:") && len(suffix) > len("destination:"):
+			out = append(out, Key{Kind: KindDestination, TenantID: tid, DestID: suffix[len("destination:"):]})
+		}
+	}
+}
+
+// ParseV1 parses a hash-tagged key when its name allows one reading only
+// (see V1Parses); ok is false for anything else, including v0 keys.
+func ParseV1(prefix, key string) (Key, bool) {
+	ps := V1Parses(prefix, key)
+	if len(ps) != 1 {
 		return Key{}, false
 	}
-	end := strings.Index(rest, "}:")
-	if end <= 0 {
-		return Key{}, false
-	}
-	tid, suffix := rest[:end], rest[end+2:]
-	switch {
-	case suffix == "tenant":
-		return Key{Kind: KindTenant, TenantID: tid}, true
-	case suffix == "destinations":
-		return Key{Kind: KindSummary, TenantID: tid}, true
-	case strings.HasPrefix(suffix, "destination:") && len(suffix) > len("destination:"):
-		return Key{Kind: KindDestination, TenantID: tid, DestID: suffix[len("destination:"):]}, true
-	}
-	return Key{}, false
+	return ps[0], true
 }
 
 // IsV0Candidate says whether key may be a legacy entity key: it starts with
-// "tenant:" (v0 keys were never prefixed) and is not hash-tagged.
+// "tenant:" (v0 keys were never prefixed) and an id follows. A legacy id
+// may start with '{': such a name may also read as hash-tagged (see
+// Resolve).
 func IsV0Candidate(key string) bool {
 	rest, ok := strings.CutPrefix(key, "tenant:")
-	return ok && rest != "" && !strings.HasPrefix(rest, "{")
+	return ok && rest != ""
 }
 
 // V0Parses lists every way key can be read as a v0 key, from its name

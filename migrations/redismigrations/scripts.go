@@ -7,50 +7,80 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch/rediserr"
 	"github.com/outpost-migrate/outpost/batch/scan"
+	"github.com/outpost-migrate/outpost/report"
 )
 
-// Every script touches exactly one key, so it runs on a cluster too: the v0
-// key and its v1 twin live in different slots and are never touched by one
-// script. Scripts are binary-safe (Lua strings hold any bytes).
+// Every script touches exactly one data key, so it runs on a cluster too:
+// the v0 key and its v1 twin live in different slots and are never touched
+// by one script. Scripts are binary-safe (Lua strings hold any bytes).
+//
+// Every write script is fenced (fencePrelude): ARGV[1] is the Unix time in
+// ms, by the server's clock, past which this run's lease may have expired
+// ("0": no fence), ARGV[2] the value this run put in the lock ("": not
+// checked, else KEYS[2] is the lock). The script returns lockLost and
+// writes nothing when the server's TIME has reached ARGV[1] or the lock
+// holds something else. The time check works on a cluster too (the lock
+// lives in another slot and cannot be read by the same script); the lock
+// check is for a standalone server. A script's own ARGV start at 3.
+
+// lockLost is what a fenced script returns when the lease is gone.
+const lockLost = -3
+
+const fencePrelude = `
+local deadline = tonumber(ARGV[1])
+if deadline > 0 then
+  local now = redis.call('TIME')
+  if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) >= deadline then return -3 end
+end
+if ARGV[2] ~= '' then
+  local t = redis.call('TYPE', KEYS[2]).ok
+  if t ~= 'string' or redis.call('GET', KEYS[2]) ~= ARGV[2] then return -3 end
+end
+`
 
 // copyScript creates the v1 twin unless it exists (a twin that exists was
 // copied by an earlier run or written by the new server: never overwrite),
 // with the v0 record's fields (already transformed for the migrations that
 // run in the same pass) and its remaining TTL.
-// KEYS[1] twin; ARGV[1] ttl in ms (<=0: none); ARGV[2..] field, value pairs.
-// Returns 1 when created, 0 when the twin already existed.
-var copyScript = redis.NewScript(`
+// KEYS[1] twin; ARGV[3] ttl in ms (<=0: none), or "@" and the Unix time
+// in ms it expires at (the legacy key's own, so both expire in the same
+// millisecond); ARGV[4..] field, value pairs. Returns 1 when created, 0 when
+// the twin already existed.
+var copyScript = redis.NewScript(fencePrelude + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local n = #ARGV
-local i = 2
+local i = 4
 while i <= n do
   local j = math.min(i + 199, n)
   redis.call('HSET', KEYS[1], unpack(ARGV, i, j))
   i = j + 1
 end
-local ttl = tonumber(ARGV[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+if string.sub(ARGV[3], 1, 1) == '@' then
+  redis.call('PEXPIREAT', KEYS[1], string.sub(ARGV[3], 2))
+elseif tonumber(ARGV[3]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
 return 1
 `)
 
 // updateScript edits a v1 hash in place, only if it still exists and every
 // field read is still what was read (no stale overwrite, no re-created stub
 // of a key that expired in between). HSET and HSETNX keep the key's TTL.
-// KEYS[1] key; ARGV[1] entity ("" = leave entity alone; else set if
-// missing); ARGV[2..] triples field, expected old value, new value.
+// KEYS[1] key; ARGV[3] entity ("" = leave entity alone; else set if
+// missing); ARGV[4..] triples field, expected old value, new value.
 // Returns -1 key gone, -2 a field changed since it was read (nothing
 // written), else a bitmask: 1 timestamps written, 2 entity set.
-var updateScript = redis.NewScript(`
+var updateScript = redis.NewScript(fencePrelude + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-for i = 2, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i+1] then return -2 end
 end
 local wrote = 0
-for i = 2, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+2])
   wrote = 1
 end
-if ARGV[1] ~= '' and redis.call('HSETNX', KEYS[1], 'entity', ARGV[1]) == 1 then
+if ARGV[3] ~= '' and redis.call('HSETNX', KEYS[1], 'entity', ARGV[3]) == 1 then
   wrote = wrote + 2
 end
 return wrote
@@ -58,14 +88,33 @@ return wrote
 
 // deleteIfSameScript deletes a v0 hash only if it still holds exactly the
 // fields and values that were verified against its twin.
-// KEYS[1] key; ARGV field, value pairs. Returns 1 deleted, 0 changed, -1 gone.
-var deleteIfSameScript = redis.NewScript(`
+// KEYS[1] key; ARGV[3..] field, value pairs. Returns 1 deleted, 0 changed,
+// -1 gone.
+var deleteIfSameScript = redis.NewScript(fencePrelude + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if redis.call('HLEN', KEYS[1]) * 2 ~= #ARGV then return 0 end
-for i = 1, #ARGV, 2 do
+if redis.call('HLEN', KEYS[1]) * 2 ~= #ARGV - 2 then return 0 end
+for i = 3, #ARGV, 2 do
   if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i+1] then return 0 end
 end
 redis.call('DEL', KEYS[1])
+return 1
+`)
+
+// restoreScript writes one twin with RESTORE under the fence. KEYS[1] the
+// twin; ARGV[3] its TTL argument, ARGV[4] "1" when that is an absolute
+// time (ABSTTL), ARGV[5] the payload. Returns 1 created, 0 it existed, or
+// the error's text (the caller tells a refused RESTORE from a bad key).
+var restoreScript = redis.NewScript(fencePrelude + `
+local r
+if ARGV[4] == '1' then
+  r = redis.pcall('RESTORE', KEYS[1], ARGV[3], ARGV[5], 'ABSTTL')
+else
+  r = redis.pcall('RESTORE', KEYS[1], ARGV[3], ARGV[5])
+end
+if type(r) == 'table' and r.err then
+  if string.sub(r.err, 1, 7) == 'BUSYKEY' then return 0 end
+  return r.err
+end
 return 1
 `)
 
@@ -102,20 +151,30 @@ type scriptResult struct {
 // runScript runs one single-key script per op in a pipeline with EVALSHA,
 // loading the script when the server lost it (a restart, a failover) and
 // retrying those ops. A per-key error (WRONGTYPE) is returned per op; a
-// store error aborts.
+// store error aborts. The lease is checked before each pipeline and by each
+// script (see fencePrelude).
 func (s *Set) runScript(ctx context.Context, sc *redis.Script, n int, op func(i int) ([]string, []any)) ([]scriptResult, error) {
 	out := make([]scriptResult, n)
 	todo := make([]int, n)
 	for i := range todo {
 		todo[i] = i
 	}
+	deadline, lockValue, lockKey := s.fenceArgs(ctx)
 	for attempt := 0; len(todo) > 0; attempt++ {
 		cmds := make([]*redis.Cmd, len(todo))
 		keys := make([][]string, len(todo))
 		args := make([][]any, len(todo))
 		first := make([]string, len(todo))
+		if err := scan.CheckFence(ctx); err != nil {
+			return nil, err
+		}
 		for j, i := range todo {
-			keys[j], args[j] = op(i)
+			var own []any
+			keys[j], own = op(i)
+			args[j] = append(append(make([]any, 0, 2+len(own)), deadline, lockValue), own...)
+			if lockKey != "" {
+				keys[j] = append(keys[j][:len(keys[j]):len(keys[j])], lockKey)
+			}
 			first[j] = keys[j][0]
 		}
 		s.pipelined(ctx, first, func(pipe redis.Pipeliner, j int) {
@@ -126,8 +185,18 @@ func (s *Set) runScript(ctx context.Context, sc *redis.Script, n int, op func(i 
 			err := cmds[j].Err()
 			switch {
 			case err == nil:
-				v, _ := cmds[j].Int64()
-				out[i] = scriptResult{val: v}
+				switch v := cmds[j].Val().(type) {
+				case int64:
+					if v == lockLost {
+						return nil, lockLostError(deadline, lockKey)
+					}
+					out[i] = scriptResult{val: v}
+				case string:
+					// An error the script caught and returned.
+					out[i] = scriptResult{err: serverError(v)}
+				default:
+					return nil, report.E(report.CodeInternal, "script reply %v", v)
+				}
 			case redis.HasErrorPrefix(err, "NOSCRIPT") && attempt < 2:
 				again = append(again, i)
 			case isKeyError(err):

@@ -15,13 +15,11 @@ package redismigrations
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/outpost-migrate/outpost/batch/rediserr"
 	"github.com/outpost-migrate/outpost/batch/redisphase"
 	"github.com/outpost-migrate/outpost/batch/scan"
 	"github.com/outpost-migrate/outpost/report"
@@ -45,8 +43,11 @@ type Set struct {
 	// noRestore is set once the server refused RESTORE or failed the probe
 	// (see writeTwins).
 	noRestore atomic.Bool
-	probe     sync.Once
-	payloads  sync.Pool // *[]byte, RESTORE payloads of one chunk
+	// noExpireTime is set once the server refused PEXPIRETIME (Redis 6,
+	// an ACL without it): expiries are then read with a script (expiry).
+	noExpireTime atomic.Bool
+	probe        sync.Once
+	payloads     sync.Pool // *[]byte, RESTORE payloads of one chunk
 	// others, when set, carries every write to tenant keys, so that the
 	// server tells writes of other clients from the run's own (see
 	// scan.Others).
@@ -106,82 +107,6 @@ func newWork(todo, done []string) work {
 	}
 }
 
-// split sorts a chunk into legacy keys (only without a prefix: v0 keys were
-// never prefixed) and hash-tagged tenant/destination keys; summaries of
-// layout v1 need no work from 002/003.
-func (s *Set) split(keys []string, wantV0, wantV1 bool) (v0 []string, v1 []string, v1keys []Key) {
-	for _, k := range keys {
-		if key, ok := ParseV1(s.prefix, k); ok {
-			if wantV1 && key.Kind != KindSummary {
-				v1 = append(v1, k)
-				v1keys = append(v1keys, key)
-			}
-			continue
-		}
-		if wantV0 && s.prefix == "" && IsV0Candidate(k) {
-			v0 = append(v0, k)
-		}
-	}
-	return
-}
-
-// record is a hash as read: fields (nil when the key is gone), TTL in ms
-// (<= 0: none), or a per-key error (wrong type).
-type record struct {
-	fields map[string]string
-	pttl   int64
-	err    error
-}
-
-func isKeyError(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
-}
-
-// readRecords reads whole hashes and their TTLs in one pipeline. A key
-// whose PTTL says it is gone is read as gone even when HGETALL, just
-// before, still saw its fields: it expired in between, and copying it
-// without its TTL would make a soft-deleted record permanent.
-func (s *Set) readRecords(ctx context.Context, keys []string) ([]record, error) {
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	pipe := s.c.Pipeline()
-	hs := make([]*goredis.MapStringStringCmd, len(keys))
-	ts := make([]*goredis.DurationCmd, len(keys))
-	for i, k := range keys {
-		hs[i] = pipe.HGetAll(ctx, k)
-		ts[i] = pipe.PTTL(ctx, k)
-	}
-	_, _ = pipe.Exec(ctx)
-	out := make([]record, len(keys))
-	for i := range keys {
-		if err := hs[i].Err(); err != nil {
-			if !isKeyError(err) {
-				return nil, rediserr.Classify(err, "read "+keys[i])
-			}
-			out[i].err = err
-			continue
-		}
-		if err := ts[i].Err(); err != nil {
-			return nil, rediserr.Classify(err, "PTTL "+keys[i])
-		}
-		// go-redis returns PTTL's -1 (no TTL) and -2 (no key) as raw
-		// durations.
-		d := ts[i].Val()
-		if d == -2 {
-			continue
-		}
-		if len(hs[i].Val()) > 0 {
-			out[i].fields = hs[i].Val()
-		}
-		// A TTL under a millisecond must stay a TTL, not become "none".
-		if d > 0 {
-			out[i].pttl = max(d.Milliseconds(), 1)
-		}
-	}
-	return out, nil
-}
-
 // badTimestamp is a created_at/updated_at that is neither Unix ms nor
 // RFC3339.
 type badTimestamp struct {
@@ -233,8 +158,16 @@ func (s *Set) Apply(todo, done []string) scan.Step {
 		seen = newWritten()
 	}
 	s.created = seen
+	var skip func(string) bool
+	if seen != nil {
+		skip = seen.has
+	}
 	return func(ctx context.Context, keys []string, t *scan.Tally) error {
-		v0, v1, v1keys := s.split(keys, w.copy, w.do002 || w.do003)
+		srt, err := s.sortKeys(ctx, keys, w.copy, w.do002 || w.do003, skip, failer(t, todo...))
+		if err != nil {
+			return err
+		}
+		v0, v1, v1keys := srt.v0, srt.v1, srt.v1keys
 		if err := s.copyV0(ctx, v0, w, t, seen); err != nil {
 			return err
 		}
@@ -329,7 +262,7 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally, 
 		if !ok {
 			continue
 		}
-		ops = append(ops, op{twinPlan: p, write: twinWrite{name: p.twin, pttl: recs[i].pttl, fields: fields}})
+		ops = append(ops, op{twinPlan: p, write: twinWrite{name: p.twin, fields: fields, expiry: recs[i].expiry}})
 	}
 	if len(ops) == 0 {
 		return nil
@@ -368,92 +301,6 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally, 
 		}
 	}
 	return nil
-}
-
-// twinWrite is a twin to create: its name, TTL in ms (<= 0: none) and
-// fields.
-type twinWrite struct {
-	name   string
-	pttl   int64
-	fields map[string]string
-}
-
-// writeTwins creates each twin of ws unless it exists, with RESTORE of a
-// built payload while the server takes it, else with copyScript. A
-// result's val is 1 when the twin was created, 0 when it existed.
-func (s *Set) writeTwins(ctx context.Context, ws []twinWrite) ([]scriptResult, error) {
-	out := make([]scriptResult, len(ws))
-	s.probe.Do(func() {
-		if !s.restoreWorks(ctx) {
-			s.noRestore.Store(true)
-		}
-	})
-	var todo []twinWrite // for the script
-	var at []int         // their index in ws
-	if s.noRestore.Load() {
-		todo = ws
-		at = make([]int, len(ws))
-		for i := range at {
-			at[i] = i
-		}
-	} else {
-		buf := s.payloads.Get().(*[]byte)
-		defer s.payloads.Put(buf)
-		// One buffer for every payload of the chunk: a payload is a
-		// sub-slice of it, read when the pipeline runs.
-		b := (*buf)[:0]
-		ends := make([]int, len(ws))
-		for i, w := range ws {
-			b = appendHashPayload(b, w.fields)
-			ends[i] = len(b)
-		}
-		*buf = b
-		cmds := make([]*goredis.Cmd, len(ws))
-		names := make([]string, len(ws))
-		for i, w := range ws {
-			names[i] = w.name
-		}
-		s.pipelined(ctx, names, func(pipe goredis.Pipeliner, i int) {
-			start := 0
-			if i > 0 {
-				start = ends[i-1]
-			}
-			cmds[i] = pipe.Do(ctx, "restore", ws[i].name, max(ws[i].pttl, 0), b[start:ends[i]:ends[i]])
-		})
-		for i, w := range ws {
-			err := cmds[i].Err()
-			switch {
-			case err == nil:
-				out[i].val = 1
-			case goredis.HasErrorPrefix(err, "BUSYKEY"):
-				// The twin exists: never overwritten.
-			case restoreRefused(err):
-				s.noRestore.Store(true)
-				todo, at = append(todo, w), append(at, i)
-			default:
-				return nil, rediserr.Classify(err, "RESTORE "+w.name)
-			}
-		}
-	}
-	if len(todo) == 0 {
-		return out, nil
-	}
-	res, err := s.runScript(ctx, copyScript, len(todo), func(j int) ([]string, []any) {
-		w := todo[j]
-		args := make([]any, 0, 1+2*len(w.fields))
-		args = append(args, w.pttl)
-		for f, v := range w.fields {
-			args = append(args, f, v)
-		}
-		return []string{w.name}, args
-	})
-	if err != nil {
-		return nil, err
-	}
-	for j, i := range at {
-		out[i] = res[j]
-	}
-	return out, nil
 }
 
 // beforeWrite, when set (by tests only), runs after a chunk's records were
