@@ -137,7 +137,7 @@ func TestBadConfigAndFlags(t *testing.T) {
 		{name: "--config and CONFIG disagree", envs: map[string]string{"CONFIG": badFile(t, dir, "a.yaml", "")}, args: with([]string{"--config", badFile(t, dir, "b.yaml", "")}),
 			code: 78, errCode: "CONFIG_INVALID", msg: []string{"name different config files"}, setting: "config"},
 		{name: "unknown setting under clickhouse", args: with([]string{"--config", badFile(t, dir, "ch.yaml", "clickhouse:\n  adr: x\n")}),
-			code: 78, errCode: "CONFIG_INVALID", msg: []string{"line 2", "unknown setting clickhouse.adr", "addr, database, password, tls_enabled, username"}, setting: "clickhouse.adr"},
+			code: 78, errCode: "CONFIG_INVALID", msg: []string{"line 2", "unknown setting clickhouse.adr", "addr, database, password, protocol, tls_enabled, username"}, setting: "clickhouse.adr"},
 		{name: "PostgreSQL URL of another scheme", envs: map[string]string{"POSTGRES_URL": "mysql://u@h/db"}, args: []string{"migrate", "status", "--sql-only"},
 			code: 78, errCode: "CONFIG_INVALID", msg: []string{"must be a postgres:// or postgresql:// URL"}, setting: "postgres"},
 		{name: "PostgreSQL URL without a database", envs: map[string]string{"POSTGRES_URL": "postgres://u@h:5432/"}, args: []string{"migrate", "status", "--sql-only"},
