@@ -253,6 +253,8 @@ type Others struct {
 	// KeysChanged: key changes by other clients the servers reported
 	// during the run (a key changed twice in one server round counts once).
 	KeysChanged int64 `json:"keys_changed"`
+	// PerMaster: KeysChanged by master address.
+	PerMaster map[string]int64 `json:"per_master,omitempty"`
 	// What was done about the keys others changed: twin already right,
 	// legacy key copied (new), re-copied (changed after its copy), edited
 	// by 002/003, reported (an issue: the migration fails, exit 4), deleted

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/outpost-migrate/outpost/batch"
 	"github.com/outpost-migrate/outpost/batch/clickhousephase"
 	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/batch/progress"
@@ -17,35 +16,25 @@ import (
 	"github.com/outpost-migrate/outpost/report"
 )
 
-// openLogStore opens the SQL phase on the log store Outpost would use:
-// PostgreSQL when POSTGRES_URL is set, else ClickHouse (config.Resolve put
-// the SQL phase in scope only when one of them is configured).
-func (inv *invocation) openLogStore(ctx context.Context, cfg *config.Config, lockWait time.Duration) (batch.Phase, error) {
-	showSQL := inv.c.showSQL != nil && *inv.c.showSQL
-	if cfg.LogStore() != report.StoreClickHouse {
-		return openSQL(ctx, cfg, *inv.c.waitFor, lockWait, showSQL, inv.events)
+// openClickHouseInto opens the ClickHouse phase as the SQL phase (the log
+// store Outpost uses when CLICKHOUSE_ADDR is set and POSTGRES_URL is not).
+func (inv *invocation) openClickHouseInto(ctx context.Context, w *wiring, cfg *config.Config) error {
+	p, err := openClickHouse(ctx, cfg.ClickHouse, cfg.DeploymentID, inv.c.waitFor, inv.c.o.showSQL, inv.events)
+	if err != nil {
+		return err
 	}
-	p, err := openClickHouse(ctx, cfg.ClickHouse, cfg.DeploymentID, *inv.c.waitFor, showSQL, inv.events)
-	if p != nil {
-		inv.rep.Targets.ClickHouse = p.Target()
-	}
-	return p, err
+	inv.rep.Targets.ClickHouse = p.Target()
+	w.ch = p
+	w.runner.Phases = append(w.runner.Phases, p)
+	return nil
 }
 
 // forceLogStore records a version of the log store in scope.
 func forceLogStore(ctx context.Context, w *wiring, rep *report.Report, version int) error {
-	if p, ok := w.sql.(*clickhousephase.Phase); ok {
-		return forceClickHouse(ctx, p, rep, version)
+	if w.ch != nil {
+		return forceClickHouse(ctx, w.ch, rep, version)
 	}
 	return forceSQL(ctx, w, rep, version)
-}
-
-// logStoreName names the configured log store for prompts.
-func logStoreName(cfg *config.Config) string {
-	if cfg != nil && cfg.LogStore() == report.StoreClickHouse {
-		return "ClickHouse"
-	}
-	return "PostgreSQL"
 }
 
 // clickhouseConfig maps Outpost's settings onto the phase's. CLICKHOUSE_ADDR
