@@ -333,7 +333,10 @@ type Estimate struct {
 	Value  int64  `json:"value"`  // the count or the estimate
 	Method string `json:"method"` // counted | sampled | catalog
 	// Sampled: how many records the estimate was drawn from.
-	Sampled int64  `json:"sampled,omitempty"`
+	Sampled int64 `json:"sampled,omitempty"`
+	// Deletes: rows the migration deletes among them (000005: deliveries
+	// whose event is gone), counted exactly.
+	Deletes *int64 `json:"deletes,omitempty"`
 	Note    string `json:"note,omitempty"`
 }
 

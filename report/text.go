@@ -252,6 +252,9 @@ func countsText(m Migration) string {
 			approx = "~"
 		}
 		parts = append(parts, fmt.Sprintf("%s%s %s (%s)", approx, Count(e.Value), e.Units, e.Method))
+		if e.Deletes != nil {
+			parts = append(parts, Count(*e.Deletes)+" "+e.Units+" deleted (counted)")
+		}
 	}
 	return strings.Join(parts, ", ")
 }

@@ -199,6 +199,17 @@ func (o *Others) Total() int64 {
 // The barrier: a PING on each listener connection is answered after every
 // invalidation the server queued to it before, on the same connection.
 func (o *Others) Sync(ctx context.Context) ([]string, error) {
+	// A master that joined since the watch began (a resharding) is not
+	// watched: writes there were not seen.
+	nodes, err := Nodes(ctx, o.client)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nodes {
+		if o.watchers[n.Addr] == nil {
+			o.setBroken(fmt.Sprintf("the master %s joined during the pass and was not watched", n.Addr))
+		}
+	}
 	for _, w := range o.watchers {
 		if o.Broken() != "" {
 			break
