@@ -105,10 +105,24 @@ type Targets struct {
 	DeploymentID string          `json:"deployment_id,omitempty"`
 	Redis        *RedisTarget    `json:"redis,omitempty"`
 	Postgres     *PostgresTarget `json:"postgres,omitempty"`
+	// ClickHouse is the log store when Outpost keeps it in ClickHouse.
+	ClickHouse *ClickHouseTarget `json:"clickhouse,omitempty"`
 	// SQL says whether the SQL phase ran and, when it did not, why.
 	SQL *SQLTarget `json:"sql,omitempty"`
 	// ConfigFile is the config file the settings were read from, if any.
 	ConfigFile string `json:"config_file,omitempty"`
+}
+
+// ClickHouseTarget describes the ClickHouse store; it never holds the
+// password.
+type ClickHouseTarget struct {
+	Addr     string `json:"addr"`
+	Database string `json:"database"`
+	Username string `json:"username,omitempty"`
+	TLS      bool   `json:"tls"`
+	Protocol string `json:"protocol"` // native | http
+	// VersionTable is golang-migrate's table, with the deployment prefix.
+	VersionTable string `json:"version_table"`
 }
 
 // SQLTarget is the fate of the SQL phase: it runs on the configured log
@@ -215,7 +229,8 @@ type Migration struct {
 	// Examples are real records before and after the change (plan
 	// --show-examples), secrets masked.
 	Examples []Example `json:"examples,omitempty"`
-	// Statements are what a pending SQL migration will run (plan --show-sql).
+	// Statements are what a pending SQL or ClickHouse migration will run
+	// (plan --show-sql).
 	Statements []Statement `json:"statements,omitempty"`
 	// Resumable says whether a rerun continues from saved progress.
 	Resumable  bool  `json:"resumable,omitempty"`

@@ -135,7 +135,7 @@ var commands = []*command{
 		},
 		confirm: confirmForce,
 		run: func(ctx context.Context, inv *invocation, w *wiring) error {
-			return forceSQL(ctx, w, inv.rep, inv.c.o.forceVersion)
+			return forceLogStore(ctx, w, inv.rep, inv.c.o.forceVersion)
 		},
 		examples: []string{"outpost migrate force 5"}},
 	{path: "migrate schema", kind: report.KindSchema, scope: scopeNone,

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/outpost-migrate/outpost/batch"
+	"github.com/outpost-migrate/outpost/batch/clickhousephase"
 	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/batch/lock"
 	"github.com/outpost-migrate/outpost/batch/progress"
@@ -28,6 +29,8 @@ type wiring struct {
 	runner *batch.Runner
 	redis  redis.UniversalClient
 	sql    *sqlphase.Phase
+	// ch is the SQL phase when the log store is ClickHouse (sql is nil).
+	ch     *clickhousephase.Phase
 	rphase *redisphase.Phase
 	cfg    *config.Config
 }
@@ -63,7 +66,11 @@ func (inv *invocation) wire(ctx context.Context, want config.Scope, sqlRequired 
 	}
 	o := &inv.c.o
 	w := &wiring{runner: &batch.Runner{Events: inv.events, RunID: inv.rep.RunID}, cfg: cfg}
-	if sc.SQL {
+	if sc.SQL && cfg.LogStore() == report.StoreClickHouse {
+		if err := inv.openClickHouseInto(ctx, w, cfg); err != nil {
+			return nil, err
+		}
+	} else if sc.SQL {
 		p, err := openSQL(ctx, cfg, inv.c.waitFor, o.lockTimeout, o.showSQL, inv.events)
 		if err != nil {
 			return nil, err
