@@ -44,6 +44,7 @@ type cli struct {
 	window             *int
 	yes                *bool
 	target             *string
+	repair             *bool
 	lockTimeout        *time.Duration
 	lockTTL            *time.Duration
 	maxRuntime         *time.Duration
@@ -129,6 +130,7 @@ func newCLI() *cli {
 	apply := m.Command("apply", "Apply pending migrations in order, SQL first, then Redis, under one lock.")
 	apply.Flag("plan", "Apply exactly the migrations of a plan saved by `plan --out FILE`; refuse (exit 65, PLAN_MISMATCH) when the stores no longer match it.").PlaceHolder("FILE").StringVar(flagVar(&c.planFile))
 	apply.Flag("target", "Stop after this migration (an id from `migrate list`, e.g. sql/000004 or redis/001_hash_tags).").StringVar(flagVar(&c.target))
+	apply.Flag("repair", "Redo the Redis records of applied migrations that verify finds missing or wrong (twins copied again from their legacy records, compare-and-set), then verify them.").BoolVar(flagVar(&c.repair))
 	verify := m.Command("verify", "Check that applied migrations hold in the data (full pass; --sample N for a spot check).")
 	verify.Flag("detailed-exitcode", "Exit 2 when nothing is applied yet (so nothing was verified).").BoolVar(flagVar(&c.detailed))
 	verify.Flag("sample", "Spot-check about N records instead of all.").Default("0").IntVar(flagVar(&c.sample))

@@ -221,6 +221,9 @@ func (inv *invocation) wire(ctx context.Context, cmd string) (*wiring, error) {
 
 func (inv *invocation) options() batch.Options {
 	o := batch.Options{Stop: inv.stop, StopCause: inv.stopCause}
+	if inv.c.repair != nil {
+		o.Repair = *inv.c.repair
+	}
 	if inv.c.target != nil {
 		o.Target = *inv.c.target
 	}
