@@ -187,7 +187,13 @@ func (s *Set) sortKeys(ctx context.Context, keys []string, wantV0, wantV1 bool, 
 	for i, k := range mixed {
 		switch r := recs[i]; {
 		case r.err != nil:
-			bad(k, "not a hash: "+r.err.Error())
+			// Not a hash: its name decides, as for any other key, and
+			// the step reports its type.
+			if key, ok := ParseV1(s.prefix, k); ok {
+				add(k, key, false)
+			} else {
+				bad(k, "not a hash: "+r.err.Error())
+			}
 		case r.fields == nil:
 			// Gone since SCAN.
 		default:

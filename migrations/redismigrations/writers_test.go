@@ -209,7 +209,7 @@ func runWithWriter(t *testing.T, c, wc goredis.UniversalClient, conflicts bool) 
 		require.Equal(t, int64(stale), others.Reported)
 	} else {
 		require.NoError(t, applyErr)
-		require.Equal(t, "applied", line(t, lines, all[0]).State)
+		require.EqualValues(t, "applied", line(t, lines, all[0]).State)
 	}
 	t.Logf("others: %+v; stale and reported: %d", *others, stale)
 }
@@ -276,7 +276,7 @@ func applyCountingScans(t *testing.T, hook func(ctx context.Context, c *goredis.
 	require.NoError(t, err)
 	scans := calls(t, c.Info(ctx, "commandstats").Val(), "scan")
 	for _, name := range all {
-		require.Equal(t, "applied", line(t, lines, name).State, name)
+		require.EqualValues(t, "applied", line(t, lines, name).State, name)
 	}
 	diffs, _, err := seedtest.Check(ctx, c, o, seedtest.Expect)
 	require.NoError(t, err)
@@ -332,7 +332,7 @@ func TestFallbackWhenTrackingRefused(t *testing.T) {
 	require.Contains(t, others.Reason, "NOPERM")
 	require.True(t, others.ConfirmingPass)
 	for _, name := range all {
-		require.Equal(t, "applied", line(t, lines, name).State, name)
+		require.EqualValues(t, "applied", line(t, lines, name).State, name)
 	}
 	diffs, _, err := seedtest.Check(ctx, c, o, seedtest.Expect)
 	require.NoError(t, err)
