@@ -205,8 +205,11 @@ type Migration struct {
 	AppliedAt string    `json:"applied_at,omitempty"`
 	Counts    *Counts   `json:"counts,omitempty"`
 	Estimate  *Estimate `json:"estimate,omitempty"`
-	Progress  *Progress `json:"checkpoint,omitempty"`
-	Issues    []Issue   `json:"issues,omitempty"`
+	// ExclusiveLock: plan's estimate of the lock the migration holds on
+	// whole tables while it runs, for scheduling the window.
+	ExclusiveLock *ExclusiveLock `json:"exclusive_lock,omitempty"`
+	Progress      *Progress      `json:"checkpoint,omitempty"`
+	Issues        []Issue        `json:"issues,omitempty"`
 	// IssuesTotal is the exact number of issues; Issues holds the first few.
 	IssuesTotal int64 `json:"issues_total"`
 	// Examples are real records before and after the change (plan
@@ -315,6 +318,24 @@ type Estimate struct {
 	// Sampled: how many records the estimate was drawn from.
 	Sampled int64  `json:"sampled,omitempty"`
 	Note    string `json:"note,omitempty"`
+}
+
+// ExclusiveLock is a lock a migration (or one step of it) holds on whole
+// tables until it commits, and how long plan expects that to last,
+// estimated from the tables' sizes.
+type ExclusiveLock struct {
+	// Mode is PostgreSQL's lock mode: "ACCESS EXCLUSIVE" blocks readers
+	// and writers.
+	Mode   string   `json:"mode"`
+	Tables []string `json:"tables"`
+	// Step names the step that holds it, in a migration run in steps.
+	Step string `json:"step,omitempty"`
+	// Bytes the locked statements read and write (tables and indexes,
+	// measured or, for a table an earlier pending migration makes,
+	// predicted).
+	Bytes       int64  `json:"bytes"`
+	EstimatedMS int64  `json:"estimated_ms"`
+	Basis       string `json:"basis,omitempty"`
 }
 
 // Progress is the persisted state of an unfinished or resumed run.

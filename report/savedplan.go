@@ -206,12 +206,24 @@ func (sp *SavedPlan) pendingMismatch(lines []Migration) []string {
 }
 
 func targetMismatch(a, b *Targets) []string {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
+	ja, _ := json.Marshal(storesOf(a))
+	jb, _ := json.Marshal(storesOf(b))
 	if bytes.Equal(ja, jb) {
 		return nil
 	}
 	return []string{fmt.Sprintf("the stores differ from the plan's: plan %s, now %s", ja, jb)}
+}
+
+// storesOf is t without what names no store: the config file the settings
+// came from may differ between plan and apply (a .env in CI, a mounted
+// /config/outpost/config.yaml in the cluster) while the stores are the same.
+func storesOf(t *Targets) *Targets {
+	if t == nil {
+		return nil
+	}
+	c := *t
+	c.ConfigFile = ""
+	return &c
 }
 
 func sameVersion(a, b *int) bool {

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Scrubber removes secrets from anything the tool prints. Commands register
@@ -162,6 +163,12 @@ func WriteText(w io.Writer, r *Report, s *Scrubber) error {
 		}
 		if m.Estimate != nil {
 			fmt.Fprintf(&b, " ~%d %s (%s)", m.Estimate.Value, m.Estimate.Units, m.Estimate.Method)
+		}
+		if l := m.ExclusiveLock; l != nil {
+			fmt.Fprintf(&b, " holds %s on %s for ~%s", l.Mode, strings.Join(l.Tables, ", "), time.Duration(l.EstimatedMS)*time.Millisecond)
+			if l.Step != "" {
+				fmt.Fprintf(&b, " (step %s)", l.Step)
+			}
 		}
 		if m.Reason != "" {
 			fmt.Fprintf(&b, " - %s", m.Reason)

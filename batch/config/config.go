@@ -31,6 +31,9 @@ type Config struct {
 	// Ignored lists the top-level keys of the config file that this tool
 	// does not read (an Outpost config carries much more than the stores).
 	Ignored []string
+	// Warnings are settings taken with Outpost's meaning where that
+	// differs from what they say (a database in cluster mode).
+	Warnings []string
 }
 
 // Redis settings.
@@ -139,7 +142,10 @@ func Load(flags, env Settings, path string) (*Config, error) {
 		}
 	}
 	if c.Redis.Cluster && c.Redis.Database != 0 {
-		return nil, c.invalid(KeyRedisDB, fmt.Sprintf("cluster mode supports only database 0, got %d", c.Redis.Database))
+		// Outpost ignores the database in cluster mode (a cluster has only
+		// database 0, where its data is): so does this tool, saying so.
+		c.Warnings = append(c.Warnings, fmt.Sprintf("%s is %d from %s, but a Redis Cluster has only database 0: using 0, as Outpost does", describe(KeyRedisDB), c.Redis.Database, c.Sources[KeyRedisDB]))
+		c.Redis.Database = 0
 	}
 	return c, nil
 }

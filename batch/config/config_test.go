@@ -89,7 +89,6 @@ func TestBadValues(t *testing.T) {
 		{"host with a path", config.Settings{config.KeyRedisHost: "redis://h/0"}, config.KeyRedisHost, "not a host name"},
 		{"database word", config.Settings{config.KeyRedisDB: "zero"}, config.KeyRedisDB, "not a database number"},
 		{"database negative", config.Settings{config.KeyRedisDB: "-2"}, config.KeyRedisDB, "not a database number"},
-		{"cluster with database 2", config.Settings{config.KeyRedisCluster: "true", config.KeyRedisDB: "2"}, config.KeyRedisDB, "cluster mode supports only database 0, got 2"},
 		{"tls not a bool", config.Settings{config.KeyRedisTLS: "maybe"}, config.KeyRedisTLS, `"maybe" is not a boolean`},
 		{"cluster not a bool", config.Settings{config.KeyRedisCluster: "2"}, config.KeyRedisCluster, "not a boolean"},
 		{"skip verify not a bool", config.Settings{config.KeyRedisTLSSkip: "y"}, config.KeyRedisTLSSkip, "not a boolean"},
@@ -111,6 +110,22 @@ func TestBadValues(t *testing.T) {
 			require.Equal(t, "environment", report.DetailsOf(err)["source"])
 		})
 	}
+}
+
+// TestClusterIgnoresTheDatabase: as in Outpost, REDIS_DATABASE means
+// nothing in cluster mode (a cluster has only database 0): 0 is used and a
+// warning says so.
+func TestClusterIgnoresTheDatabase(t *testing.T) {
+	c, err := config.Load(nil, config.Settings{config.KeyRedisCluster: "true", config.KeyRedisDB: "2"}, "")
+	require.NoError(t, err)
+	require.Equal(t, 0, c.Redis.Database)
+	require.Len(t, c.Warnings, 1)
+	require.Contains(t, c.Warnings[0], "REDIS_DATABASE")
+	require.Contains(t, c.Warnings[0], "only database 0")
+	c, err = config.Load(nil, config.Settings{config.KeyRedisDB: "2"}, "")
+	require.NoError(t, err)
+	require.Equal(t, 2, c.Redis.Database)
+	require.Empty(t, c.Warnings)
 }
 
 func TestPostgresURLErrorsDoNotQuoteTheURL(t *testing.T) {
@@ -182,11 +197,9 @@ func TestBadFiles(t *testing.T) {
 		{"yaml deployment_id is a list", "o.yaml", "deployment_id: [a]\n", config.KeyDeploymentID, []string{"line 1", "got a list"}},
 		{"yaml port is a word", "i.yaml", "redis:\n  port: six\n", config.KeyRedisPort, []string{`"six" is not a port number`, "from file"}},
 		{"yaml database is a float", "j.yaml", "redis:\n  database: 1.5\n", config.KeyRedisDB, []string{`"1.5" is not a database number`}},
-		{"yaml cluster with database", "k.yaml", "redis:\n  cluster_enabled: true\n  database: 3\n", config.KeyRedisDB, []string{"cluster mode supports only database 0, got 3"}},
 		{"yaml tls is a word", "l.yaml", "redis:\n  tls_enabled: sometimes\n", config.KeyRedisTLS, []string{"not a boolean"}},
 		{"dotenv unterminated quote", "prod.env", "REDIS_HOST=h\nREDIS_PORT='6379\n", "config", []string{"not a valid .env file"}},
 		{"dotenv wrong type", ".env", "REDIS_PORT=sixty\n", config.KeyRedisPort, []string{`"sixty" is not a port number`}},
-		{"dotenv cluster with database", "x.env", "REDIS_CLUSTER_ENABLED=1\nREDIS_DATABASE=2\n", config.KeyRedisDB, []string{"cluster mode"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

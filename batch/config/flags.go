@@ -30,7 +30,7 @@ func RegisterFlags(app *kingpin.Application) *Flags {
 			v := fl.Bool()
 			f.values[row.Key] = func() string { return fmt.Sprint(*v) }
 		} else {
-			v := fl.String()
+			v := fl.PlaceHolder(row.Placeholder).String()
 			f.values[row.Key] = func() string { return *v }
 		}
 	}

@@ -29,7 +29,7 @@ const (
 	KindFile
 	// KindPostgresURL is a postgres:// URL naming a host and a database.
 	KindPostgresURL
-	// KindAddr is host:port.
+	// KindAddr is host:port (or http(s)://host:port).
 	KindAddr
 	// KindDeploymentID is a key prefix: no spaces or braces.
 	KindDeploymentID
@@ -41,7 +41,7 @@ func (k Kind) parse(v string) (any, error) {
 	t := strings.TrimSpace(v)
 	switch k {
 	case KindHost:
-		return t, checkHost(v)
+		return parseHost(v)
 	case KindPort:
 		n, err := strconv.Atoi(t)
 		if err != nil || n < 1 || n > 65535 {
@@ -74,26 +74,38 @@ func (k Kind) parse(v string) (any, error) {
 	return v, nil
 }
 
-// checkHost refuses what Outpost would turn into a broken address (it
-// writes host + ":" + port): a URL, a host with a port, a bracketed IPv6
-// address.
-func checkHost(v string) error {
+// parseHost gives the host to dial: a name, an IPv4 address, or an IPv6
+// address with or without brackets ("[::1]" is "::1", which Outpost's
+// host + ":" + port also reaches). A host with a port is refused, saying
+// how to split it: Outpost would dial "h:6379:6379" and fail.
+func parseHost(v string) (string, error) {
 	t := strings.TrimSpace(v)
-	switch {
-	case t == "":
-		return errors.New("is empty")
-	case strings.ContainsAny(t, " /"):
-		return fmt.Errorf("%q is not a host name or address", v)
-	case strings.HasPrefix(t, "["):
-		return fmt.Errorf("%q is bracketed: give the IPv6 address without brackets (and the port in REDIS_PORT)", v)
-	case strings.Contains(t, ":") && net.ParseIP(t) == nil:
-		return fmt.Errorf("%q includes a port: give the host alone and the port in REDIS_PORT / --redis-port", v)
+	if t == "" {
+		return "", errors.New("is empty")
 	}
-	return nil
+	if strings.HasPrefix(t, "[") && strings.HasSuffix(t, "]") && net.ParseIP(t[1:len(t)-1]) != nil {
+		return t[1 : len(t)-1], nil
+	}
+	if net.ParseIP(t) != nil {
+		return t, nil
+	}
+	if strings.ContainsAny(t, " /@") {
+		return "", fmt.Errorf("%q is not a host name or address", v)
+	}
+	if h, p, err := net.SplitHostPort(t); err == nil && p != "" && strings.Trim(p, "0123456789") == "" {
+		return "", fmt.Errorf("%q includes a port: set REDIS_HOST=%s and REDIS_PORT=%s (--redis-host, --redis-port; redis.host, redis.port)", v, h, p)
+	}
+	if strings.ContainsAny(t, "[]:") {
+		return "", fmt.Errorf("%q is not a host name or address", v)
+	}
+	return t, nil
 }
 
+// checkAddr accepts host:port, and http(s)://host:port for a ClickHouse
+// reached over its HTTP interface.
 func checkAddr(v string) error {
-	host, port, err := net.SplitHostPort(v)
+	a := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(v, "https://"), "http://"), "/")
+	host, port, err := net.SplitHostPort(a)
 	if err != nil || host == "" {
 		return fmt.Errorf("%q is not host:port", v)
 	}

@@ -28,6 +28,9 @@ type Setting struct {
 	Default string
 	// Help is the flag's help text.
 	Help string
+	// Placeholder stands for the value in help (--redis-host=HOST); none
+	// for a bool.
+	Placeholder string
 	// field is where the parsed value goes.
 	field func(c *Config) any
 }
@@ -58,16 +61,16 @@ const (
 // hookdeck/outpost), except the two TLS verification settings, which are
 // this tool's own: Outpost does not verify Redis certificates at all.
 var Table = []Setting{
-	{Key: KeyRedisHost, Env: "REDIS_HOST", Flag: "redis-host", Kind: KindHost, Default: "127.0.0.1",
+	{Key: KeyRedisHost, Placeholder: "HOST", Env: "REDIS_HOST", Flag: "redis-host", Kind: KindHost, Default: "127.0.0.1",
 		Help: "Redis host name or address, without a port; default 127.0.0.1.", field: func(c *Config) any { return &c.Redis.Host }},
-	{Key: KeyRedisPort, Env: "REDIS_PORT", Flag: "redis-port", Kind: KindPort, Default: "6379",
+	{Key: KeyRedisPort, Placeholder: "PORT", Env: "REDIS_PORT", Flag: "redis-port", Kind: KindPort, Default: "6379",
 		Help: "Redis port; default 6379.", field: func(c *Config) any { return &c.Redis.Port }},
-	{Key: KeyRedisUser, Env: "REDIS_USERNAME", Flag: "redis-username", Kind: KindText,
+	{Key: KeyRedisUser, Placeholder: "USER", Env: "REDIS_USERNAME", Flag: "redis-username", Kind: KindText,
 		Help: "Redis ACL user name.", field: func(c *Config) any { return &c.Redis.Username }},
-	{Key: KeyRedisPass, Env: "REDIS_PASSWORD", Flag: "redis-password", Kind: KindText, Secret: true,
+	{Key: KeyRedisPass, Placeholder: "PASSWORD", Env: "REDIS_PASSWORD", Flag: "redis-password", Kind: KindText, Secret: true,
 		Help: "Redis password.", field: func(c *Config) any { return &c.Redis.Password }},
-	{Key: KeyRedisDB, Env: "REDIS_DATABASE", Flag: "redis-database", Kind: KindNumber,
-		Help: "Redis database number; default 0 (cluster: only 0).", field: func(c *Config) any { return &c.Redis.Database }},
+	{Key: KeyRedisDB, Placeholder: "N", Env: "REDIS_DATABASE", Flag: "redis-database", Kind: KindNumber,
+		Help: "Redis database number; default 0 (ignored in cluster mode, as in Outpost).", field: func(c *Config) any { return &c.Redis.Database }},
 	{Key: KeyRedisCluster, Env: "REDIS_CLUSTER_ENABLED", Flag: "redis-cluster", Kind: KindBool,
 		Help: "Redis Cluster mode.", field: func(c *Config) any { return &c.Redis.Cluster }},
 	{Key: KeyRedisHostOverride, Env: "REDIS_DEV_CLUSTER_HOST_OVERRIDE", Flag: "redis-dev-cluster-host-override", Kind: KindBool,
@@ -77,23 +80,33 @@ var Table = []Setting{
 		Help: "Connect to Redis over TLS, verifying its certificate (Outpost itself does not verify it).", field: func(c *Config) any { return &c.Redis.TLS }},
 	{Key: KeyRedisTLSSkip, Env: "REDIS_TLS_INSECURE_SKIP_VERIFY", Flag: "redis-tls-insecure-skip-verify", Kind: KindBool,
 		Help: "With --redis-tls, do not verify the certificate (explicit opt-out; what Outpost does).", field: func(c *Config) any { return &c.Redis.TLSInsecure }},
-	{Key: KeyRedisTLSCA, Env: "REDIS_TLS_CA_FILE", Flag: "redis-tls-ca-file", Kind: KindFile,
+	{Key: KeyRedisTLSCA, Placeholder: "FILE", Env: "REDIS_TLS_CA_FILE", Flag: "redis-tls-ca-file", Kind: KindFile,
 		Help: "With --redis-tls, a PEM CA to verify the server with.", field: func(c *Config) any { return &c.Redis.TLSCAFile }},
-	{Key: KeyPostgres, Env: "POSTGRES_URL", Flag: "postgres-url", Kind: KindPostgresURL, Secret: true,
+	{Key: KeyPostgres, Placeholder: "URL", Env: "POSTGRES_URL", Flag: "postgres-url", Kind: KindPostgresURL, Secret: true,
 		Help:  "PostgreSQL URL of the log store, e.g. postgres://user:pass@host:5432/db?sslmode=require; without it (or CLICKHOUSE_ADDR) the SQL phase is skipped, as in Outpost.",
 		field: func(c *Config) any { return &c.PostgresURL }},
-	{Key: KeyClickHouseAddr, Env: "CLICKHOUSE_ADDR", Flag: "clickhouse-addr", Kind: KindAddr,
-		Help: "ClickHouse log store address (host:port).", field: func(c *Config) any { return &c.ClickHouse.Addr }},
-	{Key: KeyClickHouseUser, Env: "CLICKHOUSE_USERNAME", Flag: "clickhouse-username", Kind: KindText,
+	{Key: KeyClickHouseAddr, Placeholder: "HOST:PORT", Env: "CLICKHOUSE_ADDR", Flag: "clickhouse-addr", Kind: KindAddr,
+		Help: "ClickHouse log store address: host:port (native protocol), or http(s)://host:port.", field: func(c *Config) any { return &c.ClickHouse.Addr }},
+	{Key: KeyClickHouseUser, Placeholder: "USER", Env: "CLICKHOUSE_USERNAME", Flag: "clickhouse-username", Kind: KindText,
 		Help: "ClickHouse user name.", field: func(c *Config) any { return &c.ClickHouse.Username }},
-	{Key: KeyClickHousePass, Env: "CLICKHOUSE_PASSWORD", Flag: "clickhouse-password", Kind: KindText, Secret: true,
+	{Key: KeyClickHousePass, Placeholder: "PASSWORD", Env: "CLICKHOUSE_PASSWORD", Flag: "clickhouse-password", Kind: KindText, Secret: true,
 		Help: "ClickHouse password.", field: func(c *Config) any { return &c.ClickHouse.Password }},
-	{Key: KeyClickHouseDB, Env: "CLICKHOUSE_DATABASE", Flag: "clickhouse-database", Kind: KindText, Default: "outpost",
+	{Key: KeyClickHouseDB, Placeholder: "NAME", Env: "CLICKHOUSE_DATABASE", Flag: "clickhouse-database", Kind: KindText, Default: "outpost",
 		Help: "ClickHouse database; default outpost.", field: func(c *Config) any { return &c.ClickHouse.Database }},
 	{Key: KeyClickHouseTLS, Env: "CLICKHOUSE_TLS_ENABLED", Flag: "clickhouse-tls", Kind: KindBool,
 		Help: "Connect to ClickHouse over TLS.", field: func(c *Config) any { return &c.ClickHouse.TLS }},
-	{Key: KeyDeploymentID, Env: "DEPLOYMENT_ID", Flag: "deployment-id", Kind: KindDeploymentID,
+	{Key: KeyDeploymentID, Placeholder: "ID", Env: "DEPLOYMENT_ID", Flag: "deployment-id", Kind: KindDeploymentID,
 		Help: "Outpost DEPLOYMENT_ID: prefixes every key.", field: func(c *Config) any { return &c.DeploymentID }},
+}
+
+// Store is the store a setting configures: "redis" (the redis: section
+// and the deployment id, which prefixes Redis keys) or "sql" (the log
+// stores), e.g. for help that shows a command the flags of its stores.
+func (s Setting) Store() string {
+	if sec, _ := s.section(); sec == "redis" || s.Key == KeyDeploymentID {
+		return "redis"
+	}
+	return "sql"
 }
 
 // Lookup finds a setting by key.
@@ -139,6 +152,17 @@ func Secrets(s Settings) []string {
 	for _, row := range Table {
 		if v, ok := s[row.Key]; ok && row.Secret && v != "" {
 			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Secrets gives the secret values of the merged configuration.
+func (c *Config) Secrets() []string {
+	var out []string
+	for _, row := range Table {
+		if v, ok := row.field(c).(*string); ok && row.Secret && *v != "" {
+			out = append(out, *v)
 		}
 	}
 	return out

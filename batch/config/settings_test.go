@@ -24,6 +24,10 @@ func TestTableIsOneDefinition(t *testing.T) {
 		keys[s.Key], envs[s.Env], flags[s.Flag] = true, true, true
 		require.Equal(t, s.Env, config.EnvNames[s.Key])
 		require.NotEmpty(t, s.Help, s.Key)
+		if s.Kind == config.KindBool {
+			require.Empty(t, s.Placeholder, "a bool flag takes no value: %s", s.Key)
+		}
+		require.Equal(t, strings.HasPrefix(s.Env, "REDIS_") || s.Key == config.KeyDeploymentID, s.Store() == "redis", s.Key)
 	}
 	require.Len(t, config.EnvNames, len(config.Table))
 	require.Equal(t, []string{"REDIS_PASSWORD", "POSTGRES_URL", "CLICKHOUSE_PASSWORD"}, config.SecretEnvs())
@@ -98,29 +102,49 @@ func TestDotenvByName(t *testing.T) {
 	}
 }
 
+func TestAddr(t *testing.T) {
+	for _, ok := range []string{"ch:9000", "[::1]:9000", "http://ch:8123", "https://ch:8443/"} {
+		_, err := config.Load(nil, config.Settings{config.KeyClickHouseAddr: ok}, "")
+		require.NoError(t, err, ok)
+	}
+	for _, bad := range []string{"ch", ":9000", "ch:0", "http://ch", "ch:port"} {
+		_, err := config.Load(nil, config.Settings{config.KeyClickHouseAddr: bad}, "")
+		configErr(t, err, config.KeyClickHouseAddr, "CLICKHOUSE_ADDR", "--clickhouse-addr")
+	}
+}
+
 func TestSecretsOfAFile(t *testing.T) {
 	s := config.Settings{config.KeyRedisPass: "a", config.KeyRedisHost: "h", config.KeyClickHousePass: "b", config.KeyPostgres: "postgres://u:c@h/db"}
 	got := config.Secrets(s)
 	sort.Strings(got)
 	require.Equal(t, []string{"a", "b", "postgres://u:c@h/db"}, got)
+	c, err := config.Load(nil, s, "")
+	require.NoError(t, err)
+	got = c.Secrets()
+	sort.Strings(got)
+	require.Equal(t, []string{"a", "b", "postgres://u:c@h/db"}, got)
 }
 
 // TestHostWithAPort: Outpost writes host + ":" + port, so a host that
-// carries a port or brackets is a broken address there too: 78 naming
-// REDIS_HOST, not a connection attempt (69).
+// carries a port is a broken address there too: 78 naming REDIS_HOST and
+// the split, not a connection attempt (69). An IPv6 address is a host,
+// with or without brackets.
 func TestHostWithAPort(t *testing.T) {
 	for v, why := range map[string]string{
-		"127.0.0.1:6379": "includes a port",
-		"redis:6379":     "includes a port",
-		"[::1]":          "is bracketed",
-		"[::1]:6379":     "is bracketed",
+		"127.0.0.1:6379": "set REDIS_HOST=127.0.0.1 and REDIS_PORT=6379",
+		"redis:6379":     "set REDIS_HOST=redis and REDIS_PORT=6379",
+		"[::1]:6379":     "set REDIS_HOST=::1 and REDIS_PORT=6379",
+		"[nope]":         "is not a host name or address",
+		"user@h":         "is not a host name or address",
 	} {
 		_, err := config.Load(nil, config.Settings{config.KeyRedisHost: v}, "")
-		configErr(t, err, config.KeyRedisHost, why, "REDIS_HOST", "--redis-host", "REDIS_PORT")
+		configErr(t, err, config.KeyRedisHost, why, "REDIS_HOST", "--redis-host")
 	}
-	c, err := config.Load(nil, config.Settings{config.KeyRedisHost: "::1"}, "")
-	require.NoError(t, err)
-	require.Equal(t, "[::1]:6379", c.Redis.Addr(), "an IPv6 address without brackets is a host")
+	for _, v := range []string{"::1", "[::1]"} {
+		c, err := config.Load(nil, config.Settings{config.KeyRedisHost: v}, "")
+		require.NoError(t, err)
+		require.Equal(t, "[::1]:6379", c.Redis.Addr(), v)
+	}
 }
 
 // TestEmptyValueSetsNothing: as in Outpost, REDIS_PORT= (present, empty)

@@ -18,19 +18,23 @@ import (
 
 // Event kinds, enumerated in schemas/progress.json.
 const (
-	Log               = "log"
-	RunStarted        = "run_started"
-	LockAcquired      = "lock_acquired"
-	LockWaiting       = "lock_waiting"
-	LockRenewed       = "lock_renewed"
-	LockLost          = "lock_lost"
-	LockReleased      = "lock_released"
-	MigrationStarted  = "migration_started"
-	ChunkDone         = "chunk_done"
-	CheckpointSaved   = "checkpoint_saved"
-	PassStarted       = "pass_started"
-	PassDone          = "pass_done"
-	BatchDone         = "batch_done"
+	Log              = "log"
+	RunStarted       = "run_started"
+	LockAcquired     = "lock_acquired"
+	LockWaiting      = "lock_waiting"
+	LockRenewed      = "lock_renewed"
+	LockLost         = "lock_lost"
+	LockReleased     = "lock_released"
+	MigrationStarted = "migration_started"
+	ChunkDone        = "chunk_done"
+	CheckpointSaved  = "checkpoint_saved"
+	PassStarted      = "pass_started"
+	PassDone         = "pass_done"
+	BatchDone        = "batch_done"
+	// StepStarted: a step of a SQL migration begins; Fields name it and,
+	// for a step that holds an exclusive lock, the lock ("lock", "tables",
+	// "estimated_ms").
+	StepStarted       = "step_started"
 	MigrationFinished = "migration_finished"
 	RunFinished       = "run_finished"
 )

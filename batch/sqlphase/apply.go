@@ -3,6 +3,7 @@ package sqlphase
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -153,6 +154,7 @@ func (p *Phase) applyOne(ctx context.Context, conn *pgx.Conn, run *batch.Run, m 
 		return line, failedVersion(err, m.Version, step)
 	}
 
+	lock := p.lockOf(ctx, conn, m)
 	for i := cp.Step; i < len(m.Steps); i++ {
 		step := &m.Steps[i]
 		last := i == len(m.Steps)-1
@@ -160,6 +162,7 @@ func (p *Phase) applyOne(ctx context.Context, conn *pgx.Conn, run *batch.Run, m 
 		if !last {
 			nextName = m.Steps[i+1].Name
 		}
+		run.Emit(stepStarted(m, step, lock))
 		if step.Batched != nil {
 			if !marked {
 				// Record the version dirty, with our checkpoint, before the
@@ -246,6 +249,8 @@ func (p *Phase) runBatched(ctx context.Context, conn *pgx.Conn, run *batch.Run, 
 	}
 	start := time.Now()
 	var rowsThisRun int64
+	limit := p.opts.BatchSize
+	var longest time.Duration
 	for {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("SQL migration %s step %s: stopped after %d rows (checkpoint at %q): %w", m.Key(), step.Name, cp.Done, cp.Position, err)
@@ -257,9 +262,10 @@ func (p *Phase) runBatched(ctx context.Context, conn *pgx.Conn, run *batch.Run, 
 		}
 		next := *cp
 		var res BatchResult
+		batchStart := time.Now()
 		err := p.inTx(ctx, conn, run, func(tx pgx.Tx) error {
 			var err error
-			res, err = step.Batched.Batch(ctx, tx, cp.Position, p.opts.BatchSize)
+			res, err = step.Batched.Batch(ctx, tx, cp.Position, limit)
 			if err != nil {
 				return err
 			}
@@ -283,24 +289,15 @@ func (p *Phase) runBatched(ctx context.Context, conn *pgx.Conn, run *batch.Run, 
 			return classify(ctx, err, report.CodeMigrationFailed, "SQL migration %s step %s: batch after %q", m.Key(), step.Name, cp.Position)
 		}
 		*cp = next
+		took := time.Since(batchStart)
+		longest = max(longest, took)
 		rowsThisRun += res.Rows
-		elapsed := time.Since(start)
-		ev := progress.Event{
-			Level: "info", Event: progress.BatchDone, Migration: m.ID(),
-			Msg:           fmt.Sprintf("SQL migration %s step %s: %d rows done", m.Key(), step.Name, cp.Done),
-			Cursor:        cp.Position,
-			Counts:        countsOf(*cp),
-			TotalEstimate: max(cp.Total, cp.Done),
-			ElapsedMS:     elapsed.Milliseconds(),
-			Fields:        map[string]any{"step": step.Name, "batch_rows": res.Rows, "resumed": resumed},
-		}
-		if s := elapsed.Seconds(); s > 0 && rowsThisRun > 0 {
-			ev.RatePerS = float64(rowsThisRun) / s
-			if left := cp.Total - cp.Done; left > 0 && !res.Done {
-				ev.ETAS = float64(left) / ev.RatePerS
-			}
-		}
+		ev := batchDone(m, step, cp, res, time.Since(start), rowsThisRun)
+		ev.Fields["resumed"] = resumed
+		ev.Fields["batch_ms"], ev.Fields["batch_limit"] = took.Milliseconds(), limit
+		ev.Fields["longest_batch_ms"] = longest.Milliseconds()
 		run.Emit(ev)
+		limit = nextLimit(limit, res.Rows, took, p.opts.BatchBudget)
 		if res.Done {
 			return nil
 		}
@@ -375,4 +372,79 @@ func (p *Phase) Force(ctx context.Context, version int) error {
 		return classify(ctx, err, report.CodeUnknown, "force version %d in %s", version, p.where())
 	}
 	return nil
+}
+
+// Bounds of an adapted batch size, in rows.
+const (
+	minBatch = 100
+	maxBatch = 1_000_000
+)
+
+// nextLimit scales the batch size so that the next batch takes about
+// budget, given that the last one visited rows rows in took. It moves by at
+// most a factor of two per batch, so one slow or fast batch (a checkpoint
+// of the server, a page cache miss) does not swing it. A negative budget
+// keeps the size.
+func nextLimit(limit int, rows int64, took, budget time.Duration) int {
+	if budget <= 0 || rows <= 0 || took <= 0 {
+		return limit
+	}
+	want := float64(rows) * float64(budget) / float64(took)
+	want = min(max(want, float64(limit)/2), float64(limit)*2)
+	return int(min(max(want, minBatch), maxBatch))
+}
+
+// lockOf is the source's estimate of the lock m holds, measured on the
+// database as it is now. It only informs (the step_started event), so an
+// error leaves it out rather than stopping the migration.
+func (p *Phase) lockOf(ctx context.Context, conn *pgx.Conn, m *Migration) *report.ExclusiveLock {
+	if p.src.Locks == nil {
+		return nil
+	}
+	lock, err := p.src.Locks(ctx, conn, m.Version)
+	if err != nil {
+		return nil
+	}
+	return lock
+}
+
+// stepStarted announces a step; a step that holds lock says so, with the
+// tables and the expected duration, for as long as it runs.
+func stepStarted(m *Migration, step *Step, lock *report.ExclusiveLock) progress.Event {
+	name := step.Name
+	if name == "" {
+		name = m.Name
+	}
+	ev := progress.Event{Level: "info", Event: progress.StepStarted, Migration: m.ID(),
+		Msg:    fmt.Sprintf("SQL migration %s: step %s", m.Key(), name),
+		Fields: map[string]any{"step": name, "batched": step.Batched != nil}}
+	if lock != nil && (lock.Step == "" || lock.Step == step.Name) {
+		ev.Msg = fmt.Sprintf("SQL migration %s: step %s holds %s on %s until it commits (estimated %s)",
+			m.Key(), name, lock.Mode, strings.Join(lock.Tables, ", "), time.Duration(lock.EstimatedMS)*time.Millisecond)
+		ev.Fields["lock"] = lock.Mode
+		ev.Fields["tables"] = lock.Tables
+		ev.Fields["estimated_ms"] = lock.EstimatedMS
+	}
+	return ev
+}
+
+// batchDone is the progress of a batched step after a batch: rows done of
+// rows to do, and the rate and time left at this run's pace so far.
+func batchDone(m *Migration, step *Step, cp *checkpoint, res BatchResult, elapsed time.Duration, rowsThisRun int64) progress.Event {
+	ev := progress.Event{
+		Level: "info", Event: progress.BatchDone, Migration: m.ID(),
+		Msg:           fmt.Sprintf("SQL migration %s step %s: %d of ~%d rows done", m.Key(), step.Name, cp.Done, max(cp.Total, cp.Done)),
+		Cursor:        cp.Position,
+		Counts:        countsOf(*cp),
+		TotalEstimate: max(cp.Total, cp.Done),
+		ElapsedMS:     elapsed.Milliseconds(),
+		Fields:        map[string]any{"step": step.Name, "batch_rows": res.Rows},
+	}
+	if s := elapsed.Seconds(); s > 0 && rowsThisRun > 0 {
+		ev.RatePerS = float64(rowsThisRun) / s
+		if left := cp.Total - cp.Done; left > 0 && !res.Done {
+			ev.ETAS = float64(left) / ev.RatePerS
+		}
+	}
+	return ev
 }

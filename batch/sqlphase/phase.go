@@ -54,16 +54,27 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultBatchSize      = 5000
+	DefaultBatchSize      = 1000
+	DefaultBatchBudget    = 100 * time.Millisecond
 	DefaultCountBelow     = 1_000_000
 	DefaultConnectTimeout = 10 * time.Second
 )
 
 // Options tune a Phase; zero values take the defaults.
 type Options struct {
-	// BatchSize is the number of rows per batch of a batched step
+	// BatchSize is the number of rows of the first batch of a batched
+	// step, and of every batch when BatchBudget is negative
 	// (DefaultBatchSize).
 	BatchSize int
+	// BatchBudget is the time one batch should take: after each batch the
+	// next one's size is scaled towards it (at most doubled or halved, 100
+	// to 1,000,000 rows), starting from BatchSize (DefaultBatchBudget;
+	// negative keeps every batch at BatchSize). Each batch holds its rows'
+	// locks until it commits, so this bounds how long a writer waits. The
+	// default leaves room for a server ten times slower than usual within
+	// the 1 s a batch may take; its cost, a commit and a checkpoint row
+	// per batch, is a few percent (README "Performance").
+	BatchBudget time.Duration
 	// CountBelow: plan and progress count rows exactly (count(*)) when the
 	// catalog estimates fewer rows than this, and use the catalog's
 	// estimate above it (DefaultCountBelow).
@@ -132,6 +143,9 @@ func New(ctx context.Context, url string, src Source, opts Options) (*Phase, err
 	}
 	if opts.BatchSize == 0 {
 		opts.BatchSize = DefaultBatchSize
+	}
+	if opts.BatchBudget == 0 {
+		opts.BatchBudget = DefaultBatchBudget
 	}
 	if opts.CountBelow == 0 {
 		opts.CountBelow = DefaultCountBelow
@@ -347,6 +361,14 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 		l := &lines[i]
 		if l.State != StatePending && l.State != StatePartial {
 			continue
+		}
+		if p.src.Locks != nil {
+			lock, err := p.src.Locks(ctx, conn, m.Version)
+			if err != nil {
+				p.dropConn()
+				return lines, classify(ctx, err, report.CodeUnknown, "estimate the lock of %s", m.Key())
+			}
+			l.ExclusiveLock = lock
 		}
 		if p.opts.ShowSQL {
 			l.Statements = m.Statements()

@@ -204,7 +204,7 @@ func TestApplyInStepsAndBatches(t *testing.T) {
 	ctx := ctxT(t)
 	db := servertest.Postgres(t)
 	conn := db.Connect(t)
-	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 5})
+	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 5, BatchBudget: -1})
 
 	lines, err := p.Status(ctx)
 	if err != nil || states(lines) != "1:pending 2:pending 3:pending" {
@@ -326,7 +326,7 @@ func TestLateStepFailureResumesAtThatStep(t *testing.T) {
 	ctx := ctxT(t)
 	db := servertest.Postgres(t)
 	conn := db.Connect(t)
-	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 4})
+	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 4, BatchBudget: -1})
 	rec := &recorder{}
 	run := &batch.Run{ID: "run-1", Events: rec, Target: "1"}
 	if _, err := p.Apply(ctx, run); err != nil {
@@ -475,7 +475,7 @@ func TestCancelledBackfillResumes(t *testing.T) {
 	ctx := ctxT(t)
 	db := servertest.Postgres(t)
 	conn := db.Connect(t)
-	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 5})
+	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 5, BatchBudget: -1})
 	if _, err := p.Apply(ctx, &batch.Run{ID: "r0", Target: "1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -558,7 +558,7 @@ func TestLostLeaseStopsBeforeCommit(t *testing.T) {
 	ctx := ctxT(t)
 	db := servertest.Postgres(t)
 	conn := db.Connect(t)
-	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 5})
+	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 5, BatchBudget: -1})
 	if _, err := p.Apply(ctx, &batch.Run{ID: "r0", Target: "1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -745,5 +745,32 @@ func TestCountRows(t *testing.T) {
 	e, err = CountRows(ctx, conn, "nosuch", 10)
 	if err != nil || e.Value != 0 || e.Note == "" {
 		t.Fatalf("missing table = %+v, %v", e, err)
+	}
+}
+
+// TestNextLimit: the batch size moves towards the time budget by at most a
+// factor of two a batch, within its bounds, and stays put without a budget
+// or without a measurement.
+func TestNextLimit(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		limit        int
+		rows         int64
+		took, budget time.Duration
+		want         int
+	}{
+		{1000, 1000, 50 * ms, 100 * ms, 2000},      // twice as fast as the budget
+		{1000, 1000, 10 * ms, 100 * ms, 2000},      // ten times: still only doubled
+		{1000, 1000, 200 * ms, 100 * ms, 500},      // twice too slow: halved
+		{1000, 1000, 2000 * ms, 100 * ms, 500},     // a spike: halved, not cut to 50
+		{4000, 3000, 100 * ms, 100 * ms, 3000},     // fewer rows than asked: sized on what it did
+		{150, 100, 1000 * ms, 100 * ms, 100},       // never below 100
+		{900_000, 900_000, ms, 100 * ms, maxBatch}, // never above the cap
+		{1000, 1000, 50 * ms, -1, 1000},            // no budget: fixed
+		{1000, 0, 50 * ms, 100 * ms, 1000},         // nothing measured
+	} {
+		if got := nextLimit(c.limit, c.rows, c.took, c.budget); got != c.want {
+			t.Errorf("nextLimit(%d, %d, %v, %v) = %d, want %d", c.limit, c.rows, c.took, c.budget, got, c.want)
+		}
 	}
 }

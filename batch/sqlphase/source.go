@@ -29,6 +29,11 @@ type Source struct {
 	// compares the live schema with it. ok is false for a version it does
 	// not describe. Nil disables the schema comparison.
 	Expected func(version int) (s *Schema, ok bool)
+	// Locks, when set, says which lock on whole tables migration version
+	// holds while it runs and how long, estimated from the tables' sizes
+	// as q sees them now (nil: none). Plan reports it and apply announces
+	// it when the locking step starts.
+	Locks func(ctx context.Context, q Querier, version int) (*report.ExclusiveLock, error)
 }
 
 // Migration is one version: the SQL of its up file, split into steps.

@@ -90,11 +90,15 @@ func newCLI() *cli {
 	a := c.app
 	// --version prints the version alone on one line (kingpin's own would
 	// go on to print the usage, the parse having no command).
+	var showVersion bool
 	a.Flag("version", "Print the version and exit.").PreAction(func(*kingpin.ParseContext) error {
+		if !showVersion {
+			return nil // --no-version
+		}
 		fmt.Fprintln(c.stdout, version)
 		c.versionPrinted = true
 		return errVersionPrinted
-	}).Bool()
+	}).BoolVar(&showVersion)
 	a.HelpFlag.Short('h')
 	a.Terminate(nil)
 	c.store = config.RegisterFlags(a)

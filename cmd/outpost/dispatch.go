@@ -85,12 +85,15 @@ func (inv *invocation) loadConfig() (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, v := range []string{cfg.Redis.Password, cfg.PostgresURL, cfg.ClickHouse.Password} {
+	for _, v := range cfg.Secrets() {
 		inv.scrub.Add(v)
 		scrubURL(inv.scrub, v)
 	}
 	if path != "" {
 		progress.Infof(inv.events, "config file: %s", path)
+	}
+	for _, w := range cfg.Warnings {
+		progress.Warnf(inv.events, "%s", w)
 	}
 	if len(cfg.Ignored) > 0 {
 		inv.events.Emit(progress.Event{Level: "debug", Event: progress.Log, Msg: fmt.Sprintf("%s: not read by the migration tool (Outpost's other settings): %s", path, strings.Join(cfg.Ignored, ", "))})

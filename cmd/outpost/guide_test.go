@@ -120,6 +120,14 @@ func TestGuideApplyCommands(t *testing.T) {
 		require.Equal(t, "cluster", targetsOf(r)["redis"].(map[string]any)["mode"])
 		requireSQLSkipped(t, r)
 		requireMigrated(t, client, o)
+
+		// As in Outpost, the database means nothing on a cluster: a
+		// warning, and database 0.
+		envs["REDIS_DATABASE"] = "2"
+		r = runIn(t, t.TempDir(), envs, "", "migrate", "verify")
+		require.Equal(t, 0, r.code, "%s\n%s", r.stdout, r.stderr)
+		require.Contains(t, r.stderr, "a Redis Cluster has only database 0")
+		require.EqualValues(t, 0, targetsOf(r)["redis"].(map[string]any)["database"])
 	})
 }
 

@@ -194,3 +194,22 @@ func TestDevClusterHostOverride(t *testing.T) {
 	r = runIn(t, dir, envs, "", "--config", p, "migrate", "verify")
 	require.Equal(t, 0, r.code, "%s\n%s", r.stdout, r.stderr)
 }
+
+// TestSavedPlanAcrossConfigFiles: a plan made with the settings in one file
+// applies with the same settings from another (a .env in CI, Outpost's
+// mounted config in the cluster): the config file names no store.
+func TestSavedPlanAcrossConfigFiles(t *testing.T) {
+	srv := servertest.Redis(t)
+	client := srv.Client(t)
+	o := seedTenants(t, client, 10)
+	dir := t.TempDir()
+	yml := writeIn(t, dir, "outpost.yaml", outpostExample(t, srv.Port))
+	env := writeIn(t, dir, "ci.env", outpostDotenv(srv.Port))
+	plan := filepath.Join(dir, "plan.json")
+	r := run(t, nil, "--config", env, "migrate", "plan", "--out", plan)
+	require.Equal(t, 0, r.code, r.stdout)
+	r = run(t, map[string]string{"CONFIG": yml}, "migrate", "apply", "--yes", "--plan", plan)
+	require.Equal(t, 0, r.code, r.stdout)
+	require.Equal(t, yml, targetsOf(r)["config_file"])
+	requireMigrated(t, client, o)
+}

@@ -122,14 +122,12 @@ func TestConfigErrors(t *testing.T) {
 		{"bad dotenv", nil, []string{"--config", write("x.env", "REDIS_PORT='unterminated\n")}, "config", ".env"},
 		{"port not a number", map[string]string{"REDIS_PORT": "abc"}, nil, "redis.port", "not a port"},
 		{"port flag", nil, []string{"--redis-port", "99999"}, "redis.port", "not a port"},
-		{"cluster with db", map[string]string{"REDIS_CLUSTER_ENABLED": "true", "REDIS_DATABASE": "2"}, nil, "redis.database", "cluster"},
 		{"bad bool", map[string]string{"REDIS_TLS_ENABLED": "maybe"}, nil, "redis.tls_enabled", "boolean"},
 		{"bad postgres url", map[string]string{"POSTGRES_URL": "mysql://x"}, nil, "postgres", "postgres://"},
 		{"sql-only without a log store", nil, []string{"--sql-only"}, "postgres", "POSTGRES_URL"},
 		{"sql-only with ClickHouse", map[string]string{"CLICKHOUSE_ADDR": "127.0.0.1:9000"}, []string{"--sql-only"}, "clickhouse.addr", "ClickHouse"},
 		{"host with a port", map[string]string{"REDIS_HOST": "127.0.0.1:6379"}, nil, "redis.host", "includes a port"},
 		{"config and CONFIG differ", map[string]string{"CONFIG": write("one.yaml", "")}, []string{"--config", write("two.yaml", "")}, "config", "different config files"},
-		{"file db", nil, []string{"--config", write("c.yaml", "redis:\n  cluster_enabled: true\n  database: 3\n")}, "redis.database", "cluster"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -189,12 +189,20 @@ type playResult struct {
 	output   string
 }
 
+// taskName is the task's name without the role's "outpost_migrate : ".
+func taskName(e event) string {
+	if _, name, ok := strings.Cut(e.Task, " : "); ok {
+		return name
+	}
+	return e.Task
+}
+
 // final returns the last result of the task whose name starts with prefix.
 func (p playResult) final(t *testing.T, prefix string) event {
 	t.Helper()
 	for i := len(p.events) - 1; i >= 0; i-- {
 		e := p.events[i]
-		if strings.HasPrefix(e.Task, prefix) && e.Event != "retry" {
+		if strings.HasPrefix(taskName(e), prefix) && e.Event != "retry" {
 			return e
 		}
 	}
@@ -205,7 +213,7 @@ func (p playResult) final(t *testing.T, prefix string) event {
 // ran reports whether the task whose name starts with prefix has a result.
 func (p playResult) ran(prefix string) bool {
 	for _, e := range p.events {
-		if strings.HasPrefix(e.Task, prefix) {
+		if strings.HasPrefix(taskName(e), prefix) {
 			return true
 		}
 	}
@@ -217,7 +225,7 @@ func (p playResult) ran(prefix string) bool {
 func (p playResult) retriesOf(prefix string) []event {
 	var out []event
 	for _, e := range p.events {
-		if strings.HasPrefix(e.Task, prefix) && e.Event == "retry" {
+		if strings.HasPrefix(taskName(e), prefix) && e.Event == "retry" {
 			out = append(out, e)
 		}
 	}

@@ -36,7 +36,9 @@ const BackfillKey = "000005_denormalize_attempts/backfill"
 
 // Load validates and returns the migrations.
 func Load() (sqlphase.Source, error) {
-	return sqlphase.Load(Files(), ".", map[string]sqlphase.BatchedStep{BackfillKey: Backfill{}}, Expected)
+	src, err := sqlphase.Load(Files(), ".", map[string]sqlphase.BatchedStep{BackfillKey: Backfill{}}, Expected)
+	src.Locks = Locks
+	return src, err
 }
 
 var loadOnce = sync.OnceValues(Load)

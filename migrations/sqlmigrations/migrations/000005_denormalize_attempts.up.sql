@@ -5,9 +5,9 @@
 -- Run as one file (golang-migrate, psql) this is one transaction. The
 -- migration tool runs it in three parts, split at the "-- +outpost" markers:
 -- "add_columns" and "finish" each in one transaction, and "backfill" in
--- bounded batches in primary-key order, each in its own short transaction
--- with a checkpoint, by the Go step registered under that name (its SQL
--- below is the single-statement equivalent). schema_migrations says version
+-- bounded batches in physical (ctid) order, each in its own short
+-- transaction with a checkpoint, by the Go step registered under that name
+-- (its SQL below is the single-statement equivalent). schema_migrations says version
 -- 5 dirty from the end of add_columns to the end of finish.
 
 -- +outpost step add_columns
@@ -39,8 +39,13 @@ DELETE FROM deliveries AS d
 WHERE NOT EXISTS (SELECT 1 FROM events AS e WHERE e.id = d.event_id);
 
 -- +outpost step finish
--- Catch up rows written behind the backfill's position while it ran (none
--- when the file runs as one transaction), so SET NOT NULL cannot fail.
+-- Writers wait from here to the commit (readers do not): a delivery
+-- inserted between the catch-up and the DELETE below would be deleted.
+LOCK TABLE deliveries IN SHARE ROW EXCLUSIVE MODE;
+
+-- Catch up rows the backfill did not reach (written behind its position or
+-- past its end while it ran; none when the file runs as one transaction),
+-- so SET NOT NULL cannot fail.
 UPDATE deliveries AS d
 SET tenant_id          = e.tenant_id,
     topic              = e.topic,

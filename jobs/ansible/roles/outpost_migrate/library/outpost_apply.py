@@ -25,8 +25,8 @@ options:
     elements: str
     required: true
   plan:
-    description: The plan's JSON report (the last line of its stdout).
-    type: str
+    description: The plan's report (the last line of its stdout, decoded).
+    type: dict
     required: true
 """
 
@@ -74,13 +74,13 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             argv=dict(type="list", elements="str", required=True),
-            plan=dict(type="str", required=True),
+            plan=dict(type="dict", required=True),
         ),
         supports_check_mode=True,
     )
-    plan = last_json(module.params["plan"])
-    if plan is None:
-        module.fail_json(msg="plan: not a JSON report: %r" % module.params["plan"][:200])
+    plan = module.params["plan"]
+    if plan.get("kind") != "PlanReport":
+        module.fail_json(msg="plan: not a plan report (kind %r)" % plan.get("kind"))
     if module.check_mode:
         would_apply(module, plan)
 
