@@ -116,7 +116,7 @@ func (s *Set) catchUpV0(ctx context.Context, keys []string, w work, touched map[
 			report1(k, "", "changed by another client during apply and now not a hash: "+r.err.Error())
 			continue
 		case r.fields == nil:
-			s.catchUpGone(k, touched, report1, t)
+			s.catchUpGone(ctx, k, touched, report1, t)
 			continue
 		}
 		key, err := ClassifyV0(k, r.fields)
@@ -175,9 +175,13 @@ type catchCand struct {
 // catchUpGone handles a legacy record another client deleted during the
 // pass: nothing to do unless this pass had copied it, when the twin would
 // outlive the record.
-func (s *Set) catchUpGone(k string, touched map[string]bool, report1 func(key, object, reason string), t *scan.Tally) {
+func (s *Set) catchUpGone(ctx context.Context, k string, touched map[string]bool, report1 func(key, object, reason string), t *scan.Tally) {
 	for _, p := range V0Parses(k) {
 		if name := p.V1(s.prefix); s.created.has(name) && !touched[name] {
+			// A record that expired took its twin along (same expiry).
+			if there, err := s.exists(ctx, []string{name}); err == nil && !there[0] {
+				continue
+			}
 			report1(k, name, "deleted by another client during apply after its copy; the twin still exists: delete it if the record is meant to be gone")
 			return
 		}
