@@ -238,6 +238,8 @@ type Others struct {
 	// KeysChanged: key changes by other clients the servers reported
 	// during the run (a key changed twice in one server round counts once).
 	KeysChanged int64 `json:"keys_changed"`
+	// PerMaster: KeysChanged by master address.
+	PerMaster map[string]int64 `json:"per_master,omitempty"`
 	// What was done about the keys others changed: twin already right,
 	// legacy key copied (new), re-copied (changed after its copy), edited
 	// by 002/003, reported (an issue: the migration fails, exit 4), deleted
@@ -316,7 +318,10 @@ type Estimate struct {
 	Value  int64  `json:"value"`  // the count or the estimate
 	Method string `json:"method"` // counted | sampled | catalog
 	// Sampled: how many records the estimate was drawn from.
-	Sampled int64  `json:"sampled,omitempty"`
+	Sampled int64 `json:"sampled,omitempty"`
+	// Deletes: rows the migration deletes among them (000005: deliveries
+	// whose event is gone), counted exactly.
+	Deletes *int64 `json:"deletes,omitempty"`
 	Note    string `json:"note,omitempty"`
 }
 

@@ -1,13 +1,18 @@
 // Package progress carries what a run tells while it works: log messages and
 // progress events (chunk done, checkpoint saved, lock renewed, ...). With
 // --log-format json each event is one line of stderr valid against
-// schemas/progress.json; as text it is a log line; on a terminal a bar.
+// schemas/progress.json; as text it is a logfmt line; a progress display
+// (cmd/outpost) summarizes the per-chunk events with a Tracker.
 package progress
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -41,7 +46,7 @@ const (
 
 // Event is one progress event or log line.
 type Event struct {
-	TS            time.Time      `json:"ts"`
+	TS            time.Time      `json:"time"`
 	Level         string         `json:"level"`
 	Event         string         `json:"event"`
 	RunID         string         `json:"run_id"`
@@ -69,8 +74,11 @@ type nopSink struct{}
 
 func (nopSink) Emit(Event) {}
 
-// Logger writes events to w as JSON lines or text lines, stamping the run id
-// and time. Debug events are dropped unless Verbose.
+// Logger writes events to w through a log/slog handler: logfmt text
+// (time=… level=… msg="…" key=value, nested values flattened to dotted
+// keys) or one JSON object per line (time, level, msg, then the event's
+// fields), valid against schemas/progress.json. It stamps the run id and
+// the time. Debug events are dropped unless Verbose.
 type Logger struct {
 	mu      sync.Mutex
 	w       io.Writer
@@ -78,8 +86,9 @@ type Logger struct {
 	runID   string
 	command string
 	Verbose bool
-	// Quiet drops chunk_done and checkpoint_saved in text mode (a progress
-	// bar shows them instead).
+	// Quiet drops the per-chunk events (chunk_done, checkpoint_saved,
+	// batch_done) in text mode: a progress display or periodic progress
+	// lines show them instead.
 	Quiet bool
 }
 
@@ -100,59 +109,159 @@ func (l *Logger) Emit(e Event) {
 		e.Event = Log
 	}
 	if e.TS.IsZero() {
-		e.TS = time.Now().UTC()
+		e.TS = time.Now()
 	}
 	e.RunID = l.runID
 	if e.Command == "" {
 		e.Command = l.command
 	}
+	if !l.json && l.Quiet && PerChunk(e.Event) {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.json {
-		b, err := json.Marshal(e)
-		if err != nil {
-			return
-		}
-		_, _ = l.w.Write(append(b, '\n'))
-		return
-	}
-	if l.Quiet && (e.Event == ChunkDone || e.Event == CheckpointSaved || e.Event == BatchDone) {
-		return
-	}
-	_, _ = io.WriteString(l.w, formatText(e))
+	_ = l.handler().Handle(context.Background(), record(e, l.json))
 }
 
-func formatText(e Event) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %-5s %s", e.TS.Format("15:04:05.000"), strings.ToUpper(e.Level), e.Msg)
-	if e.Event != Log {
-		fmt.Fprintf(&b, " event=%s", e.Event)
+// PerChunk says whether an event kind is emitted per chunk or batch.
+func PerChunk(kind string) bool {
+	return kind == ChunkDone || kind == CheckpointSaved || kind == BatchDone
+}
+
+// handler is the slog handler for one line; built per line because it is
+// cheap and keeps w's writes whole.
+func (l *Logger) handler() slog.Handler {
+	opts := &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: replaceAttr}
+	if l.json {
+		return slog.NewJSONHandler(l.w, opts)
 	}
-	if e.Migration != "" {
-		fmt.Fprintf(&b, " migration=%s", e.Migration)
+	return slog.NewTextHandler(l.w, opts)
+}
+
+// TimeLayout is the time of every log line: RFC3339, UTC, milliseconds.
+const TimeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+func replaceAttr(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) > 0 {
+		return a
 	}
-	if e.Node != "" {
-		fmt.Fprintf(&b, " node=%s", e.Node)
+	switch a.Key {
+	case slog.TimeKey:
+		return slog.String(slog.TimeKey, a.Value.Time().UTC().Format(TimeLayout))
+	case slog.LevelKey:
+		return slog.String(slog.LevelKey, strings.ToLower(levelName(a.Value.Any())))
 	}
+	return a
+}
+
+func levelName(v any) string {
+	if l, ok := v.(slog.Level); ok {
+		if l == slog.LevelWarn {
+			return "warn"
+		}
+		return l.String()
+	}
+	return fmt.Sprint(v)
+}
+
+var levels = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+
+// record turns an event into a slog record: the event's fields as attrs in
+// the schema's order, numbers rounded, counts and fields as groups (nested
+// objects in JSON, dotted keys in text, where zero counts are left out).
+func record(e Event, jsonLines bool) slog.Record {
+	r := slog.NewRecord(e.TS, levels[e.Level], e.Msg, 0)
+	r.AddAttrs(slog.String("event", e.Event), slog.String("run_id", e.RunID))
+	str := func(k, v string) {
+		if v != "" {
+			r.AddAttrs(slog.String(k, v))
+		}
+	}
+	str("command", e.Command)
+	str("migration", e.Migration)
+	str("node", e.Node)
+	if e.Pass != 0 {
+		r.AddAttrs(slog.Int("pass", e.Pass))
+	}
+	str("cursor", e.Cursor)
 	if e.Counts != nil {
-		fmt.Fprintf(&b, " scanned=%d changed=%d failed=%d", e.Counts.Scanned, e.Counts.Changed, e.Counts.Failed)
+		r.AddAttrs(group("counts", e.Counts, !jsonLines))
 	}
+	num := func(k string, v int64) {
+		if v != 0 {
+			r.AddAttrs(slog.Int64(k, v))
+		}
+	}
+	num("total_estimate", e.TotalEstimate)
 	if e.RatePerS > 0 {
-		fmt.Fprintf(&b, " rate=%.0f/s", e.RatePerS)
+		r.AddAttrs(slog.Float64("rate_per_s", Round(e.RatePerS, 1)))
 	}
 	if e.ETAS > 0 {
-		fmt.Fprintf(&b, " eta=%.0fs", e.ETAS)
+		r.AddAttrs(slog.Float64("eta_s", Round(e.ETAS, 1)))
 	}
-	keys := make([]string, 0, len(e.Fields))
-	for k := range e.Fields {
-		keys = append(keys, k)
+	num("elapsed_ms", e.ElapsedMS)
+	if len(e.Fields) > 0 {
+		r.AddAttrs(group("fields", e.Fields, !jsonLines))
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Fprintf(&b, " %s=%v", k, e.Fields[k])
+	return r
+}
+
+// Round rounds v to the given number of decimals.
+func Round(v float64, decimals int) float64 {
+	p := math.Pow(10, float64(decimals))
+	return math.Round(v*p) / p
+}
+
+// group turns a value into a slog group through its JSON form, so that a
+// struct keeps its field names and a map its keys.
+func group(key string, v any, skipZero bool) slog.Attr {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return slog.String(key, fmt.Sprint(v))
 	}
-	b.WriteString("\n")
-	return b.String()
+	var m any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		return slog.String(key, string(b))
+	}
+	return attrOf(key, m, skipZero, 0)
+}
+
+// attrOf converts a decoded JSON value; with skipZero, zero numbers two
+// levels down (the counts of each label in fields.by_label) are left out.
+func attrOf(key string, v any, skipZero bool, depth int) slog.Attr {
+	switch x := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var attrs []any
+		for _, k := range keys {
+			a := attrOf(k, x[k], skipZero, depth+1)
+			if !a.Equal(slog.Attr{}) {
+				attrs = append(attrs, a)
+			}
+		}
+		return slog.Group(key, attrs...)
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			if i == 0 && skipZero && depth >= 2 {
+				return slog.Attr{}
+			}
+			return slog.Int64(key, i)
+		}
+		f, _ := x.Float64()
+		return slog.Float64(key, Round(f, 3))
+	case []any:
+		b, _ := json.Marshal(x)
+		return slog.String(key, string(b))
+	case nil:
+		return slog.Attr{}
+	}
+	return slog.Any(key, v)
 }
 
 // Tee sends every event to each sink.

@@ -487,6 +487,21 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 			return lines, err
 		}
 	}
+	failedErr, err := p.record(ctx, run, lines, todo, total, confirm, &report.Progress{RunID: run.ID, Resumed: resumed, Nodes: nodes}, started)
+	if err != nil {
+		return lines, err
+	}
+	if err := p.clear(ctx, ex, "apply"); err != nil {
+		return lines, err
+	}
+	return lines, failedErr
+}
+
+// record fills the lines of todo after the pass and records as applied
+// each migration that has no failures and nothing left to do, as long as
+// every migration before it in the pass did too. It returns the failure of
+// the first that did not (failed), or a store or fence error (err).
+func (p *Phase) record(ctx context.Context, run *batch.Run, lines []report.Migration, todo []string, total, confirm *scan.Tally, prog *report.Progress, started time.Time) (failed error, err error) {
 	// A migration is applied only when it and every migration before it in
 	// the pass have no failures and nothing left to do.
 	blocked := ""
@@ -499,7 +514,7 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		lines[i].Counts = &c
 		lines[i].Issues, lines[i].IssuesTotal = confirm.Issues(name)
 		lines[i].DurationMS = time.Since(started).Milliseconds()
-		lines[i].Progress = &report.Progress{RunID: run.ID, Resumed: resumed, Nodes: nodes}
+		lines[i].Progress = prog
 		switch {
 		case blocked != "":
 			lines[i].State = report.StatePending
@@ -514,22 +529,19 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 			}
 		default:
 			if err := p.checkFence(ctx, run); err != nil {
-				return lines, err
+				return nil, err
 			}
 			now := time.Now().UTC().Format(time.RFC3339)
 			if err := p.c.HSet(ctx, p.StateKey(name), "status", "applied", "applied_at", now, "run_id", run.ID,
 				"scanned", c.Scanned, "changed", c.Changed, "duration_ms", lines[i].DurationMS).Err(); err != nil {
-				return lines, rediserr.Classify(err, "record "+name)
+				return nil, rediserr.Classify(err, "record "+name)
 			}
 			lines[i].State = report.StateApplied
 			lines[i].AppliedAt = now
 			run.Emit(progress.Event{Event: progress.MigrationFinished, Migration: "redis/" + name, Counts: &c, Msg: "applied redis/" + name})
 		}
 	}
-	if err := p.clear(ctx, ex, "apply"); err != nil {
-		return lines, err
-	}
-	return lines, failedErr
+	return failedErr, nil
 }
 
 func (p *Phase) checkFence(ctx context.Context, run *batch.Run) error {

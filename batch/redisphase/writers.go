@@ -98,7 +98,7 @@ func (p *Phase) catchUp(ctx context.Context, run *batch.Run, o *scan.Others, wt 
 		*fields[i] += t.Counts(l).Changed
 	}
 	out.Detection = "client_tracking"
-	out.KeysChanged = o.Total()
+	out.KeysChanged, out.PerMaster = o.Total(), o.PerMaster()
 	return t, true, nil
 }
 
@@ -122,7 +122,7 @@ func (p *Phase) settle(ctx context.Context, run *batch.Run, o *scan.Others, wt W
 		} else if res.TopologyChanged {
 			others.Reason = "the cluster's topology changed during the pass"
 		}
-		others.KeysChanged = o.Total()
+		others.KeysChanged, others.PerMaster = o.Total(), o.PerMaster()
 	}
 	if total.Sum().Scanned == 0 && !res.TopologyChanged && !res.Resumed {
 		// No tenant key at all (a fresh install): nothing can be left to

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,48 +17,27 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch"
 	"github.com/outpost-migrate/outpost/batch/config"
-	"github.com/outpost-migrate/outpost/batch/lock"
 	"github.com/outpost-migrate/outpost/batch/progress"
-	"github.com/outpost-migrate/outpost/batch/scan"
 	"github.com/outpost-migrate/outpost/report"
 )
 
-// cli holds the parsed command line.
+// kingpinCmd is where a command registers its flags and arguments.
+type kingpinCmd = *kingpin.CmdClause
+
+// cli is the kingpin application built from the command table, and what
+// it parsed.
 type cli struct {
 	app *kingpin.Application
-
-	// Global flags.
+	o   opts
+	// Global flags: the store settings (batch/config's table), how long
+	// to wait for a store, and the output.
 	store     *config.Flags
-	output    *string
-	logFormat *string
-	verbose   *bool
-	waitFor   *time.Duration
-
-	// Per-command flags.
-	sqlOnly, redisOnly *bool
-	noCheckpoints      *bool
-	scanCount          *int64
-	parallel           *int
-	window             *int
-	yes                *bool
-	target             *string
-	repair             *bool
-	lockTimeout        *time.Duration
-	lockTTL            *time.Duration
-	maxRuntime         *time.Duration
-	detailed           *bool
-	planOut            *string
-	showSQL            *bool
-	showExamples       *int
-	planFile           *string
-	sample             *int
-	statusWait         *time.Duration
-	schemaName         *string
-	schemaRaw          *bool
-	forceVersion       *int
-	seedOpts           seedFlags
-	demoOpts           demoFlags
-	actions            map[string]func(ctx context.Context, stdout, stderr io.Writer) int
+	waitFor   time.Duration
+	output    string
+	logFormat string
+	verbose   bool
+	// jobs runs `jobs nomad run` with its parsed flags (set by registerJobs).
+	jobs func(ctx context.Context, inv *invocation) int
 	// stdout is where --version prints; versionPrinted says it did.
 	stdout         io.Writer
 	versionPrinted bool
@@ -69,24 +46,8 @@ type cli struct {
 // errVersionPrinted ends parsing once --version has printed.
 var errVersionPrinted = errors.New("version printed")
 
-// commandKinds maps kingpin's full command to the report it prints.
-var commandKinds = map[string]string{
-	"migrate list":    report.KindList,
-	"migrate plan":    report.KindPlan,
-	"migrate apply":   report.KindApply,
-	"migrate verify":  report.KindVerify,
-	"migrate status":  report.KindStatus,
-	"migrate unlock":  report.KindUnlock,
-	"migrate cleanup": report.KindCleanup,
-	"migrate force":   report.KindForce,
-	"migrate schema":  report.KindSchema,
-	"version":         report.KindVersion,
-	"demo":            report.KindDemo,
-	"dev seed":        report.KindSeed,
-}
-
 func newCLI() *cli {
-	c := &cli{app: kingpin.New("outpost", "Migrates Outpost's storage (Redis and PostgreSQL). Every command prints one JSON report (the last line of stdout) and exits with a documented code.")}
+	c := &cli{app: kingpin.New("outpost", "Migrates Outpost's storage (Redis and PostgreSQL). Every command prints one report (JSON, the last line of stdout, unless -o text) and exits with a documented code.")}
 	a := c.app
 	// --version prints the version alone on one line (kingpin's own would
 	// go on to print the usage, the parse having no command).
@@ -100,67 +61,45 @@ func newCLI() *cli {
 		return errVersionPrinted
 	}).BoolVar(&showVersion)
 	a.HelpFlag.Short('h')
-	a.Terminate(nil)
+	a.UsageTemplate(usageTemplate)
+	a.UsageFuncs(usageFuncs())
 	c.store = config.RegisterFlags(a)
-	c.output = a.Flag("output", "Report format: json, text, or auto (json unless stdout is a terminal).").Short('o').Default("auto").Enum("auto", "json", "text")
-	c.logFormat = a.Flag("log-format", "Logs and progress on stderr: text or json (one event per line, schema `progress`).").Default("text").Enum("text", "json")
-	c.verbose = a.Flag("verbose", "Debug logs.").Short('v').Bool()
-	c.waitFor = a.Flag("wait-for", "Retry an unreachable store this long before giving up with exit 69.").Default("0s").Duration()
-
-	m := a.Command("migrate", "Plan, apply, verify and inspect migrations.")
-	// These flags belong to every migrate command, so that one job
-	// specification (a Nomad parameterized job, an Ansible loop) can pass
-	// the same flags whatever the command; a command ignores what does not
-	// concern it.
-	m.Flag("sql-only", "Only the PostgreSQL store (list, plan, apply, verify, status, cleanup).").BoolVar(flagVar(&c.sqlOnly))
-	m.Flag("redis-only", "Only the Redis store (list, plan, apply, verify, status, cleanup).").BoolVar(flagVar(&c.redisOnly))
-	m.Flag("yes", "Do not ask for confirmation: required by apply, cleanup, unlock and force when there is no terminal.").Short('y').BoolVar(flagVar(&c.yes))
-	m.Flag("lock-timeout", "apply, cleanup, force: wait this long for a busy migration lock (the Redis lease; for the SQL phase, golang-migrate's PostgreSQL advisory lock) before giving up with exit 75.").Default(lock.DefaultWait.String()).DurationVar(flagVar(&c.lockTimeout))
-	// Hidden: the lease's TTL, for tests that must see a lease renewed (or
-	// expire) within seconds; in production the one hour Outpost uses is
-	// the bound on how long a crashed run blocks everyone.
-	m.Flag("lock-ttl", "apply, cleanup: TTL of the migration lock's lease, renewed every third of it.").Hidden().Default(lock.DefaultTTL.String()).DurationVar(flagVar(&c.lockTTL))
-	m.Flag("max-runtime", "apply, cleanup, verify: stop at a safe point after this long, progress saved (exit 75; a rerun resumes). 0: no limit.").Default("0s").DurationVar(flagVar(&c.maxRuntime))
-	m.Flag("scan-count", "Redis: SCAN COUNT hint, about the keys per chunk and per checkpoint.").Default(strconv.Itoa(scan.DefaultCount)).Int64Var(flagVar(&c.scanCount))
-	m.Flag("parallel", "Redis: parts of a chunk processed at once.").Default(strconv.Itoa(scan.DefaultParallel)).IntVar(flagVar(&c.parallel))
-	m.Flag("window", "Redis: chunks per node worked on at once (a crash repeats at most this many chunks per node).").Default(strconv.Itoa(scan.DefaultWindow)).IntVar(flagVar(&c.window))
-	m.Flag("no-checkpoints", "Benchmarks only: run without saving checkpoints (a crash then starts over).").Hidden().BoolVar(flagVar(&c.noCheckpoints))
-	m.Command("list", "List every migration and its state.")
-	plan := m.Command("plan", "Show what apply would do, and how much; changes nothing.")
-	plan.Flag("detailed-exitcode", "Exit 2 when migrations are pending.").BoolVar(flagVar(&c.detailed))
-	plan.Flag("out", "Save the plan to FILE (a SavedPlan document) for `apply --plan FILE`.").PlaceHolder("FILE").StringVar(flagVar(&c.planOut))
-	plan.Flag("show-examples", "Show N real records of each kind before and after each pending Redis migration (secrets masked).").PlaceHolder("N").IntVar(flagVar(&c.showExamples))
-	plan.Flag("show-sql", "List the SQL statements of each pending SQL migration, with the table locks they take.").BoolVar(flagVar(&c.showSQL))
-	apply := m.Command("apply", "Apply pending migrations in order, SQL first, then Redis, under one lock.")
-	apply.Flag("plan", "Apply exactly the migrations of a plan saved by `plan --out FILE`; refuse (exit 65, PLAN_MISMATCH) when the stores no longer match it.").PlaceHolder("FILE").StringVar(flagVar(&c.planFile))
-	apply.Flag("target", "Stop after this migration (an id from `migrate list`, e.g. sql/000004 or redis/001_hash_tags).").StringVar(flagVar(&c.target))
-	apply.Flag("repair", "Redo the Redis records of applied migrations that verify finds missing or wrong (twins copied again from their legacy records, compare-and-set), then verify them.").BoolVar(flagVar(&c.repair))
-	verify := m.Command("verify", "Check that applied migrations hold in the data (full pass; --sample N for a spot check).")
-	verify.Flag("detailed-exitcode", "Exit 2 when nothing is applied yet (so nothing was verified).").BoolVar(flagVar(&c.detailed))
-	verify.Flag("sample", "Spot-check about N records instead of all.").Default("0").IntVar(flagVar(&c.sample))
-	status := m.Command("status", "Show versions, pending migrations, the lock and any unfinished run.")
-	status.Flag("detailed-exitcode", "Exit 2 when migrations are pending.").BoolVar(flagVar(&c.detailed))
-	status.Flag("wait", "Poll until the stores are up to date, up to this long (exit 75 after).").Default("0s").DurationVar(flagVar(&c.statusWait))
-	m.Command("unlock", "Remove the migration lock, whoever holds it (after a crash).")
-	m.Command("cleanup", "Remove the legacy keys that an applied migration preserved, where the copies verify.")
-	force := m.Command("force", "Record a PostgreSQL schema version after a manual repair (clears dirty).")
-	force.Arg("version", "The version to record.").Required().IntVar(flagVar(&c.forceVersion))
-	schema := m.Command("schema", "Print the published JSON Schemas of the reports and progress events.")
-	schema.Arg("name", "One schema: "+strings.Join(schemaNames(), ", ")+".").StringVar(flagVar(&c.schemaName))
-	schema.Flag("raw", "Print the bare schema document instead of a report (needs NAME).").BoolVar(flagVar(&c.schemaRaw))
-	a.Command("version", "Print the version.")
-	c.registerDemo(a)
-	c.actions = registerJobs(a)
+	f := a.Flag("wait-for", "Retry an unreachable store this long before giving up with exit 69; e.g. 30s, 2m, or a number of seconds.").Default("0s").PlaceHolder("DURATION")
+	f.SetValue(durationValue{&c.waitFor, "wait-for"})
+	a.Flag("output", "Report format: json, text, or auto (json unless stdout is a terminal).").Short('o').Default("auto").EnumVar(&c.output, "auto", "json", "text")
+	a.Flag("log-format", "Logs and progress on stderr: text (logfmt; a progress bar on a terminal) or json (one event per line, schema `progress`).").Default("text").EnumVar(&c.logFormat, "text", "json")
+	a.Flag("verbose", "Debug logs.").Short('v').BoolVar(&c.verbose)
+	parents := map[string]*kingpin.CmdClause{}
+	for _, g := range groups {
+		parent, name := splitPath(g.path)
+		if parent == "" {
+			parents[g.path] = a.Command(name, g.help)
+		} else {
+			parents[g.path] = parents[parent].Command(name, g.help)
+		}
+	}
+	for _, cmd := range commands {
+		parent, name := splitPath(cmd.path)
+		var cl *kingpin.CmdClause
+		if parent == "" {
+			cl = a.Command(name, cmd.help)
+		} else {
+			cl = parents[parent].Command(name, cmd.help)
+		}
+		registerFlags(cl, cmd, &c.o)
+		if cmd.args != nil {
+			cmd.args(c, cl)
+		}
+	}
 	return c
 }
 
-// flagVar returns the variable *p points to, allocating it on first use, so
-// that several commands' flags can share one field.
-func flagVar[T any](p **T) *T {
-	if *p == nil {
-		*p = new(T)
+func splitPath(path string) (parent, name string) {
+	i := strings.LastIndexByte(path, ' ')
+	if i < 0 {
+		return "", path
 	}
-	return *p
+	return path[:i], path[i+1:]
 }
 
 func toolInfo() report.Tool {
@@ -180,18 +119,22 @@ func toolInfo() report.Tool {
 type invocation struct {
 	e        env
 	c        *cli
+	cmd      *command
 	rep      *report.Report
 	scrub    *report.Scrubber
 	events   progress.Sink
 	jsonOut  bool
 	detailed bool
+	// console is the text-mode stderr (progress display), nil in JSON mode.
+	console *console
+	// plan is apply --plan FILE, read before any store is touched.
+	plan *report.SavedPlan
+	// raw, when set, is printed instead of the report (schema --raw).
+	raw      []byte
 	stop     chan struct{}
 	stopOnce sync.Once
 	cause    error
 	causeMu  sync.Mutex
-	// storeOverride is set over the command line's store settings (the
-	// demo's in-process Redis).
-	storeOverride config.Settings
 }
 
 func (inv *invocation) stopCause() error {
@@ -205,7 +148,7 @@ func Main(ctx context.Context, e env) (code int) {
 	scrub := &report.Scrubber{}
 	scrubSecretsFromArgsAndEnv(scrub, e)
 	c := newCLI()
-	inv := &invocation{e: e, c: c, scrub: scrub, stop: make(chan struct{})}
+	inv := &invocation{e: e, c: c, scrub: scrub, stop: make(chan struct{}), events: progress.Nop}
 	inv.jsonOut = wantJSON(e)
 	stderr := scrub.Writer(e.stderr)
 	c.app.UsageWriter(stderr)
@@ -230,69 +173,117 @@ func Main(ctx context.Context, e env) (code int) {
 		}
 	}()
 
-	if len(e.args) == 0 {
-		c.app.Writer(stderr)
-		c.app.Usage(nil)
-		rep := report.New(report.KindError, "outpost", toolInfo())
-		rep.Finish(report.E(report.CodeUsage, "no command given (see --help)"), false)
-		return inv.print(rep)
-	}
-	cmd, err := c.app.Parse(e.args)
+	path, err := c.app.Parse(e.args)
 	if terminated || c.versionPrinted {
 		return report.ExitOK
 	}
-	if err != nil {
-		kind, command := report.KindError, "outpost"
-		if k, ok := commandKinds[cmd]; ok && cmd != "" {
-			kind, command = k, strings.TrimPrefix(cmd, "migrate ")
-		}
-		rep := report.New(kind, command, toolInfo())
-		rep.Finish(report.E(report.CodeUsage, "%v (see --help)", err), false)
-		return inv.print(rep)
+	if len(e.args) == 0 || err == nil && lookupCommand(path) == nil {
+		c.app.Writer(stderr)
+		c.app.Usage(nil)
+		return inv.usageError(path, report.E(report.CodeUsage, "no command given (see --help)"))
 	}
-	if *c.output == "json" {
+	if err != nil {
+		return inv.usageError(selectedPath(c.app, e.args), report.E(report.CodeUsage, "%s (see --help)", explainParseError(c.app, e.args, err)))
+	}
+	switch c.output {
+	case "json":
 		inv.jsonOut = true
-	} else if *c.output == "text" {
+	case "text":
 		inv.jsonOut = false
 	}
-	if cmd == "" {
-		rep := report.New(report.KindError, "outpost", toolInfo())
-		rep.Finish(report.E(report.CodeUsage, "no command given (see --help)"), false)
-		return inv.print(rep)
+	inv.cmd = lookupCommand(path)
+	inv.rep = report.New(inv.cmd.kind, inv.cmd.name(), toolInfo())
+	if inv.cmd.own != nil {
+		return inv.runOwn(ctx)
 	}
-	if action, ok := c.actions[cmd]; ok {
-		ctx, cancel := context.WithCancelCause(ctx)
-		defer cancel(nil)
-		go func() {
-			select {
-			case s := <-e.signals:
-				cancel(signalCauseErr(s))
-			case <-ctx.Done():
-			}
-		}()
-		return action(ctx, scrub.Writer(e.stdout), stderr)
-	}
-	kind := commandKinds[cmd]
-	inv.rep = report.New(kind, strings.TrimPrefix(cmd, "migrate "), toolInfo())
-	logger := progress.NewLogger(stderr, *c.logFormat == "json", inv.rep.RunID, inv.rep.Command)
-	logger.Verbose = *c.verbose
-	inv.events = logger
-	if *c.logFormat == "text" && e.stderrTTY {
-		bar := newBar(stderr)
-		logger.Quiet = true
-		inv.events = progress.Tee{logger, bar}
-	}
-
+	inv.events = inv.newEvents(stderr)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go inv.watchSignals(ctx, cancel)
 
-	err = inv.dispatch(ctx, cmd)
+	err = inv.execute(ctx)
 	if inv.rep.Outcome == "" && err == nil {
-		err = report.E(report.CodeInternal, "command %s set no outcome", cmd)
+		err = report.E(report.CodeInternal, "command %s set no outcome", path)
 	}
 	inv.rep.Finish(err, inv.detailed)
+	suggestNext(inv.rep, &inv.c.o)
+	if inv.raw != nil && err == nil {
+		return inv.printRaw()
+	}
 	return inv.print(inv.rep)
+}
+
+// usageError prints the report of a command line that could not be used.
+func (inv *invocation) usageError(path string, err error) int {
+	kind, name := report.KindError, "outpost"
+	if c := lookupCommand(path); c != nil {
+		kind, name = c.kind, c.name()
+	}
+	rep := report.New(kind, name, toolInfo())
+	rep.Finish(err, false)
+	return inv.print(rep)
+}
+
+// runOwn runs a command that prints its own report, cancelling its context
+// on SIGINT/SIGTERM with a cause that carries the exit code.
+func (inv *invocation) runOwn(ctx context.Context) int {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case s := <-inv.e.signals:
+			cancel(signalCauseErr(s))
+		case <-ctx.Done():
+		}
+	}()
+	return inv.cmd.own(ctx, inv)
+}
+
+// execute runs the selected command: refuses what needs a confirmation it
+// cannot get before any store is touched, wires the stores, asks, runs.
+func (inv *invocation) execute(ctx context.Context) error {
+	if panicHook != nil {
+		panicHook()
+	}
+	cmd, o := inv.cmd, &inv.c.o
+	inv.detailed = o.detailed
+	if cmd.scope == scopeNone {
+		return cmd.run(ctx, inv, nil)
+	}
+	if err := o.checkTuning(); err != nil {
+		return err
+	}
+	// Refuse before touching a store: without --yes and a terminal nothing
+	// may change.
+	if cmd.mutates && !o.yes && !inv.e.stdinTTY {
+		return inv.confirm("")
+	}
+	var err error
+	if inv.plan, err = inv.savedPlan(); err != nil {
+		return err
+	}
+	sc, sqlRequired, err := cmd.storeScope(o)
+	if err != nil {
+		return err
+	}
+	w, err := inv.wire(ctx, sc, sqlRequired, nil)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	defer inv.addAdvisory(ctx, w)
+	if cmd.mutates && !o.yes && cmd.confirm != nil {
+		question, err := cmd.confirm(ctx, inv, w)
+		if err != nil {
+			return err
+		}
+		if question != "" {
+			if err := inv.confirm(question); err != nil {
+				return err
+			}
+		}
+	}
+	return cmd.run(ctx, inv, w)
 }
 
 // watchSignals turns the first SIGINT/SIGTERM into a stop at the next safe
@@ -351,12 +342,12 @@ func (inv *invocation) print(rep *report.Report) int {
 		rep.StartedAt = bad.StartedAt
 		rep.Finish(report.E(report.CodeInternal, "the report failed its own schema (a bug; please report it): %v", err), false)
 	}
-	out := inv.scrub.Writer(inv.e.stdout)
+	inv.endProgress(rep.Outcome, rep.ExitCode)
 	var err error
 	if inv.jsonOut {
 		err = report.WriteJSON(inv.e.stdout, rep, inv.scrub)
 	} else {
-		err = report.WriteText(out, rep, inv.scrub)
+		err = report.WriteTextWidth(inv.scrub.Writer(inv.e.stdout), rep, inv.scrub, inv.textWidth())
 	}
 	if err != nil {
 		fmt.Fprintf(inv.scrub.Writer(inv.e.stderr), "cannot write the report: %v\n", err)
@@ -367,24 +358,22 @@ func (inv *invocation) print(rep *report.Report) int {
 	return rep.ExitCode
 }
 
-// confirm asks on the terminal; without one it refuses (exit 64).
-func (inv *invocation) confirm(question string) error {
-	if *inv.c.yes {
-		return nil
+// textWidth is the width text reports wrap at: the terminal's, or none.
+func (inv *invocation) textWidth() int {
+	if inv.e.stdoutTTY && inv.e.stdoutWidth != nil {
+		return inv.e.stdoutWidth() - 1
 	}
-	if !inv.e.stdinTTY {
-		return report.E(report.CodeConfirmationRequired, "%s needs --yes when there is no terminal to ask on; nothing was changed", inv.rep.Command)
+	return 0
+}
+
+// printRaw prints a command's bare output instead of its report.
+func (inv *invocation) printRaw() int {
+	inv.endProgress(inv.rep.Outcome, report.ExitOK)
+	if _, err := inv.e.stdout.Write(inv.raw); err != nil {
+		fmt.Fprintf(inv.scrub.Writer(inv.e.stderr), "cannot write: %v\n", err)
+		return report.ExitCode(report.CodeUnknown)
 	}
-	fmt.Fprintf(inv.e.stderr, "%s [y/N] ", question)
-	line, err := bufio.NewReader(inv.e.stdin).ReadString('\n')
-	if err != nil && err != io.EOF {
-		return report.Wrap(report.CodeCancelled, err, "no answer")
-	}
-	switch strings.ToLower(strings.TrimSpace(line)) {
-	case "y", "yes":
-		return nil
-	}
-	return report.E(report.CodeCancelled, "cancelled at the prompt; nothing was changed")
+	return report.ExitOK
 }
 
 // causeError is the cancellation cause of an action stopped by a signal:
@@ -403,3 +392,6 @@ func signalCauseErr(s os.Signal) error {
 	}
 	return &report.Error{Code: report.CodeInterrupted, Message: "interrupted by SIGINT", Err: causeError{report.CodeInterrupted, report.ExitSIGINT}}
 }
+
+// panicHook lets a test prove that a panic becomes exit 70 with a report.
+var panicHook func()

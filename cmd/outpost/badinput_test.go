@@ -150,7 +150,7 @@ func TestBadConfigAndFlags(t *testing.T) {
 		{name: "unknown command", args: []string{"migrate", "frobnicate"},
 			code: 64, errCode: "USAGE", msg: []string{"frobnicate"}},
 		{name: "flag value of the wrong type", args: []string{"migrate", "apply", "--yes", "--redis-only", "--lock-timeout", "soon"},
-			code: 64, errCode: "USAGE", msg: []string{`invalid duration "soon"`}},
+			code: 64, errCode: "USAGE", msg: []string{`--lock-timeout: "soon" is not a duration; use e.g. 30s, 10m`}},
 		{name: "enum flag out of range", args: with([]string{"--log-format", "xml"}),
 			code: 64, errCode: "USAGE", msg: []string{"must be one of text,json", "'xml'"}},
 		{name: "exclusive scopes", args: []string{"migrate", "plan", "--sql-only", "--redis-only"},

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/alecthomas/kingpin/v2"
-	"github.com/alicebob/miniredis/v2"
-
 	"github.com/outpost-migrate/outpost/batch"
 	"github.com/outpost-migrate/outpost/batch/config"
+	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -31,14 +29,15 @@ type seedFlags struct {
 	pgOrphans                        *float64
 }
 
-func (c *cli) registerDemo(a *kingpin.Application) {
-	d := a.Command("demo", "See it work: seed a realistic legacy Outpost keyspace into an in-process Redis (or --redis-host), then run plan, apply, verify and status, printing each report.")
-	c.demoOpts.tenants = d.Flag("tenants", "Tenants to seed.").Default("2000").Int()
-	c.demoOpts.seed = d.Flag("seed", "Data generator seed.").Default("1").Int64()
+// registerDemoFlags adds the demo's flags.
+func registerDemoFlags(c *cli, d kingpinCmd) {
+	c.o.demo.tenants = d.Flag("tenants", "Tenants to seed.").Default("2000").Int()
+	c.o.demo.seed = d.Flag("seed", "Data generator seed.").Default("1").Int64()
+}
 
-	dev := a.Command("dev", "Tools for developers and benchmarks.")
-	s := dev.Command("seed", "Write a realistic, deterministic Outpost dataset into the configured Redis (and, with --pg-version, PostgreSQL log data).")
-	f := &c.seedOpts
+// registerSeedFlags adds the flags of `dev seed`.
+func registerSeedFlags(c *cli, s kingpinCmd) {
+	f := &c.o.seed
 	f.tenants = s.Flag("tenants", "Tenants.").Default("1000").Int()
 	f.destinations = s.Flag("destinations", "Average destinations per tenant.").Default("3").Int()
 	f.unrelated = s.Flag("unrelated", "Unrelated Outpost keys.").Default("100").Int()
@@ -57,22 +56,19 @@ func (c *cli) registerDemo(a *kingpin.Application) {
 // demo runs plan, apply, verify and status on a seeded store through the
 // same runner as the migrate commands.
 func (inv *invocation) demo(ctx context.Context) error {
-	redisGiven := inv.c.store.IsSet(config.KeyRedisHost)
-	if _, ok := inv.e.lookupEnv("REDIS_HOST"); ok {
-		redisGiven = true
-	}
-	if !redisGiven {
-		mr := miniredis.NewMiniRedis()
-		if err := mr.Start(); err != nil {
+	over := config.Settings{}
+	if !inv.given(config.KeyRedisHost) {
+		mr, err := startDemoRedis()
+		if err != nil {
 			return report.Wrap(report.CodeInternal, err, "start the in-process demo Redis")
 		}
-		defer mr.Close()
-		inv.storeOverride = config.Settings{config.KeyRedisHost: mr.Host(), config.KeyRedisPort: mr.Port()}
-		inv.warn("using an in-process Redis (miniredis) at %s; pass --redis-host for a real one", mr.Addr())
+		defer mr.close()
+		over[config.KeyRedisHost], over[config.KeyRedisPort], over[config.KeyRedisDB] = mr.host(), mr.port(), "0"
+		progress.Infof(inv.events, "using an in-process Redis (miniredis) at %s; pass --redis-host for a real one", mr.addr())
 	}
 	// The scope rules of apply: the SQL phase runs when a log store is
 	// configured.
-	w, err := inv.wire(ctx, "migrate apply")
+	w, err := inv.wire(ctx, config.Scope{Redis: true, SQL: true}, false, over)
 	if err != nil {
 		return err
 	}
@@ -82,16 +78,16 @@ func (inv *invocation) demo(ctx context.Context) error {
 		return report.Wrap(report.CodeUnreachable, err, "DBSIZE")
 	}
 	opts := seed.DefaultOptions()
-	opts.Tenants = *inv.c.demoOpts.tenants
-	opts.Seed = *inv.c.demoOpts.seed
+	opts.Tenants = *inv.c.o.demo.tenants
+	opts.Seed = *inv.c.o.demo.seed
 	var stats seed.Stats
 	if n == 0 {
 		if stats, err = seed.Write(ctx, w.redis, opts); err != nil {
 			return err
 		}
-		inv.warn("seeded %d legacy keys (%d tenants)", stats.Keys, opts.Tenants)
+		progress.Infof(inv.events, "seeded %d legacy keys (%d tenants)", stats.Keys, opts.Tenants)
 	} else {
-		inv.warn("the Redis at %s is not empty (%d keys): not seeding, migrating what is there", w.cfg.Redis.Addr(), n)
+		progress.Warnf(inv.events, "the Redis at %s is not empty (%d keys): not seeding, migrating what is there", w.cfg.Redis.Addr(), n)
 	}
 	o := inv.options()
 	steps := []struct {
@@ -114,7 +110,7 @@ func (inv *invocation) demo(ctx context.Context) error {
 			return report.Wrap(report.CodeInternal, verr, "demo step %s", s.command)
 		}
 		if !inv.jsonOut {
-			_ = report.WriteText(inv.scrub.Writer(inv.e.stdout), r, inv.scrub)
+			_ = report.WriteTextWidth(inv.scrub.Writer(inv.e.stdout), r, inv.scrub, inv.textWidth())
 		}
 		b, _ := report.Marshal(r, inv.scrub)
 		var v any
@@ -132,14 +128,20 @@ func (inv *invocation) demo(ctx context.Context) error {
 	return nil
 }
 
+// given says whether a store setting was given as a flag or in the
+// environment (the demo uses an in-process Redis unless one was named).
+func (inv *invocation) given(key string) bool {
+	if inv.c.store.IsSet(key) {
+		return true
+	}
+	v, ok := inv.e.lookupEnv(config.EnvNames[key])
+	return ok && v != ""
+}
+
 // seed writes generated data into the configured stores.
 func (inv *invocation) seed(ctx context.Context) error {
-	f := inv.c.seedOpts
-	t := true
-	if *f.pgVersion == 0 {
-		inv.c.redisOnly = &t
-	}
-	w, err := inv.wire(ctx, "migrate apply")
+	f := inv.c.o.seed
+	w, err := inv.wire(ctx, config.Scope{Redis: true, SQL: *f.pgVersion > 0}, *f.pgVersion > 0, nil)
 	if err != nil {
 		return err
 	}

@@ -49,6 +49,9 @@ type env struct {
 	stdinTTY  bool
 	stdoutTTY bool
 	stderrTTY bool
+	// stderrWidth and stdoutWidth are the terminal's width in columns
+	// (nil: 80 for stderr, no wrapping for stdout).
+	stderrWidth, stdoutWidth func() int
 	// signals delivers SIGINT/SIGTERM; nil in tests that do not send any.
 	signals <-chan os.Signal
 	// terminationLog is where a one-line summary goes for Kubernetes
@@ -82,6 +85,8 @@ func main() {
 		stdoutTTY:    term.IsTerminal(int(os.Stdout.Fd())),
 		stderrTTY:    term.IsTerminal(int(os.Stderr.Fd())),
 		signals:      sig,
+		stderrWidth:  func() int { return width(os.Stderr) },
+		stdoutWidth:  func() int { return width(os.Stdout) },
 		searchConfig: true,
 	}
 	e.terminationLog = terminationLogPath(os.LookupEnv)
@@ -108,4 +113,12 @@ func terminationLogPath(lookup func(string) (string, bool)) string {
 		return "/dev/termination-log"
 	}
 	return ""
+}
+
+// width is f's terminal width, 80 when it cannot be told.
+func width(f *os.File) int {
+	if w, _, err := term.GetSize(int(f.Fd())); err == nil && w > 0 {
+		return w
+	}
+	return 80
 }

@@ -40,6 +40,8 @@ func TestConfirmationOnATerminal(t *testing.T) {
 	require.Equal(t, "CANCELLED", errorCode(r))
 	require.Equal(t, "cancelled", r.rep["outcome"])
 	require.Contains(t, r.stderr, "Apply 3 pending migrations")
+	// The prompt says what will happen first: the plan's rows.
+	require.Regexp(t, `pending +redis/001_hash_tags +1 keys \(counted\)`, r.stderr)
 	require.EqualValues(t, 0, c.Exists(ctx, "tenant:{t1}:tenant").Val(), "nothing applied after a no")
 
 	r = runTTY(t, envs, "yes\n", "migrate", "apply", "--redis-only")
@@ -52,9 +54,19 @@ func TestConfirmationOnATerminal(t *testing.T) {
 	require.Equal(t, 0, r.code)
 	require.Equal(t, "up_to_date", r.rep["outcome"])
 
+	// No lock: unlock has nothing to ask.
+	r = runTTY(t, envs, "", "migrate", "unlock")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "no_lock", r.rep["outcome"])
+	require.NotContains(t, r.stderr, "[y/N]")
+
+	// A lock: unlock names its holder before asking.
+	require.NoError(t, c.Set(ctx, ".outpost:migration_lock", `{"owner":"outpost-migrate","run_id":"r-crashed","host":"build-7","pid":4242,"command":"apply","started_at":"2026-01-01T00:00:00.000Z","tool_version":"dev","token":3,"nonce":"n"}`, 0).Err())
 	r = runTTY(t, envs, "\n", "migrate", "unlock")
 	require.Equal(t, 64, r.code)
 	require.Equal(t, "CANCELLED", errorCode(r))
+	require.Contains(t, r.stderr, "r-crashed")
+	require.EqualValues(t, 1, c.Exists(ctx, ".outpost:migration_lock").Val())
 }
 
 func TestStatusWait(t *testing.T) {

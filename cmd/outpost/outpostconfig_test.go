@@ -69,15 +69,15 @@ func TestOutpostConfigAtEachDefaultPath(t *testing.T) {
 			require.Equal(t, want, tg["config_file"])
 			require.Equal(t, srv.Addr, tg["redis"].(map[string]any)["addr"])
 			requireSQLSkipped(t, r)
-			require.NotContains(t, r.stderr, "WARN", "Outpost's other settings are accepted quietly")
+			require.NotRegexp(t, `(?m)^.*WARN.*(service|mqs|aes_encryption_secret|topics|portal|destinations|api_key)`, r.stderr, "Outpost's other settings are accepted quietly")
 			if !strings.HasSuffix(rel, ".env") {
 				require.Equal(t, 1, strings.Count(r.stderr, "not read by the migration tool"), r.stderr)
 				require.Contains(t, r.stderr, "mqs, aes_encryption_secret, topics")
 			}
 			text := runInRaw(t, wd, envs, "", "migrate", "status", "--output", "text")
 			require.Equal(t, 0, text.code, text.stderr)
-			require.Contains(t, text.stdout, "config:   "+want)
-			require.Contains(t, text.stdout, "sql:      skipped: no log store is configured")
+			require.Contains(t, text.stdout, "config    "+want)
+			require.Contains(t, text.stdout, "sql       skipped: no log store is configured")
 		})
 	}
 	requireMigrated(t, client, o)

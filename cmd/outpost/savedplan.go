@@ -10,10 +10,10 @@ import (
 // savePlan writes the finished plan to --out FILE: atomically (a temporary
 // file renamed over it), so a reviewer never reads half a plan.
 func (inv *invocation) savePlan() error {
-	if inv.c.planOut == nil || *inv.c.planOut == "" {
+	if inv.c.o.planOut == "" {
 		return nil
 	}
-	path := *inv.c.planOut
+	path := inv.c.o.planOut
 	sp, err := report.NewSavedPlan(inv.rep, report.DefaultPlanTolerance)
 	if err != nil {
 		return err
@@ -43,25 +43,16 @@ func (inv *invocation) savePlan() error {
 
 // savedPlan reads apply --plan FILE, or returns nil without the flag.
 func (inv *invocation) savedPlan() (*report.SavedPlan, error) {
-	if inv.c.planFile == nil || *inv.c.planFile == "" {
+	if inv.c.o.planFile == "" {
 		return nil, nil
 	}
-	if inv.c.target != nil && *inv.c.target != "" {
+	if inv.c.o.target != "" {
 		return nil, report.E(report.CodeUsage, "--plan and --target do not go together: the plan says where apply stops")
 	}
-	f, err := os.Open(*inv.c.planFile)
+	f, err := os.Open(inv.c.o.planFile)
 	if err != nil {
 		return nil, report.Wrap(report.CodeConfig, err, "apply --plan")
 	}
 	defer f.Close()
 	return report.ReadSavedPlan(f)
-}
-
-// examples is plan --show-examples N (0 without the flag or on another
-// command).
-func (inv *invocation) examples() int {
-	if inv.c.showExamples == nil {
-		return 0
-	}
-	return *inv.c.showExamples
 }

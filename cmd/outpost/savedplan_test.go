@@ -258,3 +258,27 @@ func TestPlanShowExamples(t *testing.T) {
 	r = run(t, envs, "migrate", "plan", "--redis-only", "--show-examples", "-1")
 	require.Equal(t, 64, r.code, r.stdout)
 }
+
+// TestPlanCountsWhat000005Deletes: plan counts the deliveries 000005
+// deletes (those whose event is gone) exactly, and apply deletes exactly
+// that many.
+func TestPlanCountsWhat000005Deletes(t *testing.T) {
+	pg := servertest.Postgres(t)
+	srv := servertest.Redis(t)
+	envs := redisEnv(srv)
+	envs["POSTGRES_URL"] = pg.URL
+	s := run(t, envs, "dev", "seed", "--tenants", "1", "--unrelated", "0", "--pg-version", "4", "--pg-events", "4000")
+	require.Equal(t, 0, s.code, s.stdout)
+
+	r := run(t, envs, "migrate", "plan", "--sql-only")
+	require.Equal(t, 0, r.code, r.stdout)
+	est := rmLine(t, r, "sql/000005_denormalize_attempts")["estimate"].(map[string]any)
+	deletes, ok := est["deletes"].(float64)
+	require.True(t, ok, "the plan counts the rows 000005 deletes: %v", est)
+	require.Positive(t, deletes, "the seeded log has deliveries without an event")
+
+	r = run(t, envs, "migrate", "apply", "--sql-only", "--yes")
+	require.Equal(t, 0, r.code, r.stdout)
+	c := rmCounts(rmLine(t, r, "sql/000005_denormalize_attempts"))
+	require.Equal(t, deletes, c["deleted"], "apply deleted exactly what plan counted")
+}

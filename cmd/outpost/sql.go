@@ -23,7 +23,7 @@ import (
 // golang-migrate's advisory lock too: with --sql-only it is the only
 // migration lock, and 0 must fail at once there as it does for the Redis
 // lease.
-func openSQL(ctx context.Context, cfg *config.Config, waitFor, lockWait time.Duration, showSQL bool, events progress.Sink) (batch.Phase, error) {
+func openSQL(ctx context.Context, cfg *config.Config, waitFor, lockWait time.Duration, showSQL bool, events progress.Sink) (*sqlphase.Phase, error) {
 	p, err := sqlphase.New(ctx, cfg.PostgresURL, sqlmigrations.Source(), sqlphase.Options{AdvisoryLockWait: lockWait, ShowSQL: showSQL})
 	if err != nil {
 		return nil, err
@@ -51,7 +51,7 @@ func openSQL(ctx context.Context, cfg *config.Config, waitFor, lockWait time.Dur
 
 // forceSQL records a version after a manual repair.
 func forceSQL(ctx context.Context, w *wiring, rep *report.Report, version int) error {
-	p := w.sql.(*sqlphase.Phase)
+	p := w.sql
 	before, dirty, err := p.Version(ctx)
 	if err != nil {
 		return err
@@ -72,7 +72,7 @@ func forceSQL(ctx context.Context, w *wiring, rep *report.Report, version int) e
 
 // seedPostgres migrates the log store to version and writes generated rows.
 func seedPostgres(ctx context.Context, w *wiring, version int, opts seed.PGOptions) (seed.PGStats, error) {
-	p := w.sql.(*sqlphase.Phase)
+	p := w.sql
 	run := &batch.Run{ID: "seed", Command: "dev seed", Target: strconv.Itoa(version), Events: progress.Nop}
 	if _, err := p.Apply(ctx, run); err != nil {
 		return seed.PGStats{}, err
