@@ -68,6 +68,9 @@ type Run struct {
 	// Target stops apply after this migration (its id, "sql/000005..." or
 	// "redis/002_timestamps", or a bare name/version). Empty: apply all.
 	Target string
+	// Repair: apply also redoes the records of applied migrations that do
+	// not verify (phases that can).
+	Repair bool
 	// Sample limits verify to a spot check of about this many records; 0
 	// means a full pass.
 	Sample int

@@ -54,6 +54,7 @@ type Runner struct {
 // Options are what the command line tells the runner.
 type Options struct {
 	Target     string
+	Repair     bool // apply --repair
 	LockWait   time.Duration
 	MaxRuntime time.Duration
 	Sample     int
@@ -122,7 +123,7 @@ func (r *Runner) newRun(ctx context.Context, command string, o Options, lease Le
 		case <-done:
 		}
 	}()
-	run := &Run{ID: r.RunID, Command: command, Target: o.Target, Sample: o.Sample, Events: r.events(), Stop: st.ch, StopCause: st.err}
+	run := &Run{ID: r.RunID, Command: command, Target: o.Target, Repair: o.Repair, Sample: o.Sample, Events: r.events(), Stop: st.ch, StopCause: st.err}
 	if lease != nil {
 		run.Fence = lease
 	}

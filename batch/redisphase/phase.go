@@ -396,6 +396,9 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		lines[i].State, lines[i].Reason, lines[i].Counts = report.StateNotApplicable, reason, &report.Counts{}
 		states[m.Name] = state{status: "not_applicable"}
 	}
+	if run.Repair {
+		return p.repair(ctx, run, lines, states)
+	}
 	todo, done := p.pending(states, run.Target)
 	if len(todo) == 0 {
 		return lines, nil

@@ -88,7 +88,7 @@ var commands = []*command{
 			"outpost migrate plan --show-examples 2 --show-sql", "outpost migrate plan --out plan.json   # then: outpost migrate apply --plan plan.json"}},
 	{path: "migrate apply", kind: report.KindApply, scope: scopeFlags, mutates: true, advisory: advisoryLeft,
 		help:    "Apply pending migrations in order, SQL first, then Redis, under one lock.",
-		flags:   append([]string{"sql-only", "redis-only", "yes", "plan", "target", "lock-timeout", "max-runtime", "skip-memory-check"}, tuningFlags...),
+		flags:   append([]string{"sql-only", "redis-only", "yes", "plan", "target", "repair", "lock-timeout", "max-runtime", "skip-memory-check"}, tuningFlags...),
 		confirm: confirmApply,
 		run: func(ctx context.Context, inv *invocation, w *wiring) error {
 			return w.runner.Apply(ctx, inv.rep, inv.options())

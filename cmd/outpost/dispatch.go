@@ -106,7 +106,7 @@ func (inv *invocation) redisOptions() redisphase.Options {
 
 func (inv *invocation) options() batch.Options {
 	o := &inv.c.o
-	return batch.Options{Stop: inv.stop, StopCause: inv.stopCause, Target: o.target, LockWait: o.lockTimeout,
+	return batch.Options{Stop: inv.stop, StopCause: inv.stopCause, Target: o.target, Repair: o.repair, LockWait: o.lockTimeout,
 		MaxRuntime: o.maxRuntime, Sample: o.sample, StatusWait: o.statusWait, Plan: inv.plan}
 }
 

@@ -20,6 +20,7 @@ type opts struct {
 	sqlOnly, redisOnly bool
 	yes                bool
 	target             string
+	repair             bool
 	lockTimeout        time.Duration
 	lockTTL            time.Duration
 	maxRuntime         time.Duration
@@ -89,6 +90,7 @@ var migrateFlags = []flagDef{
 	}},
 	{name: "no-checkpoints", shared: true, hidden: true, help: "Benchmarks only: run without saving checkpoints (a crash then starts over).", bind: func(f *kingpin.FlagClause, o *opts) { f.BoolVar(&o.noCheckpoints) }},
 	{name: "detailed-exitcode", help: "Exit 2 when migrations are pending.", bind: func(f *kingpin.FlagClause, o *opts) { f.BoolVar(&o.detailed) }},
+	{name: "repair", help: "Redo the Redis records of applied migrations that verify finds missing or wrong (twins copied again from their legacy records, compare-and-set), then verify them.", bind: func(f *kingpin.FlagClause, o *opts) { f.BoolVar(&o.repair) }},
 	{name: "target", help: "Stop after this migration (an id from `migrate list`: sql/000004, redis/001_hash_tags, 001, 4).", bind: func(f *kingpin.FlagClause, o *opts) { f.PlaceHolder("ID").StringVar(&o.target) }},
 	{name: "sample", help: "Spot-check about N records instead of all.", bind: func(f *kingpin.FlagClause, o *opts) { f.Default("0").PlaceHolder("N").IntVar(&o.sample) }},
 	{name: "wait", help: "Poll until the stores are up to date, up to this long (exit 75 after).", bind: func(f *kingpin.FlagClause, o *opts) {
