@@ -226,6 +226,9 @@ type Migration struct {
 	Issues        []Issue        `json:"issues,omitempty"`
 	// IssuesTotal is the exact number of issues; Issues holds the first few.
 	IssuesTotal int64 `json:"issues_total"`
+	// Memory is plan's estimate of what a copying migration (001) adds to
+	// Redis, beside what the servers have.
+	Memory *MemoryImpact `json:"memory,omitempty"`
 	// Examples are real records before and after the change (plan
 	// --show-examples), secrets masked.
 	Examples []Example `json:"examples,omitempty"`
@@ -283,6 +286,29 @@ type Client struct {
 	// RecentWrite: its last command writes and ran less than
 	// RecentWriteS seconds ago.
 	RecentWrite bool `json:"recent_write"`
+}
+
+// MemoryImpact is what a migration's copies add to Redis, estimated from a
+// bounded sample (the share of keys that get a copy, scaled to DBSIZE,
+// times the mean MEMORY USAGE of sampled keys), next to every master's
+// used_memory, maxmemory and eviction policy. Warning says when apply
+// would not fit or could evict.
+type MemoryImpact struct {
+	EstimatedBytes int64        `json:"estimated_bytes"`
+	Copies         int64        `json:"copies"`
+	BytesPerKey    int64        `json:"bytes_per_key"`
+	Sampled        int64        `json:"sampled"`
+	Measured       int64        `json:"measured"`
+	Nodes          []NodeMemory `json:"nodes"`
+	Warning        string       `json:"warning,omitempty"`
+}
+
+// NodeMemory is one master's memory as INFO reports it.
+type NodeMemory struct {
+	Addr      string `json:"addr"`
+	UsedBytes int64  `json:"used_bytes"`
+	MaxBytes  int64  `json:"max_bytes"` // 0: no limit
+	Policy    string `json:"policy,omitempty"`
 }
 
 // Example is one real record as a pending migration would change it.

@@ -256,6 +256,19 @@ func countsText(m Migration) string {
 			parts = append(parts, Count(*e.Deletes)+" "+e.Units+" deleted (counted)")
 		}
 	}
+	if mem := m.Memory; mem != nil {
+		parts = append(parts, fmt.Sprintf("copies add ~%s (%s keys x %s B, sampled)", bytesText(mem.EstimatedBytes), Count(mem.Copies), Count(mem.BytesPerKey)))
+		for _, n := range mem.Nodes {
+			limit := "no maxmemory"
+			if n.MaxBytes > 0 {
+				limit = "maxmemory " + bytesText(n.MaxBytes) + " " + n.Policy
+			}
+			parts = append(parts, fmt.Sprintf("%s uses %s, %s", n.Addr, bytesText(n.UsedBytes), limit))
+		}
+		if mem.Warning != "" {
+			parts = append(parts, "WARNING: "+mem.Warning)
+		}
+	}
 	return strings.Join(parts, ", ")
 }
 
@@ -337,3 +350,6 @@ func Duration(ms int64) string {
 	}
 	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 }
+
+// bytesText is a byte count in MiB with one decimal.
+func bytesText(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

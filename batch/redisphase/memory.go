@@ -361,3 +361,41 @@ func (g *memoryGuard) explain(ctx context.Context, err error) error {
 		mib(used), mib(maxmem), mib(more), need, need)}
 	return e.With("used_memory", used).With("maxmemory", maxmem).With("estimated_more_bytes", more).With("required_maxmemory", need)
 }
+
+// memoryImpact is plan's view of the copies' memory: the same estimate the
+// apply preflight makes, the servers' memory, and the preflight's verdict
+// as a warning. A server that does not report memory gives no impact.
+func (p *Phase) memoryImpact(ctx context.Context, todo, done []string) (*report.MemoryImpact, error) {
+	grows := p.growing(todo)
+	if len(grows) == 0 {
+		return nil, nil
+	}
+	nodes, err := p.memoryInfo(ctx)
+	if err != nil {
+		if report.CodeOf(err) == report.CodeUnknown {
+			return nil, nil
+		}
+		return nil, err
+	}
+	est, err := p.estimateGrowth(ctx, todo, done, grows)
+	if err != nil {
+		return nil, err
+	}
+	m := &report.MemoryImpact{EstimatedBytes: est.bytes(), Copies: est.copies, BytesPerKey: est.perKey, Sampled: est.sampled, Measured: est.measured}
+	var total int64
+	for _, n := range nodes {
+		total += n.keys
+		m.Nodes = append(m.Nodes, report.NodeMemory{Addr: n.addr, UsedBytes: n.used, MaxBytes: n.max, Policy: n.policy})
+	}
+	for _, n := range nodes {
+		need := m.EstimatedBytes
+		if total > 0 && len(nodes) > 1 {
+			need = int64(float64(need) * float64(n.keys) / float64(total))
+		}
+		if err := memoryVerdict(n, need, est); err != nil {
+			m.Warning = "apply would refuse: " + err.Error()
+			break
+		}
+	}
+	return m, nil
+}

@@ -285,8 +285,27 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 		if err := p.examples(ctx, lines, todo, done); err != nil {
 			return lines, err
 		}
+		if err := p.planMemory(ctx, lines, todo, done); err != nil {
+			return lines, err
+		}
 	}
 	return lines, p.attachCheckpoint(ctx, lines, "apply")
+}
+
+// planMemory attaches the copies' memory impact to the line of the first
+// copying migration.
+func (p *Phase) planMemory(ctx context.Context, lines []report.Migration, todo, done []string) error {
+	m, err := p.memoryImpact(ctx, todo, done)
+	if err != nil || m == nil {
+		return err
+	}
+	grows := p.growing(todo)
+	for i := range lines {
+		if lines[i].Name == grows[0] {
+			lines[i].Memory = m
+		}
+	}
+	return nil
 }
 
 // Exampler is implemented by sets that can show real records before and
