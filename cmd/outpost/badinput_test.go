@@ -258,7 +258,7 @@ func TestBadStores(t *testing.T) {
 	// cycle works, and without INFO, apply is refused (77).
 	t.Run("least privilege", func(t *testing.T) {
 		rules := []string{"~tenant:*", "~outpost:*", "~.outpost:*", "~{.outpost:*", "-@all",
-			"+@read", "+@write", "+@keyspace", "+@scripting", "+@transaction", "+info", "+ping"}
+			"+@read", "+@write", "+@keyspace", "+@scripting", "+@transaction", "+info", "+ping", "+time"}
 		srv := servertest.Redis(t, servertest.WithACLUser("migrator", pw, rules...))
 		// The data, with Outpost's other keys the migrator has no access
 		// to, is written and checked as the (passwordless) default user.
