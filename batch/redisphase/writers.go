@@ -3,6 +3,7 @@ package redisphase
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -66,7 +67,7 @@ func (p *Phase) watchOthers(ctx context.Context, run *batch.Run) (*scan.Others, 
 // right, round after round until a round finds nothing new. ok is false
 // when detection became unavailable: the caller then runs the confirming
 // pass.
-func (p *Phase) catchUp(ctx context.Context, run *batch.Run, o *scan.Others, wt Watcher, todo, done []string, out *report.Others) (*scan.Tally, bool, error) {
+func (p *Phase) catchUp(ctx context.Context, run *batch.Run, o *scan.Others, wt Watcher, todo, done []string, pass *scan.Tally, out *report.Others) (*scan.Tally, bool, error) {
 	t := scan.NewTally()
 	for round := 1; ; round++ {
 		keys, err := o.Sync(ctx)
@@ -76,6 +77,9 @@ func (p *Phase) catchUp(ctx context.Context, run *batch.Run, o *scan.Others, wt 
 		if o.Broken() != "" {
 			return nil, false, nil
 		}
+		// A key the pass already reported stays reported (exit 4, a rerun
+		// looks again): the catch-up must not list it twice.
+		keys = slices.DeleteFunc(keys, pass.HasIssue)
 		if len(keys) == 0 {
 			break
 		}
@@ -109,7 +113,7 @@ func (p *Phase) catchUp(ctx context.Context, run *batch.Run, o *scan.Others, wt 
 // the full confirming pass, and others says why.
 func (p *Phase) settle(ctx context.Context, run *batch.Run, o *scan.Others, wt Watcher, todo, done []string, res *scan.Result, total *scan.Tally, others *report.Others) (*scan.Tally, bool, error) {
 	if wt != nil && o.Broken() == "" && !res.TopologyChanged && !res.Resumed {
-		cu, ok, err := p.catchUp(ctx, run, o, wt, todo, done, others)
+		cu, ok, err := p.catchUp(ctx, run, o, wt, todo, done, res.Tally, others)
 		if err != nil || ok {
 			return mainFailures(todo, res.Tally, cu), ok, err
 		}
