@@ -257,13 +257,11 @@ func countsText(m Migration) string {
 		}
 	}
 	if mem := m.Memory; mem != nil {
-		parts = append(parts, fmt.Sprintf("copies add ~%s (%s keys x %s B, sampled)", bytesText(mem.EstimatedBytes), Count(mem.Copies), Count(mem.BytesPerKey)))
+		parts = append(parts, fmt.Sprintf("copies add ~%s (estimated from a sample)", bytesText(mem.EstimatedBytes)))
 		for _, n := range mem.Nodes {
-			limit := "no maxmemory"
 			if n.MaxBytes > 0 {
-				limit = "maxmemory " + bytesText(n.MaxBytes) + " " + n.Policy
+				parts = append(parts, fmt.Sprintf("%s uses %s of maxmemory %s (%s)", n.Addr, bytesText(n.UsedBytes), bytesText(n.MaxBytes), n.Policy))
 			}
-			parts = append(parts, fmt.Sprintf("%s uses %s, %s", n.Addr, bytesText(n.UsedBytes), limit))
 		}
 		if mem.Warning != "" {
 			parts = append(parts, "WARNING: "+mem.Warning)
