@@ -263,7 +263,8 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 				continue
 			}
 			c := res.Tally.Counts(lines[i].Name)
-			est := &report.Estimate{Units: "keys", Value: c.Changed, Method: "counted"}
+			est := &report.Estimate{Units: "keys", Value: c.Changed, Method: "counted",
+				Note: fmt.Sprintf("%d keys to %s, %d already right and kept as they are", c.Changed, verbOf(lines[i].Name, p.set), c.Unchanged)}
 			if sampled && seen > 0 {
 				est = &report.Estimate{Units: "keys", Method: "sampled", Sampled: seen,
 					Value: int64(float64(c.Changed) / float64(seen) * float64(size)),
@@ -306,6 +307,17 @@ func (p *Phase) planMemory(ctx context.Context, lines []report.Migration, todo, 
 		}
 	}
 	return nil
+}
+
+// verbOf says what a migration does to the keys it counts: 001 creates
+// copies, the others change keys in place.
+func verbOf(name string, set Set) string {
+	for _, m := range set.Migrations() {
+		if m.Name == name && m.Copies {
+			return "create (copies)"
+		}
+	}
+	return "change in place"
 }
 
 // Exampler is implemented by sets that can show real records before and

@@ -231,6 +231,8 @@ func TestPlanShowExamples(t *testing.T) {
 	r := run(t, envs, "migrate", "plan", "--redis-only", "--show-examples", "2")
 	require.Equal(t, 0, r.code, r.stdout)
 	l := rmLine(t, r, "redis/001_hash_tags")
+	require.Regexp(t, `^\d+ keys to create \(copies\), \d+ already right and kept as they are$`, l["estimate"].(map[string]any)["note"])
+	require.Regexp(t, `keys to change in place`, rmLine(t, r, "redis/002_timestamps")["estimate"].(map[string]any)["note"])
 	ex := l["examples"].([]any)
 	kinds, maskedCreds := map[string]int{}, 0
 	for _, e := range ex {
