@@ -4,6 +4,9 @@
 #   postgresql                   initdb, pg_ctl, postgres in /usr/lib/postgresql/*/bin
 #   postgresql-client            psql, pg_dump, pg_isready
 #   ansible-core                 ansible-playbook
+#   nodejs + npm, then the npm package chdb (global)   the ClickHouse engine
+#                                as a library, for batch/servertest's ClickHouse
+#   clickhouse-server            Debian's 18.16, for the native-protocol tests
 # Idempotent and quiet: prints nothing when everything is there, runs
 # `apt-get update` only when something must be installed, and shows apt's
 # output only if it fails. Runs as root, or through sudo when available.
@@ -49,6 +52,9 @@ if [ -z "$pgbin" ] || [ ! -x "$pgbin/initdb" ] || [ ! -x "$pgbin/pg_ctl" ] || [ 
 fi
 { have psql && have pg_dump && have pg_isready; } || missing+=(postgresql-client)
 have ansible-playbook || missing+=(ansible-core)
+have node || missing+=(nodejs)
+have npm || missing+=(npm)
+{ have clickhouse-server || [ -x /usr/sbin/clickhouse-server ]; } || missing+=(clickhouse-server)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
@@ -119,4 +125,25 @@ stop_default() { # service pidfile...
 }
 if [ -z "${KEEP_DEFAULT_SERVICES:-}" ]; then
   stop_default redis-server /run/redis/redis-server.pid /var/run/redis/redis-server.pid
+  stop_default clickhouse-server /run/clickhouse-server/clickhouse-server.pid /var/run/clickhouse-server/clickhouse-server.pid
+fi
+
+# The ClickHouse engine for the tests: chdb's libchdb.so (npm package chdb,
+# which brings @chdb/lib-linux-x64-gnu), installed globally; servertest finds
+# it with `npm root -g` (or CHDB_NODE_PATH). Pinned: the test endpoint
+# (batch/servertest/clickhouse_http.js) is written against this version.
+CHDB_VERSION=3.4.0
+chdb_root=$(npm root -g 2>/dev/null || true)
+if [ -z "$chdb_root" ] ||
+  [ "$(NODE_PATH="$chdb_root" node -p 'require("chdb/package.json").version' 2>/dev/null || true)" != "$CHDB_VERSION" ] ||
+  ! NODE_PATH="$chdb_root" node -e 'require("chdb")' >/dev/null 2>&1; then
+  log "installing the npm package chdb@$CHDB_VERSION (ClickHouse engine for the tests)"
+  npmlog=$(mktemp)
+  if ! as_root npm install -g --no-audit --no-fund --loglevel=error "chdb@$CHDB_VERSION" >"$npmlog" 2>&1; then
+    log "npm install failed:"
+    cat "$npmlog" >&2
+    rm -f "$npmlog"
+    exit 1
+  fi
+  rm -f "$npmlog"
 fi

@@ -68,6 +68,9 @@ type Run struct {
 	// Target stops apply after this migration (its id, "sql/000005..." or
 	// "redis/002_timestamps", or a bare name/version). Empty: apply all.
 	Target string
+	// Repair: apply also redoes the records of applied migrations that do
+	// not verify (phases that can).
+	Repair bool
 	// Sample limits verify to a spot check of about this many records; 0
 	// means a full pass.
 	Sample int
@@ -106,4 +109,11 @@ func (r *Run) Emit(e progress.Event) {
 		return
 	}
 	r.Events.Emit(e)
+}
+
+// Preflighter is a Phase that can tell, before any phase of an apply
+// writes, that it could not finish (Redis: no memory for the copies), so
+// that apply refuses with nothing changed rather than after the SQL phase.
+type Preflighter interface {
+	Preflight(ctx context.Context, run *Run) error
 }

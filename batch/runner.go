@@ -54,6 +54,7 @@ type Runner struct {
 // Options are what the command line tells the runner.
 type Options struct {
 	Target     string
+	Repair     bool // apply --repair
 	LockWait   time.Duration
 	MaxRuntime time.Duration
 	Sample     int
@@ -117,16 +118,26 @@ func (r *Runner) newRun(ctx context.Context, command string, o Options, lease Le
 		case <-lost:
 			st.stop(lease.Err())
 		case <-deadline:
-			st.stop(report.E(report.CodeTimeout, "--max-runtime %s reached; stopped at a safe point with progress saved", o.MaxRuntime))
+			st.stop(maxRuntimeErr(command, o.MaxRuntime))
 		case <-ctx.Done():
 		case <-done:
 		}
 	}()
-	run := &Run{ID: r.RunID, Command: command, Target: o.Target, Sample: o.Sample, Events: r.events(), Stop: st.ch, StopCause: st.err}
+	run := &Run{ID: r.RunID, Command: command, Target: o.Target, Repair: o.Repair, Sample: o.Sample, Events: r.events(), Stop: st.ch, StopCause: st.err}
 	if lease != nil {
 		run.Fence = lease
 	}
 	return run, func() { close(done) }
+}
+
+// maxRuntimeErr says what --max-runtime's stop means for command: apply
+// and cleanup keep checkpoints and a rerun resumes; verify keeps none, and
+// says so rather than promise a resume it cannot make.
+func maxRuntimeErr(command string, d time.Duration) error {
+	if command == "verify" {
+		return report.E(report.CodeTimeout, "--max-runtime %s reached; verify keeps no checkpoint, so a rerun starts over from the beginning (raise --max-runtime, or spot-check with --sample N)", d).With("resumes", false)
+	}
+	return report.E(report.CodeTimeout, "--max-runtime %s reached; stopped at a safe point with progress saved (every node did at least one chunk, so a rerun gets further)", d).With("resumes", true)
 }
 
 func (r *Runner) events() progress.Sink {
@@ -230,6 +241,24 @@ func (r *Runner) pendingOutcome(rep *report.Report) {
 		rep.Outcome = report.OutcomeUpToDate
 		rep.Msg = "up to date"
 	}
+	if err := NewerData(rep); err != nil {
+		rep.Msg += "; but this tool is older than the data: " + err.Error()
+		progress.Warnf(r.events(), "this tool is older than the data: %v", err)
+	}
+}
+
+// NewerData is the error of a store that records a version newer than
+// every migration this tool knows (a line in state unknown after a
+// successful read): apply and verify refuse it (65); plan and status say
+// so in msg and return it under --detailed-exitcode, so that every command
+// reports it the same way (issue #22: status said up_to_date, exit 0).
+func NewerData(rep *report.Report) error {
+	for _, l := range rep.Migrations {
+		if l.State == report.StateUnknown && l.Version > 0 && l.Reason != "" {
+			return report.E(report.CodeDataRefused, "%s", l.Reason).With("version", l.Version)
+		}
+	}
+	return nil
 }
 
 func (r *Runner) inspectLock(ctx context.Context, rep *report.Report) {
@@ -301,6 +330,13 @@ func (r *Runner) Apply(ctx context.Context, rep *report.Report, o Options) error
 			o.Target, run.Target = target, target
 		}
 		for _, p := range r.Phases {
+			if pf, ok := p.(Preflighter); ok {
+				if err := pf.Preflight(ctx, run); err != nil {
+					return err
+				}
+			}
+		}
+		for _, p := range r.Phases {
 			lines, err := p.Apply(ctx, run)
 			rep.Migrations = append(rep.Migrations, lines...)
 			if err != nil {
@@ -329,6 +365,8 @@ func (r *Runner) Apply(ctx context.Context, rep *report.Report, o Options) error
 			rep.Next = "make a new plan (`outpost migrate plan --out FILE`), review it, and apply that one"
 		} else if report.CodeOf(err) == report.CodeMigrationFailed {
 			rep.Next = "fix the records listed in issues, then rerun apply: completed work is kept"
+		} else if report.CodeOf(err) == report.CodeMemory {
+			rep.Next = "give Redis the memory error.details names (CONFIG SET maxmemory, maxmemory-policy noeviction) or free memory, then rerun apply: completed work is kept and the run resumes from the checkpoint"
 		}
 		return err
 	}
@@ -378,6 +416,9 @@ func (r *Runner) Verify(ctx context.Context, rep *report.Report, o Options) erro
 		rep.Migrations = append(rep.Migrations, lines...)
 		if err != nil {
 			if report.CodeOf(err) != report.CodeDrift {
+				if report.IsStop(err) {
+					rep.Next = "rerun verify: it starts over from the beginning (verify keeps no checkpoint)"
+				}
 				return err
 			}
 			if firstErr == nil {

@@ -24,6 +24,8 @@ const (
 	CodePlanMismatch         Code = "PLAN_MISMATCH"         // 65: apply --plan: the stores no longer match the saved plan
 	CodeUnreachable          Code = "STORE_UNREACHABLE"     // 69: a store did not answer
 	CodeInternal             Code = "INTERNAL"              // 70: a bug: recovered panic, invalid report
+	CodeIOErr                Code = "IOERR"                 // 74: the report could not be written to stdout
+	CodeMemory               Code = "INSUFFICIENT_MEMORY"   // 65: Redis has not the memory the copies need, or evicts
 	CodeLockHeld             Code = "LOCK_HELD"             // 75: another run holds the migration lock
 	CodeLockLost             Code = "LOCK_LOST"             // 75: our lease was taken away mid-run
 	CodeTemporary            Code = "TEMPORARY"             // 75: a transient failure; retry
@@ -45,6 +47,7 @@ const (
 	ExitDataErr     = 65
 	ExitUnavailable = 69
 	ExitSoftware    = 70
+	ExitIOErr       = 74
 	ExitTempFail    = 75
 	ExitNoPerm      = 77
 	ExitConfig      = 78
@@ -65,6 +68,8 @@ var exitCodes = map[Code]int{
 	CodePlanMismatch:         ExitDataErr,
 	CodeUnreachable:          ExitUnavailable,
 	CodeInternal:             ExitSoftware,
+	CodeIOErr:                ExitIOErr,
+	CodeMemory:               ExitDataErr,
 	CodeLockHeld:             ExitTempFail,
 	CodeLockLost:             ExitTempFail,
 	CodeTemporary:            ExitTempFail,

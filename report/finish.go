@@ -38,6 +38,7 @@ var outcomeFor = map[Code]string{
 	CodePlanMismatch:         OutcomeRefused,
 	CodeUnreachable:          OutcomeUnreachable,
 	CodeInternal:             OutcomeInternalError,
+	CodeMemory:               OutcomeRefused,
 	CodeLockHeld:             OutcomeLocked,
 	CodeLockLost:             OutcomeFailed,
 	CodeTemporary:            OutcomeFailed,
@@ -90,4 +91,20 @@ func isFailureOutcome(o string) bool {
 		}
 	}
 	return false
+}
+
+// OutputLost records that the report itself could not be written to stdout
+// (a reader that went away, a full disk): the run's own result stands, but
+// whoever waits for the report will not get it, so a run that succeeded
+// exits 74 (IOERR) instead of 0 or 2. A run that failed keeps its own code,
+// which says more (retry or not). The result goes to the termination log.
+func (r *Report) OutputLost(err error) {
+	msg := "the report could not be written to stdout (" + err.Error() + "); the run's result: " + r.Msg
+	if r.Error == nil {
+		r.ExitCode = ExitIOErr
+		r.Error = &ErrorDoc{Code: CodeIOErr, Message: msg, Retryable: Retryable(CodeIOErr)}
+	}
+	r.RC = r.ExitCode
+	r.Failed = true
+	r.Msg = msg
 }

@@ -105,10 +105,24 @@ type Targets struct {
 	DeploymentID string          `json:"deployment_id,omitempty"`
 	Redis        *RedisTarget    `json:"redis,omitempty"`
 	Postgres     *PostgresTarget `json:"postgres,omitempty"`
+	// ClickHouse is the log store when Outpost keeps it in ClickHouse.
+	ClickHouse *ClickHouseTarget `json:"clickhouse,omitempty"`
 	// SQL says whether the SQL phase ran and, when it did not, why.
 	SQL *SQLTarget `json:"sql,omitempty"`
 	// ConfigFile is the config file the settings were read from, if any.
 	ConfigFile string `json:"config_file,omitempty"`
+}
+
+// ClickHouseTarget describes the ClickHouse store; it never holds the
+// password.
+type ClickHouseTarget struct {
+	Addr     string `json:"addr"`
+	Database string `json:"database"`
+	Username string `json:"username,omitempty"`
+	TLS      bool   `json:"tls"`
+	Protocol string `json:"protocol"` // native | http
+	// VersionTable is golang-migrate's table, with the deployment prefix.
+	VersionTable string `json:"version_table"`
 }
 
 // SQLTarget is the fate of the SQL phase: it runs on the configured log
@@ -212,10 +226,14 @@ type Migration struct {
 	Issues        []Issue        `json:"issues,omitempty"`
 	// IssuesTotal is the exact number of issues; Issues holds the first few.
 	IssuesTotal int64 `json:"issues_total"`
+	// Memory is plan's estimate of what a copying migration (001) adds to
+	// Redis, beside what the servers have.
+	Memory *MemoryImpact `json:"memory,omitempty"`
 	// Examples are real records before and after the change (plan
 	// --show-examples), secrets masked.
 	Examples []Example `json:"examples,omitempty"`
-	// Statements are what a pending SQL migration will run (plan --show-sql).
+	// Statements are what a pending SQL or ClickHouse migration will run
+	// (plan --show-sql).
 	Statements []Statement `json:"statements,omitempty"`
 	// Resumable says whether a rerun continues from saved progress.
 	Resumable  bool  `json:"resumable,omitempty"`
@@ -238,6 +256,8 @@ type Others struct {
 	// KeysChanged: key changes by other clients the servers reported
 	// during the run (a key changed twice in one server round counts once).
 	KeysChanged int64 `json:"keys_changed"`
+	// PerMaster: KeysChanged by master address.
+	PerMaster map[string]int64 `json:"per_master,omitempty"`
 	// What was done about the keys others changed: twin already right,
 	// legacy key copied (new), re-copied (changed after its copy), edited
 	// by 002/003, reported (an issue: the migration fails, exit 4), deleted
@@ -266,6 +286,29 @@ type Client struct {
 	// RecentWrite: its last command writes and ran less than
 	// RecentWriteS seconds ago.
 	RecentWrite bool `json:"recent_write"`
+}
+
+// MemoryImpact is what a migration's copies add to Redis, estimated from a
+// bounded sample (the share of keys that get a copy, scaled to DBSIZE,
+// times the mean MEMORY USAGE of sampled keys), next to every master's
+// used_memory, maxmemory and eviction policy. Warning says when apply
+// would not fit or could evict.
+type MemoryImpact struct {
+	EstimatedBytes int64        `json:"estimated_bytes"`
+	Copies         int64        `json:"copies"`
+	BytesPerKey    int64        `json:"bytes_per_key"`
+	Sampled        int64        `json:"sampled"`
+	Measured       int64        `json:"measured"`
+	Nodes          []NodeMemory `json:"nodes"`
+	Warning        string       `json:"warning,omitempty"`
+}
+
+// NodeMemory is one master's memory as INFO reports it.
+type NodeMemory struct {
+	Addr      string `json:"addr"`
+	UsedBytes int64  `json:"used_bytes"`
+	MaxBytes  int64  `json:"max_bytes"` // 0: no limit
+	Policy    string `json:"policy,omitempty"`
 }
 
 // Example is one real record as a pending migration would change it.
@@ -316,7 +359,10 @@ type Estimate struct {
 	Value  int64  `json:"value"`  // the count or the estimate
 	Method string `json:"method"` // counted | sampled | catalog
 	// Sampled: how many records the estimate was drawn from.
-	Sampled int64  `json:"sampled,omitempty"`
+	Sampled int64 `json:"sampled,omitempty"`
+	// Deletes: rows the migration deletes among them (000005: deliveries
+	// whose event is gone), counted exactly.
+	Deletes *int64 `json:"deletes,omitempty"`
 	Note    string `json:"note,omitempty"`
 }
 

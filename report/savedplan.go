@@ -84,7 +84,7 @@ func NewSavedPlan(plan *Report, tolerance float64) (*SavedPlan, error) {
 // whether a version is dirty.
 func SQLSchemaState(lines []Migration) (version *int, dirty bool) {
 	for _, l := range lines {
-		if l.Backend != "sql" {
+		if l.Backend != "sql" && l.Backend != "clickhouse" { // the log store, either kind
 			continue
 		}
 		if version == nil {

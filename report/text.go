@@ -252,6 +252,20 @@ func countsText(m Migration) string {
 			approx = "~"
 		}
 		parts = append(parts, fmt.Sprintf("%s%s %s (%s)", approx, Count(e.Value), e.Units, e.Method))
+		if e.Deletes != nil {
+			parts = append(parts, Count(*e.Deletes)+" "+e.Units+" deleted (counted)")
+		}
+	}
+	if mem := m.Memory; mem != nil {
+		parts = append(parts, fmt.Sprintf("copies add ~%s (estimated from a sample)", bytesText(mem.EstimatedBytes)))
+		for _, n := range mem.Nodes {
+			if n.MaxBytes > 0 {
+				parts = append(parts, fmt.Sprintf("%s uses %s of maxmemory %s (%s)", n.Addr, bytesText(n.UsedBytes), bytesText(n.MaxBytes), n.Policy))
+			}
+		}
+		if mem.Warning != "" {
+			parts = append(parts, "WARNING: "+mem.Warning)
+		}
 	}
 	return strings.Join(parts, ", ")
 }
@@ -334,3 +348,6 @@ func Duration(ms int64) string {
 	}
 	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 }
+
+// bytesText is a byte count in MiB with one decimal.
+func bytesText(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

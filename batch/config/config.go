@@ -61,6 +61,8 @@ type ClickHouse struct {
 	Password string
 	Database string
 	TLS      bool
+	// Protocol is native (Outpost's) or http: this tool's own setting.
+	Protocol string
 }
 
 // Addr is host:port.

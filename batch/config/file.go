@@ -17,6 +17,9 @@ import (
 // (".env", "x.env", ".env.production"). It returns the settings of Table it
 // finds and the top-level keys of a YAML file it ignores.
 func ReadFile(path string) (Settings, []string, error) {
+	if err := checkConfigFileSize(path); err != nil {
+		return nil, nil, err
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, report.Wrap(report.CodeConfig, err, "cannot read config file %s", path).(*report.Error).With("setting", "config").With("source", "--config/CONFIG")

@@ -130,7 +130,7 @@ func checkPostgresURL(v string) error {
 		u, err := url.Parse(v)
 		if err != nil {
 			// url's error quotes the URL, password included: say less.
-			return errors.New("is not a valid URL")
+			return postgresURLHint(v)
 		}
 		if u.Host == "" {
 			return errors.New("has no host")

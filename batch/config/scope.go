@@ -35,9 +35,8 @@ func (c *Config) LogStore() string {
 // The messages of a SQL phase that does not run: the text report prints
 // them and the JSON report carries them in targets.sql.
 const (
-	msgNoLogStore   = "no log store is configured (POSTGRES_URL, or CLICKHOUSE_ADDR): the SQL phase is skipped, as Outpost's own migrate skips it"
-	msgNoClickHouse = "CLICKHOUSE_ADDR is set but this version does not migrate a ClickHouse log store (it migrates PostgreSQL, POSTGRES_URL, and Redis): the SQL phase is not run; migrate ClickHouse with Outpost's own `outpost migrate`"
-	msgSQLRequired  = "the SQL store is required (--sql-only, force) but no log store is configured: set POSTGRES_URL, --postgres-url or postgres: in the config file"
+	msgNoLogStore  = "no log store is configured (POSTGRES_URL, or CLICKHOUSE_ADDR): the SQL phase is skipped, as Outpost's own migrate skips it"
+	msgSQLRequired = "the SQL store is required (--sql-only, force) but no log store is configured: set POSTGRES_URL, --postgres-url or postgres: in the config file"
 )
 
 // Resolve applies the scope rule to the stores a command asks for. Redis
@@ -53,11 +52,7 @@ func (c *Config) Resolve(want Scope, sqlRequired bool) (Scope, *report.SQLTarget
 	case report.StorePostgres:
 		return want, &report.SQLTarget{State: report.SQLConfigured, Store: report.StorePostgres}, nil
 	case report.StoreClickHouse:
-		if sqlRequired {
-			return want, nil, report.E(report.CodeConfig, "%s", msgNoClickHouse).With("setting", KeyClickHouseAddr)
-		}
-		want.SQL = false
-		return want, &report.SQLTarget{State: report.SQLNotSupported, Store: report.StoreClickHouse, Message: msgNoClickHouse}, nil
+		return want, &report.SQLTarget{State: report.SQLConfigured, Store: report.StoreClickHouse}, nil
 	}
 	if sqlRequired {
 		return want, nil, report.E(report.CodeConfig, "%s", msgSQLRequired).With("setting", KeyPostgres)

@@ -54,6 +54,7 @@ const (
 	KeyClickHousePass    = "clickhouse.password"
 	KeyClickHouseDB      = "clickhouse.database"
 	KeyClickHouseTLS     = "clickhouse.tls_enabled"
+	KeyClickHouseProto   = "clickhouse.protocol"
 )
 
 // Table is every store setting the tool reads, in the order --help lists
@@ -95,6 +96,9 @@ var Table = []Setting{
 		Help: "ClickHouse database; default outpost.", field: func(c *Config) any { return &c.ClickHouse.Database }},
 	{Key: KeyClickHouseTLS, Env: "CLICKHOUSE_TLS_ENABLED", Flag: "clickhouse-tls", Kind: KindBool,
 		Help: "Connect to ClickHouse over TLS.", field: func(c *Config) any { return &c.ClickHouse.TLS }},
+	{Key: KeyClickHouseProto, Env: "CLICKHOUSE_PROTOCOL", Flag: "clickhouse-protocol", Kind: KindText, Default: "native",
+		Help:  "This tool's own: native (Outpost's, CLICKHOUSE_ADDR is the native port) or http (ClickHouse's HTTP interface).",
+		field: func(c *Config) any { return &c.ClickHouse.Protocol }},
 	{Key: KeyDeploymentID, Placeholder: "ID", Env: "DEPLOYMENT_ID", Flag: "deployment-id", Kind: KindDeploymentID,
 		Help: "Outpost DEPLOYMENT_ID: prefixes every key.", field: func(c *Config) any { return &c.DeploymentID }},
 }

@@ -524,7 +524,10 @@ func (l *Lease) Release(ctx context.Context) error {
 	if err != nil {
 		return classify(err, "releasing the migration lock %s (it expires on its own within %s)", l.key, l.ttl)
 	}
-	if !ok && typ != "none" {
+	if !ok {
+		// Someone else's value, or no key at all (expired, or removed by
+		// unlock): either way the lease was lost before the release, even
+		// when a fenced write noticed it before the renewal did.
 		l.markLost(l.lostError(raw, typ))
 		return nil
 	}

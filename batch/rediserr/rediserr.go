@@ -90,6 +90,11 @@ func Code(err error) report.Code {
 		// retrying will not help.
 		return report.CodeConfig
 	}
+	if strings.HasPrefix(msg, "OOM ") {
+		// maxmemory reached under noeviction: a rerun meets the same
+		// wall until someone raises maxmemory or frees memory.
+		return report.CodeMemory
+	}
 	for _, p := range []string{"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "MOVED ", "ASK "} {
 		if strings.HasPrefix(msg, p) {
 			return report.CodeTemporary

@@ -42,6 +42,9 @@ type Options struct {
 	// the benchmark that measures what checkpointing costs. A crash then
 	// means starting over.
 	NoCheckpoints bool
+	// SkipMemoryCheck: apply goes on when the memory preflight says the
+	// copies would not fit (the eviction watch stays on).
+	SkipMemoryCheck bool
 }
 
 // Phase implements batch.Phase for Redis.
@@ -52,6 +55,8 @@ type Phase struct {
 	set     Set
 	opts    Options
 	closer  func() error
+	// guard is the memory check of this apply, made by Preflight.
+	guard *memoryGuard
 }
 
 var _ batch.Phase = (*Phase)(nil)
@@ -258,7 +263,8 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 				continue
 			}
 			c := res.Tally.Counts(lines[i].Name)
-			est := &report.Estimate{Units: "keys", Value: c.Changed, Method: "counted"}
+			est := &report.Estimate{Units: "keys", Value: c.Changed, Method: "counted",
+				Note: fmt.Sprintf("%d keys to %s, %d already right and kept as they are", c.Changed, verbOf(lines[i].Name, p.set), c.Unchanged)}
 			if sampled && seen > 0 {
 				est = &report.Estimate{Units: "keys", Method: "sampled", Sampled: seen,
 					Value: int64(float64(c.Changed) / float64(seen) * float64(size)),
@@ -280,8 +286,38 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 		if err := p.examples(ctx, lines, todo, done); err != nil {
 			return lines, err
 		}
+		if err := p.planMemory(ctx, lines, todo, done); err != nil {
+			return lines, err
+		}
 	}
 	return lines, p.attachCheckpoint(ctx, lines, "apply")
+}
+
+// planMemory attaches the copies' memory impact to the line of the first
+// copying migration.
+func (p *Phase) planMemory(ctx context.Context, lines []report.Migration, todo, done []string) error {
+	m, err := p.memoryImpact(ctx, todo, done)
+	if err != nil || m == nil {
+		return err
+	}
+	grows := p.growing(todo)
+	for i := range lines {
+		if lines[i].Name == grows[0] {
+			lines[i].Memory = m
+		}
+	}
+	return nil
+}
+
+// verbOf says what a migration does to the keys it counts: 001 creates
+// copies, the others change keys in place.
+func verbOf(name string, set Set) string {
+	for _, m := range set.Migrations() {
+		if m.Name == name && m.Copies {
+			return "create (copies)"
+		}
+	}
+	return "change in place"
 }
 
 // Exampler is implemented by sets that can show real records before and
@@ -391,12 +427,22 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		lines[i].State, lines[i].Reason, lines[i].Counts = report.StateNotApplicable, reason, &report.Counts{}
 		states[m.Name] = state{status: "not_applicable"}
 	}
+	if run.Repair {
+		return p.repair(ctx, run, lines, states)
+	}
 	todo, done := p.pending(states, run.Target)
 	if len(todo) == 0 {
 		return lines, nil
 	}
+	guard := p.guard
+	if guard == nil {
+		if guard, err = p.preflight(ctx, run, todo, done); err != nil {
+			return lines, err
+		}
+	}
 	started := time.Now()
 	ex := p.executor(run, "apply", run.Fence)
+	ex.Stop = guard.stop(run)
 	// Writes outside the passes (the catch-up) are fenced too.
 	ctx = scan.WithFence(ctx, ex.Fence)
 	ex.Fingerprint = strings.Join(todo, "+")
@@ -429,7 +475,7 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		if err != nil {
 			again, rerr := p.reshardAgain(ctx, run, pass, "", err)
 			if !again {
-				return p.unfinished(lines, todo, total, nodes, resumed, run, rerr)
+				return p.unfinished(lines, todo, total, nodes, resumed, run, guard.explain(ctx, rerr))
 			}
 			continue
 		}
@@ -455,21 +501,37 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		// The confirming pass: read-only, finds what is left to do and the
 		// keys that cannot be converted.
 		others.ConfirmingPass = true
-		cex := p.executor(run, "", nil)
+		// It keeps its own checkpoint (counts included), so that a run
+		// stopped in it (--max-runtime, a signal, kill -9) resumes it
+		// rather than starting it over: reruns on exit 75 converge.
+		cex := p.executor(run, "confirm", run.Fence)
+		cex.Stop = ex.Stop
+		cex.Fingerprint = ex.Fingerprint
 		cex.Label = "confirm " + ex.Label
 		cres, err := cex.Pass(ctx, p.set.Check(todo, done))
 		if err == nil && cres.TopologyChanged {
 			err = reshardingError(cres.TopologyWhy, nil)
 		}
+		if err == nil {
+			// Evictions since the last check would undo what the
+			// confirming pass just confirmed.
+			err = guard.check(ctx, true)
+		}
 		if err != nil {
 			again, rerr := p.reshardAgain(ctx, run, pass, "", err)
 			if !again {
-				return p.unfinished(lines, todo, total, nodes, resumed, run, rerr)
+				return p.unfinished(lines, todo, total, nodes, resumed, run, guard.explain(ctx, rerr))
 			}
 			if err := p.clear(ctx, ex, "apply"); err != nil {
 				return lines, err
 			}
+			if err := p.clear(ctx, cex, "confirm"); err != nil {
+				return lines, err
+			}
 			continue
+		}
+		if err := p.clear(ctx, cex, "confirm"); err != nil {
+			return lines, err
 		}
 		confirm = cres.Tally
 		left := int64(0)
@@ -484,6 +546,21 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 			return lines, err
 		}
 	}
+	failedErr, err := p.record(ctx, run, lines, todo, total, confirm, &report.Progress{RunID: run.ID, Resumed: resumed, Nodes: nodes}, started)
+	if err != nil {
+		return lines, err
+	}
+	if err := p.clear(ctx, ex, "apply"); err != nil {
+		return lines, err
+	}
+	return lines, failedErr
+}
+
+// record fills the lines of todo after the pass and records as applied
+// each migration that has no failures and nothing left to do, as long as
+// every migration before it in the pass did too. It returns the failure of
+// the first that did not (failed), or a store or fence error (err).
+func (p *Phase) record(ctx context.Context, run *batch.Run, lines []report.Migration, todo []string, total, confirm *scan.Tally, prog *report.Progress, started time.Time) (failed error, err error) {
 	// A migration is applied only when it and every migration before it in
 	// the pass have no failures and nothing left to do.
 	blocked := ""
@@ -496,7 +573,7 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		lines[i].Counts = &c
 		lines[i].Issues, lines[i].IssuesTotal = confirm.Issues(name)
 		lines[i].DurationMS = time.Since(started).Milliseconds()
-		lines[i].Progress = &report.Progress{RunID: run.ID, Resumed: resumed, Nodes: nodes}
+		lines[i].Progress = prog
 		switch {
 		case blocked != "":
 			lines[i].State = report.StatePending
@@ -511,22 +588,19 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 			}
 		default:
 			if err := p.checkFence(ctx, run); err != nil {
-				return lines, err
+				return nil, err
 			}
 			now := time.Now().UTC().Format(time.RFC3339)
 			if err := p.c.HSet(ctx, p.StateKey(name), "status", "applied", "applied_at", now, "run_id", run.ID,
 				"scanned", c.Scanned, "changed", c.Changed, "duration_ms", lines[i].DurationMS).Err(); err != nil {
-				return lines, rediserr.Classify(err, "record "+name)
+				return nil, rediserr.Classify(err, "record "+name)
 			}
 			lines[i].State = report.StateApplied
 			lines[i].AppliedAt = now
 			run.Emit(progress.Event{Event: progress.MigrationFinished, Migration: "redis/" + name, Counts: &c, Msg: "applied redis/" + name})
 		}
 	}
-	if err := p.clear(ctx, ex, "apply"); err != nil {
-		return lines, err
-	}
-	return lines, failedErr
+	return failedErr, nil
 }
 
 func (p *Phase) checkFence(ctx context.Context, run *batch.Run) error {

@@ -16,6 +16,9 @@ type Migration struct {
 	// NotApplicable returns why the migration does not apply to a
 	// deployment whose key prefix is prefix, or "" when it applies.
 	NotApplicable func(prefix string) string
+	// Copies: the migration adds a copy of each key it changes, so apply
+	// checks first that Redis has the memory for them.
+	Copies bool
 }
 
 // Set is an ordered list of Redis migrations and what they do to a chunk of

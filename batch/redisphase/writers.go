@@ -3,6 +3,7 @@ package redisphase
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -66,7 +67,7 @@ func (p *Phase) watchOthers(ctx context.Context, run *batch.Run) (*scan.Others, 
 // right, round after round until a round finds nothing new. ok is false
 // when detection became unavailable: the caller then runs the confirming
 // pass.
-func (p *Phase) catchUp(ctx context.Context, run *batch.Run, o *scan.Others, wt Watcher, todo, done []string, out *report.Others) (*scan.Tally, bool, error) {
+func (p *Phase) catchUp(ctx context.Context, run *batch.Run, o *scan.Others, wt Watcher, todo, done []string, pass *scan.Tally, out *report.Others) (*scan.Tally, bool, error) {
 	t := scan.NewTally()
 	for round := 1; ; round++ {
 		keys, err := o.Sync(ctx)
@@ -76,6 +77,9 @@ func (p *Phase) catchUp(ctx context.Context, run *batch.Run, o *scan.Others, wt 
 		if o.Broken() != "" {
 			return nil, false, nil
 		}
+		// A key the pass already reported stays reported (exit 4, a rerun
+		// looks again): the catch-up must not list it twice.
+		keys = slices.DeleteFunc(keys, pass.HasIssue)
 		if len(keys) == 0 {
 			break
 		}
@@ -98,7 +102,7 @@ func (p *Phase) catchUp(ctx context.Context, run *batch.Run, o *scan.Others, wt 
 		*fields[i] += t.Counts(l).Changed
 	}
 	out.Detection = "client_tracking"
-	out.KeysChanged = o.Total()
+	out.KeysChanged, out.PerMaster = o.Total(), o.PerMaster()
 	return t, true, nil
 }
 
@@ -109,7 +113,7 @@ func (p *Phase) catchUp(ctx context.Context, run *batch.Run, o *scan.Others, wt 
 // the full confirming pass, and others says why.
 func (p *Phase) settle(ctx context.Context, run *batch.Run, o *scan.Others, wt Watcher, todo, done []string, res *scan.Result, total *scan.Tally, others *report.Others) (*scan.Tally, bool, error) {
 	if wt != nil && o.Broken() == "" && !res.TopologyChanged && !res.Resumed {
-		cu, ok, err := p.catchUp(ctx, run, o, wt, todo, done, others)
+		cu, ok, err := p.catchUp(ctx, run, o, wt, todo, done, res.Tally, others)
 		if err != nil || ok {
 			return mainFailures(todo, res.Tally, cu), ok, err
 		}
@@ -122,7 +126,7 @@ func (p *Phase) settle(ctx context.Context, run *batch.Run, o *scan.Others, wt W
 		} else if res.TopologyChanged {
 			others.Reason = "the cluster's topology changed during the pass"
 		}
-		others.KeysChanged = o.Total()
+		others.KeysChanged, others.PerMaster = o.Total(), o.PerMaster()
 	}
 	if total.Sum().Scanned == 0 && !res.TopologyChanged && !res.Resumed {
 		// No tenant key at all (a fresh install): nothing can be left to

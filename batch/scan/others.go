@@ -116,7 +116,13 @@ func (o *Others) watch(ctx context.Context, m *redis.Client) (*watcher, error) {
 	wopt := *m.Options()
 	wopt.Protocol, wopt.PoolSize, wopt.PipelinePoolSize, wopt.MinIdleConns, wopt.MaxIdleConns = 2, 1, -1, 0, 1
 	wopt.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
-		w.writerConns.Add(1)
+		if w.writerConns.Add(1) > 1 {
+			// A reconnect (a restart, a failover, a network error): changes
+			// in between were not watched. The connection is still good for
+			// writes; the pass falls back to the confirming pass.
+			o.setBroken(fmt.Sprintf("the writer connection to %s was reopened", w.addr))
+			return nil
+		}
 		return cn.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", w.listenerID.Load(), "BCAST", "PREFIX", o.prefix, "NOLOOP").Err()
 	}
 	w.writer = redis.NewClient(&wopt)
@@ -193,6 +199,17 @@ func (o *Others) Total() int64 {
 // The barrier: a PING on each listener connection is answered after every
 // invalidation the server queued to it before, on the same connection.
 func (o *Others) Sync(ctx context.Context) ([]string, error) {
+	// A master that joined since the watch began (a resharding) is not
+	// watched: writes there were not seen.
+	nodes, err := Nodes(ctx, o.client)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nodes {
+		if o.watchers[n.Addr] == nil {
+			o.setBroken(fmt.Sprintf("the master %s joined during the pass and was not watched", n.Addr))
+		}
+	}
 	for _, w := range o.watchers {
 		if o.Broken() != "" {
 			break
@@ -285,23 +302,40 @@ func (o *Others) Pipelined(ctx context.Context, keys []string, add func(pipe red
 		groups[w] = append(groups[w], i)
 	}
 	var wg sync.WaitGroup
+	var mu sync.Mutex
 	run := func(c redis.Cmdable, idx []int) {
 		defer wg.Done()
 		pipe := c.Pipeline()
 		for _, i := range idx {
 			add(pipe, i)
 		}
-		_, _ = pipe.Exec(ctx)
+		cmds, _ := pipe.Exec(ctx)
+		if c == redis.Cmdable(o.client) || len(cmds) != len(idx) {
+			return
+		}
+		// A slot that moved since the writer was chosen: the writer's
+		// connection does not follow MOVED, the run's client does. The
+		// watch no longer covers every write.
+		for j, cmd := range cmds {
+			if err := cmd.Err(); err != nil && (redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK")) {
+				mu.Lock()
+				fallback = append(fallback, idx[j])
+				mu.Unlock()
+			}
+		}
 	}
 	for c, idx := range groups {
 		wg.Add(1)
 		go run(c, idx)
 	}
-	if len(fallback) > 0 {
-		wg.Add(1)
-		go run(o.client, fallback)
-	}
 	wg.Wait()
+	if len(fallback) > 0 {
+		if len(groups) > 0 {
+			o.setBroken("a slot moved during the pass (MOVED)")
+		}
+		wg.Add(1)
+		run(o.client, fallback)
+	}
 }
 
 // writerFor is the watched writer of key's master; nil (and the watch

@@ -453,6 +453,7 @@ func (e *Executor) walk(ctx context.Context, n Node, cursor, count uint64, step 
 	}
 	source := chunks
 	var stopErr error
+	taken := 0 // chunks this node has started in this pass
 	for {
 		for source != nil && len(inflight) < window {
 			ch, ok := <-source
@@ -470,13 +471,14 @@ func (e *Executor) walk(ctx context.Context, n Node, cursor, count uint64, step 
 			// A safe point: everything before this chunk is done (and, in
 			// a checkpointed pass, saved).
 			if e.Stop != nil {
-				if err := e.Stop(); err != nil {
+				if err := e.Stop(); err != nil && stopsBefore(err, taken) {
 					stopErr = stopError{err}
 					source = nil
 					break
 				}
 			}
 			j := &job{ch: ch, tally: NewTally(), done: make(chan struct{})}
+			taken++
 			inflight = append(inflight, j)
 			if len(ch.keys) == 0 {
 				close(j.done)
@@ -514,6 +516,16 @@ func (e *Executor) walk(ctx context.Context, n Node, cursor, count uint64, step 
 		return cerr
 	}
 	return ctx.Err()
+}
+
+// stopsBefore says whether a stop request ends the node's walk before its
+// next chunk. --max-runtime (a TIMEOUT) waits until the node has done one
+// chunk in this pass, so that every rerun advances every node's checkpoint
+// and a retry loop on exit 75 converges however short the limit (issue
+// #22: `--max-runtime 1ms` did nothing, forever). Signals and a lost lease
+// stop at once.
+func stopsBefore(err error, taken int) bool {
+	return taken > 0 || report.CodeOf(err) != report.CodeTimeout
 }
 
 // emitChunk reports a node's position. Rate and ETA are the pass's (all

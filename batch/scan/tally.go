@@ -2,6 +2,7 @@ package scan
 
 import (
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/outpost-migrate/outpost/report"
@@ -14,11 +15,19 @@ type Tally struct {
 	counts map[string]*report.Counts
 	issues map[string][]report.Issue
 	totals map[string]int64
+	// keys holds every key an issue was recorded for (up to maxIssueKeys),
+	// so that a later look at the same keys (the catch-up) does not report
+	// them twice.
+	keys map[string]struct{}
 }
+
+// maxIssueKeys bounds the memory HasIssue uses: past it, keys are not
+// remembered (and may be reported again).
+const maxIssueKeys = 1_000_000
 
 // NewTally returns an empty tally.
 func NewTally() *Tally {
-	return &Tally{counts: map[string]*report.Counts{}, issues: map[string][]report.Issue{}, totals: map[string]int64{}}
+	return &Tally{counts: map[string]*report.Counts{}, issues: map[string][]report.Issue{}, totals: map[string]int64{}, keys: map[string]struct{}{}}
 }
 
 // Add changes the counts of label under the tally's lock.
@@ -36,18 +45,39 @@ func (t *Tally) Add(label string, f func(c *report.Counts)) {
 // Fail records a per-key failure of label: the failed count grows and the
 // issue is kept if fewer than report.MaxIssues are.
 func (t *Tally) Fail(label string, i report.Issue) {
-	t.Add(label, func(c *report.Counts) { c.Failed++ })
-	t.Issue(label, i)
+	if t.Issue(label, i) {
+		t.Add(label, func(c *report.Counts) { c.Failed++ })
+	}
 }
 
-// Issue records an issue without touching counts.
-func (t *Tally) Issue(label string, i report.Issue) {
+// Issue records an issue without touching counts, and says whether it was
+// new: the same problem of the same key seen twice in one run (a key read
+// once as a legacy record's twin and again by SCAN) counts once.
+func (t *Tally) Issue(label string, i report.Issue) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if i.Key != "" {
+		id := label + "\x00" + i.Key + "\x00" + i.Field + "\x00" + i.Reason
+		if _, dup := t.keys[id]; dup {
+			return false
+		}
+		if len(t.keys) < maxIssueKeys {
+			t.keys[id], t.keys[i.Key] = struct{}{}, struct{}{}
+		}
+	}
 	t.totals[label]++
 	if len(t.issues[label]) < report.MaxIssues {
 		t.issues[label] = append(t.issues[label], i)
 	}
+	return true
+}
+
+// HasIssue tells whether an issue was recorded for key.
+func (t *Tally) HasIssue(key string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.keys[key]
+	return ok
 }
 
 // Counts returns a copy of label's counts.
@@ -91,13 +121,39 @@ func (t *Tally) Merge(o *Tally) {
 	if o == nil {
 		return
 	}
+	o.mu.Lock()
+	ids := make([]string, 0, len(o.keys))
+	for id := range o.keys {
+		ids = append(ids, id)
+	}
+	o.mu.Unlock()
+	// Issues o holds that t already has (the same key's same problem seen
+	// by two chunks of one run) count once.
+	t.mu.Lock()
+	dups := map[string]int64{}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if _, ok := t.keys[id]; ok {
+			if label, _, issue := strings.Cut(id, "\x00"); issue {
+				dups[label]++
+				seen[id] = true
+			}
+		} else if len(t.keys) < maxIssueKeys {
+			t.keys[id] = struct{}{}
+		}
+	}
+	t.mu.Unlock()
 	for _, l := range o.Labels() {
 		c := o.Counts(l)
+		c.Failed -= min(c.Failed, dups[l])
 		t.Add(l, func(d *report.Counts) { addCounts(d, c) })
 		is, total := o.Issues(l)
 		t.mu.Lock()
-		t.totals[l] += total
+		t.totals[l] += total - dups[l]
 		for _, i := range is {
+			if seen[l+"\x00"+i.Key+"\x00"+i.Field+"\x00"+i.Reason] {
+				continue
+			}
 			if len(t.issues[l]) < report.MaxIssues {
 				t.issues[l] = append(t.issues[l], i)
 			}

@@ -86,7 +86,9 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 	}
 	for v := next; v <= target; v++ {
 		m := &p.src.Migrations[v-1]
-		if err := run.Stopped(); err != nil {
+		// --max-runtime lets the first migration of a run start: a rerun
+		// on exit 75 always gets somewhere.
+		if err := run.Stopped(); err != nil && (v > next || report.CodeOf(err) != report.CodeTimeout) {
 			return lines, fmt.Errorf("before SQL migration %s: %w", m.Key(), err)
 		}
 		if run.Fence != nil {
@@ -249,6 +251,9 @@ func (p *Phase) runBatched(ctx context.Context, conn *pgx.Conn, run *batch.Run, 
 	}
 	start := time.Now()
 	var rowsThisRun int64
+	// --max-runtime stops only after one batch of this run (a signal at
+	// once), so that reruns on exit 75 always advance the checkpoint.
+	batches := 0
 	limit := p.opts.BatchSize
 	var longest time.Duration
 	for {
@@ -257,7 +262,7 @@ func (p *Phase) runBatched(ctx context.Context, conn *pgx.Conn, run *batch.Run, 
 		}
 		// A signal, --max-runtime or a lost lease: stop between batches,
 		// with the last batch's checkpoint committed.
-		if err := run.Stopped(); err != nil {
+		if err := run.Stopped(); err != nil && (batches > 0 || report.CodeOf(err) != report.CodeTimeout) {
 			return fmt.Errorf("SQL migration %s step %s: stopped after %d rows (checkpoint at %q): %w", m.Key(), step.Name, cp.Done, cp.Position, err)
 		}
 		next := *cp
@@ -292,6 +297,7 @@ func (p *Phase) runBatched(ctx context.Context, conn *pgx.Conn, run *batch.Run, 
 		took := time.Since(batchStart)
 		longest = max(longest, took)
 		rowsThisRun += res.Rows
+		batches++
 		ev := batchDone(m, step, cp, res, time.Since(start), rowsThisRun)
 		ev.Fields["resumed"] = resumed
 		ev.Fields["batch_ms"], ev.Fields["batch_limit"] = took.Milliseconds(), limit

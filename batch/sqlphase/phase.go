@@ -49,6 +49,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/outpost-migrate/outpost/batch"
+	"github.com/outpost-migrate/outpost/batch/probe"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -209,12 +210,57 @@ func (p *Phase) connect(ctx context.Context) (*pgx.Conn, error) {
 	if p.conn != nil && !p.conn.IsClosed() {
 		return p.conn, nil
 	}
-	conn, err := pgx.ConnectConfig(ctx, p.cfg.Copy())
+	conn, err := p.dial(ctx)
 	if err != nil {
-		return nil, classify(ctx, err, report.CodeUnreachable, "connect to %s", p.where())
+		return nil, err
 	}
 	p.conn = conn
 	return conn, nil
+}
+
+// notPostgresAfter is how long a connect may take before the port is
+// probed for Redis: a Redis server never answers PostgreSQL's first
+// message, so the connect would wait its whole timeout. A real server
+// answers well before, so it never sees the probe.
+const notPostgresAfter = 1500 * time.Millisecond
+
+// dial connects; a connect that fails or hangs is checked for a Redis
+// server on the port (78, "not PostgreSQL") before it counts as an outage.
+func (p *Phase) dial(ctx context.Context) (*pgx.Conn, error) {
+	type result struct {
+		conn *pgx.Conn
+		err  error
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan result, 1)
+	go func() {
+		c, err := pgx.ConnectConfig(cctx, p.cfg.Copy())
+		done <- result{c, err}
+	}()
+	notPG := func() error {
+		addr := net.JoinHostPort(p.cfg.Host, strconv.Itoa(int(p.cfg.Port)))
+		if !probe.IsRedis(ctx, addr) {
+			return nil
+		}
+		return report.E(report.CodeConfig, "%s is not PostgreSQL: it answers as Redis; check the host and port of POSTGRES_URL (--postgres-url; PostgreSQL listens on 5432 by default)", addr).With("setting", "postgres")
+	}
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(notPostgresAfter):
+		if err := notPG(); err != nil {
+			return nil, err
+		}
+		r = <-done
+	}
+	if r.err != nil {
+		if err := notPG(); err != nil && ctx.Err() == nil {
+			return nil, err
+		}
+		return nil, classify(ctx, r.err, report.CodeUnreachable, "connect to %s", p.where())
+	}
+	return r.conn, nil
 }
 
 // dropConn closes a connection that an error may have left unusable (a

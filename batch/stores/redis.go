@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/outpost-migrate/outpost/batch/config"
+	"github.com/outpost-migrate/outpost/batch/probe"
 	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/batch/rediserr"
 	"github.com/outpost-migrate/outpost/report"
@@ -124,6 +125,9 @@ func ping(ctx context.Context, client redis.UniversalClient, c config.Redis) err
 			if merr := tlsMismatch(ctx, c); merr != nil {
 				return merr
 			}
+			if probe.IsPostgreSQL(ctx, c.Addr()) {
+				return report.E(report.CodeConfig, "redis: %s is not Redis: it answers as PostgreSQL; check REDIS_HOST and REDIS_PORT (--redis-host, --redis-port; Redis listens on 6379 by default)", c.Addr()).With("setting", config.KeyRedisPort)
+			}
 			if nerr := unreachableNodes(ctx, c, err); nerr != nil {
 				return nerr
 			}
@@ -163,7 +167,7 @@ func ping(ctx context.Context, client redis.UniversalClient, c config.Redis) err
 			return rediserr.Classify(err, "CLUSTER INFO")
 		}
 	}
-	return nil
+	return checkServer(pctx, client, c)
 }
 
 // probeTimeout bounds each step of tlsMismatch's probe.

@@ -147,6 +147,7 @@ func (inv *invocation) stopCause() error {
 func Main(ctx context.Context, e env) (code int) {
 	scrub := &report.Scrubber{}
 	scrubSecretsFromArgsAndEnv(scrub, e)
+	e.stderr = newLogWriter(e.stderr)
 	c := newCLI()
 	inv := &invocation{e: e, c: c, scrub: scrub, stop: make(chan struct{}), events: progress.Nop}
 	inv.jsonOut = wantJSON(e)
@@ -173,7 +174,14 @@ func Main(ctx context.Context, e env) (code int) {
 		}
 	}()
 
-	path, err := c.app.Parse(e.args)
+	if len(e.args) == 0 {
+		// kingpin would print the usage and exit 0; no command is a usage
+		// error with a report, like any other (the usage goes to stderr).
+		c.app.Writer(stderr)
+		c.app.Usage(nil)
+		return inv.usageError("", report.E(report.CodeUsage, "no command given (see --help)"))
+	}
+	path, err := c.app.Parse(reorderMigrateFlags(e.args))
 	if terminated || c.versionPrinted {
 		return report.ExitOK
 	}
@@ -351,6 +359,7 @@ func (inv *invocation) print(rep *report.Report) int {
 	}
 	if err != nil {
 		fmt.Fprintf(inv.scrub.Writer(inv.e.stderr), "cannot write the report: %v\n", err)
+		rep.OutputLost(err)
 	}
 	if p := inv.e.terminationLog; p != "" {
 		_ = os.WriteFile(p, inv.scrub.Bytes([]byte(batch.Describe(rep)+"\n")), 0o644)
@@ -395,3 +404,24 @@ func signalCauseErr(s os.Signal) error {
 
 // panicHook lets a test prove that a panic becomes exit 70 with a report.
 var panicHook func()
+
+// reorderMigrateFlags moves a migrate subcommand given after flags
+// ("migrate --yes --lock-timeout 5s apply", the order a job template that
+// appends the command may produce) to right after "migrate", where kingpin
+// expects it; the flags then belong to that subcommand. Anything else is
+// returned as it is.
+func reorderMigrateFlags(args []string) []string {
+	if len(args) < 3 || args[0] != "migrate" || !strings.HasPrefix(args[1], "-") {
+		return args
+	}
+	for i := 2; i < len(args); i++ {
+		if args[i] == "--" {
+			break
+		}
+		if lookupCommand("migrate "+args[i]) != nil {
+			out := append([]string{"migrate", args[i]}, args[1:i]...)
+			return append(out, args[i+1:]...)
+		}
+	}
+	return args
+}

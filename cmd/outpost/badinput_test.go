@@ -126,8 +126,8 @@ func TestBadConfigAndFlags(t *testing.T) {
 			code: 78, errCode: "CONFIG_INVALID", msg: []string{"must not contain spaces or braces"}, setting: "deployment_id"},
 		{name: "--sql-only without a log store", args: []string{"migrate", "status", "--sql-only"},
 			code: 78, errCode: "CONFIG_INVALID", msg: []string{"no log store is configured", "POSTGRES_URL"}, setting: "postgres"},
-		{name: "--sql-only with ClickHouse", envs: map[string]string{"CLICKHOUSE_ADDR": "127.0.0.1:9000"}, args: []string{"migrate", "status", "--sql-only"},
-			code: 78, errCode: "CONFIG_INVALID", msg: []string{"does not migrate a ClickHouse log store", "PostgreSQL"}, setting: "clickhouse.addr"},
+		{name: "ClickHouse protocol unknown", envs: map[string]string{"CLICKHOUSE_ADDR": "127.0.0.1:9000", "CLICKHOUSE_PROTOCOL": "grpc"}, args: []string{"migrate", "status", "--sql-only"},
+			code: 78, errCode: "CONFIG_INVALID", msg: []string{"neither native nor http"}, setting: "clickhouse.protocol"},
 		{name: "force without a log store", args: []string{"migrate", "force", "3", "--yes"},
 			code: 78, errCode: "CONFIG_INVALID", msg: []string{"no log store is configured"}, setting: "postgres"},
 		{name: "host with a port", envs: map[string]string{"REDIS_HOST": "127.0.0.1:6379"}, args: status,
@@ -137,7 +137,7 @@ func TestBadConfigAndFlags(t *testing.T) {
 		{name: "--config and CONFIG disagree", envs: map[string]string{"CONFIG": badFile(t, dir, "a.yaml", "")}, args: with([]string{"--config", badFile(t, dir, "b.yaml", "")}),
 			code: 78, errCode: "CONFIG_INVALID", msg: []string{"name different config files"}, setting: "config"},
 		{name: "unknown setting under clickhouse", args: with([]string{"--config", badFile(t, dir, "ch.yaml", "clickhouse:\n  adr: x\n")}),
-			code: 78, errCode: "CONFIG_INVALID", msg: []string{"line 2", "unknown setting clickhouse.adr", "addr, database, password, tls_enabled, username"}, setting: "clickhouse.adr"},
+			code: 78, errCode: "CONFIG_INVALID", msg: []string{"line 2", "unknown setting clickhouse.adr", "addr, database, password, protocol, tls_enabled, username"}, setting: "clickhouse.adr"},
 		{name: "PostgreSQL URL of another scheme", envs: map[string]string{"POSTGRES_URL": "mysql://u@h/db"}, args: []string{"migrate", "status", "--sql-only"},
 			code: 78, errCode: "CONFIG_INVALID", msg: []string{"must be a postgres:// or postgresql:// URL"}, setting: "postgres"},
 		{name: "PostgreSQL URL without a database", envs: map[string]string{"POSTGRES_URL": "postgres://u@h:5432/"}, args: []string{"migrate", "status", "--sql-only"},
@@ -258,7 +258,7 @@ func TestBadStores(t *testing.T) {
 	// cycle works, and without INFO, apply is refused (77).
 	t.Run("least privilege", func(t *testing.T) {
 		rules := []string{"~tenant:*", "~outpost:*", "~.outpost:*", "~{.outpost:*", "-@all",
-			"+@read", "+@write", "+@keyspace", "+@scripting", "+@transaction", "+info", "+ping"}
+			"+@read", "+@write", "+@keyspace", "+@scripting", "+@transaction", "+info", "+ping", "+time"}
 		srv := servertest.Redis(t, servertest.WithACLUser("migrator", pw, rules...))
 		// The data, with Outpost's other keys the migrator has no access
 		// to, is written and checked as the (passwordless) default user.

@@ -79,13 +79,16 @@ var commands = []*command{
 			if err := w.runner.Plan(ctx, inv.rep); err != nil {
 				return err
 			}
+			if err := inv.newerData(); err != nil {
+				return err
+			}
 			return inv.savePlan()
 		},
 		examples: []string{"outpost migrate plan", "outpost migrate plan --redis-only --detailed-exitcode   # exit 2 when something is pending",
 			"outpost migrate plan --show-examples 2 --show-sql", "outpost migrate plan --out plan.json   # then: outpost migrate apply --plan plan.json"}},
 	{path: "migrate apply", kind: report.KindApply, scope: scopeFlags, mutates: true, advisory: advisoryLeft,
 		help:    "Apply pending migrations in order, SQL first, then Redis, under one lock.",
-		flags:   append([]string{"sql-only", "redis-only", "yes", "plan", "target", "lock-timeout", "max-runtime"}, tuningFlags...),
+		flags:   append([]string{"sql-only", "redis-only", "yes", "plan", "target", "repair", "lock-timeout", "max-runtime", "skip-memory-check"}, tuningFlags...),
 		confirm: confirmApply,
 		run: func(ctx context.Context, inv *invocation, w *wiring) error {
 			return w.runner.Apply(ctx, inv.rep, inv.options())
@@ -104,7 +107,10 @@ var commands = []*command{
 		help:  "Show versions, pending migrations, the lock and any unfinished run.",
 		flags: []string{"sql-only", "redis-only", "detailed-exitcode", "wait"},
 		run: func(ctx context.Context, inv *invocation, w *wiring) error {
-			return w.runner.Status(ctx, inv.rep, inv.options())
+			if err := w.runner.Status(ctx, inv.rep, inv.options()); err != nil {
+				return err
+			}
+			return inv.newerData()
 		},
 		examples: []string{"outpost migrate status", "outpost migrate status --wait 10m   # an app container waiting for the migration job"}},
 	{path: "migrate unlock", kind: report.KindUnlock, scope: scopeRedis, mutates: true,
@@ -129,7 +135,7 @@ var commands = []*command{
 		},
 		confirm: confirmForce,
 		run: func(ctx context.Context, inv *invocation, w *wiring) error {
-			return forceSQL(ctx, w, inv.rep, inv.c.o.forceVersion)
+			return forceLogStore(ctx, w, inv.rep, inv.c.o.forceVersion)
 		},
 		examples: []string{"outpost migrate force 5"}},
 	{path: "migrate schema", kind: report.KindSchema, scope: scopeNone,

@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/outpost-migrate/outpost/batch"
 	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/batch/progress"
+	"github.com/outpost-migrate/outpost/batch/rediserr"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 	"github.com/outpost-migrate/outpost/report"
+	"github.com/redis/go-redis/v9"
 )
 
 type demoFlags struct {
@@ -33,6 +36,7 @@ type seedFlags struct {
 func registerDemoFlags(c *cli, d kingpinCmd) {
 	c.o.demo.tenants = d.Flag("tenants", "Tenants to seed.").Default("2000").Int()
 	c.o.demo.seed = d.Flag("seed", "Data generator seed.").Default("1").Int64()
+	d.Flag("yes", "Use a real store given by --redis-host that is not empty, or one given by --postgres-url, without asking.").Short('y').BoolVar(&c.o.yes)
 }
 
 // registerSeedFlags adds the flags of `dev seed`.
@@ -46,7 +50,8 @@ func registerSeedFlags(c *cli, s kingpinCmd) {
 	f.softDeleted = s.Flag("soft-deleted", "Share of soft-deleted tenants and destinations.").Default("0.05").Float64()
 	f.colonIDs = s.Flag("colon-ids", "Share of ids containing ':'.").Default("0.05").Float64()
 	f.missing = s.Flag("missing-from-summary", "Share of live destinations missing from the summary.").Default("0.03").Float64()
-	f.flush = s.Flag("flush", "FLUSHALL first (refused unless the keyspace is empty or this is set).").Bool()
+	f.flush = s.Flag("flush", "FLUSHDB the selected database first (asks on a terminal, needs --yes otherwise); without it a non-empty database is refused.").Bool()
+	s.Flag("yes", "With --flush: do not ask.").Short('y').BoolVar(&c.o.yes)
 	f.pgVersion = s.Flag("pg-version", "Also write PostgreSQL log data at this schema version (4), creating the schema up to it.").Default("0").Int()
 	f.pgEvents = s.Flag("pg-events", "Events to write.").Default("10000").Int()
 	f.pgDeliveries = s.Flag("pg-deliveries-per-event", "Deliveries per event.").Default("2").Int()
@@ -55,9 +60,15 @@ func registerSeedFlags(c *cli, s kingpinCmd) {
 
 // demo runs plan, apply, verify and status on a seeded store through the
 // same runner as the migrate commands.
+//
+// A real store is used only when a flag names it: never from the
+// environment or a config file, so that `outpost demo` on a machine with
+// production settings loaded cannot migrate production (issue #22).
 func (inv *invocation) demo(ctx context.Context) error {
+	inv.demoIgnoreEnv()
+	redisGiven := inv.c.store.IsSet(config.KeyRedisHost)
 	over := config.Settings{}
-	if !inv.given(config.KeyRedisHost) {
+	if !redisGiven {
 		mr, err := startDemoRedis()
 		if err != nil {
 			return report.Wrap(report.CodeInternal, err, "start the in-process demo Redis")
@@ -76,6 +87,9 @@ func (inv *invocation) demo(ctx context.Context) error {
 	n, err := w.redis.DBSize(ctx).Result()
 	if err != nil {
 		return report.Wrap(report.CodeUnreachable, err, "DBSIZE")
+	}
+	if err := inv.demoConfirm(w, redisGiven, n); err != nil {
+		return err
 	}
 	opts := seed.DefaultOptions()
 	opts.Tenants = *inv.c.o.demo.tenants
@@ -128,16 +142,6 @@ func (inv *invocation) demo(ctx context.Context) error {
 	return nil
 }
 
-// given says whether a store setting was given as a flag or in the
-// environment (the demo uses an in-process Redis unless one was named).
-func (inv *invocation) given(key string) bool {
-	if inv.c.store.IsSet(key) {
-		return true
-	}
-	v, ok := inv.e.lookupEnv(config.EnvNames[key])
-	return ok && v != ""
-}
-
 // seed writes generated data into the configured stores.
 func (inv *invocation) seed(ctx context.Context) error {
 	f := inv.c.o.seed
@@ -152,13 +156,8 @@ func (inv *invocation) seed(ctx context.Context) error {
 		if err != nil {
 			return report.Wrap(report.CodeUnreachable, err, "DBSIZE")
 		}
-		if n > 0 && !*f.flush {
-			return report.E(report.CodeDataRefused, "the Redis keyspace is not empty (%d keys); pass --flush to empty it first", n)
-		}
-		if *f.flush {
-			if err := w.redis.FlushAll(ctx).Err(); err != nil {
-				return report.Wrap(report.CodeUnreachable, err, "FLUSHALL")
-			}
+		if err := inv.seedFlush(ctx, w, n); err != nil {
+			return err
 		}
 		opts := seed.Options{Tenants: *f.tenants, DestinationsPerTenant: *f.destinations, Seed: *f.seed, Layout: *f.layout,
 			DeploymentID: w.cfg.DeploymentID, SoftDeletedRatio: *f.softDeleted, ColonIDRatio: *f.colonIDs,
@@ -184,4 +183,71 @@ func (inv *invocation) seed(ctx context.Context) error {
 	inv.rep.Changed = true
 	inv.rep.Msg = "seeded"
 	return nil
+}
+
+// demoIgnoreEnv makes the demo read store settings from its flags only:
+// the environment, CONFIG, --config and ./.env are ignored, with a warning
+// naming what was set.
+func (inv *invocation) demoIgnoreEnv() {
+	var ignored []string
+	for _, k := range []string{"REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DATABASE", "REDIS_CLUSTER_ENABLED", "POSTGRES_URL", "CONFIG", "DEPLOYMENT_ID"} {
+		if _, ok := inv.e.lookupEnv(k); ok {
+			ignored = append(ignored, k)
+		}
+	}
+	if *inv.c.store.ConfigFile != "" {
+		ignored = append(ignored, "--config")
+	}
+	if len(ignored) > 0 {
+		progress.Warnf(inv.events, "demo ignores %s: it uses a real store only when --redis-host or --postgres-url names it", strings.Join(ignored, ", "))
+	}
+	inv.e.lookupEnv = func(string) (string, bool) { return "", false }
+	inv.e.searchConfig = false
+	*inv.c.store.ConfigFile = ""
+}
+
+// demoConfirm prints the demo's target and, for a real Redis that holds
+// keys or a real PostgreSQL (the demo migrates them), asks on a terminal
+// or needs --yes.
+func (inv *invocation) demoConfirm(w *wiring, redisGiven bool, keys int64) error {
+	target := "the in-process Redis"
+	if redisGiven {
+		target = fmt.Sprintf("the Redis at %s (database %d, %d keys)", w.cfg.Redis.Addr(), w.cfg.Redis.Database, keys)
+	}
+	pg := ""
+	if t := inv.rep.Targets; t != nil && t.Postgres != nil {
+		pg = fmt.Sprintf("the PostgreSQL at %s:%s/%s", t.Postgres.Host, t.Postgres.Port, t.Postgres.Database)
+		target += " and " + pg
+	}
+	progress.Warnf(inv.events, "demo target: %s", target)
+	if (!redisGiven || keys == 0) && pg == "" {
+		return nil
+	}
+	return inv.confirm(fmt.Sprintf("demo will migrate %s. Go on?", target))
+}
+
+// seedFlush prints the target, refuses a non-empty database without
+// --flush, and with it asks (or needs --yes) before FLUSHDB of the
+// selected database only: other databases of the server are not touched
+// (it was FLUSHALL, issue #22).
+func (inv *invocation) seedFlush(ctx context.Context, w *wiring, keys int64) error {
+	db := w.cfg.Redis.Database
+	progress.Warnf(inv.events, "dev seed target: the Redis at %s, database %d (%d keys)", w.cfg.Redis.Addr(), db, keys)
+	if keys > 0 && !*inv.c.o.seed.flush {
+		return report.E(report.CodeDataRefused, "the Redis database %d at %s is not empty (%d keys); pass --flush to empty it first", db, w.cfg.Redis.Addr(), keys)
+	}
+	if !*inv.c.o.seed.flush || keys == 0 {
+		return nil
+	}
+	if err := inv.confirm(fmt.Sprintf("delete the %d keys of database %d at %s (FLUSHDB)?", keys, db, w.cfg.Redis.Addr())); err != nil {
+		return err
+	}
+	flush := func(ctx context.Context, c *redis.Client) error { return c.FlushDB(ctx).Err() }
+	var err error
+	if cc, ok := w.redis.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, flush)
+	} else {
+		err = w.redis.FlushDB(ctx).Err()
+	}
+	return rediserr.Classify(err, "FLUSHDB")
 }

@@ -53,14 +53,13 @@ func filterEnv(env []string, names ...string) []string {
 	return out
 }
 
-// TestDemoWithPostgres: with POSTGRES_URL the demo includes the SQL phase,
+// TestDemoWithPostgres: with --postgres-url the demo includes the SQL phase,
 // through the same runner, against real servers.
 func TestDemoWithPostgres(t *testing.T) {
 	pg := servertest.Postgres(t)
 	srv := servertest.Redis(t)
-	envs := redisEnv(srv)
-	envs["POSTGRES_URL"] = pg.URL
-	r := run(t, envs, "demo", "--tenants", "100")
+	// Real stores only by flags, and a real PostgreSQL only with --yes.
+	r := run(t, nil, "demo", "--tenants", "100", "--redis-host", srv.Host, "--redis-port", itoa(srv.Port), "--postgres-url", pg.URL, "--yes")
 	require.Equal(t, 0, r.code, r.stderr)
 	steps := r.rep["extra"].(map[string]any)["steps"].([]any)
 	apply := steps[1].(map[string]any)

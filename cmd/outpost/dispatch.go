@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/outpost-migrate/outpost/batch"
+	"github.com/outpost-migrate/outpost/batch/clickhousephase"
 	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/batch/lock"
 	"github.com/outpost-migrate/outpost/batch/progress"
@@ -28,6 +29,8 @@ type wiring struct {
 	runner *batch.Runner
 	redis  redis.UniversalClient
 	sql    *sqlphase.Phase
+	// ch is the SQL phase when the log store is ClickHouse (sql is nil).
+	ch     *clickhousephase.Phase
 	rphase *redisphase.Phase
 	cfg    *config.Config
 }
@@ -63,7 +66,11 @@ func (inv *invocation) wire(ctx context.Context, want config.Scope, sqlRequired 
 	}
 	o := &inv.c.o
 	w := &wiring{runner: &batch.Runner{Events: inv.events, RunID: inv.rep.RunID}, cfg: cfg}
-	if sc.SQL {
+	if sc.SQL && cfg.LogStore() == report.StoreClickHouse {
+		if err := inv.openClickHouseInto(ctx, w, cfg); err != nil {
+			return nil, err
+		}
+	} else if sc.SQL {
 		p, err := openSQL(ctx, cfg, inv.c.waitFor, o.lockTimeout, o.showSQL, inv.events)
 		if err != nil {
 			return nil, err
@@ -89,7 +96,7 @@ func (inv *invocation) wire(ctx context.Context, want config.Scope, sqlRequired 
 
 func (inv *invocation) redisOptions() redisphase.Options {
 	o := &inv.c.o
-	r := redisphase.Options{NoCheckpoints: o.noCheckpoints, ScanCount: o.scanCount, Parallel: o.parallel, Window: o.window, Examples: o.showExamples}
+	r := redisphase.Options{NoCheckpoints: o.noCheckpoints, SkipMemoryCheck: o.skipMemoryCheck, ScanCount: o.scanCount, Parallel: o.parallel, Window: o.window, Examples: o.showExamples}
 	if !inv.cmd.migrate() {
 		// demo and dev seed have no tuning flags: the defaults.
 		r = redisphase.Options{}
@@ -99,7 +106,7 @@ func (inv *invocation) redisOptions() redisphase.Options {
 
 func (inv *invocation) options() batch.Options {
 	o := &inv.c.o
-	return batch.Options{Stop: inv.stop, StopCause: inv.stopCause, Target: o.target, LockWait: o.lockTimeout,
+	return batch.Options{Stop: inv.stop, StopCause: inv.stopCause, Target: o.target, Repair: o.repair, LockWait: o.lockTimeout,
 		MaxRuntime: o.maxRuntime, Sample: o.sample, StatusWait: o.statusWait, Plan: inv.plan}
 }
 
@@ -197,4 +204,14 @@ func (inv *invocation) addAdvisory(ctx context.Context, w *wiring) {
 		inv.rep.Lock = &report.Lock{Key: fmt.Sprintf("pg_advisory_lock(%d)", a.ID), State: state}
 	}
 	inv.rep.Lock.Advisory = a
+}
+
+// newerData fails plan and status under --detailed-exitcode when a store
+// is newer than this tool (65, as apply and verify), so that a pipeline
+// gating on the exit code does not read it as up to date.
+func (inv *invocation) newerData() error {
+	if !inv.c.o.detailed {
+		return nil
+	}
+	return batch.NewerData(inv.rep)
 }

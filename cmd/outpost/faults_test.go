@@ -115,6 +115,7 @@ func faultKillLoop(t *testing.T, rng *rand.Rand, c redis.UniversalClient, envs m
 		}
 		require.NoError(t, err)
 		require.GreaterOrEqual(t, n, floor, "keys were lost after run %d", i+1)
+		require.Empty(t, faultLitter(t, c), "a killed run left probe keys in the user's keyspace (run %d)", i+1)
 
 		u := run(t, envs, "migrate", "unlock", "--yes")
 		require.Equal(t, 0, u.code, u.stdout)
@@ -144,6 +145,28 @@ func faultCheckpoint(t *testing.T, c redis.UniversalClient, command string) stri
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, "; ")
+}
+
+// faultLitter lists the tool's temporary keys found right after a kill:
+// there must be none, even before any TTL could have expired them.
+func faultLitter(t *testing.T, c redis.UniversalClient) []string {
+	t.Helper()
+	ctx := context.Background()
+	var mu sync.Mutex
+	var found []string
+	scan := func(ctx context.Context, n *redis.Client) error {
+		keys, _, err := n.Scan(ctx, 0, "*outpost:migrate:restore-probe:*", 1_000_000).Result()
+		mu.Lock()
+		found = append(found, keys...)
+		mu.Unlock()
+		return err
+	}
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		require.NoError(t, cc.ForEachMaster(ctx, scan))
+	} else {
+		require.NoError(t, scan(ctx, c.(*redis.Client)))
+	}
+	return found
 }
 
 func faultClusterSize(ctx context.Context, cc *redis.ClusterClient) (int64, error) {

@@ -20,6 +20,7 @@ type opts struct {
 	sqlOnly, redisOnly bool
 	yes                bool
 	target             string
+	repair             bool
 	lockTimeout        time.Duration
 	lockTTL            time.Duration
 	maxRuntime         time.Duration
@@ -28,6 +29,7 @@ type opts struct {
 	parallel           int
 	window             int
 	noCheckpoints      bool
+	skipMemoryCheck    bool
 	detailed           bool
 	planOut            string
 	showSQL            bool
@@ -73,7 +75,7 @@ var migrateFlags = []flagDef{
 		bind: func(f *kingpin.FlagClause, o *opts) {
 			f.Default(lock.DefaultTTL.String()).SetValue(durationValue{&o.lockTTL, f.Model().Name})
 		}},
-	{name: "max-runtime", shared: true, help: "Stop at a safe point after this long, progress saved (exit 75; a rerun resumes). 0: no limit.",
+	{name: "max-runtime", shared: true, help: "Stop at a safe point after this long (exit 75), never before every node did one chunk; apply and cleanup save progress and a rerun resumes, verify starts over. 0: no limit.",
 		bind: func(f *kingpin.FlagClause, o *opts) {
 			f.Default("0s").PlaceHolder("DURATION").SetValue(durationValue{&o.maxRuntime, f.Model().Name})
 		}},
@@ -88,6 +90,7 @@ var migrateFlags = []flagDef{
 	}},
 	{name: "no-checkpoints", shared: true, hidden: true, help: "Benchmarks only: run without saving checkpoints (a crash then starts over).", bind: func(f *kingpin.FlagClause, o *opts) { f.BoolVar(&o.noCheckpoints) }},
 	{name: "detailed-exitcode", help: "Exit 2 when migrations are pending.", bind: func(f *kingpin.FlagClause, o *opts) { f.BoolVar(&o.detailed) }},
+	{name: "repair", help: "Redo the Redis records of applied migrations that verify finds missing or wrong (twins copied again from their legacy records, compare-and-set), then verify them.", bind: func(f *kingpin.FlagClause, o *opts) { f.BoolVar(&o.repair) }},
 	{name: "target", help: "Stop after this migration (an id from `migrate list`: sql/000004, redis/001_hash_tags, 001, 4).", bind: func(f *kingpin.FlagClause, o *opts) { f.PlaceHolder("ID").StringVar(&o.target) }},
 	{name: "sample", help: "Spot-check about N records instead of all.", bind: func(f *kingpin.FlagClause, o *opts) { f.Default("0").PlaceHolder("N").IntVar(&o.sample) }},
 	{name: "wait", help: "Poll until the stores are up to date, up to this long (exit 75 after).", bind: func(f *kingpin.FlagClause, o *opts) {
@@ -97,6 +100,7 @@ var migrateFlags = []flagDef{
 	{name: "show-examples", help: "Show N real records of each kind before and after each pending Redis migration (secrets masked).", bind: func(f *kingpin.FlagClause, o *opts) { f.PlaceHolder("N").IntVar(&o.showExamples) }},
 	{name: "show-sql", help: "List the SQL statements of each pending SQL migration, with the table locks they take.", bind: func(f *kingpin.FlagClause, o *opts) { f.BoolVar(&o.showSQL) }},
 	{name: "plan", help: "Apply exactly the migrations of a plan saved by `plan --out FILE`; refuse (exit 65, PLAN_MISMATCH) when the stores no longer match it.", bind: func(f *kingpin.FlagClause, o *opts) { f.PlaceHolder("FILE").StringVar(&o.planFile) }},
+	{name: "skip-memory-check", help: "Apply even when Redis looks short of memory for 001's copies (the eviction watch stays on).", bind: func(f *kingpin.FlagClause, o *opts) { f.BoolVar(&o.skipMemoryCheck) }},
 	{name: "raw", help: "Print the bare schema document instead of a report (needs NAME).", bind: func(f *kingpin.FlagClause, o *opts) { f.BoolVar(&o.schemaRaw) }},
 }
 

@@ -28,7 +28,7 @@ func registerJobs(c *cli, run kingpinCmd) {
 	var (
 		jobFlag   = run.Flag("job", "Embedded recipe name (migrate-apply, migrate-param) or a JSON job specification file.").Default("migrate-apply").PlaceHolder("NAME|FILE").String()
 		meta      = run.Flag("meta", "Dispatch meta for a parameterized job, repeatable (--meta command=plan).").PlaceHolder("KEY=VALUE").StringMap()
-		image     = run.Flag("image", "Image of the migration task, e.g. hookdeck/outpost:v0.17.0 (default: the job's).").PlaceHolder("IMAGE").String()
+		image     = run.Flag("image", "Image of the migration task, e.g. outpost-migrate:v0.17.0 (default: the job's).").PlaceHolder("IMAGE").String()
 		task      = run.Flag("task", "Task whose exit code and report count (default: the task running `migrate`).").String()
 		timeout   = durationFlag(run.Flag("timeout", "Give up waiting after this long (exit 75; the job keeps running). 0 waits for ever.").Default("1h"))
 		addr      = run.Flag("addr", "Nomad HTTP address (default NOMAD_ADDR or http://127.0.0.1:4646).").PlaceHolder("URL").String()

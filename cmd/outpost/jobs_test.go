@@ -95,7 +95,7 @@ func TestJobsNomadRunRelaysTheReport(t *testing.T) {
 	require.Equal(t, 0, r.code, "stdout: %s\nstderr: %s", r.stdout, r.stderr)
 	require.Len(t, runs(), 1)
 	first := runs()[0]
-	require.Equal(t, []string{"migrate", "apply", "--yes", "--lock-timeout", "10m", "--output", "json"}, first.args)
+	require.Equal(t, []string{"migrate", "apply", "--yes", "--wait-for", "2m", "--lock-timeout", "10m", "--max-runtime", "1h", "--output", "json"}, first.args)
 	require.Equal(t, 0, first.code)
 	require.Equal(t, lastLine(first.stdout), lastLine(r.stdout), "the task's report is relayed byte for byte")
 	require.Equal(t, report.KindApply, r.rep["kind"])
@@ -125,7 +125,7 @@ func TestJobsNomadRunRelaysTheReport(t *testing.T) {
 	require.Equal(t, 75, r.code, "stdout: %s\nstderr: %s", r.stdout, r.stderr)
 	require.Len(t, runs(), 3)
 	third := runs()[2]
-	require.Equal(t, []string{"migrate", "apply", "--yes", "--lock-timeout", "1s", "--output", "json"}, third.args)
+	require.Equal(t, []string{"migrate", "apply", "--yes", "--wait-for", "2m", "--lock-timeout", "1s", "--max-runtime", "1h", "--output", "json"}, third.args)
 	require.Equal(t, 75, third.code)
 	require.Equal(t, lastLine(third.stdout), lastLine(r.stdout))
 	require.Equal(t, report.KindApply, r.rep["kind"])

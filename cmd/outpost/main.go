@@ -75,6 +75,10 @@ func main() {
 	}
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	// A reader that goes away (`| head`) must not kill the run with
+	// SIGPIPE mid-apply: writes then fail with EPIPE, which logging
+	// ignores and the report turns into exit 74 (see print).
+	signal.Ignore(syscall.SIGPIPE)
 	e := env{
 		args:         os.Args[1:],
 		lookupEnv:    os.LookupEnv,

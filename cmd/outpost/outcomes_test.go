@@ -109,7 +109,7 @@ func TestDevSeed(t *testing.T) {
 	require.Equal(t, 65, r.code, "a non-empty keyspace is refused without --flush")
 	require.Equal(t, "DATA_REFUSED", errorCode(r))
 
-	r = run(t, envs, "dev", "seed", "--tenants", "10", "--flush", "--layout", "3", "--deployment-id", "dep")
+	r = run(t, envs, "dev", "seed", "--tenants", "10", "--flush", "--yes", "--layout", "3", "--deployment-id", "dep")
 	require.Equal(t, 0, r.code, r.stdout)
 	n, err := srv.Client(t).Keys(context.Background(), "dep:tenant:{*").Result()
 	require.NoError(t, err)

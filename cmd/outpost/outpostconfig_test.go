@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -69,7 +70,7 @@ func TestOutpostConfigAtEachDefaultPath(t *testing.T) {
 			require.Equal(t, want, tg["config_file"])
 			require.Equal(t, srv.Addr, tg["redis"].(map[string]any)["addr"])
 			requireSQLSkipped(t, r)
-			require.NotContains(t, r.stderr, "WARN", "Outpost's other settings are accepted quietly")
+			require.NotRegexp(t, `(?m)^.*WARN.*(service|mqs|aes_encryption_secret|topics|portal|destinations|api_key)`, r.stderr, "Outpost's other settings are accepted quietly")
 			if !strings.HasSuffix(rel, ".env") {
 				require.Equal(t, 1, strings.Count(r.stderr, "not read by the migration tool"), r.stderr)
 				require.Contains(t, r.stderr, "mqs, aes_encryption_secret, topics")
@@ -125,27 +126,37 @@ func TestConfigSearchOrder(t *testing.T) {
 	}
 }
 
-// TestClickHouseAddrNotSupported: with CLICKHOUSE_ADDR (and no
-// POSTGRES_URL) the Redis phase runs, and the report marks the SQL phase
-// not supported, naming ClickHouse, never applied.
-func TestClickHouseAddrNotSupported(t *testing.T) {
+// TestClickHouseAddrChoosesClickHouse: with CLICKHOUSE_ADDR (and no
+// POSTGRES_URL) the SQL phase is ClickHouse's, as Outpost chooses: an
+// unreachable ClickHouse is exit 69 before anything is migrated, never a
+// silently skipped log store. (The ClickHouse phase itself:
+// clickhouse_test.go.)
+func TestClickHouseAddrChoosesClickHouse(t *testing.T) {
 	srv := servertest.Redis(t)
 	client := srv.Client(t)
-	o := seedTenants(t, client, 10)
+	seedTenants(t, client, 10)
+	before, err := client.DBSize(context.Background()).Result()
+	require.NoError(t, err)
 	envs := redisEnv(srv)
-	envs["CLICKHOUSE_ADDR"] = "127.0.0.1:9000"
+	envs["CLICKHOUSE_ADDR"] = closedAddr(t)
 	r := runIn(t, t.TempDir(), envs, "", "migrate", "apply", "--yes")
-	require.Equal(t, 0, r.code, "%s\n%s", r.stdout, r.stderr)
-	require.Equal(t, "applied", r.rep["outcome"])
+	require.Equal(t, 69, r.code, "%s\n%s", r.stdout, r.stderr)
 	sql := targetsOf(r)["sql"].(map[string]any)
-	require.Equal(t, report.SQLNotSupported, sql["state"])
+	require.Equal(t, report.SQLConfigured, sql["state"])
 	require.Equal(t, report.StoreClickHouse, sql["store"])
-	require.Contains(t, sql["message"], "ClickHouse")
-	require.Contains(t, r.stderr, "does not migrate a ClickHouse log store")
-	for _, m := range r.rep["migrations"].([]any) {
-		require.Equal(t, "redis", m.(map[string]any)["backend"], "no SQL migration is reported applied")
-	}
-	requireMigrated(t, client, o)
+	require.Contains(t, r.rep["msg"], "ClickHouse")
+	after, err := client.DBSize(context.Background()).Result()
+	require.NoError(t, err)
+	require.Equal(t, before, after, "nothing migrated when the log store is unreachable")
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
 }
 
 // TestDevClusterHostOverride: a cluster whose nodes announce a host name

@@ -92,6 +92,14 @@ func confirmCleanup(ctx context.Context, inv *invocation, w *wiring) (string, er
 
 // confirmForce shows the recorded version it replaces.
 func confirmForce(ctx context.Context, inv *invocation, w *wiring) (string, error) {
+	if w.ch != nil {
+		v, dirty, err := w.ch.Version(ctx)
+		if err != nil {
+			return "", err
+		}
+		inv.show("%s records version %d (dirty %v)\n", w.ch.Target().VersionTable, v, dirty)
+		return fmt.Sprintf("Record ClickHouse schema version %d as clean?", inv.c.o.forceVersion), nil
+	}
 	v, dirty, err := w.sql.Version(ctx)
 	if err != nil {
 		return "", err

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -230,6 +231,8 @@ func TestPlanShowExamples(t *testing.T) {
 	r := run(t, envs, "migrate", "plan", "--redis-only", "--show-examples", "2")
 	require.Equal(t, 0, r.code, r.stdout)
 	l := rmLine(t, r, "redis/001_hash_tags")
+	require.Regexp(t, `^\d+ keys to create \(copies\), \d+ already right and kept as they are$`, l["estimate"].(map[string]any)["note"])
+	require.Regexp(t, `keys to change in place`, rmLine(t, r, "redis/002_timestamps")["estimate"].(map[string]any)["note"])
 	ex := l["examples"].([]any)
 	kinds, maskedCreds := map[string]int{}, 0
 	for _, e := range ex {
@@ -257,4 +260,75 @@ func TestPlanShowExamples(t *testing.T) {
 
 	r = run(t, envs, "migrate", "plan", "--redis-only", "--show-examples", "-1")
 	require.Equal(t, 64, r.code, r.stdout)
+}
+
+// TestPlanCountsWhat000005Deletes: plan counts the deliveries 000005
+// deletes (those whose event is gone) exactly, and apply deletes exactly
+// that many.
+func TestPlanCountsWhat000005Deletes(t *testing.T) {
+	pg := servertest.Postgres(t)
+	srv := servertest.Redis(t)
+	envs := redisEnv(srv)
+	envs["POSTGRES_URL"] = pg.URL
+	s := run(t, envs, "dev", "seed", "--tenants", "1", "--unrelated", "0", "--pg-version", "4", "--pg-events", "4000")
+	require.Equal(t, 0, s.code, s.stdout)
+
+	r := run(t, envs, "migrate", "plan", "--sql-only")
+	require.Equal(t, 0, r.code, r.stdout)
+	est := rmLine(t, r, "sql/000005_denormalize_attempts")["estimate"].(map[string]any)
+	deletes, ok := est["deletes"].(float64)
+	require.True(t, ok, "the plan counts the rows 000005 deletes: %v", est)
+	require.Positive(t, deletes, "the seeded log has deliveries without an event")
+
+	r = run(t, envs, "migrate", "apply", "--sql-only", "--yes")
+	require.Equal(t, 0, r.code, r.stdout)
+	c := rmCounts(rmLine(t, r, "sql/000005_denormalize_attempts"))
+	require.Equal(t, deletes, c["deleted"], "apply deleted exactly what plan counted")
+}
+
+// TestPlanMemoryEstimate: plan's estimate of what 001's copies add is
+// within 25% of the growth apply then causes, and plan warns when the
+// copies would not fit under maxmemory.
+func TestPlanMemoryEstimate(t *testing.T) {
+	srv := servertest.Redis(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	seedTenants(t, c, 3000)
+	envs := redisEnv(srv)
+	r := run(t, envs, "migrate", "plan", "--redis-only")
+	require.Equal(t, 0, r.code, r.stdout)
+	mem, ok := rmLine(t, r, "redis/001_hash_tags")["memory"].(map[string]any)
+	require.True(t, ok, "plan shows the memory 001's copies take: %s", r.stdout)
+	est := mem["estimated_bytes"].(float64)
+	require.Empty(t, mem["warning"], "no maxmemory: nothing to warn about")
+
+	used := func() float64 {
+		info := c.Info(ctx, "memory").Val()
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+				var n float64
+				_, err := fmt.Sscan(v, &n)
+				require.NoError(t, err)
+				return n
+			}
+		}
+		t.Fatal("no used_memory")
+		return 0
+	}
+	before := used()
+	r = run(t, envs, "migrate", "apply", "--redis-only", "--yes")
+	require.Equal(t, 0, r.code, r.stdout)
+	growth := used() - before
+	t.Logf("estimated %.0f bytes, measured growth %.0f bytes", est, growth)
+	require.InDelta(t, growth, est, 0.25*growth, "the estimate is within 25%% of the measured growth")
+
+	// A maxmemory below what the copies need: plan warns, with the numbers.
+	other := servertest.Redis(t)
+	oc := other.Client(t)
+	seedTenants(t, oc, 3000)
+	require.NoError(t, oc.ConfigSet(ctx, "maxmemory", fmt.Sprint(int64(before)+int64(est)/4)).Err())
+	r = run(t, redisEnv(other), "migrate", "plan", "--redis-only")
+	require.Equal(t, 0, r.code, r.stdout)
+	mem = rmLine(t, r, "redis/001_hash_tags")["memory"].(map[string]any)
+	require.Contains(t, mem["warning"], "not enough memory")
 }

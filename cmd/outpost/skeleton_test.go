@@ -125,7 +125,6 @@ func TestConfigErrors(t *testing.T) {
 		{"bad bool", map[string]string{"REDIS_TLS_ENABLED": "maybe"}, nil, "redis.tls_enabled", "boolean"},
 		{"bad postgres url", map[string]string{"POSTGRES_URL": "mysql://x"}, nil, "postgres", "postgres://"},
 		{"sql-only without a log store", nil, []string{"--sql-only"}, "postgres", "POSTGRES_URL"},
-		{"sql-only with ClickHouse", map[string]string{"CLICKHOUSE_ADDR": "127.0.0.1:9000"}, []string{"--sql-only"}, "clickhouse.addr", "ClickHouse"},
 		{"host with a port", map[string]string{"REDIS_HOST": "127.0.0.1:6379"}, nil, "redis.host", "includes a port"},
 		{"config and CONFIG differ", map[string]string{"CONFIG": write("one.yaml", "")}, []string{"--config", write("two.yaml", "")}, "config", "different config files"},
 	}

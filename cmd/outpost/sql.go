@@ -73,6 +73,9 @@ func forceSQL(ctx context.Context, w *wiring, rep *report.Report, version int) e
 // seedPostgres migrates the log store to version and writes generated rows.
 func seedPostgres(ctx context.Context, w *wiring, version int, opts seed.PGOptions) (seed.PGStats, error) {
 	p := w.sql
+	if p == nil {
+		return seed.PGStats{}, report.E(report.CodeUsage, "--pg-version seeds a PostgreSQL log store: set POSTGRES_URL")
+	}
 	run := &batch.Run{ID: "seed", Command: "dev seed", Target: strconv.Itoa(version), Events: progress.Nop}
 	if _, err := p.Apply(ctx, run); err != nil {
 		return seed.PGStats{}, err

@@ -451,7 +451,7 @@ func TestAnsibleApplyRetriesWhileTheLockIsHeld(t *testing.T) {
 		"outpost_apply_retries": 30,
 		"outpost_apply_delay":   1,
 	}, func(e event) {
-		if e.Event == "retry" && strings.HasPrefix(e.Task, "Apply") && !expiring {
+		if e.Event == "retry" && strings.HasPrefix(taskName(e), "Apply") && !expiring {
 			expiring = true
 			if v, _ := s.client.Get(ctx, key).Result(); v != token {
 				t.Errorf("the held lock changed while apply waited: %q", v)

@@ -5,6 +5,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/outpost-migrate/outpost/batch/rediserr"
 	"github.com/outpost-migrate/outpost/batch/scan"
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -108,7 +109,7 @@ func (s *Set) catchUpV0(ctx context.Context, keys []string, w work, touched map[
 		bump(t, OthersReported)
 	}
 	var cs []catchCand
-	var names []string
+	var names, gone []string
 	for i, k := range keys {
 		r := recs[i]
 		switch {
@@ -116,7 +117,7 @@ func (s *Set) catchUpV0(ctx context.Context, keys []string, w work, touched map[
 			report1(k, "", "changed by another client during apply and now not a hash: "+r.err.Error())
 			continue
 		case r.fields == nil:
-			s.catchUpGone(k, touched, report1, t)
+			gone = append(gone, k)
 			continue
 		}
 		key, err := ClassifyV0(k, r.fields)
@@ -133,6 +134,9 @@ func (s *Set) catchUpV0(ctx context.Context, keys []string, w work, touched map[
 		}
 		cs = append(cs, catchCand{key: k, k: key, rec: r, fields: fields})
 		names = append(names, key.V1(s.prefix))
+	}
+	if err := s.catchUpGone(ctx, gone, touched, report1, t); err != nil {
+		return err
 	}
 	twins, err := s.readRecords(ctx, names)
 	if err != nil {
@@ -172,17 +176,45 @@ type catchCand struct {
 	fields map[string]string
 }
 
-// catchUpGone handles a legacy record another client deleted during the
-// pass: nothing to do unless this pass had copied it, when the twin would
-// outlive the record.
-func (s *Set) catchUpGone(k string, touched map[string]bool, report1 func(key, object, reason string), t *scan.Tally) {
-	for _, p := range V0Parses(k) {
-		if name := p.V1(s.prefix); s.created.has(name) && !touched[name] {
-			report1(k, name, "deleted by another client during apply after its copy; the twin still exists: delete it if the record is meant to be gone")
-			return
+// catchUpGone handles legacy records another client deleted, or that
+// expired, during the pass: nothing to do unless this pass had copied one
+// and its twin outlives it (it exists without a TTL); a twin with a TTL
+// expires with it (both were given the same TTL).
+func (s *Set) catchUpGone(ctx context.Context, keys []string, touched map[string]bool, report1 func(key, object, reason string), t *scan.Tally) error {
+	var names, legacy []string
+	for _, k := range keys {
+		found := false
+		for _, p := range V0Parses(k) {
+			if name := p.V1(s.prefix); s.created.has(name) && !touched[name] {
+				names, legacy, found = append(names, name), append(legacy, k), true
+				break
+			}
+		}
+		if !found {
+			bump(t, OthersGone)
 		}
 	}
-	bump(t, OthersGone)
+	if len(names) == 0 {
+		return nil
+	}
+	pipe := s.c.Pipeline()
+	cmds := make([]*goredis.DurationCmd, len(names))
+	for i, n := range names {
+		cmds[i] = pipe.PTTL(ctx, n)
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, c := range cmds {
+		d, err := c.Result()
+		if err != nil {
+			return rediserr.Classify(err, "PTTL "+names[i])
+		}
+		if d == -1 {
+			report1(legacy[i], names[i], "deleted by another client during apply after its copy; the twin still exists: delete it if the record is meant to be gone")
+			continue
+		}
+		bump(t, OthersGone)
+	}
+	return nil
 }
 
 func (s *Set) catchUpCreate(ctx context.Context, ws []twinWrite, legacy []string, report1 func(key, object, reason string), t *scan.Tally) error {

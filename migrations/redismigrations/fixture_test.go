@@ -16,6 +16,8 @@ import (
 	"github.com/outpost-migrate/outpost/batch/redisphase"
 	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/redismigrations"
+
+	"github.com/outpost-migrate/outpost/report"
 )
 
 func TestMain(m *testing.M) { servertest.Main(m) }
@@ -122,20 +124,20 @@ func TestFixtureStandalone(t *testing.T) {
 	plan, err := p.Plan(ctx)
 	require.NoError(t, err)
 	require.Len(t, plan, 3)
-	require.Equal(t, "pending", plan[0].State)
+	require.Equal(t, report.State("pending"), plan[0].State)
 	require.Equal(t, int64(9), plan[0].Estimate.Value, "nine v0 keys to copy")
 
 	lines, err := p.Apply(ctx, runFor("apply"))
 	require.NoError(t, err)
 	for _, l := range lines {
-		require.Equal(t, "applied", l.State, l.Name)
+		require.Equal(t, report.State("applied"), l.State, l.Name)
 	}
 	checkAfterApply(t, ctx, c, f)
 
 	v, err := p.Verify(ctx, runFor("verify"))
 	require.NoError(t, err)
 	for _, l := range v {
-		require.Equal(t, "verified", l.State, l.Name)
+		require.Equal(t, report.State("verified"), l.State, l.Name)
 		require.Zero(t, l.IssuesTotal)
 		require.Positive(t, l.Counts.Checked)
 	}
@@ -171,13 +173,13 @@ func TestFixtureCluster(t *testing.T) {
 	lines, err := p.Apply(ctx, runFor("apply"))
 	require.NoError(t, err)
 	for _, l := range lines {
-		require.Equal(t, "applied", l.State, l.Name)
+		require.Equal(t, report.State("applied"), l.State, l.Name)
 		require.Len(t, l.Progress.Nodes, 3)
 	}
 	checkAfterApply(t, ctx, c, f)
 	v, err := p.Verify(ctx, runFor("verify"))
 	require.NoError(t, err)
 	for _, l := range v {
-		require.Equal(t, "verified", l.State)
+		require.Equal(t, report.State("verified"), l.State)
 	}
 }

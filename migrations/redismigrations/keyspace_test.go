@@ -220,7 +220,7 @@ func migrateBig(t *testing.T, c goredis.UniversalClient, nodes int) {
 	require.NoError(t, err)
 	for name, n := range map[string]int64{redismigrations.HashTags: want.legacy, redismigrations.Timestamps: want.withStamps, redismigrations.Entity: want.entities} {
 		l := line(t, plan, name)
-		require.Equal(t, "pending", l.State, name)
+		require.Equal(t, report.State("pending"), l.State, name)
 		require.Equal(t, "counted", l.Estimate.Method, name)
 		require.Equal(t, n, l.Estimate.Value, "plan of %s", name)
 	}
@@ -232,7 +232,7 @@ func migrateBig(t *testing.T, c goredis.UniversalClient, nodes int) {
 	t.Logf("apply in %s", time.Since(t0))
 	for _, name := range []string{redismigrations.HashTags, redismigrations.Timestamps, redismigrations.Entity} {
 		l := line(t, lines, name)
-		require.Equal(t, "applied", l.State, name)
+		require.Equal(t, report.State("applied"), l.State, name)
 		require.Zero(t, l.Counts.Failed, name)
 		require.Len(t, l.Progress.Nodes, nodes)
 		requireApplied(t, ctx, c, "", name)
@@ -265,7 +265,7 @@ func migrateBig(t *testing.T, c goredis.UniversalClient, nodes int) {
 	t.Logf("verify in %s", time.Since(t0))
 	for name, n := range map[string]int64{redismigrations.HashTags: want.legacy, redismigrations.Timestamps: want.entities, redismigrations.Entity: want.entities} {
 		l := line(t, v, name)
-		require.Equal(t, "verified", l.State, name)
+		require.Equal(t, report.State("verified"), l.State, name)
 		require.Zero(t, l.IssuesTotal, name)
 		require.Equal(t, n, l.Counts.Checked, "verify checks every key of %s", name)
 		require.Equal(t, n, l.Counts.Passed, name)

@@ -8,6 +8,8 @@ import (
 	"hash/crc64"
 	"maps"
 	"strings"
+
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // The copy of 001 writes each twin with RESTORE of a payload built here
@@ -87,20 +89,26 @@ func restoreRefused(err error) bool {
 }
 
 // restoreWorks restores a probe hash under a random name in the
-// deployment's own space (it expires within a minute if the run dies
-// before deleting it) and reads it back: some servers that speak the
+// deployment's own space and reads it back: some servers that speak the
 // protocol take RESTORE but do not read the payload as Redis does
-// (miniredis stores it as a string). Twins are restored only when the
-// probe comes back as the same hash.
+// (miniredis stores it as a string). Twins are restored only when the probe
+// comes back as the same hash. RESTORE, HGETALL and DEL go in one
+// MULTI/EXEC: the server runs them together or not at all (a connection
+// that dies before EXEC discards the queue), so the probe key never exists
+// outside the transaction and a kill -9 at any moment leaves nothing in the
+// user's keyspace (issue #22: a probe key with a 60 s TTL once outlived a
+// killed run and failed the fault test's key-by-key check).
 func (s *Set) restoreWorks(ctx context.Context) bool {
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	key := s.prefix + "outpost:migrate:restore-probe:" + hex.EncodeToString(id[:])
 	fields := map[string]string{"id": "probe", "bytes": "\x00\xff\r\n", "long": strings.Repeat("x", 100)}
-	defer s.c.Del(context.WithoutCancel(ctx), key)
-	if err := s.c.Do(ctx, "restore", key, 60_000, appendHashPayload(nil, fields)).Err(); err != nil {
-		return false
-	}
-	got, err := s.c.HGetAll(ctx, key).Result()
-	return err == nil && maps.Equal(got, fields)
+	var got *goredis.MapStringStringCmd
+	_, err := s.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		p.Do(ctx, "restore", key, 60_000, appendHashPayload(nil, fields))
+		got = p.HGetAll(ctx, key)
+		p.Del(ctx, key)
+		return nil
+	})
+	return err == nil && maps.Equal(got.Val(), fields)
 }

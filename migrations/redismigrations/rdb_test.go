@@ -16,6 +16,8 @@ import (
 	"github.com/outpost-migrate/outpost/migrations/redismigrations"
 	"github.com/outpost-migrate/outpost/migrations/seed"
 	"github.com/outpost-migrate/outpost/migrations/seed/seedtest"
+
+	"github.com/outpost-migrate/outpost/report"
 )
 
 // The check value of CRC-64/Jones as Redis computes it (crc64.c's test).
@@ -76,7 +78,7 @@ func TestCopyWithoutRestore(t *testing.T) {
 	require.NoError(t, err)
 	want := countsOf(t, st)
 	l := line(t, lines, redismigrations.HashTags)
-	require.Equal(t, "applied", l.State)
+	require.Equal(t, report.State("applied"), l.State)
 	require.Equal(t, want.legacy, l.Counts.Changed)
 	diffs, _, err := seedtest.Check(ctx, c, o, seedtest.Expect)
 	require.NoError(t, err)
@@ -109,7 +111,7 @@ func TestRestoreProbe(t *testing.T) {
 	require.NoError(t, c.HSet(ctx, "tenant:t1", "id", "t1", "created_at", "2025-01-02T03:04:05Z").Err())
 	lines, err := phaseFor(c, "", redisphase.Options{}).Apply(ctx, runFor("apply"))
 	require.NoError(t, err)
-	require.Equal(t, "applied", line(t, lines, redismigrations.Entity).State)
+	require.Equal(t, report.State("applied"), line(t, lines, redismigrations.Entity).State)
 	got, err := c.HGetAll(ctx, "tenant:{t1}:tenant").Result()
 	require.NoError(t, err)
 	require.Equal(t, map[string]string{"id": "t1", "created_at": "1735787045000", "entity": "tenant"}, got)
@@ -125,4 +127,5 @@ func TestRestoreProbe(t *testing.T) {
 	require.Empty(t, real.Keys(ctx, "*probe*").Val())
 	stats := real.Info(ctx, "commandstats").Val()
 	require.EqualValues(t, 2, calls(t, stats, "restore"), "the probe and the twin")
+	require.EqualValues(t, 1, calls(t, stats, "exec"), "the probe is one transaction: no key outlives it, even after kill -9")
 }

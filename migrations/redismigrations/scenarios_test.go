@@ -69,7 +69,7 @@ func TestFreshInstallOnePass(t *testing.T) {
 	plan, err := p.Plan(ctx)
 	require.NoError(t, err)
 	for _, l := range plan {
-		require.Equal(t, "pending", l.State)
+		require.Equal(t, report.State("pending"), l.State)
 		require.Zero(t, l.Estimate.Value, l.Name)
 	}
 	rec := &recorder{}
@@ -81,7 +81,7 @@ func TestFreshInstallOnePass(t *testing.T) {
 	require.Less(t, time.Since(start), 5*time.Second)
 	for _, name := range all {
 		l := line(t, lines, name)
-		require.Equal(t, "applied", l.State)
+		require.Equal(t, report.State("applied"), l.State)
 		require.Equal(t, report.Counts{}, *l.Counts)
 		requireApplied(t, ctx, c, "", name)
 	}
@@ -234,7 +234,7 @@ func TestChangeBetweenReadAndWrite(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 2, calls.Load(), "the changed key was about to be written twice: the stale write refused, then the retry")
 	l002 := line(t, lines, redismigrations.Timestamps)
-	require.Equal(t, "applied", l002.State)
+	require.Equal(t, report.State("applied"), l002.State)
 	require.EqualValues(t, 1, l002.Counts.Skipped, "the deleted key")
 	require.Equal(t, "1748728800250", c.HGet(ctx, changedKey, "created_at").Val(), "the newer instant is kept")
 	require.EqualValues(t, 0, c.Exists(ctx, deletedKey).Val(), "not re-created")
@@ -259,7 +259,7 @@ func TestChangeBetweenReadAndWrite(t *testing.T) {
 	require.Error(t, err)
 	require.Equal(t, report.ExitFailed, report.ExitCode(report.CodeOf(err)))
 	l002 = line(t, lines, redismigrations.Timestamps)
-	require.Equal(t, "failed", l002.State)
+	require.Equal(t, report.State("failed"), l002.State)
 	require.EqualValues(t, "", c.HGet(ctx, "outpost:migration:"+redismigrations.Timestamps, "status").Val())
 	last := time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(n.Load()) * time.Second).Format(time.RFC3339)
 	require.Equal(t, last, c.HGet(ctx, changedKey, "created_at").Val(), "the last value written by the other writer stands")
@@ -279,8 +279,8 @@ func TestNewerValueAfterTargetStop(t *testing.T) {
 	run.Target = "redis/001_hash_tags"
 	lines, err := p.Apply(ctx, run)
 	require.NoError(t, err)
-	require.Equal(t, "applied", line(t, lines, redismigrations.HashTags).State)
-	require.Equal(t, "pending", line(t, lines, redismigrations.Timestamps).State)
+	require.Equal(t, report.State("applied"), line(t, lines, redismigrations.HashTags).State)
+	require.Equal(t, report.State("pending"), line(t, lines, redismigrations.Timestamps).State)
 	require.Equal(t, "2025-08-01T10:30:00.123456789+07:00", c.HGet(ctx, "tenant:{t1}:tenant", "created_at").Val(), "001 alone copies as is")
 
 	require.NoError(t, c.HSet(ctx, "tenant:{t1}:tenant", "created_at", "2025-09-09T09:09:09.999+00:00").Err())
@@ -292,14 +292,14 @@ func TestNewerValueAfterTargetStop(t *testing.T) {
 
 	lines, err = p.Apply(ctx, runFor("apply"))
 	require.NoError(t, err)
-	require.Equal(t, "applied", line(t, lines, redismigrations.Timestamps).State)
+	require.Equal(t, report.State("applied"), line(t, lines, redismigrations.Timestamps).State)
 	require.Equal(t, "1757408949999", c.HGet(ctx, "tenant:{t1}:tenant", "created_at").Val())
 	require.Equal(t, "1767225600000", c.HGet(ctx, "tenant:{t2}:tenant", "created_at").Val())
 
 	v, err := p.Verify(ctx, runFor("verify"))
 	require.Equal(t, report.ExitDrift, report.ExitCode(report.CodeOf(err)))
 	l := line(t, v, redismigrations.HashTags)
-	require.Equal(t, "drift", l.State)
+	require.Equal(t, report.State("drift"), l.State)
 	require.EqualValues(t, 9, l.Counts.Checked)
 	require.EqualValues(t, 7, l.Counts.Passed)
 	require.EqualValues(t, 2, l.Counts.Failed)
@@ -310,8 +310,8 @@ func TestNewerValueAfterTargetStop(t *testing.T) {
 		require.Equal(t, "created_at", i.Field)
 		require.Equal(t, "field differs", i.Reason)
 	}
-	require.Equal(t, "verified", line(t, v, redismigrations.Timestamps).State)
-	require.Equal(t, "verified", line(t, v, redismigrations.Entity).State)
+	require.Equal(t, report.State("verified"), line(t, v, redismigrations.Timestamps).State)
+	require.Equal(t, report.State("verified"), line(t, v, redismigrations.Entity).State)
 }
 
 // TestCorruptedLegacyData: keys of the wrong type, a summary that is not
@@ -360,7 +360,7 @@ func TestCorruptedLegacyData(t *testing.T) {
 		return out
 	}
 	l001 := line(t, lines, redismigrations.HashTags)
-	require.Equal(t, "failed", l001.State)
+	require.Equal(t, report.State("failed"), l001.State)
 	require.EqualValues(t, 3, l001.Counts.Failed)
 	require.ElementsMatch(t, []string{"tenant:badlist", "tenant:badstr", "tenant:tj:destinations"}, issueKeys(l001))
 	for _, i := range l001.Issues {
@@ -371,7 +371,7 @@ func TestCorruptedLegacyData(t *testing.T) {
 		}
 	}
 	l002 := line(t, lines, redismigrations.Timestamps)
-	require.Equal(t, "pending", l002.State, "blocked by 001")
+	require.Equal(t, report.State("pending"), l002.State, "blocked by 001")
 	require.ElementsMatch(t, []string{"tenant:{badv1}:tenant", "tenant:{tbad}:tenant", "tenant:{tbad}:destination:d1"}, issueKeys(l002))
 	for _, name := range all {
 		require.Empty(t, c.HGet(ctx, "outpost:migration:"+name, "status").Val(), "%s not marked", name)
@@ -423,7 +423,7 @@ func TestCorruptedLegacyData(t *testing.T) {
 	lines, err = p.Apply(ctx, runFor("apply"))
 	require.NoError(t, err)
 	for _, name := range all {
-		require.Equal(t, "applied", line(t, lines, name).State, name)
+		require.Equal(t, report.State("applied"), line(t, lines, name).State, name)
 		requireApplied(t, ctx, c, "", name)
 	}
 	require.Equal(t, "1735873445000", c.HGet(ctx, "tenant:{tbad}:destination:d1", "updated_at").Val())
@@ -432,8 +432,8 @@ func TestCorruptedLegacyData(t *testing.T) {
 	// says so, and cleanup keeps them.
 	require.Equal(t, report.CodeDrift, report.CodeOf(err))
 	require.ElementsMatch(t, []string{"tenant:tbad", "tenant:tbad:destination:d1"}, issueKeys(line(t, v, redismigrations.HashTags)))
-	require.Equal(t, "verified", line(t, v, redismigrations.Timestamps).State)
-	require.Equal(t, "verified", line(t, v, redismigrations.Entity).State)
+	require.Equal(t, report.State("verified"), line(t, v, redismigrations.Timestamps).State)
+	require.Equal(t, report.State("verified"), line(t, v, redismigrations.Entity).State)
 }
 
 // TestCleanup: refused while 001 is not applied; removes only legacy keys
@@ -476,7 +476,7 @@ func TestCleanup(t *testing.T) {
 	restore()
 	require.Error(t, err)
 	l := line(t, lines, redismigrations.HashTags)
-	require.Equal(t, "interrupted", l.State)
+	require.Equal(t, report.State("interrupted"), l.State)
 	require.True(t, l.Resumable)
 	first := l.Counts
 	require.Positive(t, first.Deleted)
@@ -557,13 +557,13 @@ func TestDeploymentPrefix(t *testing.T) {
 	plan, err := p.Plan(ctx)
 	require.NoError(t, err)
 	l := line(t, plan, redismigrations.HashTags)
-	require.Equal(t, "not_applicable", l.State)
+	require.Equal(t, report.State("not_applicable"), l.State)
 	require.EqualValues(t, st.Tenants+st.Destinations, line(t, plan, redismigrations.Timestamps).Estimate.Value)
 	require.EqualValues(t, entities, line(t, plan, redismigrations.Entity).Estimate.Value)
 
 	lines, err := p.Apply(ctx, runFor("apply"))
 	require.NoError(t, err)
-	require.Equal(t, "not_applicable", line(t, lines, redismigrations.HashTags).State)
+	require.Equal(t, report.State("not_applicable"), line(t, lines, redismigrations.HashTags).State)
 	state, err := c.HGetAll(ctx, "dep:outpost:migration:"+redismigrations.HashTags).Result()
 	require.NoError(t, err)
 	require.Equal(t, "not_applicable", state["status"])
@@ -571,7 +571,7 @@ func TestDeploymentPrefix(t *testing.T) {
 	_, err = time.Parse(time.RFC3339, state["checked_at"])
 	require.NoError(t, err)
 	for _, name := range []string{redismigrations.Timestamps, redismigrations.Entity} {
-		require.Equal(t, "applied", line(t, lines, name).State)
+		require.Equal(t, report.State("applied"), line(t, lines, name).State)
 		requireApplied(t, ctx, c, "dep:", name)
 		require.EqualValues(t, 0, c.Exists(ctx, "outpost:migration:"+name).Val(), "state lives under the prefix only")
 	}
@@ -593,11 +593,11 @@ func TestDeploymentPrefix(t *testing.T) {
 	require.NoError(t, err)
 	for _, name := range []string{redismigrations.Timestamps, redismigrations.Entity} {
 		l := line(t, v, name)
-		require.Equal(t, "verified", l.State)
+		require.Equal(t, report.State("verified"), l.State)
 		require.Equal(t, entities, l.Counts.Checked)
 		require.Equal(t, entities, l.Counts.Passed)
 	}
-	require.Equal(t, "not_applicable", line(t, v, redismigrations.HashTags).State)
+	require.Equal(t, report.State("not_applicable"), line(t, v, redismigrations.HashTags).State)
 	cl, err := p.Cleanup(ctx, runFor("cleanup"))
 	require.NoError(t, err)
 	require.Contains(t, line(t, cl, redismigrations.HashTags).Reason, "nothing to clean")

@@ -68,7 +68,7 @@ func (s *Set) Migrations() []redisphase.Migration {
 					return "DEPLOYMENT_ID is set: prefixed deployments always used hash-tagged keys"
 				}
 				return ""
-			}},
+			}, Copies: true},
 		{Name: Timestamps, Description: "turn RFC3339 created_at/updated_at into Unix milliseconds on hash-tagged tenant and destination hashes"},
 		{Name: Entity, Description: "set entity=tenant|destination where missing on hash-tagged tenant and destination hashes"},
 	}

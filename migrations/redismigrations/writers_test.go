@@ -15,6 +15,7 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/batch/redisphase"
+	"github.com/outpost-migrate/outpost/batch/scan"
 	"github.com/outpost-migrate/outpost/batch/servertest"
 	"github.com/outpost-migrate/outpost/migrations/redismigrations"
 	"github.com/outpost-migrate/outpost/migrations/seed"
@@ -184,6 +185,14 @@ func runWithWriter(t *testing.T, c, wc goredis.UniversalClient, conflicts bool) 
 	require.Equal(t, "client_tracking", others.Detection, others.Reason)
 	require.False(t, others.ConfirmingPass)
 	require.Positive(t, others.KeysChanged)
+	var sum int64
+	for _, n := range others.PerMaster {
+		sum += n
+	}
+	require.Equal(t, others.KeysChanged, sum, "per master adds up")
+	if _, ok := c.(*goredis.ClusterClient); ok {
+		require.Len(t, others.PerMaster, 3, "every master watched")
+	}
 	require.Positive(t, others.Recopied+others.Migrated, "changed records were made right")
 	require.Less(t, len(named), 50, "every reported key is named")
 
@@ -209,7 +218,7 @@ func runWithWriter(t *testing.T, c, wc goredis.UniversalClient, conflicts bool) 
 		require.Equal(t, int64(stale), others.Reported)
 	} else {
 		require.NoError(t, applyErr)
-		require.Equal(t, "applied", line(t, lines, all[0]).State)
+		require.Equal(t, report.StateApplied, line(t, lines, all[0]).State)
 	}
 	t.Logf("others: %+v; stale and reported: %d", *others, stale)
 }
@@ -276,7 +285,7 @@ func applyCountingScans(t *testing.T, hook func(ctx context.Context, c *goredis.
 	require.NoError(t, err)
 	scans := calls(t, c.Info(ctx, "commandstats").Val(), "scan")
 	for _, name := range all {
-		require.Equal(t, "applied", line(t, lines, name).State, name)
+		require.Equal(t, report.StateApplied, line(t, lines, name).State, name)
 	}
 	diffs, _, err := seedtest.Check(ctx, c, o, seedtest.Expect)
 	require.NoError(t, err)
@@ -332,8 +341,54 @@ func TestFallbackWhenTrackingRefused(t *testing.T) {
 	require.Contains(t, others.Reason, "NOPERM")
 	require.True(t, others.ConfirmingPass)
 	for _, name := range all {
-		require.Equal(t, "applied", line(t, lines, name).State, name)
+		require.Equal(t, report.StateApplied, line(t, lines, name).State, name)
 	}
+	diffs, _, err := seedtest.Check(ctx, c, o, seedtest.Expect)
+	require.NoError(t, err)
+	require.Empty(t, diffs)
+}
+
+// TestCatchUpDeletedLegacy: a legacy record deleted after its copy leaves
+// a twin behind: reported when the twin has no TTL, not when it has one
+// (it expires with the record, as soft-deleted records do).
+func TestCatchUpDeletedLegacy(t *testing.T) {
+	ctx := context.Background()
+	c := servertest.Redis(t).Client(t)
+	require.NoError(t, c.HSet(ctx, "tenant:x", "id", "x").Err())
+	require.NoError(t, c.HSet(ctx, "tenant:y", "deleted_at", "2024-01-01T00:00:00Z").Err())
+	require.NoError(t, c.PExpire(ctx, "tenant:y", time.Hour).Err())
+	set := redismigrations.New(c, "")
+	_, err := redisphase.New(c, "", ".outpost:migration_lock", set, redisphase.Options{}, nil).Apply(ctx, runFor("apply"))
+	require.NoError(t, err)
+	require.NoError(t, c.Del(ctx, "tenant:x", "tenant:y").Err())
+	tally := scan.NewTally()
+	require.NoError(t, set.CatchUp(ctx, all, nil, []string{"tenant:x", "tenant:y"}, tally))
+	require.EqualValues(t, 1, tally.Counts(redismigrations.OthersReported).Changed)
+	require.EqualValues(t, 1, tally.Counts(redismigrations.OthersGone).Changed)
+	issues, _ := tally.Issues(redismigrations.HashTags)
+	require.Len(t, issues, 1)
+	require.Equal(t, "tenant:x", issues[0].Key)
+	require.Equal(t, "tenant:{x}:tenant", issues[0].Object)
+}
+
+// TestTrackingWithACLUser: the minimal ACL user plus the rules the README
+// names (+client +subscribe &__redis__:invalidate) is watched: no
+// confirming pass.
+func TestTrackingWithACLUser(t *testing.T) {
+	ctx := context.Background()
+	srv := servertest.Redis(t, servertest.WithACLUser("migrator", "pw", "~tenant:*", "~outpost:*", "~.outpost:*", "~{.outpost:*",
+		"-@all", "+@read", "+@write", "+@keyspace", "+@scripting", "+@transaction", "+info", "+ping",
+		"+client", "+subscribe", "&__redis__:invalidate"))
+	c := srv.Client(t)
+	o := smallSeed(100)
+	o.UnrelatedKeys = 0
+	_, err := seed.Write(ctx, c, o)
+	require.NoError(t, err)
+	lines, err := phaseFor(c, "", redisphase.Options{}).Apply(ctx, runFor("apply"))
+	require.NoError(t, err)
+	others := line(t, lines, all[0]).Others
+	require.Equal(t, "client_tracking", others.Detection, others.Reason)
+	require.False(t, others.ConfirmingPass)
 	diffs, _, err := seedtest.Check(ctx, c, o, seedtest.Expect)
 	require.NoError(t, err)
 	require.Empty(t, diffs)

@@ -42,7 +42,19 @@ type Backfill struct{}
 
 // Estimate implements sqlphase.BatchedStep: the rows of deliveries.
 func (Backfill) Estimate(ctx context.Context, q sqlphase.Querier, countBelow int64) (report.Estimate, error) {
-	return sqlphase.CountRows(ctx, q, "deliveries", countBelow)
+	est, err := sqlphase.CountRows(ctx, q, "deliveries", countBelow)
+	if err != nil || est.Value == 0 {
+		return est, err
+	}
+	// The deliveries whose event is gone are deleted, not backfilled: count
+	// them exactly (one anti-join, read-only), so a reviewer sees what is
+	// destroyed.
+	var orphans int64
+	if err := q.QueryRow(ctx, `SELECT count(*) FROM deliveries d WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = d.event_id)`).Scan(&orphans); err != nil {
+		return est, fmt.Errorf("count deliveries without an event: %w", err)
+	}
+	est.Deletes = &orphans
+	return est, nil
 }
 
 // walk is a decoded position.

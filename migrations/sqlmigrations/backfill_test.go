@@ -158,7 +158,7 @@ func TestBackfillOfALargeLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := lines[4].Estimate; e == nil || e.Value != seedDeliveries+seedOrphans || e.Method != "counted" || e.Units != "rows" {
+	if e := lines[4].Estimate; e == nil || e.Value != seedDeliveries+seedOrphans || e.Method != "counted" || e.Units != "rows" || e.Deletes == nil || *e.Deletes != seedOrphans {
 		t.Fatalf("plan estimate of 5 = %+v", e)
 	}
 

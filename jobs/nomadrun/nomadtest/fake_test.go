@@ -25,7 +25,7 @@ func TestInterpolateUsesTheJobsMeta(t *testing.T) {
 	// The job's meta holds the default lock_timeout; dispatch adds command.
 	j.Meta["command"] = "verify"
 	got := Interpolate(j, args)
-	want := []string{"migrate", "verify", "--yes", "--lock-timeout", "10m", "--output", "json"}
+	want := []string{"migrate", "verify", "--yes", "--wait-for", "2m", "--lock-timeout", "10m", "--max-runtime", "1h", "--output", "json"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("Interpolate = %q, want %q", got, want)
 	}

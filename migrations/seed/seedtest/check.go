@@ -31,6 +31,8 @@ const (
 // {P.outpost:migration_lock}:..., and the state P+outpost:migration:<id>):
 // Check ignores them.
 func IsToolKey(name string) bool {
+	// The restore probe (rdb.go) lives only inside one MULTI/EXEC, so a key
+	// of it left behind is litter: it is not a tool key, and Check reports it.
 	return strings.Contains(name, "outpost:migration") || strings.Contains(name, ".outpost:migration_lock")
 }
 
