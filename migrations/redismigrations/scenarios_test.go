@@ -463,9 +463,22 @@ func TestCleanup(t *testing.T) {
 	// safe point, with that chunk done and its checkpoint saved.
 	stop := make(chan struct{})
 	var victim string
+	var victimMu sync.Mutex // chunks are worked on concurrently
 	restore := redismigrations.SetBeforeWrite(func(ctx context.Context, keys []string) {
+		victimMu.Lock()
+		defer victimMu.Unlock()
 		if victim == "" {
-			victim = keys[0]
+			// A legacy tenant record (its id is its name's), so that the
+			// late write is a field difference whatever SCAN returns first.
+			for _, k := range keys {
+				if id, err := c.HGet(ctx, k, "id").Result(); err == nil && "tenant:"+id == k {
+					victim = k
+					break
+				}
+			}
+			if victim == "" {
+				return
+			}
 			noErr(t, c.HSet(ctx, victim, "metadata", `{"late":"write"}`).Err())
 			close(stop)
 		}
