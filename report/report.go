@@ -151,6 +151,9 @@ type RedisTarget struct {
 	TLS      bool   `json:"tls"`
 	Username string `json:"username,omitempty"`
 	Prefix   string `json:"prefix,omitempty"`
+	// Warnings say where the run talks to this server otherwise than
+	// usual (scripts sent with EVAL where EVALSHA is missing).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // PostgresTarget describes the PostgreSQL store; it never holds the password.

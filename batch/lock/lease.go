@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/outpost-migrate/outpost/batch/luascript"
 	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -139,7 +140,7 @@ func Acquire(ctx context.Context, client redis.UniversalClient, opts Options) (*
 		if err != nil {
 			return nil, err
 		}
-		res, err := acquireScript.Run(ctx, client, []string{opts.Key, fence}, pre, post, ttlMS).Slice()
+		res, err := luascript.Run(ctx, client, acquireScript, []string{opts.Key, fence}, pre, post, ttlMS).Slice()
 		if err != nil {
 			undoLostAcquire(ctx, client, opts.Key, pre, post)
 			if ctx.Err() != nil {
@@ -219,7 +220,7 @@ func Acquire(ctx context.Context, client redis.UniversalClient, opts Options) (*
 func undoLostAcquire(ctx context.Context, client redis.UniversalClient, key, pre, post string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	_ = undoScript.Run(ctx, client, []string{key}, pre, post).Err()
+	_ = luascript.Run(ctx, client, undoScript, []string{key}, pre, post).Err()
 }
 
 // undoScript deletes KEYS[1] when it holds ARGV[1] .. <token> .. ARGV[2];
@@ -278,7 +279,7 @@ func (l *Lease) renewLoop(ctx context.Context) {
 			return
 		}
 		cctx, cancel := context.WithDeadline(ctx, deadline)
-		res, err := renewScript.Run(cctx, l.client, []string{l.key}, l.value, ttlMS).Slice()
+		res, err := luascript.Run(cctx, l.client, renewScript, []string{l.key}, l.value, ttlMS).Slice()
 		cancel()
 		if ctx.Err() != nil {
 			return // Release stopped us; whatever happened is Release's business
@@ -483,7 +484,7 @@ func (l *Lease) fenced(ctx context.Context, s *redis.Script, keys []string, args
 	if err := l.usable(); err != nil {
 		return err
 	}
-	res, err := s.Run(ctx, l.client, keys, args...).Slice()
+	res, err := luascript.Run(ctx, l.client, s, keys, args...).Slice()
 	var ok bool
 	var raw, typ string
 	if err == nil {
@@ -515,7 +516,7 @@ func (l *Lease) Release(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
-	res, err := releaseScript.Run(ctx, l.client, []string{l.key}, l.value).Slice()
+	res, err := luascript.Run(ctx, l.client, releaseScript, []string{l.key}, l.value).Slice()
 	var ok bool
 	var raw, typ string
 	if err == nil {

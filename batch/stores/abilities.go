@@ -7,6 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/outpost-migrate/outpost/batch/config"
+	"github.com/outpost-migrate/outpost/batch/luascript"
 	"github.com/outpost-migrate/outpost/batch/rediserr"
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -19,8 +20,7 @@ import (
 var neededCommands = []struct{ name, why string }{
 	{"scan", "walks the keyspace"},
 	{"info", "tells a restarted server (whose saved cursors mean nothing) from the same one, and reads memory and role"},
-	{"evalsha", "runs the compare-and-set and lock scripts (EVAL alone is not enough: the scripts are loaded once and called by hash)"},
-	{"eval", "loads the scripts"},
+	{"eval", "runs the compare-and-set and lock scripts (EVALSHA, when missing, is replaced by it: see scriptAbility)"},
 	{"hgetall", "reads records"},
 	{"hmget", "reads records"},
 	{"exists", "checks copies"},
@@ -38,10 +38,16 @@ func checkServer(ctx context.Context, client redis.UniversalClient, c config.Red
 	if !ok {
 		cc := client.(*redis.ClusterClient)
 		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-			return missingCommands(ctx, m, m.Options().Addr)
+			if err := missingCommands(ctx, m, m.Options().Addr); err != nil {
+				return err
+			}
+			return scriptAbility(ctx, m, client, m.Options().Addr)
 		})
 	}
 	if err := missingCommands(ctx, sc, c.Addr()); err != nil {
+		return err
+	}
+	if err := scriptAbility(ctx, sc, client, c.Addr()); err != nil {
 		return err
 	}
 	// One section per INFO: Redis before 7 takes only one.
@@ -91,6 +97,10 @@ func missingCommands(ctx context.Context, c *redis.Client, addr string) error {
 	for i, r := range res {
 		if r == nil {
 			n := neededCommands[i]
+			if n.name == "eval" && luascript.Missing(c.Do(ctx, "evalsha", noSuchScript, 0).Err(), "evalsha") {
+				return report.E(report.CodeConfig, "redis at %s has neither EVALSHA nor EVAL (renamed or disabled with rename-command): the migration runs its compare-and-set and lock scripts with one of them (EVAL is the fallback for EVALSHA); restore one under its own name; nothing was read or written", addr).
+					With("command", "EVALSHA,EVAL")
+			}
 			return report.E(report.CodeConfig, "redis at %s has no %s command (renamed or disabled with rename-command, or removed): the migration needs it because it %s; restore it under its own name (or run against a server that has it); nothing was read or written", addr, strings.ToUpper(n.name), n.why).
 				With("command", strings.ToUpper(n.name))
 		}

@@ -110,6 +110,9 @@ func OpenRedis(ctx context.Context, c config.Redis, waitFor time.Duration, event
 		_ = client.Close()
 		return nil, err
 	}
+	for _, w := range Warnings(client) {
+		progress.Warnf(events, "redis at %s: %s", c.Addr(), w)
+	}
 	return client, nil
 }
 

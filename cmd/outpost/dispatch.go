@@ -85,6 +85,9 @@ func (inv *invocation) wire(ctx context.Context, want config.Scope, sqlRequired 
 			return nil, err
 		}
 		w.redis = client
+		if r := inv.rep.Targets.Redis; r != nil {
+			r.Warnings = stores.Warnings(client)
+		}
 		prefix := cfg.Prefix()
 		lockKey := lock.Key(prefix)
 		w.rphase = redisphase.New(client, prefix, lockKey, redismigrations.New(client, prefix), inv.redisOptions(), client.Close)

@@ -9,7 +9,6 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/outpost-migrate/outpost/batch/rediserr"
 	"github.com/outpost-migrate/outpost/batch/scan"
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -27,7 +26,7 @@ func (s *Set) Check(todo, done []string) scan.Step {
 		if err != nil {
 			return err
 		}
-		if err := s.checkV0(ctx, srt.v0, w, t); err != nil {
+		if err := s.checkLegacy(ctx, srt.v0, w, t); err != nil {
 			return err
 		}
 		return s.checkV1(ctx, srt.v1, w, t)
@@ -121,7 +120,7 @@ func (s *Set) readForCheck(ctx context.Context, keys []string) ([]record, error)
 		}
 		if err != nil {
 			if !isKeyError(err) {
-				return nil, rediserr.Classify(err, "read "+keys[i])
+				return nil, pipeErr(err, "read", keys, i)
 			}
 			out[i].err = err
 			continue
@@ -194,7 +193,7 @@ func (s *Set) exists(ctx context.Context, keys []string) ([]bool, error) {
 	for i := range keys {
 		n, err := cmds[i].Result()
 		if err != nil {
-			return nil, rediserr.Classify(err, "EXISTS "+keys[i])
+			return nil, pipeErr(err, "EXISTS", keys, i)
 		}
 		out[i] = n == 1
 	}
@@ -281,7 +280,7 @@ func (s *Set) Verify(applied []string) scan.Step {
 		}
 		v0, v1, v1keys := srt.v0, srt.v1, srt.v1keys
 		if v001 {
-			if _, err := s.compareTwins(ctx, v0, v002, v003, t, HashTags); err != nil {
+			if err := s.verifyLegacy(ctx, v0, v002, v003, t, HashTags); err != nil {
 				return err
 			}
 		}

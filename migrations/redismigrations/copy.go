@@ -9,7 +9,6 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/outpost-migrate/outpost/batch/rediserr"
 	"github.com/outpost-migrate/outpost/batch/scan"
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -100,7 +99,7 @@ func (s *Set) readRecordsWith(ctx context.Context, keys []string, ttlCmd string)
 	for i := range keys {
 		if err := hs[i].Err(); err != nil {
 			if !isKeyError(err) {
-				return nil, rediserr.Classify(err, "read "+keys[i])
+				return nil, pipeErr(err, "read", keys, i)
 			}
 			out[i].err = err
 			continue
@@ -110,7 +109,7 @@ func (s *Set) readRecordsWith(ctx context.Context, keys []string, ttlCmd string)
 			if ttlCmd == "PEXPIRETIME" && (strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "NOPERM")) {
 				return nil, errNoExpireTime
 			}
-			return nil, rediserr.Classify(err, "read the expiry of "+keys[i])
+			return nil, pipeErr(err, "read the expiry of", keys, i)
 		}
 		// -2: no key; -1: no TTL.
 		if v == -2 {
@@ -210,7 +209,7 @@ func (s *Set) writeTwins(ctx context.Context, ws []twinWrite) ([]scriptResult, e
 				s.noRestore.Store(true)
 				todo, at = append(todo, w), append(at, i)
 			default:
-				return nil, rediserr.Classify(err, "RESTORE "+w.name)
+				return nil, pipeErr(err, "RESTORE", writeNames(ws), i)
 			}
 		}
 	}

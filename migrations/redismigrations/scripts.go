@@ -5,6 +5,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/outpost-migrate/outpost/batch/luascript"
 	"github.com/outpost-migrate/outpost/batch/rediserr"
 	"github.com/outpost-migrate/outpost/batch/scan"
 	"github.com/outpost-migrate/outpost/report"
@@ -148,8 +149,8 @@ type scriptResult struct {
 	err error
 }
 
-// runScript runs one single-key script per op in a pipeline with EVALSHA,
-// loading the script when the server lost it (a restart, a failover) and
+// runScript runs one single-key script per op in a pipeline with EVALSHA
+// (EVAL where the server has no EVALSHA for us: see luascript), loading the script when the server lost it (a restart, a failover) and
 // retrying those ops. A per-key error (WRONGTYPE) is returned per op; a
 // store error aborts. The lease is checked before each pipeline and by each
 // script (see fencePrelude).
@@ -177,10 +178,16 @@ func (s *Set) runScript(ctx context.Context, sc *redis.Script, n int, op func(i 
 			}
 			first[j] = keys[j][0]
 		}
+		byEval := luascript.UsesEval(s.c)
 		s.pipelined(ctx, first, func(pipe redis.Pipeliner, j int) {
-			cmds[j] = sc.EvalSha(ctx, pipe, keys[j], args[j]...)
+			if byEval {
+				cmds[j] = sc.Eval(ctx, pipe, keys[j], args[j]...)
+			} else {
+				cmds[j] = sc.EvalSha(ctx, pipe, keys[j], args[j]...)
+			}
 		})
 		var again []int
+		load := false
 		for j, i := range todo {
 			err := cmds[j].Err()
 			switch {
@@ -198,14 +205,20 @@ func (s *Set) runScript(ctx context.Context, sc *redis.Script, n int, op func(i 
 					return nil, report.E(report.CodeInternal, "script reply %v", v)
 				}
 			case redis.HasErrorPrefix(err, "NOSCRIPT") && attempt < 2:
+				again, load = append(again, i), true
+			case !byEval && luascript.Missing(err, "evalsha"):
+				// Renamed away or denied mid-run: the rest by EVAL.
+				luascript.UseEval(s.c)
 				again = append(again, i)
+			case byEval && luascript.Missing(err, "eval"):
+				return nil, luascript.Both(serverError("EVALSHA unavailable"), err)
 			case isKeyError(err):
 				out[i] = scriptResult{err: err}
 			default:
 				return nil, rediserr.Classify(err, "run script")
 			}
 		}
-		if len(again) > 0 {
+		if load {
 			if err := sc.Load(ctx, s.c).Err(); err != nil {
 				return nil, rediserr.Classify(err, "SCRIPT LOAD")
 			}

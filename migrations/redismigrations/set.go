@@ -55,6 +55,8 @@ type Set struct {
 	// created is the set of twins the last apply pass created (see
 	// written), for the catch-up.
 	created *written
+	// big is what the set knows of the server's limits (limits.go).
+	big limitState
 }
 
 var _ redisphase.Set = (*Set)(nil)
@@ -168,7 +170,7 @@ func (s *Set) Apply(todo, done []string) scan.Step {
 			return err
 		}
 		v0, v1, v1keys := srt.v0, srt.v1, srt.v1keys
-		if err := s.copyV0(ctx, v0, w, t, seen); err != nil {
+		if err := s.copyLegacy(ctx, v0, w, t, seen); err != nil {
 			return err
 		}
 		if seen != nil {
@@ -283,22 +285,7 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally, 
 		return err
 	}
 	for i, o := range ops {
-		switch res := results[i]; {
-		case res.err != nil:
-			t.Fail(HashTags, report.Issue{Key: o.key, Reason: "copy to " + o.twin + ": " + res.err.Error()})
-		case res.val == 1:
-			t.Add(HashTags, func(c *report.Counts) { c.Changed++ })
-			// The twin was written in its final form: count the work of
-			// 002/003 on it as theirs (the scan skips it if it reaches it
-			// later in this pass).
-			o.countFinal(t, w)
-			seen.add(o.twin)
-		default:
-			// The twin exists: copied by an earlier run, or written by the
-			// new server. Never overwritten; 002/003 reach it on their own
-			// because it is in the keyspace this pass walks.
-			t.Add(HashTags, func(c *report.Counts) { c.Unchanged++ })
-		}
+		s.countCopy(t, w, seen, o.twinPlan, results[i])
 	}
 	return nil
 }

@@ -7,7 +7,6 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/outpost-migrate/outpost/batch/rediserr"
 	"github.com/outpost-migrate/outpost/batch/scan"
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -199,7 +198,7 @@ func (s *Set) readV1(ctx context.Context, keys []string) ([]v1State, error) {
 	for i := range keys {
 		if err := cmds[i].Err(); err != nil {
 			if !isKeyError(err) {
-				return nil, rediserr.Classify(err, "read "+keys[i])
+				return nil, pipeErr(err, "read", keys, i)
 			}
 			out[i].err = err
 			continue

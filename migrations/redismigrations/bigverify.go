@@ -1,0 +1,303 @@
+package redismigrations
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/outpost-migrate/outpost/batch/rediserr"
+	"github.com/outpost-migrate/outpost/batch/scan"
+	"github.com/outpost-migrate/outpost/report"
+)
+
+// splitBySize sorts keys by their MEMORY USAGE (sizes, -1 for gone) into
+// groups whose sizes add up to groupAt at most, and the big ones (above
+// bigAt), which go one by one, piece by piece.
+func splitBySize(keys []string, sizes []int64, l serverLimits) (groups [][]string, big []string) {
+	var group []string
+	var sum int64
+	for i, k := range keys {
+		n := sizes[i]
+		if n > l.bigAt() {
+			big = append(big, k)
+			continue
+		}
+		if len(group) > 0 && sum+n > l.groupAt() {
+			groups, group, sum = append(groups, group), nil, 0
+		}
+		group, sum = append(group, k), sum+max(n, 0)
+	}
+	if len(group) > 0 {
+		groups = append(groups, group)
+	}
+	return groups, big
+}
+
+// verifyLegacy is compareTwins for verify with its memory bounded: big
+// legacy records are compared with their twins piece by piece
+// (compareBig), the others in groups of at most groupAt bytes.
+func (s *Set) verifyLegacy(ctx context.Context, keys []string, converted, entity bool, t *scan.Tally, label string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	sizes, err := s.sizes(ctx, keys)
+	if err != nil {
+		return err
+	}
+	if sizes == nil {
+		_, err := s.compareTwins(ctx, keys, converted, entity, t, label)
+		return err
+	}
+	l := s.serverLimits(ctx)
+	groups, big := splitBySize(keys, sizes, l)
+	for _, g := range groups {
+		if _, err := s.compareTwins(ctx, g, converted, entity, t, label); err != nil {
+			return err
+		}
+	}
+	for _, k := range big {
+		if err := s.compareBig(ctx, k, converted, entity, t, label, l); err != nil {
+			return rediserr.Classify(err, "compare the big record "+k+" with its twin piece by piece")
+		}
+	}
+	return nil
+}
+
+// compareBig checks one big legacy record against its twin as twinDiff
+// does (fields in HSCAN order rather than name order), and records the
+// check under label.
+func (s *Set) compareBig(ctx context.Context, k string, converted, entity bool, t *scan.Tally, label string, l serverLimits) error {
+	fail := func(i report.Issue) {
+		i.Key = k
+		t.Issue(label, i)
+		tallyCheck(t, label, false)
+	}
+	e, gone, err := s.expiryOf(ctx, k)
+	if err != nil || gone {
+		if gone {
+			t.Add(label, func(c *report.Counts) { c.Scanned++; c.Skipped++ })
+		}
+		return err
+	}
+	r, field, why, err := s.readHead(ctx, k, l)
+	switch {
+	case err != nil:
+		return err
+	case why != "":
+		fail(report.Issue{Field: field, Reason: "cannot be verified: " + why})
+		return nil
+	case r.err != nil:
+		fail(report.Issue{Reason: "not a hash: " + r.err.Error()})
+		return nil
+	}
+	key, err := ClassifyV0(k, r.fields)
+	if err != nil {
+		fail(report.Issue{Reason: err.Error()})
+		return nil
+	}
+	twin := key.V1(s.prefix)
+	te, twinGone, err := s.expiryOf(ctx, twin)
+	if err != nil {
+		return err
+	}
+	if twinGone {
+		if still, err := s.exists(ctx, []string{k}); err != nil || (e.has() && !still[0]) {
+			if err == nil {
+				t.Add(label, func(c *report.Counts) { c.Scanned++; c.Skipped++ })
+			}
+			return err
+		}
+		fail(report.Issue{Object: twin, Reason: "twin missing"})
+		return nil
+	}
+	issue, err := s.diffBig(ctx, k, twin, key, r.fields, converted, entity, l)
+	if err != nil {
+		return err
+	}
+	if issue == nil && e.has() != te.has() {
+		issue = &report.Issue{Object: twin, Field: "ttl", Reason: "TTL differs", Expected: formatTTL(e.pttl), Actual: formatTTL(te.pttl)}
+	}
+	if issue == nil && e.has() && abs(te.at-e.at) > ttlSlackMS {
+		issue = &report.Issue{Object: twin, Field: "ttl", Reason: fmt.Sprintf("TTL differs by more than %ds", ttlSlackMS/1000), Expected: formatTTL(e.pttl), Actual: formatTTL(te.pttl)}
+	}
+	if issue != nil {
+		fail(*issue)
+		return nil
+	}
+	tallyCheck(t, label, true)
+	return nil
+}
+
+// diffBig compares the fields of legacy record k and its twin piece by
+// piece: the first field missing or different on the twin, else an issue
+// when the twin has more fields than the legacy record and the entity
+// 003 may add.
+func (s *Set) diffBig(ctx context.Context, k, twin string, key Key, head map[string]string, converted, entity bool, l serverLimits) (*report.Issue, error) {
+	var pend []string
+	var pendBytes int64
+	var found *report.Issue
+	compare := func() error {
+		if len(pend) == 0 || found != nil {
+			return nil
+		}
+		a, err := s.c.HMGet(ctx, k, pend...).Result()
+		if err != nil {
+			return err
+		}
+		b, err := s.c.HMGet(ctx, twin, pend...).Result()
+		if err != nil {
+			return err
+		}
+		for i, f := range pend {
+			v, ok := a[i].(string)
+			if !ok {
+				continue // gone from the legacy record since it was listed
+			}
+			tv, ok := b[i].(string)
+			switch {
+			case !ok:
+				found = &report.Issue{Object: twin, Field: f, Reason: "field missing on twin", Expected: shown(f, v)}
+			case tv != v && !(converted && key.Kind != KindSummary && isTimestampField(f) && SameInstant(v, tv)):
+				found = &report.Issue{Object: twin, Field: f, Reason: "field differs", Expected: shown(f, v), Actual: shown(f, tv)}
+			}
+			if found != nil {
+				return nil
+			}
+		}
+		pend, pendBytes = nil, 0
+		return nil
+	}
+	for cursor := "0"; found == nil; {
+		next, names, nameLens, valueLens, err := s.hscanStep(ctx, k, cursor, l)
+		if err != nil {
+			return nil, err
+		}
+		for i, name := range names {
+			if field, why := limitFor(name, nameLens[i], valueLens[i], l); why != "" {
+				return &report.Issue{Object: twin, Field: field, Reason: "cannot be verified: " + why}, nil
+			}
+			if n := nameLens[i] + valueLens[i]; len(pend) > 0 && (pendBytes+n > l.pieceAt() || len(pend) >= maxPieceFields) {
+				if err := compare(); err != nil {
+					return nil, err
+				}
+			}
+			pend, pendBytes = append(pend, name), pendBytes+nameLens[i]+valueLens[i]
+		}
+		if next == "0" || next == "" {
+			break
+		}
+		cursor = next
+	}
+	if err := compare(); err != nil || found != nil {
+		return found, err
+	}
+	n, err := s.c.HLen(ctx, k).Result()
+	if err != nil {
+		return nil, err
+	}
+	tn, err := s.c.HLen(ctx, twin).Result()
+	if err != nil {
+		return nil, err
+	}
+	if _, has := head["entity"]; !has && entity && key.Kind.Entity() != "" {
+		if v, err := s.c.HGet(ctx, twin, "entity").Result(); err == nil && v == key.Kind.Entity() {
+			tn--
+		}
+	}
+	if tn > n {
+		return &report.Issue{Object: twin, Reason: fmt.Sprintf("extra field on twin: it has %d fields more than the legacy record", tn-n)}, nil
+	}
+	return nil, nil
+}
+
+// checkLegacy is checkV0 with big records (above bigAt) counted one by one
+// from their head (checkBig), so that Check reads no record whole and
+// names those that apply cannot copy.
+func (s *Set) checkLegacy(ctx context.Context, keys []string, w work, t *scan.Tally) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	sizes, err := s.sizes(ctx, keys)
+	if err != nil || sizes == nil {
+		if err != nil {
+			return err
+		}
+		return s.checkV0(ctx, keys, w, t)
+	}
+	l := s.serverLimits(ctx)
+	var small []string
+	for i, k := range keys {
+		if sizes[i] <= l.bigAt() {
+			small = append(small, k)
+			continue
+		}
+		if err := s.checkBig(ctx, k, w, t, l); err != nil {
+			return rediserr.Classify(err, "check the big record "+k+" piece by piece")
+		}
+	}
+	return s.checkV0(ctx, small, w, t)
+}
+
+// checkBig counts what apply would do with one big legacy record: nothing
+// when its twin exists, else a copy (Changed), or a failure naming the
+// field a limit keeps from being copied. A summary's content is checked
+// by apply as it copies it, not here.
+func (s *Set) checkBig(ctx context.Context, k string, w work, t *scan.Tally, l serverLimits) error {
+	r, field, why, err := s.readHead(ctx, k, l)
+	switch {
+	case err != nil:
+		return err
+	case why != "":
+		t.Add(HashTags, func(c *report.Counts) { c.Scanned++ })
+		s.failBig(t, k, field, why, l)
+		return nil
+	}
+	p, _, ok := s.planTwin(t, w, k, r)
+	if !ok {
+		return nil
+	}
+	exists, err := s.exists(ctx, []string{p.twin})
+	if err != nil || exists[0] {
+		if err == nil {
+			t.Add(HashTags, func(c *report.Counts) { c.Unchanged++ })
+		}
+		return err
+	}
+	if field, why, err = s.bigBlocker(ctx, k, l); err != nil || why != "" {
+		if why != "" {
+			s.failBig(t, k, field, why, l)
+		}
+		return err
+	}
+	t.Add(HashTags, func(c *report.Counts) { c.Changed++ })
+	p.countFinal(t, w)
+	return nil
+}
+
+// bigBlocker finds the first field name or value of record k that cannot
+// be copied (see serverLimits.tooBig), listing names and lengths only.
+func (s *Set) bigBlocker(ctx context.Context, k string, l serverLimits) (field, why string, err error) {
+	for cursor := "0"; ; {
+		next, names, nameLens, valueLens, err := s.hscanStep(ctx, k, cursor, l)
+		if err != nil {
+			return "", "", err
+		}
+		for i, name := range names {
+			if field, why := limitFor(name, nameLens[i], valueLens[i], l); why != "" {
+				return field, why, nil
+			}
+		}
+		if next == "0" || next == "" {
+			return "", "", nil
+		}
+		cursor = next
+	}
+}
+
+// limitFor says why a field (its name, the name's and the value's length)
+// cannot be copied, and how to name it ("": it can).
+func limitFor(name string, nameLen, valueLen int64, l serverLimits) (field, why string) {
+	if nameLen > l.pieceAt() {
+		return fmt.Sprintf("<a field name of %d bytes>", nameLen), fmt.Sprintf("a field name of %d bytes: longer than this tool copies (%d bytes); the record is not copied", nameLen, l.pieceAt())
+	}
+	return name, l.tooBig(valueLen)
+}

@@ -1,0 +1,199 @@
+package redismigrations
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/outpost-migrate/outpost/batch/rediserr"
+)
+
+// Records against the server's limits (issue #22). One reply to a client
+// may not exceed the normal clients' client-output-buffer-limit (the server
+// closes the connection: every command in flight fails with EOF), one
+// argument may not exceed proto-max-bulk-len (the server refuses the
+// command and closes the connection too). A record whose HGETALL or whose
+// RESTORE payload would cross either killed the whole chunk, retryably,
+// naming whichever key came first, on every rerun; a record of 500k fields
+// made the tool hold it whole, several times over (195 MB).
+//
+// So before a chunk's legacy records are read, one pipelined MEMORY USAGE
+// per key sizes them. Records above bigAt are copied one by one, piece by
+// piece (big.go); the others are read and written in groups whose sizes add
+// up to groupAt at most, each as before in one pipeline. A field name or
+// value that cannot cross the limits at all is a per-key failure naming the
+// key, the field, its size and the limit; the rest of the run goes on.
+const (
+	// bigRecordBytes is the MEMORY USAGE above which a record is copied
+	// piece by piece (lower when the server's limits are lower).
+	bigRecordBytes = 1 << 20
+	// pieceBytes bounds the field names and values of one read and one
+	// write of a record copied piece by piece (one value larger than this,
+	// within the limits, goes alone).
+	pieceBytes = 1 << 20
+	// groupBytes bounds the summed MEMORY USAGE of the records read and
+	// written in one pipeline.
+	groupBytes = 4 << 20
+	// defaultBulk is Redis's default proto-max-bulk-len, assumed when the
+	// server does not say.
+	defaultBulk = 512 << 20
+)
+
+// serverLimits are the limits of one server (the smallest over the masters
+// of a cluster) that bound what one reply and one argument may carry.
+type serverLimits struct {
+	outBuf int64 // normal clients' client-output-buffer-limit: the smaller non-zero of hard and soft; 0: none
+	bulk   int64 // proto-max-bulk-len
+	// unknown says why the limits could not be read ("": they were);
+	// Redis's defaults are assumed then.
+	unknown string
+}
+
+// limitState is what a Set keeps about its server's limits.
+type limitState struct {
+	once    sync.Once
+	limits  serverLimits
+	noProbe atomic.Bool // MEMORY USAGE refused: records are read whole, in one group
+}
+
+// serverLimits reads the limits once per Set: CONFIG GET on every master.
+func (s *Set) serverLimits(ctx context.Context) serverLimits {
+	s.big.once.Do(func() { s.big.limits = readLimits(ctx, s.c) })
+	return s.big.limits
+}
+
+func readLimits(ctx context.Context, c goredis.UniversalClient) serverLimits {
+	var nodes []*goredis.Client
+	var mu sync.Mutex
+	switch v := c.(type) {
+	case *goredis.Client:
+		nodes = append(nodes, v)
+	case *goredis.ClusterClient:
+		_ = v.ForEachMaster(ctx, func(_ context.Context, n *goredis.Client) error {
+			mu.Lock()
+			defer mu.Unlock()
+			nodes = append(nodes, n)
+			return nil
+		})
+	}
+	out := serverLimits{bulk: defaultBulk}
+	for _, n := range nodes {
+		ob, err := n.ConfigGet(ctx, "client-output-buffer-limit").Result()
+		if err == nil {
+			var bl map[string]string
+			if bl, err = n.ConfigGet(ctx, "proto-max-bulk-len").Result(); err == nil {
+				if v, perr := strconv.ParseInt(bl["proto-max-bulk-len"], 10, 64); perr == nil && v > 0 {
+					out.bulk = min(out.bulk, v)
+				}
+			}
+		}
+		if err != nil {
+			return serverLimits{bulk: defaultBulk, unknown: "CONFIG GET refused (" + err.Error() + ")"}
+		}
+		if v := normalOutBuf(ob["client-output-buffer-limit"]); v > 0 && (out.outBuf == 0 || v < out.outBuf) {
+			out.outBuf = v
+		}
+	}
+	return out
+}
+
+// normalOutBuf reads the normal class of a client-output-buffer-limit
+// value ("normal 0 0 0 replica 268435456 67108864 60 pubsub ..."): the
+// smaller non-zero of its hard and soft limits (a soft limit exceeded long
+// enough closes the connection too), 0 for none.
+func normalOutBuf(v string) int64 {
+	f := strings.Fields(v)
+	for i := 0; i+2 < len(f); i += 4 {
+		if f[i] != "normal" {
+			continue
+		}
+		var out int64
+		for _, s := range f[i+1 : i+3] {
+			if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 && (out == 0 || n < out) {
+				out = n
+			}
+		}
+		return out
+	}
+	return 0
+}
+
+// bound is the smaller of def and a quarter of each limit: what one read or
+// write may carry with room to spare (replies are allocated in size
+// classes, payloads carry length prefixes).
+func (l serverLimits) bound(def int64) int64 {
+	v := min(def, l.bulk/4)
+	if l.outBuf > 0 {
+		v = min(v, l.outBuf/4)
+	}
+	return max(v, 1)
+}
+
+func (l serverLimits) bigAt() int64   { return l.bound(bigRecordBytes) }
+func (l serverLimits) pieceAt() int64 { return l.bound(pieceBytes) }
+func (l serverLimits) groupAt() int64 { return l.bound(groupBytes) }
+
+// tooBig says why a field name or value of n bytes cannot be copied ("":
+// it can). A reply is held whole in the server's output buffer, allocated
+// in size classes up to 25% apart: one of n bytes needs n + n/4 and some
+// headroom under client-output-buffer-limit. A write carries it as one
+// argument: at most proto-max-bulk-len.
+func (l serverLimits) tooBig(n int64) string {
+	if l.outBuf > 0 && n+n/4+64<<10 > l.outBuf {
+		return fmt.Sprintf("%d bytes: over what the server sends one client at once (client-output-buffer-limit for normal clients: %d bytes), so it cannot be read; raise the limit (CONFIG SET client-output-buffer-limit \"normal 0 0 0\", and in redis.conf) and rerun apply; the record is not copied", n, l.outBuf)
+	}
+	if n > l.bulk {
+		return fmt.Sprintf("%d bytes: over the largest argument the server accepts (proto-max-bulk-len: %d bytes), so it cannot be written; raise the limit (CONFIG SET proto-max-bulk-len %d, and in redis.conf) and rerun apply; the record is not copied", n, l.bulk, (n>>20+2)<<20)
+	}
+	return ""
+}
+
+// sizes asks MEMORY USAGE of every key in one pipeline (SAMPLES 0: every
+// field counted, so one large value among many small ones is not missed);
+// -1 for a key gone. nil when the server refuses MEMORY USAGE (renamed, an
+// ACL without it): the records are then read as before, whole.
+func (s *Set) sizes(ctx context.Context, keys []string) ([]int64, error) {
+	if s.big.noProbe.Load() {
+		return nil, nil
+	}
+	pipe := s.c.Pipeline()
+	cmds := make([]*goredis.IntCmd, len(keys))
+	for i, k := range keys {
+		cmds[i] = pipe.MemoryUsage(ctx, k, 0)
+	}
+	_, _ = pipe.Exec(ctx)
+	out := make([]int64, len(keys))
+	for i := range keys {
+		n, err := cmds[i].Result()
+		switch {
+		case errors.Is(err, goredis.Nil):
+			out[i] = -1
+		case err == nil:
+			out[i] = n
+		case strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "NOPERM") || strings.Contains(err.Error(), "unknown subcommand"):
+			s.big.noProbe.Store(true)
+			return nil, nil
+		default:
+			return nil, pipeErr(err, "MEMORY USAGE of", keys, i)
+		}
+	}
+	return out, nil
+}
+
+// pipeErr words the failure of command i of a pipeline over keys. A reply
+// of the server is about that key and names it; a connection that failed
+// fails every command in flight alike, so no key is named (issue #22: a
+// connection the server closed over one big record blamed another key).
+func pipeErr(err error, doing string, keys []string, i int) error {
+	var re goredis.Error
+	if errors.As(err, &re) {
+		return rediserr.Classify(err, doing+" "+keys[i])
+	}
+	return rediserr.Classify(err, fmt.Sprintf("%s %d keys in one pipeline (the connection failed: no one key of them is to blame)", doing, len(keys)))
+}
