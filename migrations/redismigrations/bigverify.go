@@ -144,6 +144,10 @@ func (s *Set) diffBig(ctx context.Context, k, twin string, key Key, head map[str
 			return err
 		}
 		b, err := s.c.HMGet(ctx, twin, pend...).Result()
+		if isKeyError(err) {
+			found = &report.Issue{Object: twin, Reason: "twin is not a hash"}
+			return nil
+		}
 		if err != nil {
 			return err
 		}
