@@ -242,6 +242,9 @@ func (s *Set) restore(ctx context.Context, ws []twinWrite, payloads [][]byte) ([
 	if err := scan.CheckFence(ctx); err != nil {
 		return nil, err
 	}
+	if _, standalone := s.c.(*goredis.Client); standalone && scan.FenceFrom(ctx) != nil {
+		return s.restoreBatch(ctx, ws, payloads)
+	}
 	errs := make([]error, len(ws))
 	if scan.FenceFrom(ctx) != nil {
 		res, err := s.runScript(ctx, restoreScript, len(ws), func(i int) ([]string, []any) {
