@@ -154,3 +154,14 @@ func (o *Others) watcherOf(ctx context.Context, key string) *watcher {
 	}
 	return nil
 }
+
+// Writer is the watched connection that writes key's master, nil when
+// writes go through the run's client (the watch is broken, or key's master
+// is not watched). A transaction on it (WATCH, MULTI, EXEC) is the run's
+// own to the watch, as its pipelines are.
+func (o *Others) Writer(ctx context.Context, key string) *redis.Client {
+	if o == nil || o.Broken() != "" {
+		return nil
+	}
+	return o.writerFor(ctx, key)
+}

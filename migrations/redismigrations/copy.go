@@ -243,6 +243,10 @@ func (s *Set) restore(ctx context.Context, ws []twinWrite, payloads [][]byte) ([
 		return nil, err
 	}
 	if _, standalone := s.c.(*goredis.Client); standalone && scan.FenceFrom(ctx) != nil {
+		errs, ok, err := s.restoreTx(ctx, ws, payloads)
+		if ok || err != nil {
+			return errs, err
+		}
 		return s.restoreBatch(ctx, ws, payloads)
 	}
 	errs := make([]error, len(ws))
