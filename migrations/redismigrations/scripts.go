@@ -144,6 +144,34 @@ end
 return out
 `)
 
+// restoreCrossSlotScript is restoreBatchScript for a cluster: one
+// master's twins of many slots at once. A cluster takes the declared KEYS
+// of one slot only; the flag (Redis 7.0 on) lets the script write keys of
+// other slots of the node it runs on, named in ARGV. KEYS[1] is the first
+// twin (it routes the call); ARGV[3..] per twin its name, TTL argument, "1"
+// for ABSTTL and payload. The lock lives elsewhere: only the deadline is
+// checked. A server without script flags refuses to compile it, and the
+// twins go one script each (restoreEach).
+var restoreCrossSlotScript = redis.NewScript("#!lua flags=allow-cross-slot-keys\n" + fencePrelude + `
+local out = {}
+local i = 0
+for a = 3, #ARGV, 4 do
+  i = i + 1
+  local r
+  if ARGV[a + 2] == '1' then
+    r = redis.pcall('RESTORE', ARGV[a], ARGV[a + 1], ARGV[a + 3], 'ABSTTL')
+  else
+    r = redis.pcall('RESTORE', ARGV[a], ARGV[a + 1], ARGV[a + 3])
+  end
+  if type(r) == 'table' and r.err then
+    if string.sub(r.err, 1, 7) == 'BUSYKEY' then out[i] = 0 else out[i] = r.err end
+  else
+    out[i] = 1
+  end
+end
+return out
+`)
+
 // UseOthers routes the set's writes through o (nil: through the client).
 func (s *Set) UseOthers(o *scan.Others) { s.others = o }
 
