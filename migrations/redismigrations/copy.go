@@ -167,6 +167,11 @@ func (s *Set) writeTwins(ctx context.Context, ws []twinWrite) ([]scriptResult, e
 	s.probe.Do(func() {
 		if !s.restoreWorks(ctx) {
 			s.noRestore.Store(true)
+			return
+		}
+		if l, ok := s.listpackWorks(ctx); ok {
+			s.lp = l
+			s.useListpack.Store(true)
 		}
 	})
 	var todo []twinWrite // for the script
@@ -184,8 +189,18 @@ func (s *Set) writeTwins(ctx context.Context, ws []twinWrite) ([]scriptResult, e
 		// sub-slice of it, read when the pipeline runs.
 		b := (*buf)[:0]
 		ends := make([]int, len(ws))
+		listpack := s.useListpack.Load()
+		var kv []string
 		for i, w := range ws {
-			b = appendHashPayload(b, w.fields)
+			if listpack && s.lp.fits(w.fields) {
+				kv = kv[:0]
+				for f, v := range w.fields {
+					kv = append(kv, f, v)
+				}
+				b = appendListpackPayload(b, kv)
+			} else {
+				b = appendHashPayload(b, w.fields)
+			}
 			ends[i] = len(b)
 		}
 		*buf = b
@@ -207,7 +222,12 @@ func (s *Set) writeTwins(ctx context.Context, ws []twinWrite) ([]scriptResult, e
 			case goredis.HasErrorPrefix(err, "BUSYKEY"):
 				// The twin exists: never overwritten.
 			case restoreRefused(err):
-				s.noRestore.Store(true)
+				// A master that takes type 4 but not listpacks (a
+				// cluster mid-upgrade) gets type 4 from now on; this
+				// twin goes through the script.
+				if !s.useListpack.CompareAndSwap(true, false) {
+					s.noRestore.Store(true)
+				}
 				todo, at = append(todo, w), append(at, i)
 			default:
 				return nil, rediserr.Classify(err, "RESTORE "+w.name)

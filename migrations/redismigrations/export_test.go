@@ -34,3 +34,6 @@ var (
 	AppendHashPayload = appendHashPayload
 	RedisCRC64        = redisCRC64
 )
+
+// AppendListpackPayload builds listpack RESTORE payloads (listpack.go).
+var AppendListpackPayload = appendListpackPayload

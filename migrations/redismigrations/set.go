@@ -49,6 +49,10 @@ type Set struct {
 	// noCrossSlot is set once a cluster master refused a script with
 	// flags (before Redis 7.0): fenced copies then go one script per twin.
 	noCrossSlot atomic.Bool
+	// useListpack: twins small enough (lp) are restored from listpack
+	// payloads (Redis 7.0 on; see listpack.go), set by the probe.
+	useListpack atomic.Bool
+	lp          listpackLimits
 	probe       sync.Once
 	payloads    sync.Pool // *[]byte, RESTORE payloads of one chunk
 	// others, when set, carries every write to tenant keys, so that the
