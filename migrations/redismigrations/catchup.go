@@ -38,8 +38,8 @@ const catchUpChunk = 500
 //   - otherwise (the twin was changed by another client, or existed before
 //     the pass): neither is overwritten, the key is reported (Failed).
 //
-// Hash-tagged records others wrote get the edits of 002/003 (compare-and-
-// set, as in the pass). Issues and Failed go under the migrations' labels,
+// Hash-tagged records others wrote get the pending field transforms
+// (compare-and-set, as in the pass). Issues and Failed go under the migrations' labels,
 // so that a reported key keeps its migration from being recorded applied;
 // the outcomes are counted under the Others* labels.
 func (s *Set) CatchUp(ctx context.Context, todo, done, changed []string, t *scan.Tally) error {

@@ -14,8 +14,8 @@ var _ redisphase.Repairer = (*Set)(nil)
 // every legacy record whose twin is missing gets one (RESTORE, never over a
 // key that exists); a twin that differs from what its legacy record makes
 // of it (what verify reports) is copied again, compare-and-set against the
-// twin as read; hash-tagged records get the edits of 002/003 (compare-and-
-// set). Counts go under the migrations' names: Changed redone, Unchanged
+// twin as read; hash-tagged records get the applied field transforms
+// (compare-and-set). Counts go under the migrations' names: Changed redone, Unchanged
 // already right, Failed with an issue (changed while being redone, or not
 // a record this tool can read).
 func (s *Set) Repair(applied []string) scan.Step {
