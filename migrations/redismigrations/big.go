@@ -68,22 +68,21 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `)
 
-// moveScript makes the temporary key KEYS[1] the twin KEYS[2] unless the
+// moveScript makes the temporary key KEYS[2] the twin KEYS[1] unless the
 // twin exists (then the temporary key is dropped), with the legacy key's
-// expiry ARGV[3] ("@" and the Unix time in ms, or "0": none). Its fence's
-// lock is KEYS[3]. Returns 1 created, 0 the twin existed, -1 the temporary
-// key is gone.
-var moveScript = goredis.NewScript(strings.ReplaceAll(fencePrelude, "KEYS[2]", "KEYS[3]") + `
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('DEL', KEYS[1])
+// expiry ARGV[3] ("@" and the Unix time in ms, or "0": none). Returns 1
+// created, 0 the twin existed, -1 the temporary key is gone.
+var moveScript = goredis.NewScript(fencePrelude + `
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('DEL', KEYS[2])
   return 0
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-redis.call('RENAME', KEYS[1], KEYS[2])
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+redis.call('RENAME', KEYS[2], KEYS[1])
 if string.sub(ARGV[3], 1, 1) == '@' then
-  redis.call('PEXPIREAT', KEYS[2], string.sub(ARGV[3], 2))
+  redis.call('PEXPIREAT', KEYS[1], string.sub(ARGV[3], 2))
 else
-  redis.call('PERSIST', KEYS[2])
+  redis.call('PERSIST', KEYS[1])
 end
 return 1
 `)
@@ -92,7 +91,7 @@ return 1
 // than bigAt one by one, piece by piece (copyBig); the others in groups
 // whose sizes add up to groupAt at most, each read and written in one
 // pipeline (copyV0). What a chunk holds in memory is so bounded.
-func (s *Set) copyLegacy(ctx context.Context, keys []string, w work, t *scan.Tally, seen *written) error {
+func (s *Set) copyLegacy(ctx context.Context, keys []string, p pass, t *scan.Tally, seen *written) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -101,17 +100,17 @@ func (s *Set) copyLegacy(ctx context.Context, keys []string, w work, t *scan.Tal
 		if err != nil {
 			return err
 		}
-		return s.copyV0(ctx, keys, w, t, seen)
+		return s.copyV0(ctx, keys, p, t, seen)
 	}
 	l := s.serverLimits(ctx)
 	groups, big := splitBySize(keys, sizes, l)
 	for _, g := range groups {
-		if err := s.copyV0(ctx, g, w, t, seen); err != nil {
+		if err := s.copyV0(ctx, g, p, t, seen); err != nil {
 			return err
 		}
 	}
 	for _, k := range big {
-		if err := s.copyBig(ctx, k, w, t, seen); err != nil {
+		if err := s.copyBig(ctx, k, p, t, seen); err != nil {
 			return err
 		}
 	}
@@ -119,18 +118,19 @@ func (s *Set) copyLegacy(ctx context.Context, keys []string, w work, t *scan.Tal
 }
 
 // countCopy counts what 001 did with one legacy record: res.val 1 the twin
-// was created (in its final form: the work of 002/003 on it is counted as
-// theirs, and the scan skips it if it reaches it later in this pass), 0 it
-// existed (copied by an earlier run, or written by the new server: never
-// overwritten; 002/003 reach it on their own), or res.err.
-func (s *Set) countCopy(t *scan.Tally, w work, seen *written, p twinPlan, res scriptResult) {
+// was created (in its final form: the work of the field transforms on it
+// is counted as theirs, and the scan skips it if it reaches it later in
+// this pass), 0 it existed (copied by an earlier run, or written by the
+// new server: never overwritten; the field transforms reach it on their
+// own because it is in the keyspace this pass walks), or res.err.
+func (s *Set) countCopy(t *scan.Tally, p pass, seen *written, tp twinPlan, res scriptResult) {
 	switch {
 	case res.err != nil:
-		t.Fail(HashTags, report.Issue{Key: p.key, Reason: "copy to " + p.twin + ": " + res.err.Error()})
+		t.Fail(HashTags, report.Issue{Key: tp.key, Reason: "copy to " + tp.twin + ": " + res.err.Error()})
 	case res.val == 1:
 		t.Add(HashTags, func(c *report.Counts) { c.Changed++ })
-		p.countFinal(t, w)
-		seen.add(p.twin)
+		tp.countFinal(t, p)
+		seen.add(tp.twin)
 	default:
 		t.Add(HashTags, func(c *report.Counts) { c.Unchanged++ })
 	}
@@ -138,7 +138,7 @@ func (s *Set) countCopy(t *scan.Tally, w work, seen *written, p twinPlan, res sc
 
 // copyBig copies one big legacy record piece by piece. A failure of the
 // server or the connection names the key.
-func (s *Set) copyBig(ctx context.Context, k string, w work, t *scan.Tally, seen *written) error {
+func (s *Set) copyBig(ctx context.Context, k string, p pass, t *scan.Tally, seen *written) error {
 	wrap := func(err error) error {
 		return rediserr.Classify(err, "copy the big record "+k+" piece by piece")
 	}
@@ -160,19 +160,19 @@ func (s *Set) copyBig(ctx context.Context, k string, w work, t *scan.Tally, seen
 		}
 		r.expiry = e
 	}
-	p, _, ok := s.planTwin(t, w, k, r)
+	tp, ok := s.planTwin(t, p, k, r)
 	if !ok {
 		return nil
 	}
-	exists, err := s.exists(ctx, []string{p.twin})
+	exists, err := s.exists(ctx, []string{tp.twin})
 	if err != nil {
 		return wrap(err)
 	}
 	if exists[0] {
-		s.countCopy(t, w, seen, p, scriptResult{})
+		s.countCopy(t, p, seen, tp, scriptResult{})
 		return nil
 	}
-	val, field, why, err := s.streamTwin(ctx, k, p, w, l, e)
+	val, field, why, err := s.streamTwin(ctx, k, tp, r.fields, l, e)
 	switch {
 	case err != nil:
 		return wrap(err)
@@ -182,7 +182,7 @@ func (s *Set) copyBig(ctx context.Context, k string, w work, t *scan.Tally, seen
 		// Nothing was streamed: the record vanished since it was sized.
 		t.Add(HashTags, func(c *report.Counts) { c.Skipped++ })
 	default:
-		s.countCopy(t, w, seen, p, scriptResult{val: val})
+		s.countCopy(t, p, seen, tp, scriptResult{val: val})
 	}
 	return nil
 }
@@ -220,11 +220,12 @@ func (s *Set) expiryOf(ctx context.Context, k string) (e expiry, gone bool, err 
 	return e, false, nil
 }
 
-// readHead reads the fields that classify a record and that 002/003
-// change (checkFields), each after its length was checked against the
-// limits. A record that is not a hash comes back with err set in r, one
+// readHead reads the fields that classify a record and that the field
+// transforms read (v1Fields), each after its length was checked against
+// the limits. A record that is not a hash comes back with err set in r, one
 // that is gone with nil fields.
 func (s *Set) readHead(ctx context.Context, k string, l serverLimits) (r record, field, why string, err error) {
+	checkFields := s.v1Fields()
 	pipe := s.c.Pipeline()
 	lens := make([]*goredis.IntCmd, len(checkFields))
 	for i, f := range checkFields {
@@ -322,15 +323,17 @@ func (s *Set) hscanStep(ctx context.Context, k, cursor string, l serverLimits) (
 // maxPieceFields bounds the fields of one piece (HMGET and write).
 const maxPieceFields = 10_000
 
-// streamTwin builds p's twin from legacy record k piece by piece in a
+// streamTwin builds tp's twin from legacy record k piece by piece in a
 // temporary key and moves it into place unless the twin exists: val is
-// moveScript's result. why (and the field) says why the record cannot be
-// copied; the temporary key is then removed, as after a failure.
-func (s *Set) streamTwin(ctx context.Context, k string, p twinPlan, w work, l serverLimits, e expiry) (val int64, field, why string, err error) {
+// moveScript's result. head is what readHead read of k: tp.fields holds
+// it as the field transforms made it, and the fields they add go with the
+// first piece. why (and the field) says why the record cannot be copied;
+// the temporary key is then removed, as after a failure.
+func (s *Set) streamTwin(ctx context.Context, k string, tp twinPlan, head map[string]string, l serverLimits, e expiry) (val int64, field, why string, err error) {
 	_, cluster := s.c.(*goredis.ClusterClient)
-	tmp, ok := tempName(s.prefix, p.twin, cluster)
+	tmp, ok := tempName(s.prefix, tp.twin, cluster)
 	if !ok {
-		return 0, "", "its twin " + p.twin + " has no hash tag, so it cannot be built piece by piece in the twin's slot on a cluster", nil
+		return 0, "", "its twin " + tp.twin + " has no hash tag, so it cannot be built piece by piece in the twin's slot on a cluster", nil
 	}
 	defer func() {
 		if err != nil || why != "" {
@@ -338,17 +341,20 @@ func (s *Set) streamTwin(ctx context.Context, k string, p twinPlan, w work, l se
 			_ = s.c.Del(context.WithoutCancel(ctx), tmp).Err()
 		}
 	}()
-	wp := w
-	wp.entity = false // set once, with the first piece
-	entity := p.entity
+	added := map[string]string{}
+	for f, v := range tp.fields {
+		if _, ok := head[f]; !ok {
+			added[f] = v
+		}
+	}
 	var pend []string
 	var pendBytes int64
 	flush := func() (string, error) {
-		if len(pend) == 0 {
+		if len(pend) == 0 && len(added) == 0 {
 			return "", nil
 		}
-		why, err := s.writePiece(ctx, k, tmp, pend, p.kind, wp, entity)
-		pend, pendBytes, entity = nil, 0, false
+		why, err := s.writePiece(ctx, k, tmp, pend, tp, added)
+		pend, pendBytes, added = nil, 0, nil
 		return why, err
 	}
 	for cursor := "0"; ; {
@@ -376,8 +382,10 @@ func (s *Set) streamTwin(ctx context.Context, k string, p twinPlan, w work, l se
 	if why, err := flush(); err != nil || why != "" {
 		return 0, "", why, err
 	}
+	// The twin first: its write is the one the watch of other clients
+	// must take for the run's own (scan.Others.ExpectScript).
 	res, err := s.runScript(ctx, moveScript, 1, func(int) ([]string, []any) {
-		return []string{tmp, p.twin}, []any{e.scriptArg()}
+		return []string{tp.twin, tmp}, []any{e.scriptArg()}
 	})
 	if err != nil {
 		return 0, "", "", err
@@ -389,28 +397,35 @@ func (s *Set) streamTwin(ctx context.Context, k string, p twinPlan, w work, l se
 }
 
 // writePiece reads the fields names of legacy record k (HMGET: a field
-// gone meanwhile is left out), makes of them what the twin holds (002's
-// conversion; entity, when set, added) and adds them to tmp. why says why
-// the record cannot be copied (a summary whose content is not one).
-func (s *Set) writePiece(ctx context.Context, k, tmp string, names []string, kind Kind, w work, entity bool) (string, error) {
-	vals, err := s.c.HMGet(ctx, k, names...).Result()
-	if err != nil {
-		return "", err
-	}
-	piece := make(map[string]string, len(names))
-	for i, f := range names {
-		if v, ok := vals[i].(string); ok {
-			piece[f] = v
+// gone meanwhile is left out) and adds them to tmp as the twin holds them
+// (tp.fields: the values the field transforms changed), with extra (the
+// fields they add, once). why says why the record cannot be copied (a
+// summary whose content is not one).
+func (s *Set) writePiece(ctx context.Context, k, tmp string, names []string, tp twinPlan, extra map[string]string) (string, error) {
+	out := make(map[string]string, len(names)+len(extra))
+	if len(names) > 0 {
+		vals, err := s.c.HMGet(ctx, k, names...).Result()
+		if err != nil {
+			return "", err
+		}
+		for i, f := range names {
+			if v, ok := vals[i].(string); ok {
+				out[f] = v
+			}
 		}
 	}
-	if kind == KindSummary {
-		if err := checkSummary(piece); err != nil {
+	if tp.k.Kind == KindSummary {
+		if err := checkSummary(out); err != nil {
 			return fmt.Sprintf("%v: named like a summary but %v", ErrUnclassifiable, err), nil
 		}
 	}
-	out, _, _, _ := twinFields(Key{Kind: kind}, piece, w)
-	if entity {
-		out["entity"] = kind.Entity()
+	for f := range out {
+		if v, ok := tp.fields[f]; ok {
+			out[f] = v
+		}
+	}
+	for f, v := range extra {
+		out[f] = v
 	}
 	if len(out) == 0 {
 		return "", nil

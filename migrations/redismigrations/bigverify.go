@@ -35,7 +35,7 @@ func splitBySize(keys []string, sizes []int64, l serverLimits) (groups [][]strin
 // verifyLegacy is compareTwins for verify with its memory bounded: big
 // legacy records are compared with their twins piece by piece
 // (compareBig), the others in groups of at most groupAt bytes.
-func (s *Set) verifyLegacy(ctx context.Context, keys []string, converted, entity bool, t *scan.Tally, label string) error {
+func (s *Set) verifyLegacy(ctx context.Context, keys []string, allow []*transform, t *scan.Tally, label string) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -44,18 +44,18 @@ func (s *Set) verifyLegacy(ctx context.Context, keys []string, converted, entity
 		return err
 	}
 	if sizes == nil {
-		_, err := s.compareTwins(ctx, keys, converted, entity, t, label)
+		_, err := s.compareTwins(ctx, keys, allow, t, label)
 		return err
 	}
 	l := s.serverLimits(ctx)
 	groups, big := splitBySize(keys, sizes, l)
 	for _, g := range groups {
-		if _, err := s.compareTwins(ctx, g, converted, entity, t, label); err != nil {
+		if _, err := s.compareTwins(ctx, g, allow, t, label); err != nil {
 			return err
 		}
 	}
 	for _, k := range big {
-		if err := s.compareBig(ctx, k, converted, entity, t, label, l); err != nil {
+		if err := s.compareBig(ctx, k, allow, t, label, l); err != nil {
 			return rediserr.Classify(err, "compare the big record "+k+" with its twin piece by piece")
 		}
 	}
@@ -65,7 +65,7 @@ func (s *Set) verifyLegacy(ctx context.Context, keys []string, converted, entity
 // compareBig checks one big legacy record against its twin as twinDiff
 // does (fields in HSCAN order rather than name order), and records the
 // check under label.
-func (s *Set) compareBig(ctx context.Context, k string, converted, entity bool, t *scan.Tally, label string, l serverLimits) error {
+func (s *Set) compareBig(ctx context.Context, k string, allow []*transform, t *scan.Tally, label string, l serverLimits) error {
 	fail := func(i report.Issue) {
 		i.Key = k
 		t.Issue(label, i)
@@ -109,7 +109,7 @@ func (s *Set) compareBig(ctx context.Context, k string, converted, entity bool, 
 		fail(report.Issue{Object: twin, Reason: "twin missing"})
 		return nil
 	}
-	issue, err := s.diffBig(ctx, k, twin, key, r.fields, converted, entity, l)
+	issue, err := s.diffBig(ctx, k, twin, key, r.fields, allow, l)
 	if err != nil {
 		return err
 	}
@@ -127,11 +127,11 @@ func (s *Set) compareBig(ctx context.Context, k string, converted, entity bool, 
 	return nil
 }
 
-// diffBig compares the fields of legacy record k and its twin piece by
-// piece: the first field missing or different on the twin, else an issue
-// when the twin has more fields than the legacy record and the entity
-// 003 may add.
-func (s *Set) diffBig(ctx context.Context, k, twin string, key Key, head map[string]string, converted, entity bool, l serverLimits) (*report.Issue, error) {
+// diffBig compares the fields of legacy record k (head: its v1Fields) and
+// its twin piece by piece: the first field missing on the twin or
+// different in a way no transform of allow keeps, else an issue when the
+// twin has more fields than the legacy record and those they may add.
+func (s *Set) diffBig(ctx context.Context, k, twin string, key Key, head map[string]string, allow []*transform, l serverLimits) (*report.Issue, error) {
 	var pend []string
 	var pendBytes int64
 	var found *report.Issue
@@ -160,7 +160,7 @@ func (s *Set) diffBig(ctx context.Context, k, twin string, key Key, head map[str
 			switch {
 			case !ok:
 				found = &report.Issue{Object: twin, Field: f, Reason: "field missing on twin", Expected: shown(f, v)}
-			case tv != v && !(converted && key.Kind != KindSummary && isTimestampField(f) && SameInstant(v, tv)):
+			case tv != v && !keptBy(allow, key, f, v, true, tv):
 				found = &report.Issue{Object: twin, Field: f, Reason: "field differs", Expected: shown(f, v), Actual: shown(f, tv)}
 			}
 			if found != nil {
@@ -202,8 +202,11 @@ func (s *Set) diffBig(ctx context.Context, k, twin string, key Key, head map[str
 	if err != nil {
 		return nil, err
 	}
-	if _, has := head["entity"]; !has && entity && key.Kind.Entity() != "" {
-		if v, err := s.c.HGet(ctx, twin, "entity").Result(); err == nil && v == key.Kind.Entity() {
+	for _, f := range s.v1Fields() {
+		if _, inLegacy := head[f]; inLegacy {
+			continue
+		}
+		if tv, err := s.c.HGet(ctx, twin, f).Result(); err == nil && keptBy(allow, key, f, "", false, tv) {
 			tn--
 		}
 	}
@@ -216,7 +219,7 @@ func (s *Set) diffBig(ctx context.Context, k, twin string, key Key, head map[str
 // checkLegacy is checkV0 with big records (above bigAt) counted one by one
 // from their head (checkBig), so that Check reads no record whole and
 // names those that apply cannot copy.
-func (s *Set) checkLegacy(ctx context.Context, keys []string, w work, t *scan.Tally) error {
+func (s *Set) checkLegacy(ctx context.Context, keys []string, p pass, t *scan.Tally) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -225,7 +228,7 @@ func (s *Set) checkLegacy(ctx context.Context, keys []string, w work, t *scan.Ta
 		if err != nil {
 			return err
 		}
-		return s.checkV0(ctx, keys, w, t)
+		return s.checkV0(ctx, keys, p, t)
 	}
 	l := s.serverLimits(ctx)
 	var small []string
@@ -234,18 +237,18 @@ func (s *Set) checkLegacy(ctx context.Context, keys []string, w work, t *scan.Ta
 			small = append(small, k)
 			continue
 		}
-		if err := s.checkBig(ctx, k, w, t, l); err != nil {
+		if err := s.checkBig(ctx, k, p, t, l); err != nil {
 			return rediserr.Classify(err, "check the big record "+k+" piece by piece")
 		}
 	}
-	return s.checkV0(ctx, small, w, t)
+	return s.checkV0(ctx, small, p, t)
 }
 
 // checkBig counts what apply would do with one big legacy record: nothing
 // when its twin exists, else a copy (Changed), or a failure naming the
 // field a limit keeps from being copied. A summary's content is checked
 // by apply as it copies it, not here.
-func (s *Set) checkBig(ctx context.Context, k string, w work, t *scan.Tally, l serverLimits) error {
+func (s *Set) checkBig(ctx context.Context, k string, p pass, t *scan.Tally, l serverLimits) error {
 	r, field, why, err := s.readHead(ctx, k, l)
 	switch {
 	case err != nil:
@@ -255,11 +258,11 @@ func (s *Set) checkBig(ctx context.Context, k string, w work, t *scan.Tally, l s
 		s.failBig(t, k, field, why, l)
 		return nil
 	}
-	p, _, ok := s.planTwin(t, w, k, r)
+	tp, ok := s.planTwin(t, p, k, r)
 	if !ok {
 		return nil
 	}
-	exists, err := s.exists(ctx, []string{p.twin})
+	exists, err := s.exists(ctx, []string{tp.twin})
 	if err != nil || exists[0] {
 		if err == nil {
 			t.Add(HashTags, func(c *report.Counts) { c.Unchanged++ })
@@ -273,7 +276,7 @@ func (s *Set) checkBig(ctx context.Context, k string, w work, t *scan.Tally, l s
 		return err
 	}
 	t.Add(HashTags, func(c *report.Counts) { c.Changed++ })
-	p.countFinal(t, w)
+	tp.countFinal(t, p)
 	return nil
 }
 
