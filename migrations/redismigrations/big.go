@@ -87,25 +87,28 @@ end
 return 1
 `)
 
-// copyLegacy copies a chunk's legacy records: those the probe finds larger
-// than bigAt one by one, piece by piece (copyBig); the others in groups
-// whose sizes add up to groupAt at most, each read and written in one
-// pipeline (copyV0). What a chunk holds in memory is so bounded.
+// copyLegacy copies a chunk's legacy records: those of more than
+// bigFields fields one by one, piece by piece (copyBig); the others in
+// groups (splitByFields), each read and written in one pipeline (copyV0),
+// so that what a chunk holds in memory is bounded. A group whose read lost
+// its connection (before anything was counted or written) is redone
+// record by record, piece by piece, which names the record too big.
 func (s *Set) copyLegacy(ctx context.Context, keys []string, p pass, t *scan.Tally, seen *written) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	sizes, err := s.sizes(ctx, keys)
-	if err != nil || sizes == nil {
-		if err != nil {
-			return err
-		}
-		return s.copyV0(ctx, keys, p, t, seen)
+	counts, err := s.fieldCounts(ctx, keys)
+	if err != nil {
+		return err
 	}
-	l := s.serverLimits(ctx)
-	groups, big := splitBySize(keys, sizes, l)
+	groups, big := splitByFields(keys, counts)
 	for _, g := range groups {
-		if err := s.copyV0(ctx, g, p, t, seen); err != nil {
+		err := s.copyV0(ctx, g, p, t, seen)
+		if err != nil && s.lostOverReply(ctx, err) {
+			big = append(big, g...)
+			continue
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -115,6 +118,30 @@ func (s *Set) copyLegacy(ctx context.Context, keys []string, p pass, t *scan.Tal
 		}
 	}
 	return nil
+}
+
+// routeBig takes out of a group read whole the records too big for one
+// write (over bigAt bytes: a few huge values) and copies them piece by
+// piece (copyBig, which reads them again in pieces and names a value no
+// write can carry); it returns the others. Nothing of them was counted.
+func (s *Set) routeBig(ctx context.Context, keys []string, recs []record, p pass, t *scan.Tally, seen *written) ([]string, []record, error) {
+	l := s.serverLimits(ctx)
+	n := 0
+	for i, k := range keys {
+		var size int64
+		for f, v := range recs[i].fields {
+			size += int64(len(f) + len(v))
+		}
+		if size > l.bigAt() {
+			if err := s.copyBig(ctx, k, p, t, seen); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		keys[n], recs[n] = k, recs[i]
+		n++
+	}
+	return keys[:n], recs[:n], nil
 }
 
 // countCopy counts what 001 did with one legacy record: res.val 1 the twin

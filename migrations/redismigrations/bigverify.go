@@ -9,48 +9,29 @@ import (
 	"github.com/outpost-migrate/outpost/report"
 )
 
-// splitBySize sorts keys by their MEMORY USAGE (sizes, -1 for gone) into
-// groups whose sizes add up to groupAt at most, and the big ones (above
-// bigAt), which go one by one, piece by piece.
-func splitBySize(keys []string, sizes []int64, l serverLimits) (groups [][]string, big []string) {
-	var group []string
-	var sum int64
-	for i, k := range keys {
-		n := sizes[i]
-		if n > l.bigAt() {
-			big = append(big, k)
-			continue
-		}
-		if len(group) > 0 && sum+n > l.groupAt() {
-			groups, group, sum = append(groups, group), nil, 0
-		}
-		group, sum = append(group, k), sum+max(n, 0)
-	}
-	if len(group) > 0 {
-		groups = append(groups, group)
-	}
-	return groups, big
-}
-
 // verifyLegacy is compareTwins for verify with its memory bounded: big
-// legacy records are compared with their twins piece by piece
-// (compareBig), the others in groups of at most groupAt bytes.
+// legacy records (over bigFields fields) are compared with their twins
+// piece by piece (compareBig), the others in groups (splitByFields); a
+// group whose read lost its connection before anything was counted is
+// redone record by record, piece by piece.
 func (s *Set) verifyLegacy(ctx context.Context, keys []string, allow []*transform, t *scan.Tally, label string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	sizes, err := s.sizes(ctx, keys)
+	counts, err := s.fieldCounts(ctx, keys)
 	if err != nil {
 		return err
 	}
-	if sizes == nil {
-		_, err := s.compareTwins(ctx, keys, allow, t, label)
-		return err
-	}
 	l := s.serverLimits(ctx)
-	groups, big := splitBySize(keys, sizes, l)
+	groups, big := splitByFields(keys, counts)
 	for _, g := range groups {
-		if _, err := s.compareTwins(ctx, g, allow, t, label); err != nil {
+		before := t.Counts(label).Scanned
+		_, err := s.compareTwins(ctx, g, allow, t, label)
+		if err != nil && t.Counts(label).Scanned == before && s.lostOverReply(ctx, err) {
+			big = append(big, g...)
+			continue
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -216,24 +197,21 @@ func (s *Set) diffBig(ctx context.Context, k, twin string, key Key, head map[str
 	return nil, nil
 }
 
-// checkLegacy is checkV0 with big records (above bigAt) counted one by one
-// from their head (checkBig), so that Check reads no record whole and
-// names those that apply cannot copy.
+// checkLegacy is checkV0 with big records (over bigFields fields) counted
+// one by one from their head (checkBig), so that Check reads no record
+// whole and names those that apply cannot copy.
 func (s *Set) checkLegacy(ctx context.Context, keys []string, p pass, t *scan.Tally) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	sizes, err := s.sizes(ctx, keys)
-	if err != nil || sizes == nil {
-		if err != nil {
-			return err
-		}
-		return s.checkV0(ctx, keys, p, t)
+	counts, err := s.fieldCounts(ctx, keys)
+	if err != nil {
+		return err
 	}
 	l := s.serverLimits(ctx)
 	var small []string
 	for i, k := range keys {
-		if sizes[i] <= l.bigAt() {
+		if counts[i] <= bigFields {
 			small = append(small, k)
 			continue
 		}

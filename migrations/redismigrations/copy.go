@@ -3,6 +3,7 @@ package redismigrations
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -99,6 +100,9 @@ func (s *Set) readRecordsWith(ctx context.Context, keys []string, ttlCmd string)
 	for i := range keys {
 		if err := hs[i].Err(); err != nil {
 			if !isKeyError(err) {
+				if !isServerReply(err) {
+					return nil, fmt.Errorf("%w (%w)", pipeErr(err, "read", keys, i), errConnLost)
+				}
 				return nil, pipeErr(err, "read", keys, i)
 			}
 			out[i].err = err

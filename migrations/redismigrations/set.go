@@ -174,6 +174,9 @@ func (s *Set) copyV0(ctx context.Context, keys []string, p pass, t *scan.Tally, 
 	if err != nil {
 		return err
 	}
+	if keys, recs, err = s.routeBig(ctx, keys, recs, p, t, seen); err != nil {
+		return err
+	}
 	var ops []twinPlan
 	var writes []twinWrite
 	for i, k := range keys {
