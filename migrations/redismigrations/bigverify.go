@@ -175,6 +175,12 @@ func (s *Set) diffBig(ctx context.Context, k, twin string, key Key, head map[str
 	if err := compare(); err != nil || found != nil {
 		return found, err
 	}
+	return s.extraFields(ctx, k, twin, key, head, allow)
+}
+
+// extraFields is an issue when twin has more fields than legacy record k
+// (head: its v1Fields) beyond those the transforms of allow may add.
+func (s *Set) extraFields(ctx context.Context, k, twin string, key Key, head map[string]string, allow []*transform) (*report.Issue, error) {
 	n, err := s.c.HLen(ctx, k).Result()
 	if err != nil {
 		return nil, err
