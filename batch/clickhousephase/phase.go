@@ -229,37 +229,14 @@ func (p *Phase) Status(ctx context.Context) ([]report.Migration, error) {
 func (p *Phase) status(ctx context.Context) ([]report.Migration, dbState, error) {
 	conn, err := p.connect(ctx)
 	if err != nil {
-		return p.unknownLines(err), dbState{Version: NoVersion}, err
+		return p.src.UnknownLines(err), dbState{Version: NoVersion}, err
 	}
 	st, err := p.readState(ctx, conn)
 	if err != nil {
 		p.dropConn()
 		err = classify(ctx, err, report.CodeUnknown, "read the schema version from %s", p.where())
-		return p.unknownLines(err), dbState{Version: NoVersion}, err
+		return p.src.UnknownLines(err), dbState{Version: NoVersion}, err
 	}
 	p.lastSeq = st.Seq
 	return p.linesFor(st), st, nil
-}
-
-func (p *Phase) baseLine(m *Migration) report.Migration {
-	return report.Migration{ID: m.ID(), Backend: Backend, Name: m.Name, Version: m.Version, Description: m.Description,
-		Checksum: report.Checksum(m.Up)}
-}
-
-func (p *Phase) unknownLines(err error) []report.Migration {
-	lines := make([]report.Migration, 0, len(p.src.Migrations))
-	for i := range p.src.Migrations {
-		l := p.baseLine(&p.src.Migrations[i])
-		l.State = StateUnknown
-		l.Reason = "state unknown: " + err.Error()
-		lines = append(lines, l)
-	}
-	return lines
-}
-
-func (p *Phase) migration(version int) *Migration {
-	if version < 1 || version > len(p.src.Migrations) {
-		return nil
-	}
-	return &p.src.Migrations[version-1]
 }

@@ -8,11 +8,12 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/outpost-migrate/outpost/batch/versioned"
 	"github.com/outpost-migrate/outpost/report"
 )
 
 // NoVersion is golang-migrate's NilVersion: no migration recorded.
-const NoVersion = -1
+const NoVersion = versioned.NoVersion
 
 // VersionTable is golang-migrate's migrations table; the phase's is
 // prefix + VersionTable ("prod_schema_migrations" for DEPLOYMENT_ID=prod),
@@ -142,7 +143,7 @@ func (p *Phase) readCheckpoints(ctx context.Context, conn driver.Conn, st *dbSta
 // resumableAt is resumable for the recorded version, whatever it is (a
 // dirty version this source does not know is never resumable).
 func (st dbState) resumableAt(p *Phase) (checkpoint, bool) {
-	m := p.migration(st.Version)
+	m := p.src.At(st.Version)
 	if m == nil {
 		return checkpoint{}, false
 	}

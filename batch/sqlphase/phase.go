@@ -50,6 +50,7 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch"
 	"github.com/outpost-migrate/outpost/batch/probe"
+	"github.com/outpost-migrate/outpost/batch/versioned"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -168,7 +169,7 @@ func New(ctx context.Context, url string, src Source, opts Options) (*Phase, err
 }
 
 // Backend implements batch.Phase.
-func (p *Phase) Backend() string { return "sql" }
+func (p *Phase) Backend() string { return store.Backend }
 
 // TargetKnown implements batch.TargetKnower: "sql/000004", "000004_name",
 // a name, or a version number.
@@ -274,16 +275,8 @@ func (p *Phase) dropConn() {
 // Version returns the recorded version (NoVersion when none) and whether it
 // is dirty.
 func (p *Phase) Version(ctx context.Context) (version int, dirty bool, err error) {
-	conn, err := p.connect(ctx)
-	if err != nil {
-		return NoVersion, false, err
-	}
-	st, err := readState(ctx, conn)
-	if err != nil {
-		p.dropConn()
-		return NoVersion, false, classify(ctx, err, report.CodeUnknown, "read the schema version from %s", p.where())
-	}
-	return st.Version, st.Dirty, nil
+	_, st, err := p.status(ctx)
+	return st.Version, st.Dirty, err
 }
 
 // Status implements batch.Phase: one line per migration, from
@@ -301,83 +294,45 @@ func (p *Phase) Status(ctx context.Context) ([]report.Migration, error) {
 func (p *Phase) status(ctx context.Context) ([]report.Migration, dbState, error) {
 	conn, err := p.connect(ctx)
 	if err != nil {
-		return p.unknownLines(err), dbState{}, err
+		return p.src.UnknownLines(err), dbState{Version: NoVersion}, err
 	}
 	st, err := readState(ctx, conn)
 	if err != nil {
 		p.dropConn()
 		err = classify(ctx, err, report.CodeUnknown, "read the schema version from %s", p.where())
-		return p.unknownLines(err), st, err
+		return p.src.UnknownLines(err), dbState{Version: NoVersion}, err
 	}
 	return p.linesFor(st), st, nil
 }
 
-func (p *Phase) baseLine(m *Migration) report.Migration {
-	return report.Migration{ID: m.ID(), Backend: "sql", Name: m.Name, Version: m.Version, Description: m.Description,
-		Checksum: report.Checksum(m.Up)}
+// recorded is schema_migrations' state as the shared bookkeeping reads it.
+func recorded(st dbState) versioned.Recorded {
+	return versioned.Recorded{Table: versionTable, Version: st.Version, Dirty: st.Dirty}
 }
 
-func (p *Phase) unknownLines(err error) []report.Migration {
-	lines := make([]report.Migration, 0, len(p.src.Migrations))
-	for i := range p.src.Migrations {
-		l := p.baseLine(&p.src.Migrations[i])
-		l.State = StateUnknown
-		l.Reason = "state unknown: " + err.Error()
-		lines = append(lines, l)
-	}
-	return lines
-}
-
-// linesFor derives every migration's line from the recorded state.
+// linesFor derives every migration's line from the recorded state; the
+// checkpoints tell when a migration was applied and where a dirty one
+// stopped.
 func (p *Phase) linesFor(st dbState) []report.Migration {
-	lines := make([]report.Migration, 0, len(p.src.Migrations)+1)
-	for i := range p.src.Migrations {
-		m := &p.src.Migrations[i]
-		l := p.baseLine(m)
-		switch {
-		case st.Version == NoVersion || m.Version > st.Version:
-			l.State = StatePending
-		case m.Version < st.Version || !st.Dirty:
-			l.State = StateApplied
+	return p.src.Lines(recorded(st), versioned.Ledger[*Migration]{
+		AppliedAt: func(m *Migration) string {
 			if cp, ok := st.Checkpoints[m.Key()]; ok && cp.FinishedAt != nil && cp.Version == m.Version {
-				l.AppliedAt = cp.FinishedAt.UTC().Format(time.RFC3339)
+				return cp.FinishedAt.UTC().Format(time.RFC3339)
 			}
-		default:
-			if cp, ok := st.resumable(m); ok {
-				l.State = StatePartial
-				l.Resumable = true
-				l.Progress = progressOf(cp, false)
-				l.Counts = countsOf(cp)
-				l.Reason = fmt.Sprintf("version %d was started by this tool (run %s) and stopped before step %q finished (%d rows done); schema_migrations says dirty, and apply resumes it from its checkpoint",
-					m.Version, cp.RunID, cp.StepName, cp.Done)
-			} else {
-				l.State = StateDirty
-				l.Reason = dirtyReason(m.Version)
+			return ""
+		},
+		Resume: func(m *Migration, l *report.Migration) bool {
+			cp, ok := st.resumable(m)
+			if !ok {
+				return false
 			}
-		}
-		lines = append(lines, l)
-	}
-	if latest := p.src.Latest(); st.Version > latest {
-		lines = append(lines, report.Migration{
-			ID: fmt.Sprintf("sql/%06d_unknown", st.Version), Backend: "sql", Name: "unknown", Version: st.Version,
-			State:  StateUnknown,
-			Reason: fmt.Sprintf("schema_migrations records version %d, newer than the newest migration this tool knows (%d): use the tool of the Outpost release that wrote it", st.Version, latest),
-		})
-	}
-	return lines
-}
-
-// dirtyReason says what a foreign dirty flag means and how to resolve it.
-func dirtyReason(v int) string {
-	return fmt.Sprintf("schema_migrations records version %d as dirty: migration %d started and did not finish "+
-		"(golang-migrate, Outpost or a crashed run), and nothing tells how far it got. "+
-		"Repair the schema by hand (complete or undo what migration %d changed), then record the version: "+
-		"`outpost migrate force %d --yes` if it is complete, `outpost migrate force %d --yes` if you undid it",
-		v, v, v, v, v-1)
-}
-
-func dirtyError(v int) error {
-	return report.E(report.CodeDirty, "%s", dirtyReason(v)).With("version", v)
+			l.Progress = progressOf(cp, false)
+			l.Counts = countsOf(cp)
+			l.Reason = fmt.Sprintf("version %d was started by this tool (run %s) and stopped before step %q finished (%d rows done); schema_migrations says dirty, and apply resumes it from its checkpoint",
+				m.Version, cp.RunID, cp.StepName, cp.Done)
+			return true
+		},
+	})
 }
 
 func progressOf(cp checkpoint, resumed bool) *report.Progress {
@@ -458,61 +413,28 @@ func (p *Phase) Verify(ctx context.Context, run *batch.Run) ([]report.Migration,
 	if err != nil {
 		return lines, err
 	}
-	if latest := p.src.Latest(); st.Version > latest {
-		return lines, report.E(report.CodeDataRefused, "cannot verify: %s", lines[len(lines)-1].Reason).With("version", st.Version)
-	}
-	if st.Dirty {
-		if _, ok := st.resumable(p.migration(st.Version)); ok {
-			return lines, report.E(report.CodeDirty, "cannot verify: migration %d is half-applied; run apply to finish it", st.Version).With("version", st.Version)
-		}
-		return lines, dirtyError(st.Version)
-	}
-	if p.src.Expected == nil {
-		return lines, nil
-	}
-	v := max(st.Version, 0)
-	expected, ok := p.src.Expected(v)
-	if !ok || expected == nil {
-		return lines, report.E(report.CodeInternal, "no expected schema for version %d", v)
-	}
-	live, err := Inspect(ctx, p.conn)
-	if err != nil {
-		p.dropConn()
-		return lines, classify(ctx, err, report.CodeUnknown, "read the live schema of %s", p.where())
-	}
-	issues := Diff(expected, live)
-	for i := range lines {
-		if lines[i].State == StateApplied {
-			lines[i].State = StateVerified
-		}
-	}
-	if len(issues) == 0 {
-		return lines, nil
-	}
-	// The schema at version v is the work of every migration up to v; the
-	// differences are listed on v's line (on the first line when no
-	// version is recorded yet the schema holds tables).
-	at := 0
-	if v > 0 {
-		at = v - 1
-	}
-	if at >= len(lines) {
-		return lines, report.E(report.CodeDrift, "schema differs from version %d in %d places", v, len(issues))
-	}
-	l := &lines[at]
-	l.State = StateDrift
-	l.Reason = fmt.Sprintf("the live schema differs from the schema of version %d in %d places", v, len(issues))
-	for _, is := range issues {
-		l.AddIssue(is)
-	}
-	return lines, report.E(report.CodeDrift, "%s", l.Reason).With("version", v).With("issues", len(issues))
+	_, resumable := st.resumable(p.src.At(st.Version))
+	return lines, p.src.Verify(lines, recorded(st), resumable, p.drift(ctx))
 }
 
-func (p *Phase) migration(version int) *Migration {
-	if version < 1 || version > len(p.src.Migrations) {
+// drift compares the live schema with the expected schema of a version;
+// nil when the source expects none.
+func (p *Phase) drift(ctx context.Context) func(v int) ([]report.Issue, error) {
+	if p.src.Expected == nil {
 		return nil
 	}
-	return &p.src.Migrations[version-1]
+	return func(v int) ([]report.Issue, error) {
+		expected, ok := p.src.Expected(v)
+		if !ok || expected == nil {
+			return nil, report.E(report.CodeInternal, "no expected schema for version %d", v)
+		}
+		live, err := Inspect(ctx, p.conn)
+		if err != nil {
+			p.dropConn()
+			return nil, classify(ctx, err, report.CodeUnknown, "read the live schema of %s", p.where())
+		}
+		return Diff(expected, live), nil
+	}
 }
 
 // Advisory returns the advisory lock as the last Apply or Force left it
