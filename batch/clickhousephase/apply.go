@@ -25,20 +25,14 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 	if err != nil {
 		return lines, err
 	}
-	first, last, err := p.src.Span(p.recorded(st), run.Target)
-	if err != nil {
-		return lines, err
-	}
 	var resume *checkpoint
-	if st.Dirty {
+	first, last, err := p.src.Span(p.recorded(st), run.Target, func() bool {
 		cp, ok := st.resumableAt(p)
-		if !ok {
-			return lines, versioned.DirtyError(p.recorded(st))
-		}
 		resume = &cp
-	}
-	if first > last {
-		return lines, nil
+		return ok
+	})
+	if err != nil || first > last {
+		return lines, err
 	}
 	conn := p.conn
 	// Only now, with work to do: an up-to-date database is left as it is.

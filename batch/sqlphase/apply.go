@@ -49,20 +49,14 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 	if err != nil {
 		return lines, err
 	}
-	first, last, err := p.src.Span(recorded(st), run.Target)
-	if err != nil {
-		return lines, err
-	}
 	var resume *checkpoint
-	if st.Dirty {
+	first, last, err := p.src.Span(recorded(st), run.Target, func() bool {
 		cp, ok := st.resumable(p.src.At(st.Version))
-		if !ok {
-			return lines, versioned.DirtyError(recorded(st))
-		}
 		resume = &cp
-	}
-	if first > last {
-		return lines, nil
+		return ok
+	})
+	if err != nil || first > last {
+		return lines, err
 	}
 	// Only now, with work to do: an up-to-date database is left as it is,
 	// even for a role that may not create tables.

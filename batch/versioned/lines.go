@@ -97,8 +97,8 @@ func dirtyReason(rec Recorded) string {
 		rec.Table, v, v, v, v, v-1)
 }
 
-// DirtyError is dirtyReason as a report.CodeDirty error.
-func DirtyError(rec Recorded) error {
+// dirtyError is dirtyReason as a report.CodeDirty error.
+func dirtyError(rec Recorded) error {
 	return report.E(report.CodeDirty, "%s", dirtyReason(rec)).With("version", rec.Version)
 }
 
@@ -118,7 +118,7 @@ func (s Set[M, P]) Verify(lines []report.Migration, rec Recorded, resumable bool
 	case rec.Dirty && resumable:
 		return report.E(report.CodeDirty, "cannot verify: %s migration %d is half-applied; run apply to finish it", s.Store.Label, rec.Version).With("version", rec.Version)
 	case rec.Dirty:
-		return DirtyError(rec)
+		return dirtyError(rec)
 	case diff == nil:
 		return nil
 	}

@@ -95,21 +95,26 @@ func (s Store) Failed(run *batch.Run, m *Migration, line *report.Migration, begi
 }
 
 // Span returns the versions an apply runs, first to last: from the one
-// after the recorded version (the recorded one itself when it is dirty: the
-// caller resumes it or refuses it) to target when that names one of the
-// set's migrations, else to the newest. first > last: nothing to do. A
-// recorded version newer than the set is a report.CodeDataRefused error.
-func (s Set[M, P]) Span(rec Recorded, target string) (first, last int, err error) {
+// after the recorded version to target when that names one of the set's
+// migrations, else to the newest; first > last: nothing to do. A dirty
+// recorded version is where the span starts when resumes says that this
+// tool left it half-done (the caller resumes it) and a report.CodeDirty
+// error when not; a recorded version newer than the set is a
+// report.CodeDataRefused error.
+func (s Set[M, P]) Span(rec Recorded, target string, resumes func() bool) (first, last int, err error) {
 	if rec.Version > s.Latest() {
 		return 0, 0, report.E(report.CodeDataRefused, "%s", s.newerReason(rec)).With("version", rec.Version)
+	}
+	first = max(rec.Version+1, 1)
+	if rec.Dirty {
+		if !resumes() {
+			return 0, 0, dirtyError(rec)
+		}
+		first = rec.Version
 	}
 	last = s.Latest()
 	if v, ok := s.Lookup(target); ok {
 		last = v
-	}
-	first = max(rec.Version+1, 1)
-	if rec.Dirty {
-		first = rec.Version
 	}
 	return first, last, nil
 }
