@@ -90,25 +90,12 @@ func (p *Phase) Verify(ctx context.Context, run *batch.Run) ([]report.Migration,
 		return lines, err
 	}
 	_, resumable := st.resumableAt(p)
-	return lines, p.src.Verify(lines, p.recorded(st), resumable, p.drift(ctx))
-}
-
-// drift compares the live tables with the expected schema of a version;
-// nil when the source expects none.
-func (p *Phase) drift(ctx context.Context) func(v int) ([]report.Issue, error) {
-	if p.src.Expected == nil {
-		return nil
-	}
-	return func(v int) ([]report.Issue, error) {
-		want, ok := p.src.Expected(v)
-		if !ok || want == nil {
-			return nil, report.E(report.CodeInternal, "no expected ClickHouse schema for version %d", v)
-		}
+	return lines, p.src.Verify(lines, p.recorded(st), resumable, versioned.Against(p.src.Expected, func(want *Schema) ([]report.Issue, error) {
 		live, err := Inspect(ctx, p.conn, p.cfg.Database, p.prefix, want)
 		if err != nil {
 			p.dropConn()
 			return nil, classify(ctx, err, report.CodeUnknown, "read the live schema of %s", p.where())
 		}
 		return Diff(want, live, p.prefix), nil
-	}
+	}))
 }

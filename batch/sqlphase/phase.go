@@ -414,27 +414,14 @@ func (p *Phase) Verify(ctx context.Context, run *batch.Run) ([]report.Migration,
 		return lines, err
 	}
 	_, resumable := st.resumable(p.src.At(st.Version))
-	return lines, p.src.Verify(lines, recorded(st), resumable, p.drift(ctx))
-}
-
-// drift compares the live schema with the expected schema of a version;
-// nil when the source expects none.
-func (p *Phase) drift(ctx context.Context) func(v int) ([]report.Issue, error) {
-	if p.src.Expected == nil {
-		return nil
-	}
-	return func(v int) ([]report.Issue, error) {
-		expected, ok := p.src.Expected(v)
-		if !ok || expected == nil {
-			return nil, report.E(report.CodeInternal, "no expected schema for version %d", v)
-		}
+	return lines, p.src.Verify(lines, recorded(st), resumable, versioned.Against(p.src.Expected, func(want *Schema) ([]report.Issue, error) {
 		live, err := Inspect(ctx, p.conn)
 		if err != nil {
 			p.dropConn()
 			return nil, classify(ctx, err, report.CodeUnknown, "read the live schema of %s", p.where())
 		}
-		return Diff(expected, live), nil
-	}
+		return Diff(want, live), nil
+	}))
 }
 
 // Advisory returns the advisory lock as the last Apply or Force left it

@@ -130,6 +130,23 @@ func (s Set[M, P]) Verify(lines []report.Migration, rec Recorded, resumable bool
 	return s.Store.drift(lines, v, issues)
 }
 
+// Against is verify's diff for a source that expects a schema T at each
+// version: expected returns it (nil expected: nothing to compare, and the
+// result is nil); live reads the live schema and lists how it differs from
+// want. A version expected does not describe is report.CodeInternal.
+func Against[T any](expected func(version int) (*T, bool), live func(want *T) ([]report.Issue, error)) func(v int) ([]report.Issue, error) {
+	if expected == nil {
+		return nil
+	}
+	return func(v int) ([]report.Issue, error) {
+		want, ok := expected(v)
+		if !ok || want == nil {
+			return nil, report.E(report.CodeInternal, "no expected schema for version %d", v)
+		}
+		return live(want)
+	}
+}
+
 // drift records verify's result on lines (see Verify).
 func (s Store) drift(lines []report.Migration, v int, issues []report.Issue) error {
 	for i := range lines {

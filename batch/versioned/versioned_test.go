@@ -201,6 +201,23 @@ func TestVerifyPutsDriftOnTheRecordedVersion(t *testing.T) {
 	}
 }
 
+func TestAgainstTheExpectedSchema(t *testing.T) {
+	type schema struct{ tables int }
+	if Against[schema](nil, nil) != nil {
+		t.Fatal("a source without expected schemas compares")
+	}
+	expected := func(v int) (*schema, bool) { return &schema{tables: v}, v <= 3 }
+	diff := Against(expected, func(want *schema) ([]report.Issue, error) {
+		return []report.Issue{{Object: fmt.Sprintf("%d tables", want.tables)}}, nil
+	})
+	if is, err := diff(2); err != nil || len(is) != 1 || is[0].Object != "2 tables" {
+		t.Errorf("version 2: %+v %v", is, err)
+	}
+	if _, err := diff(4); report.CodeOf(err) != report.CodeInternal {
+		t.Errorf("version 4: %v", err)
+	}
+}
+
 // serverError stands for a driver's server error.
 type serverError struct{ code string }
 
