@@ -50,7 +50,7 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		return lines, err
 	}
 	var resume *checkpoint
-	first, last, err := p.src.Span(recorded(st), run.Target, func() bool {
+	first, last, err := p.src.Span(recordedState(st), run.Target, func() bool {
 		cp, ok := st.resumable(p.src.At(st.Version))
 		resume = &cp
 		return ok

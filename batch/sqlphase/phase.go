@@ -305,8 +305,8 @@ func (p *Phase) status(ctx context.Context) ([]report.Migration, dbState, error)
 	return p.linesFor(st), st, nil
 }
 
-// recorded is schema_migrations' state as the shared bookkeeping reads it.
-func recorded(st dbState) versioned.Recorded {
+// recordedState is schema_migrations' state as the shared bookkeeping reads it.
+func recordedState(st dbState) versioned.Recorded {
 	return versioned.Recorded{Table: versionTable, Version: st.Version, Dirty: st.Dirty}
 }
 
@@ -314,7 +314,7 @@ func recorded(st dbState) versioned.Recorded {
 // checkpoints tell when a migration was applied and where a dirty one
 // stopped.
 func (p *Phase) linesFor(st dbState) []report.Migration {
-	return p.src.Lines(recorded(st), versioned.Ledger[*Migration]{
+	return p.src.Lines(recordedState(st), versioned.Ledger[*Migration]{
 		AppliedAt: func(m *Migration) string {
 			if cp, ok := st.Checkpoints[m.Key()]; ok && cp.FinishedAt != nil && cp.Version == m.Version {
 				return cp.FinishedAt.UTC().Format(time.RFC3339)
@@ -414,7 +414,7 @@ func (p *Phase) Verify(ctx context.Context, run *batch.Run) ([]report.Migration,
 		return lines, err
 	}
 	_, resumable := st.resumable(p.src.At(st.Version))
-	return lines, p.src.Verify(lines, recorded(st), resumable, versioned.Against(p.src.Expected, func(want *Schema) ([]report.Issue, error) {
+	return lines, p.src.Verify(lines, recordedState(st), resumable, versioned.Against(p.src.Expected, func(want *Schema) ([]report.Issue, error) {
 		live, err := Inspect(ctx, p.conn)
 		if err != nil {
 			p.dropConn()
