@@ -55,8 +55,8 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 		stmts := m.Statements(p.prefix)
 		from := 0
 		switch l.State {
-		case StatePending:
-		case StatePartial:
+		case report.StatePending:
+		case report.StatePartial:
 			cp, _ := st.resumable(m, len(stmts))
 			from = cp.Statement
 		default:
@@ -71,11 +71,6 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 		}
 	}
 	return lines, nil
-}
-
-// Cleanup implements batch.Phase: ClickHouse migrations preserve nothing.
-func (p *Phase) Cleanup(ctx context.Context, run *batch.Run) ([]report.Migration, error) {
-	return p.Status(ctx)
 }
 
 // Verify implements batch.Phase: it compares the live tables with the

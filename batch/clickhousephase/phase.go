@@ -45,6 +45,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/outpost-migrate/outpost/batch"
+	"github.com/outpost-migrate/outpost/batch/versioned"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -74,20 +75,11 @@ type Config struct {
 	ShowSQL bool
 }
 
-// Line states: report's, named here for brevity.
-const (
-	StateApplied  = report.StateApplied
-	StatePending  = report.StatePending
-	StateDirty    = report.StateDirty
-	StatePartial  = report.StatePartial
-	StateVerified = report.StateVerified
-	StateDrift    = report.StateDrift
-	StateUnknown  = report.StateUnknown
-)
-
 // Phase is the ClickHouse store phase; its methods are called from one
 // goroutine at a time.
 type Phase struct {
+	// Reader answers Status, Cleanup and Version.
+	versioned.Reader
 	src    Source
 	cfg    Config
 	prefix string
@@ -111,6 +103,7 @@ func New(cfg Config, src Source) (*Phase, error) {
 		cfg.DialTimeout = DefaultDialTimeout
 	}
 	p := &Phase{src: src, cfg: cfg}
+	p.Reader = versioned.Reader{Read: p.read}
 	if cfg.DeploymentID != "" {
 		p.prefix = cfg.DeploymentID + "_"
 	}
@@ -211,21 +204,14 @@ func (p *Phase) dropConn() {
 	}
 }
 
-// Version returns the recorded version (NoVersion when none) and dirty.
-func (p *Phase) Version(ctx context.Context) (int, bool, error) {
-	_, st, err := p.status(ctx)
-	return st.Version, st.Dirty, err
+// read is status as versioned.Reader reads it.
+func (p *Phase) read(ctx context.Context) ([]report.Migration, versioned.Recorded, error) {
+	lines, st, err := p.status(ctx)
+	return lines, p.recorded(st), err
 }
 
-// Status implements batch.Phase: one line per migration from the version
-// and checkpoint tables; a dirty version is "dirty" (foreign) or "partial"
-// (ours, apply resumes it); a version newer than the source adds an
-// "unknown" line. When the server cannot be read every line is "unknown".
-func (p *Phase) Status(ctx context.Context) ([]report.Migration, error) {
-	lines, _, err := p.status(ctx)
-	return lines, err
-}
-
+// status reads the version and checkpoint tables: a dirty version is
+// "dirty" (foreign) or "partial" (ours, apply resumes it).
 func (p *Phase) status(ctx context.Context) ([]report.Migration, dbState, error) {
 	conn, err := p.connect(ctx)
 	if err != nil {

@@ -72,7 +72,7 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 			return lines, fmt.Errorf("before SQL migration %s: %w", m.Key(), err)
 		}
 		line, err := p.applyOne(ctx, conn, run, m, resume)
-		if line.Counts == nil && line.State == StateApplied {
+		if line.Counts == nil && line.State == report.StateApplied {
 			// batch.Phase: Counts marks the lines this run applied.
 			line.Counts = &report.Counts{}
 		}

@@ -94,21 +94,10 @@ type Options struct {
 	ConnectTimeout time.Duration
 }
 
-// Line states: report's, named here for brevity.
-const (
-	StateApplied     = report.StateApplied
-	StatePending     = report.StatePending
-	StateDirty       = report.StateDirty
-	StatePartial     = report.StatePartial
-	StateFailed      = report.StateFailed
-	StateInterrupted = report.StateInterrupted
-	StateVerified    = report.StateVerified
-	StateDrift       = report.StateDrift
-	StateUnknown     = report.StateUnknown
-)
-
 // Phase is the SQL store phase. Create it with New; Close it when done.
 type Phase struct {
+	// Reader answers Status, Cleanup and Version.
+	versioned.Reader
 	src      Source
 	opts     Options
 	cfg      *pgx.ConnConfig
@@ -165,7 +154,9 @@ func New(ctx context.Context, url string, src Source, opts Options) (*Phase, err
 		// Shows who holds the advisory lock in pg_stat_activity.
 		cfg.RuntimeParams["application_name"] = "outpost-migrate"
 	}
-	return &Phase{src: src, opts: opts, cfg: cfg}, nil
+	p := &Phase{src: src, opts: opts, cfg: cfg}
+	p.Reader = versioned.Reader{Read: p.read}
+	return p, nil
 }
 
 // Backend implements batch.Phase.
@@ -272,25 +263,15 @@ func (p *Phase) dropConn() {
 	}
 }
 
-// Version returns the recorded version (NoVersion when none) and whether it
-// is dirty.
-func (p *Phase) Version(ctx context.Context) (version int, dirty bool, err error) {
-	_, st, err := p.status(ctx)
-	return st.Version, st.Dirty, err
+// read is status as versioned.Reader reads it.
+func (p *Phase) read(ctx context.Context) ([]report.Migration, versioned.Recorded, error) {
+	lines, st, err := p.status(ctx)
+	return lines, recordedState(st), err
 }
 
-// Status implements batch.Phase: one line per migration, from
-// schema_migrations and the checkpoint table. A dirty version is a line in
-// state "dirty" (or "partial" when it is ours and apply resumes it) whose
-// reason says what it means and how to resolve it; a recorded version newer
-// than the source adds a line in state "unknown". Neither is an error here:
-// apply refuses them. When the server cannot be read every line is
-// "unknown" and the error is returned.
-func (p *Phase) Status(ctx context.Context) ([]report.Migration, error) {
-	lines, _, err := p.status(ctx)
-	return lines, err
-}
-
+// status reads schema_migrations and the checkpoint table. A dirty version
+// is a line in state "dirty" (or "partial" when it is ours and apply
+// resumes it) whose reason says what it means and how to resolve it.
 func (p *Phase) status(ctx context.Context) ([]report.Migration, dbState, error) {
 	conn, err := p.connect(ctx)
 	if err != nil {
@@ -360,7 +341,7 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 	for i := range p.src.Migrations {
 		m := &p.src.Migrations[i]
 		l := &lines[i]
-		if l.State != StatePending && l.State != StatePartial {
+		if l.State != report.StatePending && l.State != report.StatePartial {
 			continue
 		}
 		if p.src.Locks != nil {
@@ -383,7 +364,7 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 				p.dropConn()
 				return lines, classify(ctx, err, report.CodeUnknown, "estimate rows of %s step %s", m.Key(), step.Name)
 			}
-			if l.State == StatePartial {
+			if l.State == report.StatePartial {
 				if cp, ok := st.resumable(m); ok {
 					est.Value = max(est.Value-cp.Done, 0)
 					est.Note = fmt.Sprintf("rows left after the checkpoint (%d done)", cp.Done)
@@ -394,12 +375,6 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 		}
 	}
 	return lines, nil
-}
-
-// Cleanup implements batch.Phase. SQL migrations preserve nothing to clean
-// up: it returns the status lines and changes nothing.
-func (p *Phase) Cleanup(ctx context.Context, run *batch.Run) ([]report.Migration, error) {
-	return p.Status(ctx)
 }
 
 // Verify implements batch.Phase: it compares the live schema with the

@@ -470,8 +470,9 @@ func TestNewerVersionIsRefused(t *testing.T) {
 	wantCode(t, err, report.CodeDataRefused)
 }
 
-// cancelAfter cancels when the n-th batch_done event arrives.
-func TestCancelledBackfillResumes(t *testing.T) {
+// toyAtOne is a phase over the toy source in batches of 5 rows, with
+// migration 1 applied and rows rows in items.
+func toyAtOne(t *testing.T, rows int) (context.Context, *pgx.Conn, *Phase) {
 	ctx := ctxT(t)
 	db := servertest.Postgres(t)
 	conn := db.Connect(t)
@@ -479,7 +480,13 @@ func TestCancelledBackfillResumes(t *testing.T) {
 	if _, err := p.Apply(ctx, &batch.Run{ID: "r0", Target: "1"}); err != nil {
 		t.Fatal(err)
 	}
-	exec(t, conn, `INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 23) g`)
+	exec(t, conn, fmt.Sprintf(`INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, %d) g`, rows))
+	return ctx, conn, p
+}
+
+// cancelAfter cancels when the n-th batch_done event arrives.
+func TestCancelledBackfillResumes(t *testing.T) {
+	ctx, conn, p := toyAtOne(t, 23)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -555,14 +562,7 @@ func (f *testFence) Del(context.Context, ...string) error {
 }
 
 func TestLostLeaseStopsBeforeCommit(t *testing.T) {
-	ctx := ctxT(t)
-	db := servertest.Postgres(t)
-	conn := db.Connect(t)
-	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 5, BatchBudget: -1})
-	if _, err := p.Apply(ctx, &batch.Run{ID: "r0", Target: "1"}); err != nil {
-		t.Fatal(err)
-	}
-	exec(t, conn, `INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 20) g`)
+	ctx, conn, p := toyAtOne(t, 20)
 	// Checks: before migration 2, the commit of its "add" step, batch 1,
 	// batch 2; the fifth (batch 3's commit) finds the lease gone.
 	fence := &testFence{keep: 4}

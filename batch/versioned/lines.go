@@ -1,8 +1,10 @@
 package versioned
 
 import (
+	"context"
 	"fmt"
 
+	"github.com/outpost-migrate/outpost/batch"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -168,4 +170,34 @@ func (s Store) drift(lines []report.Migration, v int, issues []report.Issue) err
 		l.AddIssue(is)
 	}
 	return report.E(report.CodeDrift, "%s", l.Reason).With("version", v).With("issues", len(issues))
+}
+
+// Reader is what a phase over a versioned store answers alike from one read
+// of its store: batch.Phase's Status and Cleanup, and Version. Read returns
+// the lines and the recorded state; when the store cannot be read, every
+// line is "unknown" (UnknownLines), the version NoVersion, and the error is
+// returned.
+type Reader struct {
+	Read func(ctx context.Context) ([]report.Migration, Recorded, error)
+}
+
+// Status implements batch.Phase: one line per migration (see Set.Lines).
+// A dirty version or one newer than the set is no error here: apply
+// refuses them.
+func (r Reader) Status(ctx context.Context) ([]report.Migration, error) {
+	lines, _, err := r.Read(ctx)
+	return lines, err
+}
+
+// Cleanup implements batch.Phase: a versioned store's migrations preserve
+// nothing to clean up; it returns the status lines and changes nothing.
+func (r Reader) Cleanup(ctx context.Context, _ *batch.Run) ([]report.Migration, error) {
+	return r.Status(ctx)
+}
+
+// Version returns the recorded version (NoVersion when none) and whether it
+// is dirty.
+func (r Reader) Version(ctx context.Context) (version int, dirty bool, err error) {
+	_, rec, err := r.Read(ctx)
+	return rec.Version, rec.Dirty, err
 }

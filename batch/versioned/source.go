@@ -12,9 +12,10 @@ package versioned
 import (
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -69,13 +70,8 @@ func (s Store) Read(fsys fs.FS, dir string) ([]Migration, error) {
 	if err != nil {
 		return nil, err
 	}
-	versions := make([]int, 0, len(byVersion))
-	for v := range byVersion {
-		versions = append(versions, v)
-	}
-	sort.Ints(versions)
-	out := make([]Migration, 0, len(versions))
-	for i, v := range versions {
+	out := make([]Migration, 0, len(byVersion))
+	for i, v := range slices.Sorted(maps.Keys(byVersion)) {
 		m := byVersion[v]
 		if v != i+1 {
 			return nil, report.E(report.CodeDataRefused, "%s migrations must be numbered 1, 2, ... without gaps: found %d where %d was expected", s.Label, v, i+1)
