@@ -235,36 +235,49 @@ func (s *Set) writeTwins(ctx context.Context, ws []twinWrite) ([]scriptResult, e
 	return out, nil
 }
 
-// restore sends one RESTORE per twin and returns each one's error: in one
-// fenced script on a standalone server in a fenced pass, else in a
-// pipeline after the lease was checked.
+// restore sends one RESTORE per twin and returns each one's error: fenced
+// in a fenced pass (restoreFenced), else in a pipeline after the lease was
+// checked.
 func (s *Set) restore(ctx context.Context, ws []twinWrite, payloads [][]byte) ([]error, error) {
 	if err := scan.CheckFence(ctx); err != nil {
 		return nil, err
 	}
-	errs := make([]error, len(ws))
 	if scan.FenceFrom(ctx) != nil {
-		res, err := s.runScript(ctx, restoreScript, len(ws), func(i int) ([]string, []any) {
-			ttl, abs := ws[i].expiry.restoreArgs()
-			flag := "0"
-			if abs {
-				flag = "1"
-			}
-			return []string{ws[i].name}, []any{ttl, flag, payloads[i]}
-		})
-		if err != nil {
-			return nil, err
-		}
-		for i, r := range res {
-			switch {
-			case r.err != nil:
-				errs[i] = r.err
-			case r.val == 0:
-				errs[i] = serverError("BUSYKEY Target key name already exists.")
-			}
-		}
-		return errs, nil
+		return s.restoreFenced(ctx, ws, payloads)
 	}
+	errs := make([]error, len(ws))
+	return errs, s.restorePipelined(ctx, ws, payloads, errs)
+}
+
+// restoreEach writes each twin with its own fenced script (restoreScript):
+// the path that works everywhere, taken where the batched ones cannot be.
+func (s *Set) restoreEach(ctx context.Context, ws []twinWrite, payloads [][]byte) ([]error, error) {
+	res, err := s.runScript(ctx, restoreScript, len(ws), func(i int) ([]string, []any) {
+		ttl, abs := ws[i].expiry.restoreArgs()
+		flag := "0"
+		if abs {
+			flag = "1"
+		}
+		return []string{ws[i].name}, []any{ttl, flag, payloads[i]}
+	})
+	if err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(ws))
+	for i, r := range res {
+		switch {
+		case r.err != nil:
+			errs[i] = r.err
+		case r.val == 0:
+			errs[i] = serverError("BUSYKEY Target key name already exists.")
+		}
+	}
+	return errs, nil
+}
+
+// restorePipelined sends the RESTOREs of an unfenced pass in one pipeline
+// per master, each twin's error into errs.
+func (s *Set) restorePipelined(ctx context.Context, ws []twinWrite, payloads [][]byte, errs []error) error {
 	cmds := make([]*goredis.Cmd, len(ws))
 	names := make([]string, len(ws))
 	for i, w := range ws {
@@ -281,7 +294,7 @@ func (s *Set) restore(ctx context.Context, ws []twinWrite, payloads [][]byte) ([
 	for i := range ws {
 		errs[i] = cmds[i].Err()
 	}
-	return errs, nil
+	return nil
 }
 
 // serverError is an error a script caught (redis.pcall) and returned as

@@ -46,8 +46,11 @@ type Set struct {
 	// noExpireTime is set once the server refused PEXPIRETIME (Redis 6,
 	// an ACL without it): expiries are then read with a script (expiry).
 	noExpireTime atomic.Bool
-	probe        sync.Once
-	payloads     sync.Pool // *[]byte, RESTORE payloads of one chunk
+	// noCrossSlot is set once a cluster master refused a script with
+	// flags (before Redis 7.0): fenced copies then go one script per twin.
+	noCrossSlot atomic.Bool
+	probe       sync.Once
+	payloads    sync.Pool // *[]byte, RESTORE payloads of one chunk
 	// others, when set, carries every write to tenant keys, so that the
 	// server tells writes of other clients from the run's own (see
 	// scan.Others).
