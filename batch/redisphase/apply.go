@@ -207,14 +207,10 @@ func (a *applier) unfinished(err error) error {
 		state = report.StateInterrupted
 	}
 	for _, name := range a.todo {
-		i := indexOf(a.lines, name)
-		c := a.total.Counts(name)
-		l := &a.lines[i]
-		l.Counts = &c
+		l, _ := countLine(a.lines, name, a.total)
 		l.State = state
 		l.Resumable = true
 		l.Progress = &report.Progress{RunID: a.run.ID, Resumed: a.resumed, Nodes: a.nodes}
-		l.Issues, l.IssuesTotal = a.total.Issues(name)
 		l.Reason = "stopped before the end; a rerun resumes from the saved checkpoint"
 	}
 	return err

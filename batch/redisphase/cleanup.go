@@ -38,21 +38,18 @@ func (p *Phase) Cleanup(ctx context.Context, run *batch.Run) ([]report.Migration
 	res, err := fullPass(ctx, ex, step)
 	var failed int64
 	for _, name := range requires {
-		i := indexOf(lines, name)
 		if res == nil {
 			continue
 		}
-		c := res.Tally.Counts(name)
-		lines[i].Counts = &c
-		lines[i].Issues, lines[i].IssuesTotal = res.Tally.Issues(name)
-		lines[i].Progress = &report.Progress{RunID: run.ID, Resumed: res.Resumed, Nodes: res.Nodes}
+		l, c := countLine(lines, name, res.Tally)
+		l.Progress = &report.Progress{RunID: run.ID, Resumed: res.Resumed, Nodes: res.Nodes}
 		failed += c.Failed
 		if c.Deleted > 0 && c.Failed == 0 {
-			lines[i].State = report.StateCleaned
+			l.State = report.StateCleaned
 		}
 		if err != nil {
-			lines[i].State = report.StateInterrupted
-			lines[i].Resumable = true
+			l.State = report.StateInterrupted
+			l.Resumable = true
 		}
 	}
 	if err != nil {

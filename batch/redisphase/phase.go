@@ -277,6 +277,16 @@ func (p *Phase) checkFence(ctx context.Context, run *batch.Run) error {
 	return nil
 }
 
+// countLine puts the counts and issues t holds for name on name's line, and
+// returns the line and the counts.
+func countLine(lines []report.Migration, name string, t *scan.Tally) (*report.Migration, report.Counts) {
+	l := &lines[indexOf(lines, name)]
+	c := t.Counts(name)
+	l.Counts = &c
+	l.Issues, l.IssuesTotal = t.Issues(name)
+	return l, c
+}
+
 func indexOf(lines []report.Migration, name string) int {
 	for i := range lines {
 		if lines[i].Name == name {

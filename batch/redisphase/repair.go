@@ -47,16 +47,13 @@ func (p *Phase) repair(ctx context.Context, run *batch.Run, lines []report.Migra
 	}
 	var drift int64
 	for _, name := range applied {
-		i := indexOf(lines, name)
-		c := res.Tally.Counts(name)
+		l, c := countLine(lines, name, res.Tally)
 		v := vres.Tally.Counts(name)
-		lines[i].Counts = &c
-		lines[i].Issues, lines[i].IssuesTotal = res.Tally.Issues(name)
 		if v.Failed > 0 {
-			lines[i].Issues, lines[i].IssuesTotal = vres.Tally.Issues(name)
-			lines[i].State = report.StateDrift
+			l.Issues, l.IssuesTotal = vres.Tally.Issues(name)
+			l.State = report.StateDrift
 		}
-		lines[i].Reason = fmt.Sprintf("repair: %d records redone, %d already right, %d could not be redone; verify after it: %d checked, %d failed",
+		l.Reason = fmt.Sprintf("repair: %d records redone, %d already right, %d could not be redone; verify after it: %d checked, %d failed",
 			c.Changed, c.Unchanged, c.Failed, v.Checked, v.Failed)
 		drift += v.Failed
 	}

@@ -25,18 +25,15 @@ func (p *Phase) Verify(ctx context.Context, run *batch.Run) ([]report.Migration,
 	}
 	var drift int64
 	for _, name := range applied {
-		i := indexOf(lines, name)
-		c := res.Tally.Counts(name)
-		lines[i].Counts = &c
-		lines[i].Issues, lines[i].IssuesTotal = res.Tally.Issues(name)
+		l, c := countLine(lines, name, res.Tally)
 		if c.Failed > 0 {
-			lines[i].State = report.StateDrift
+			l.State = report.StateDrift
 			drift += c.Failed
 		} else {
-			lines[i].State = report.StateVerified
+			l.State = report.StateVerified
 		}
 		if run.Sample > 0 {
-			lines[i].Reason = fmt.Sprintf("spot check of about %d keys", run.Sample)
+			l.Reason = fmt.Sprintf("spot check of about %d keys", run.Sample)
 		}
 	}
 	if drift > 0 {
