@@ -157,12 +157,8 @@ func (r *Runner) events() progress.Sink {
 
 // Plan fills rep with what apply would do.
 func (r *Runner) Plan(ctx context.Context, rep *report.Report) error {
-	for _, p := range r.Phases {
-		lines, err := p.Plan(ctx)
-		rep.Migrations = append(rep.Migrations, lines...)
-		if err != nil {
-			return err
-		}
+	if err := r.collect(rep, func(p Phase) ([]report.Migration, error) { return p.Plan(ctx) }); err != nil {
+		return err
 	}
 	r.inspectLock(ctx, rep)
 	r.pendingOutcome(rep)
@@ -191,12 +187,8 @@ func (r *Runner) Status(ctx context.Context, rep *report.Report, o Options) erro
 	err := poll.Policy{Wait: o.StatusWait, First: every}.Until(ctx,
 		func(int) (bool, error) {
 			rep.Migrations = nil
-			for _, p := range r.Phases {
-				lines, err := p.Status(ctx)
-				rep.Migrations = append(rep.Migrations, lines...)
-				if err != nil {
-					return false, err
-				}
+			if err := r.collect(rep, func(p Phase) ([]report.Migration, error) { return p.Status(ctx) }); err != nil {
+				return false, err
 			}
 			r.inspectLock(ctx, rep)
 			r.pendingOutcome(rep)
@@ -217,14 +209,23 @@ func (r *Runner) Status(ctx context.Context, rep *report.Report, o Options) erro
 	return err
 }
 
-// List fills rep with every migration and its state.
-func (r *Runner) List(ctx context.Context, rep *report.Report) error {
+// collect runs f on each phase in order, adding the lines it returns to
+// rep, until one fails.
+func (r *Runner) collect(rep *report.Report, f func(Phase) ([]report.Migration, error)) error {
 	for _, p := range r.Phases {
-		lines, err := p.Status(ctx)
+		lines, err := f(p)
 		rep.Migrations = append(rep.Migrations, lines...)
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// List fills rep with every migration and its state.
+func (r *Runner) List(ctx context.Context, rep *report.Report) error {
+	if err := r.collect(rep, func(p Phase) ([]report.Migration, error) { return p.Status(ctx) }); err != nil {
+		return err
 	}
 	rep.Outcome = report.OutcomeListed
 	rep.Summary = summarize(rep.Migrations)
@@ -405,12 +406,8 @@ func (r *Runner) Apply(ctx context.Context, rep *report.Report, o Options) error
 // the plan has nothing pending.
 func (r *Runner) holdToPlan(ctx context.Context, rep *report.Report, saved *report.SavedPlan) (string, error) {
 	now := &report.Report{Kind: "PlanReport", Tool: rep.Tool, Targets: rep.Targets}
-	for _, p := range r.Phases {
-		lines, err := p.Plan(ctx)
-		now.Migrations = append(now.Migrations, lines...)
-		if err != nil {
-			return "", err
-		}
+	if err := r.collect(now, func(p Phase) ([]report.Migration, error) { return p.Plan(ctx) }); err != nil {
+		return "", err
 	}
 	if diffs := saved.Mismatch(now); len(diffs) > 0 {
 		rep.Migrations = now.Migrations
@@ -469,14 +466,7 @@ func (r *Runner) Verify(ctx context.Context, rep *report.Report, o Options) erro
 // Cleanup removes what applied migrations preserved, under the lease.
 func (r *Runner) Cleanup(ctx context.Context, rep *report.Report, o Options) error {
 	err := r.locked(ctx, rep, "cleanup", o, func(run *Run) error {
-		for _, p := range r.Phases {
-			lines, err := p.Cleanup(ctx, run)
-			rep.Migrations = append(rep.Migrations, lines...)
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+		return r.collect(rep, func(p Phase) ([]report.Migration, error) { return p.Cleanup(ctx, run) })
 	})
 	rep.Summary = summarize(rep.Migrations)
 	var deleted int64
