@@ -174,17 +174,17 @@ func (r *Runner) Status(ctx context.Context, rep *report.Report, o Options) erro
 	if every <= 0 {
 		every = 2 * time.Second
 	}
-	// A signal ends the wait as a cancel would.
-	ctx, cancel := context.WithCancelCause(ctx)
+	// A signal ends the wait between polls (a poll in flight finishes).
+	waitCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	go func() {
 		select {
 		case <-o.Stop:
 			cancel(o.stopCause())
-		case <-ctx.Done():
+		case <-waitCtx.Done():
 		}
 	}()
-	err := poll.Policy{Wait: o.StatusWait, First: every}.Until(ctx,
+	err := poll.Policy{Wait: o.StatusWait, First: every}.Until(waitCtx,
 		func(int) (bool, error) {
 			rep.Migrations = nil
 			if err := r.collect(rep, func(p Phase) ([]report.Migration, error) { return p.Status(ctx) }); err != nil {
