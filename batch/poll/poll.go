@@ -91,6 +91,9 @@ func (p Policy) Until(ctx context.Context, try func(attempt int) (done bool, err
 
 // Sleep pauses for d, or returns context.Cause(ctx) when ctx ends first.
 func Sleep(ctx context.Context, d time.Duration) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
