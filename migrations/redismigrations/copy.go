@@ -242,6 +242,13 @@ func (s *Set) restore(ctx context.Context, ws []twinWrite, payloads [][]byte) ([
 	if err := scan.CheckFence(ctx); err != nil {
 		return nil, err
 	}
+	if _, standalone := s.c.(*goredis.Client); standalone && scan.FenceFrom(ctx) != nil {
+		errs, ok, err := s.restoreTx(ctx, ws, payloads)
+		if ok || err != nil {
+			return errs, err
+		}
+		return s.restoreBatch(ctx, ws, payloads)
+	}
 	errs := make([]error, len(ws))
 	if scan.FenceFrom(ctx) != nil {
 		res, err := s.runScript(ctx, restoreScript, len(ws), func(i int) ([]string, []any) {

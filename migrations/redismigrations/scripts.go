@@ -17,7 +17,7 @@ import (
 // Every write script is fenced (fencePrelude): ARGV[1] is the Unix time in
 // ms, by the server's clock, past which this run's lease may have expired
 // ("0": no fence), ARGV[2] the value this run put in the lock ("": not
-// checked, else KEYS[2] is the lock). The script returns lockLost and
+// checked, else the last of KEYS is the lock). The script returns lockLost and
 // writes nothing when the server's TIME has reached ARGV[1] or the lock
 // holds something else. The time check works on a cluster too (the lock
 // lives in another slot and cannot be read by the same script); the lock
@@ -33,8 +33,8 @@ if deadline > 0 then
   if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) >= deadline then return -3 end
 end
 if ARGV[2] ~= '' then
-  local t = redis.call('TYPE', KEYS[2]).ok
-  if t ~= 'string' or redis.call('GET', KEYS[2]) ~= ARGV[2] then return -3 end
+  local t = redis.call('TYPE', KEYS[#KEYS]).ok
+  if t ~= 'string' or redis.call('GET', KEYS[#KEYS]) ~= ARGV[2] then return -3 end
 end
 `
 
@@ -118,6 +118,32 @@ end
 return 1
 `)
 
+// restoreBatchScript is restoreScript for many twins at once, for a
+// standalone server (one keyspace, no slots): the fence is checked once
+// for all of them. KEYS the twins, then the lock when ARGV[2] is set;
+// ARGV[3..] per twin its TTL argument, "1" for ABSTTL, its payload.
+// Returns one reply per twin as restoreScript's.
+var restoreBatchScript = redis.NewScript(fencePrelude + `
+local n = #KEYS
+if ARGV[2] ~= '' then n = n - 1 end
+local out = {}
+for i = 1, n do
+  local a = 3 * i
+  local r
+  if ARGV[a + 1] == '1' then
+    r = redis.pcall('RESTORE', KEYS[i], ARGV[a], ARGV[a + 2], 'ABSTTL')
+  else
+    r = redis.pcall('RESTORE', KEYS[i], ARGV[a], ARGV[a + 2])
+  end
+  if type(r) == 'table' and r.err then
+    if string.sub(r.err, 1, 7) == 'BUSYKEY' then out[i] = 0 else out[i] = r.err end
+  else
+    out[i] = 1
+  end
+end
+return out
+`)
+
 // UseOthers routes the set's writes through o (nil: through the client).
 func (s *Set) UseOthers(o *scan.Others) { s.others = o }
 
@@ -146,6 +172,17 @@ func New(c redis.UniversalClient, prefix string) *Set {
 type scriptResult struct {
 	val int64
 	err error
+}
+
+// wroteBy says which scripts modified their key: by the convention every
+// write script here follows, those that returned a positive number.
+func wroteBy(cmds []*redis.Cmd) []bool {
+	out := make([]bool, len(cmds))
+	for i, c := range cmds {
+		v, ok := c.Val().(int64)
+		out[i] = c.Err() == nil && ok && v > 0
+	}
+	return out
 }
 
 // runScript runs one single-key script per op in a pipeline with EVALSHA,
@@ -177,9 +214,11 @@ func (s *Set) runScript(ctx context.Context, sc *redis.Script, n int, op func(i 
 			}
 			first[j] = keys[j][0]
 		}
+		s.others.ExpectScript(first)
 		s.pipelined(ctx, first, func(pipe redis.Pipeliner, j int) {
 			cmds[j] = sc.EvalSha(ctx, pipe, keys[j], args[j]...)
 		})
+		s.others.SettleScript(ctx, first, wroteBy(cmds))
 		var again []int
 		for j, i := range todo {
 			err := cmds[j].Err()
