@@ -26,6 +26,7 @@ type demoLua struct {
 	protos  map[string]*lua.FunctionProto
 	cur     *demoConn // the connection whose script runs
 	ro      bool      // the running script is EVAL_RO/EVALSHA_RO
+	native  int       // scripts run in Go (demonative.go)
 }
 
 func newDemoLua(f *demoFront) (*demoLua, error) {
@@ -162,6 +163,10 @@ func (d *demoLua) eval(c *demoConn, p *server.Peer, name string, args []string) 
 		return
 	case n > len(args)-3:
 		p.WriteError("ERR Number of keys can't be greater than number of args")
+		return
+	}
+	if native := nativeScripts[sha]; native != nil && native(d, c, p, args[3:3+n], args[3+n:]) {
+		d.native++
 		return
 	}
 	l := d.l
