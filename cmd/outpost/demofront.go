@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -277,7 +276,7 @@ func (f *demoFront) command(c *demoConn, args []string) {
 		c.peer.WriteError("ERR " + name + " without MULTI")
 	case name == "WATCH":
 		c.peer.WriteError("ERR WATCH is not supported by the demo's in-process store")
-	case own[name] && !(name == "SCAN" && os.Getenv("DEMO_SCAN_ALL") != ""):
+	case own[name]:
 		f.mr.Lock()
 		f.execLocked(c, c.peer, name, args, false)
 		f.mr.Unlock()
