@@ -16,25 +16,33 @@ import (
 )
 
 // The demo's in-process Redis is miniredis, which the migrations reach over
-// TCP like any server. What made the demo's apply slow on it (measured with
-// OUTPOST_CPUPROFILE), and what this file and demofront.go do about it:
+// TCP like any server. What made the demo's apply slow on it, as
+// OUTPOST_CPUPROFILE showed (a 2,000-tenant demo, 9,600 legacy keys), and
+// what this file and demofront.go do about it:
 //
 //   - miniredis keeps the keyspace in this process's heap, so the 40 MiB
 //     soft memory limit (main.go) made the garbage collector run
 //     continuously: 60-70% of the CPU went to GC. With the store in the
 //     process the limit is lifted (unless GOMEMLIMIT is set).
-//   - miniredis stores a RESTORE payload as a plain string and builds a new
-//     Lua interpreter for every script it runs. The front (demofront.go)
-//     reads RESTORE of a hash as Redis does (RDB type 4, version and CRC-64
-//     checked), also inside MULTI and scripts, and runs scripts in one
-//     long-lived interpreter (demolua.go).
-//   - miniredis has no CLIENT TRACKING, so the apply could not watch other
-//     clients' writes and ended with a full confirming pass, which a real
-//     Redis spares it. The front tracks keys as Redis does in BCAST mode
-//     (demotrack.go).
-//   - miniredis hands every request from a reader goroutine to a dispatcher
-//     goroutine and writes every reply with its own write(2). The front
-//     reads a pipeline and writes its replies in one go, as Redis does.
+//   - 37% of the CPU went to EVALSHA, for which miniredis builds a new Lua
+//     interpreter, libraries included, per call: the copy ran its Lua
+//     fallback for every key, because miniredis ran a RESTORE inside
+//     MULTI at once instead of queueing it (the migrations' RESTORE probe
+//     then failed), and a fenced copy is a script per key anyway. The front
+//     runs MULTI/EXEC and RESTORE of a hash as Redis does (RDB type 4,
+//     version and CRC-64 checked), scripts in one long-lived interpreter
+//     (demolua.go), and the fenced RESTORE script itself in Go when its
+//     text is the migrations' (demonative.go).
+//   - miniredis has no CLIENT TRACKING: the apply could not watch other
+//     clients' writes and ended with a full confirming pass (every key
+//     read again), which a real Redis spares it. The front tracks keys as
+//     Redis does in BCAST mode (demotrack.go).
+//   - 13% went to write(2): miniredis writes every reply on its own and
+//     hands every request from a reader goroutine to a dispatcher. The
+//     front reads a pipeline and writes its replies in one go, in one
+//     goroutine per connection, as Redis does.
+//   - miniredis answers SCAN with every key at once (one chunk: no
+//     checkpoints or progress between chunks); the front pages it.
 //
 // The migration code is the same either way; only the server differs.
 
