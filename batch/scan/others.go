@@ -51,6 +51,11 @@ type Others struct {
 	total    int64
 	broken   string
 	watchers map[string]*watcher // by master address
+	// scriptsNamed: the masters name keys the writer's scripts modify, so
+	// own counts the invalidations the run's scripts are still due to
+	// cause, by key (see ownscripts.go).
+	scriptsNamed bool
+	own          map[string]int
 }
 
 type watcher struct {
@@ -76,21 +81,30 @@ func WatchOthers(ctx context.Context, c redis.UniversalClient, prefix string, ma
 	if max <= 0 {
 		max = DefaultOthersMax
 	}
-	o := &Others{prefix: prefix, client: c, max: max, keys: map[string]struct{}{}, watchers: map[string]*watcher{}}
+	o := &Others{prefix: prefix, client: c, max: max, keys: map[string]struct{}{}, watchers: map[string]*watcher{}, own: map[string]int{}}
 	nodes, err := Nodes(ctx, c)
 	if err != nil {
 		o.broken = "cannot list the masters: " + err.Error()
 		return o, ctx.Err()
 	}
-	for _, n := range nodes {
+	for i, n := range nodes {
 		w, err := o.watch(ctx, n.client)
 		if w != nil {
 			o.watchers[n.Addr] = w
+		}
+		var named bool
+		if err == nil {
+			named, err = o.probeScripts(ctx, w)
 		}
 		if err != nil {
 			o.setBroken(fmt.Sprintf("cannot watch writes on %s: %v", n.Addr, err))
 			break
 		}
+		if i > 0 && named != o.scriptsNamed {
+			o.setBroken("the masters differ in how they track keys that scripts write")
+			break
+		}
+		o.scriptsNamed = named
 	}
 	return o, ctx.Err()
 }
@@ -148,15 +162,9 @@ func (o *Others) listen(w *watcher) {
 		case *redis.Message:
 			o.mu.Lock()
 			for _, k := range m.PayloadSlice {
-				o.total++
-				w.changed.Add(1)
-				if o.broken == "" {
-					o.keys[k] = struct{}{}
+				if !o.spendOwn(k) {
+					o.nameLocked(w, k)
 				}
-			}
-			if len(o.keys) > o.max && o.broken == "" {
-				o.broken = fmt.Sprintf("other clients changed more than %d keys", o.max)
-				o.keys = map[string]struct{}{}
 			}
 			o.mu.Unlock()
 		case *redis.Pong:
@@ -165,6 +173,29 @@ func (o *Others) listen(w *watcher) {
 			default:
 			}
 		}
+	}
+}
+
+// named records that another client changed key on w's master (w may be
+// nil).
+func (o *Others) named(w *watcher, key string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.nameLocked(w, key)
+}
+
+func (o *Others) nameLocked(w *watcher, key string) {
+	o.total++
+	if w != nil {
+		w.changed.Add(1)
+	}
+	if o.broken != "" {
+		return
+	}
+	o.keys[key] = struct{}{}
+	if len(o.keys) > o.max {
+		o.broken = fmt.Sprintf("other clients changed more than %d keys", o.max)
+		o.keys = map[string]struct{}{}
 	}
 }
 
@@ -231,11 +262,26 @@ func (o *Others) Sync(ctx context.Context) ([]string, error) {
 		out = append(out, k)
 	}
 	o.keys = map[string]struct{}{}
+	// Every script the run sent has replied and every invalidation due
+	// before the barrier has come: a count left is one the server did not
+	// send (it coalesced two of the run's own writes) and must not spend a
+	// later write of another client.
+	clear(o.own)
 	sort.Strings(out)
 	return out, nil
 }
 
 func (o *Others) syncOne(ctx context.Context, w *watcher) error {
+	if err := o.barrier(ctx, w); err != nil {
+		return err
+	}
+	return o.checkTracking(ctx, w)
+}
+
+// barrier returns once every invalidation the server queued to w's
+// listener before it was called has been received: a PING on the listener
+// connection is answered after them.
+func (o *Others) barrier(ctx context.Context, w *watcher) error {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	token := "outpost-migrate-sync-" + hex.EncodeToString(b[:])
@@ -248,7 +294,7 @@ func (o *Others) syncOne(ctx context.Context, w *watcher) error {
 		select {
 		case p := <-w.pongs:
 			if p == token {
-				return o.checkTracking(ctx, w)
+				return nil
 			}
 		case <-timeout.C:
 			return fmt.Errorf("no answer to the barrier within 30s")

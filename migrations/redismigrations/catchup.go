@@ -38,12 +38,12 @@ const catchUpChunk = 500
 //   - otherwise (the twin was changed by another client, or existed before
 //     the pass): neither is overwritten, the key is reported (Failed).
 //
-// Hash-tagged records others wrote get the edits of 002/003 (compare-and-
-// set, as in the pass). Issues and Failed go under the migrations' labels,
+// Hash-tagged records others wrote get the pending field transforms
+// (compare-and-set, as in the pass). Issues and Failed go under the migrations' labels,
 // so that a reported key keeps its migration from being recorded applied;
 // the outcomes are counted under the Others* labels.
 func (s *Set) CatchUp(ctx context.Context, todo, done, changed []string, t *scan.Tally) error {
-	w := newWork(todo, done)
+	p := s.newPass(todo, done)
 	touched := map[string]bool{}
 	for _, k := range changed {
 		if _, ok := ParseV1(s.prefix, k); ok {
@@ -52,7 +52,7 @@ func (s *Set) CatchUp(ctx context.Context, todo, done, changed []string, t *scan
 	}
 	for lo := 0; lo < len(changed); lo += catchUpChunk {
 		keys := changed[lo:min(lo+catchUpChunk, len(changed))]
-		srt, err := s.sortKeys(ctx, keys, w.copy, w.do002 || w.do003, nil, func(k, reason string) {
+		srt, err := s.sortKeys(ctx, keys, p.copy, len(p.edit) > 0, nil, func(k, reason string) {
 			for _, l := range todo {
 				t.Fail(l, report.Issue{Key: k, Reason: reason})
 			}
@@ -62,10 +62,10 @@ func (s *Set) CatchUp(ctx context.Context, todo, done, changed []string, t *scan
 			return err
 		}
 		v0, v1, v1keys := srt.v0, srt.v1, srt.v1keys
-		if err := s.catchUpV0(ctx, v0, w, touched, t); err != nil {
+		if err := s.catchUpV0(ctx, v0, p, touched, t); err != nil {
 			return err
 		}
-		if err := s.catchUpV1(ctx, v1, v1keys, w, t); err != nil {
+		if err := s.catchUpV1(ctx, v1, v1keys, p, t); err != nil {
 			return err
 		}
 	}
@@ -74,17 +74,17 @@ func (s *Set) CatchUp(ctx context.Context, todo, done, changed []string, t *scan
 
 func bump(t *scan.Tally, label string) { t.Add(label, func(c *report.Counts) { c.Changed++ }) }
 
-// catchUpV1 runs the pass's edits of 002/003 on hash-tagged records other
+// catchUpV1 runs the pass's field transforms on hash-tagged records other
 // clients wrote.
-func (s *Set) catchUpV1(ctx context.Context, keys []string, parsed []Key, w work, t *scan.Tally) error {
+func (s *Set) catchUpV1(ctx context.Context, keys []string, parsed []Key, p pass, t *scan.Tally) error {
 	if len(keys) == 0 {
 		return nil
 	}
 	sub := scan.NewTally()
-	if err := s.updateV1(ctx, keys, parsed, w, sub); err != nil {
+	if err := s.updateV1(ctx, keys, parsed, p, sub); err != nil {
 		return err
 	}
-	for _, l := range w.v1Labels() {
+	for _, l := range p.labels() {
 		c := sub.Counts(l)
 		t.Add(OthersConverted, func(d *report.Counts) { d.Changed += c.Changed })
 		issues, _ := sub.Issues(l)
@@ -99,41 +99,24 @@ func (s *Set) catchUpV1(ctx context.Context, keys []string, parsed []Key, w work
 
 // catchUpV0 compares each legacy record others wrote with its twin and
 // copies, re-copies or reports it.
-func (s *Set) catchUpV0(ctx context.Context, keys []string, w work, touched map[string]bool, t *scan.Tally) error {
-	recs, err := s.readRecords(ctx, keys)
-	if err != nil {
-		return err
-	}
+func (s *Set) catchUpV0(ctx context.Context, keys []string, p pass, touched map[string]bool, t *scan.Tally) error {
 	report1 := func(key, object, reason string) {
 		t.Fail(HashTags, report.Issue{Key: key, Object: object, Reason: reason})
 		bump(t, OthersReported)
 	}
-	var cs []catchCand
-	var names, gone []string
-	for i, k := range keys {
-		r := recs[i]
-		switch {
-		case r.err != nil:
-			report1(k, "", "changed by another client during apply and now not a hash: "+r.err.Error())
-			continue
-		case r.fields == nil:
-			gone = append(gone, k)
-			continue
-		}
-		key, err := ClassifyV0(k, r.fields)
-		if err != nil {
+	var gone []string
+	cs, names, err := s.twinCands(ctx, keys, p, func(k string, notHash bool, err error) {
+		if notHash {
+			report1(k, "", "changed by another client during apply and now not a hash: "+err.Error())
+		} else {
 			report1(k, "", "changed by another client during apply: "+err.Error())
-			continue
 		}
-		fields, bad, _, _ := twinFields(key, r.fields, w)
-		if len(bad) > 0 && w.do002 && key.Kind != KindSummary {
-			for _, b := range bad {
-				t.Issue(Timestamps, b.issue(key.V1(s.prefix)))
-			}
-			t.Add(Timestamps, func(c *report.Counts) { c.Failed++ })
-		}
-		cs = append(cs, catchCand{key: k, k: key, rec: r, fields: fields})
-		names = append(names, key.V1(s.prefix))
+	}, func(k string) { gone = append(gone, k) })
+	if err != nil {
+		return err
+	}
+	for j, c := range cs {
+		failBad(t, p, c.outs, names[j])
 	}
 	if err := s.catchUpGone(ctx, gone, touched, report1, t); err != nil {
 		return err
@@ -142,18 +125,15 @@ func (s *Set) catchUpV0(ctx context.Context, keys []string, w work, touched map[
 	if err != nil {
 		return err
 	}
-	var create []twinWrite
-	var createFor []string
-	var recopy []int
+	var create, recopy []int
 	for j, c := range cs {
 		tw, name := twins[j], names[j]
 		switch {
 		case tw.err != nil:
 			report1(c.key, name, "changed by another client during apply; its twin is not a hash")
 		case tw.fields == nil:
-			create = append(create, twinWrite{name: name, fields: c.fields, expiry: c.rec.expiry})
-			createFor = append(createFor, c.key)
-		case twinDiff(c.k, s.prefix, c.rec, tw, w.convert, w.entity) == nil:
+			create = append(create, j)
+		case twinDiff(c.k, s.prefix, c.rec, tw, p.twin) == nil:
 			bump(t, OthersRight)
 		case s.created.has(name) && !touched[name]:
 			recopy = append(recopy, j)
@@ -161,19 +141,29 @@ func (s *Set) catchUpV0(ctx context.Context, keys []string, w work, touched map[
 			report1(c.key, name, "changed by another client during apply after its copy, and its twin was changed by another client too (or existed before this run): neither is overwritten; stop the old server, reconcile the two records and rerun apply")
 		}
 	}
-	if err := s.catchUpCreate(ctx, create, createFor, report1, t); err != nil {
+	r := redo{cs: cs, names: names, twins: twins, fail: report1,
+		created: func() { bump(t, OthersMigrated) }, recopied: func() { bump(t, OthersRecopied) },
+		existed: "another client created the twin while apply was copying it: neither is overwritten; rerun apply",
+		changed: "changed by another client during apply after its copy, and its twin changed while apply was re-copying it: neither is overwritten; rerun apply"}
+	if err := s.createTwins(ctx, r, create); err != nil {
 		return err
 	}
-	return s.recopy(ctx, cs, names, twins, recopy, report1, t)
+	return s.recopy(ctx, r, recopy)
 }
 
-// catchCand is a legacy record others wrote: its name, what it is, as
-// read, and the fields its twin should hold.
-type catchCand struct {
-	key    string
-	k      Key
-	rec    record
-	fields map[string]string
+// failBad reports the values of a copy (the twin name) that a pending
+// field transform cannot migrate, failing the record for it.
+func failBad(t *scan.Tally, p pass, outs []outcome, name string) {
+	for _, o := range outs {
+		if len(o.bad) == 0 || !p.pending(o.t) {
+			continue
+		}
+		for _, i := range o.bad {
+			i.Key = name
+			t.Issue(o.t.Name, i)
+		}
+		t.Add(o.t.Name, func(c *report.Counts) { c.Failed++ })
+	}
 }
 
 // catchUpGone handles legacy records another client deleted, or that
@@ -216,91 +206,3 @@ func (s *Set) catchUpGone(ctx context.Context, keys []string, touched map[string
 	}
 	return nil
 }
-
-func (s *Set) catchUpCreate(ctx context.Context, ws []twinWrite, legacy []string, report1 func(key, object, reason string), t *scan.Tally) error {
-	if len(ws) == 0 {
-		return nil
-	}
-	res, err := s.writeTwins(ctx, ws)
-	if err != nil {
-		return err
-	}
-	for i, r := range res {
-		switch {
-		case r.err != nil:
-			report1(legacy[i], ws[i].name, "copy: "+r.err.Error())
-		case r.val == 1:
-			bump(t, OthersMigrated)
-		default:
-			report1(legacy[i], ws[i].name, "another client created the twin while apply was copying it: neither is overwritten; rerun apply")
-		}
-	}
-	return nil
-}
-
-// recopy writes the twins of cs[idx] again, each only if it still holds
-// exactly what was read.
-func (s *Set) recopy(ctx context.Context, cs []catchCand, names []string, twins []record, idx []int, report1 func(key, object, reason string), t *scan.Tally) error {
-	if len(idx) == 0 {
-		return nil
-	}
-	res, err := s.runScript(ctx, recopyScript, len(idx), func(i int) ([]string, []any) {
-		j := idx[i]
-		old := twins[j].fields
-		args := make([]any, 0, 2+2*len(old)+2*len(cs[j].fields))
-		args = append(args, len(old))
-		for f, v := range old {
-			args = append(args, f, v)
-		}
-		args = append(args, cs[j].rec.expiry.scriptArg())
-		for f, v := range cs[j].fields {
-			args = append(args, f, v)
-		}
-		return []string{names[j]}, args
-	})
-	if err != nil {
-		return err
-	}
-	for i, r := range res {
-		j := idx[i]
-		switch {
-		case r.err != nil:
-			report1(cs[j].key, names[j], "re-copy: "+r.err.Error())
-		case r.val == 1:
-			bump(t, OthersRecopied)
-		default:
-			report1(cs[j].key, names[j], "changed by another client during apply after its copy, and its twin changed while apply was re-copying it: neither is overwritten; rerun apply")
-		}
-	}
-	return nil
-}
-
-// recopyScript replaces a twin with a new copy only if it still holds
-// exactly the fields and values read (no more, no fewer). Fenced like every
-// write script (see fencePrelude): its own ARGV start at 3.
-// KEYS[1] twin; ARGV[3] n, ARGV[4..2n+3] expected field, value pairs,
-// ARGV[2n+4] the expiry as copyScript takes it, then the new field, value
-// pairs. Returns 1 written, -1 gone, -2 changed since read.
-var recopyScript = goredis.NewScript(fencePrelude + `
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local n = tonumber(ARGV[3])
-if redis.call('HLEN', KEYS[1]) ~= n then return -2 end
-for i = 4, 2 * n + 2, 2 do
-  if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i + 1] then return -2 end
-end
-redis.call('DEL', KEYS[1])
-local m = #ARGV
-local i = 2 * n + 5
-while i <= m do
-  local j = math.min(i + 199, m)
-  redis.call('HSET', KEYS[1], unpack(ARGV, i, j))
-  i = j + 1
-end
-local ttl = ARGV[2 * n + 4]
-if string.sub(ttl, 1, 1) == '@' then
-  redis.call('PEXPIREAT', KEYS[1], string.sub(ttl, 2))
-elseif tonumber(ttl) > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-end
-return 1
-`)

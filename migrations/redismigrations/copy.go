@@ -167,6 +167,11 @@ func (s *Set) writeTwins(ctx context.Context, ws []twinWrite) ([]scriptResult, e
 	s.probe.Do(func() {
 		if !s.restoreWorks(ctx) {
 			s.noRestore.Store(true)
+			return
+		}
+		if l, ok := s.listpackWorks(ctx); ok {
+			s.lp = l
+			s.useListpack.Store(true)
 		}
 	})
 	var todo []twinWrite // for the script
@@ -184,8 +189,18 @@ func (s *Set) writeTwins(ctx context.Context, ws []twinWrite) ([]scriptResult, e
 		// sub-slice of it, read when the pipeline runs.
 		b := (*buf)[:0]
 		ends := make([]int, len(ws))
+		listpack := s.useListpack.Load()
+		var kv []string
 		for i, w := range ws {
-			b = appendHashPayload(b, w.fields)
+			if listpack && s.lp.fits(w.fields) {
+				kv = kv[:0]
+				for f, v := range w.fields {
+					kv = append(kv, f, v)
+				}
+				b = appendListpackPayload(b, kv)
+			} else {
+				b = appendHashPayload(b, w.fields)
+			}
 			ends[i] = len(b)
 		}
 		*buf = b
@@ -207,7 +222,12 @@ func (s *Set) writeTwins(ctx context.Context, ws []twinWrite) ([]scriptResult, e
 			case goredis.HasErrorPrefix(err, "BUSYKEY"):
 				// The twin exists: never overwritten.
 			case restoreRefused(err):
-				s.noRestore.Store(true)
+				// A master that takes type 4 but not listpacks (a
+				// cluster mid-upgrade) gets type 4 from now on; this
+				// twin goes through the script.
+				if !s.useListpack.CompareAndSwap(true, false) {
+					s.noRestore.Store(true)
+				}
 				todo, at = append(todo, w), append(at, i)
 			default:
 				return nil, rediserr.Classify(err, "RESTORE "+w.name)
@@ -235,36 +255,49 @@ func (s *Set) writeTwins(ctx context.Context, ws []twinWrite) ([]scriptResult, e
 	return out, nil
 }
 
-// restore sends one RESTORE per twin and returns each one's error: in one
-// fenced script on a standalone server in a fenced pass, else in a
-// pipeline after the lease was checked.
+// restore sends one RESTORE per twin and returns each one's error: fenced
+// in a fenced pass (restoreFenced), else in a pipeline after the lease was
+// checked.
 func (s *Set) restore(ctx context.Context, ws []twinWrite, payloads [][]byte) ([]error, error) {
 	if err := scan.CheckFence(ctx); err != nil {
 		return nil, err
 	}
-	errs := make([]error, len(ws))
 	if scan.FenceFrom(ctx) != nil {
-		res, err := s.runScript(ctx, restoreScript, len(ws), func(i int) ([]string, []any) {
-			ttl, abs := ws[i].expiry.restoreArgs()
-			flag := "0"
-			if abs {
-				flag = "1"
-			}
-			return []string{ws[i].name}, []any{ttl, flag, payloads[i]}
-		})
-		if err != nil {
-			return nil, err
-		}
-		for i, r := range res {
-			switch {
-			case r.err != nil:
-				errs[i] = r.err
-			case r.val == 0:
-				errs[i] = serverError("BUSYKEY Target key name already exists.")
-			}
-		}
-		return errs, nil
+		return s.restoreFenced(ctx, ws, payloads)
 	}
+	errs := make([]error, len(ws))
+	return errs, s.restorePipelined(ctx, ws, payloads, errs)
+}
+
+// restoreEach writes each twin with its own fenced script (restoreScript):
+// the path that works everywhere, taken where the batched ones cannot be.
+func (s *Set) restoreEach(ctx context.Context, ws []twinWrite, payloads [][]byte) ([]error, error) {
+	res, err := s.runScript(ctx, restoreScript, len(ws), func(i int) ([]string, []any) {
+		ttl, abs := ws[i].expiry.restoreArgs()
+		flag := "0"
+		if abs {
+			flag = "1"
+		}
+		return []string{ws[i].name}, []any{ttl, flag, payloads[i]}
+	})
+	if err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(ws))
+	for i, r := range res {
+		switch {
+		case r.err != nil:
+			errs[i] = r.err
+		case r.val == 0:
+			errs[i] = serverError("BUSYKEY Target key name already exists.")
+		}
+	}
+	return errs, nil
+}
+
+// restorePipelined sends the RESTOREs of an unfenced pass in one pipeline
+// per master, each twin's error into errs.
+func (s *Set) restorePipelined(ctx context.Context, ws []twinWrite, payloads [][]byte, errs []error) error {
 	cmds := make([]*goredis.Cmd, len(ws))
 	names := make([]string, len(ws))
 	for i, w := range ws {
@@ -281,7 +314,7 @@ func (s *Set) restore(ctx context.Context, ws []twinWrite, payloads [][]byte) ([
 	for i := range ws {
 		errs[i] = cmds[i].Err()
 	}
-	return errs, nil
+	return nil
 }
 
 // serverError is an error a script caught (redis.pcall) and returned as

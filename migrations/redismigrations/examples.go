@@ -16,29 +16,29 @@ import (
 // Examples returns a read-only step that collects, for plan
 // --show-examples, up to n real records of each kind (tenant, summary,
 // destination) that the pending migrations would change, each shown before
-// and after (with the same transforms apply uses, twinFields), and the
+// and after (with the same transforms apply uses, compose), and the
 // function that hands them out by migration name. Secrets are masked (see
 // masked). The step writes nothing.
 func (s *Set) Examples(todo, done []string, n int) (scan.Step, func() map[string][]report.Example) {
-	w := newWork(todo, done)
+	p := s.newPass(todo, done)
 	c := &exampleCollector{n: n, out: map[string][]report.Example{}, per: map[string]int{}}
 	step := func(ctx context.Context, keys []string, _ *scan.Tally) error {
 		// Ambiguous names are not examples: apply reports them.
-		srt, err := s.sortKeys(ctx, keys, w.copy, w.do002 || w.do003, nil, func(string, string) {})
+		srt, err := s.sortKeys(ctx, keys, p.copy, len(p.edit) > 0, nil, func(string, string) {})
 		if err != nil {
 			return err
 		}
 		v0, v1, v1keys := srt.v0, srt.v1, srt.v1keys
-		if err := s.exampleV0(ctx, v0, w, c); err != nil {
+		if err := s.exampleV0(ctx, v0, p, c); err != nil {
 			return err
 		}
-		return s.exampleV1(ctx, v1, v1keys, w, c)
+		return s.exampleV1(ctx, v1, v1keys, p, c)
 	}
 	return step, c.result
 }
 
 // exampleV0 shows 001's copy: the legacy record and its twin.
-func (s *Set) exampleV0(ctx context.Context, keys []string, w work, c *exampleCollector) error {
+func (s *Set) exampleV0(ctx context.Context, keys []string, p pass, c *exampleCollector) error {
 	recs, err := s.readRecords(ctx, keys)
 	if err != nil {
 		return err
@@ -51,29 +51,33 @@ func (s *Set) exampleV0(ctx context.Context, keys []string, w work, c *exampleCo
 		if err != nil {
 			continue
 		}
-		after, _, _, _ := twinFields(k, r.fields, w)
+		after, _, _ := compose(k, r.fields, p.twin)
 		c.add(HashTags, k.Kind, report.Example{Key: keys[i], Kind: k.Kind.String(), Before: masked(r.fields),
 			AfterKey: k.V1(s.prefix), After: masked(after), TTLMs: r.pttl})
 	}
 	return nil
 }
 
-// exampleV1 shows 002/003's edit in place of a hash-tagged record.
-func (s *Set) exampleV1(ctx context.Context, keys []string, parsed []Key, w work, c *exampleCollector) error {
+// exampleV1 shows the field transforms' edit in place of a hash-tagged
+// record, under the first of them that changes it.
+func (s *Set) exampleV1(ctx context.Context, keys []string, parsed []Key, p pass, c *exampleCollector) error {
 	recs, err := s.readRecords(ctx, keys)
 	if err != nil {
 		return err
 	}
-	edit := work{convert: w.do002, entity: w.do003}
 	for i, r := range recs {
 		if r.fields == nil || r.err != nil {
 			continue
 		}
-		after, _, converted, entitySet := twinFields(parsed[i], r.fields, edit)
-		name := Entity
-		if converted {
-			name = Timestamps
-		} else if !entitySet {
+		after, outs, _ := compose(parsed[i], r.fields, p.edit)
+		name := ""
+		for _, o := range outs {
+			if o.changed {
+				name = o.t.Name
+				break
+			}
+		}
+		if name == "" {
 			continue // nothing would change
 		}
 		c.add(name, parsed[i].Kind, report.Example{Key: keys[i], Kind: parsed[i].Kind.String(), Before: masked(r.fields),

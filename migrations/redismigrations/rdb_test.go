@@ -126,6 +126,7 @@ func TestRestoreProbe(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, real.Keys(ctx, "*probe*").Val())
 	stats := real.Info(ctx, "commandstats").Val()
-	require.EqualValues(t, 2, calls(t, stats, "restore"), "the probe and the twin")
-	require.EqualValues(t, 1, calls(t, stats, "exec"), "the probe is one transaction: no key outlives it, even after kill -9")
+	require.EqualValues(t, 3, calls(t, stats, "restore"), "the two probes (type 4, listpack) and the twin")
+	require.EqualValues(t, 2, calls(t, stats, "exec"), "each probe is one transaction: no key outlives it, even after kill -9")
+	require.Equal(t, "listpack", real.ObjectEncoding(ctx, "tenant:{t1}:tenant").Val())
 }

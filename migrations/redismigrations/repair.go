@@ -14,19 +14,19 @@ var _ redisphase.Repairer = (*Set)(nil)
 // every legacy record whose twin is missing gets one (RESTORE, never over a
 // key that exists); a twin that differs from what its legacy record makes
 // of it (what verify reports) is copied again, compare-and-set against the
-// twin as read; hash-tagged records get the edits of 002/003 (compare-and-
-// set). Counts go under the migrations' names: Changed redone, Unchanged
+// twin as read; hash-tagged records get the applied field transforms
+// (compare-and-set). Counts go under the migrations' names: Changed redone, Unchanged
 // already right, Failed with an issue (changed while being redone, or not
 // a record this tool can read).
 func (s *Set) Repair(applied []string) scan.Step {
-	w := newWork(applied, nil)
+	p := s.newPass(applied, nil)
 	return func(ctx context.Context, keys []string, t *scan.Tally) error {
 		fail := failer(t, applied...)
-		srt, err := s.sortKeys(ctx, keys, w.copy, w.do002 || w.do003, nil, func(k, reason string) {
+		srt, err := s.sortKeys(ctx, keys, p.copy, len(p.edit) > 0, nil, func(k, reason string) {
 			// A twin made unreadable (its id changed) is redone from its
 			// legacy record when there is one.
-			if p, ok := ParseV1(s.prefix, k); ok && w.copy && s.prefix == "" {
-				if there, err := s.exists(ctx, []string{p.V0()}); err == nil && there[0] {
+			if key, ok := ParseV1(s.prefix, k); ok && p.copy && s.prefix == "" {
+				if there, err := s.exists(ctx, []string{key.V0()}); err == nil && there[0] {
 					return
 				}
 			}
@@ -35,22 +35,22 @@ func (s *Set) Repair(applied []string) scan.Step {
 		if err != nil {
 			return err
 		}
-		if err := s.repairV0(ctx, srt.v0, w, t); err != nil {
+		if err := s.repairV0(ctx, srt.v0, p, t); err != nil {
 			return err
 		}
-		v1, v1keys, err := s.withoutLegacy(ctx, srt.v1, srt.v1keys, w)
+		v1, v1keys, err := s.withoutLegacy(ctx, srt.v1, srt.v1keys, p)
 		if err != nil {
 			return err
 		}
-		return s.updateV1(ctx, v1, v1keys, w, t)
+		return s.updateV1(ctx, v1, v1keys, p, t)
 	}
 }
 
 // withoutLegacy leaves out the hash-tagged records whose legacy record
 // exists: repairV0 redoes those from it (002/003 editing them in place
 // too would race with the re-copy).
-func (s *Set) withoutLegacy(ctx context.Context, keys []string, parsed []Key, w work) ([]string, []Key, error) {
-	if !w.copy || s.prefix != "" || len(keys) == 0 {
+func (s *Set) withoutLegacy(ctx context.Context, keys []string, parsed []Key, p pass) ([]string, []Key, error) {
+	if !p.copy || s.prefix != "" || len(keys) == 0 {
 		return keys, parsed, nil
 	}
 	legacy := make([]string, len(parsed))
@@ -71,110 +71,49 @@ func (s *Set) withoutLegacy(ctx context.Context, keys []string, parsed []Key, w 
 	return outK, outP, nil
 }
 
-func (s *Set) repairV0(ctx context.Context, keys []string, w work, t *scan.Tally) error {
-	recs, err := s.readRecords(ctx, keys)
-	if err != nil {
-		return err
+func (s *Set) repairV0(ctx context.Context, keys []string, p pass, t *scan.Tally) error {
+	if len(keys) == 0 {
+		return nil
 	}
 	fail := func(k, object, reason string) {
 		t.Fail(HashTags, report.Issue{Key: k, Object: object, Reason: reason})
 	}
-	var cs []catchCand
-	var names []string
-	for i, k := range keys {
-		t.Add(HashTags, func(c *report.Counts) { c.Scanned++ })
-		r := recs[i]
-		switch {
-		case r.err != nil:
-			fail(k, "", "not a hash: "+r.err.Error())
-			continue
-		case r.fields == nil:
-			t.Add(HashTags, func(c *report.Counts) { c.Skipped++ })
-			continue
-		}
-		key, err := ClassifyV0(k, r.fields)
-		if err != nil {
+	cs, names, err := s.twinCands(ctx, keys, p, func(k string, notHash bool, err error) {
+		if notHash {
+			fail(k, "", "not a hash: "+err.Error())
+		} else {
 			fail(k, "", err.Error())
-			continue
 		}
-		fields, _, _, _ := twinFields(key, r.fields, w)
-		cs = append(cs, catchCand{key: k, k: key, rec: r, fields: fields})
-		names = append(names, key.V1(s.prefix))
+	}, func(string) { t.Add(HashTags, func(c *report.Counts) { c.Skipped++ }) })
+	if err != nil {
+		return err
 	}
+	t.Add(HashTags, func(c *report.Counts) { c.Scanned += int64(len(keys)) })
 	twins, err := s.readRecords(ctx, names)
 	if err != nil {
 		return err
 	}
-	var create []twinWrite
-	var createFor []string
-	var redo []int
+	var create, redone []int
 	for j, c := range cs {
 		switch tw := twins[j]; {
 		case tw.err != nil:
 			fail(c.key, names[j], "the twin is not a hash; remove it and rerun apply --repair")
 		case tw.fields == nil:
-			create = append(create, twinWrite{name: names[j], fields: c.fields, expiry: c.rec.expiry})
-			createFor = append(createFor, c.key)
+			create = append(create, j)
 		case sameRecord(tw, c.fields, c.rec.expiry):
 			t.Add(HashTags, func(c *report.Counts) { c.Unchanged++ })
 		default:
-			redo = append(redo, j)
+			redone = append(redone, j)
 		}
 	}
-	if len(create) > 0 {
-		res, err := s.writeTwins(ctx, create)
-		if err != nil {
-			return err
-		}
-		for i, r := range res {
-			switch {
-			case r.err != nil:
-				fail(createFor[i], create[i].name, "copy: "+r.err.Error())
-			case r.val == 1:
-				t.Add(HashTags, func(c *report.Counts) { c.Changed++ })
-			default:
-				fail(createFor[i], create[i].name, "created by another client while being repaired; rerun apply --repair")
-			}
-		}
-	}
-	return s.repairRecopy(ctx, cs, names, twins, redo, fail, t)
-}
-
-// repairRecopy copies the legacy records cs[idx] again over their twins,
-// each only if the twin still holds what was read.
-func (s *Set) repairRecopy(ctx context.Context, cs []catchCand, names []string, twins []record, idx []int, fail func(k, object, reason string), t *scan.Tally) error {
-	if len(idx) == 0 {
-		return nil
-	}
-	res, err := s.runScript(ctx, recopyScript, len(idx), func(i int) ([]string, []any) {
-		j := idx[i]
-		old := twins[j].fields
-		args := make([]any, 0, 2+2*len(old)+2*len(cs[j].fields))
-		args = append(args, len(old))
-		for f, v := range old {
-			args = append(args, f, v)
-		}
-		args = append(args, cs[j].rec.expiry.scriptArg())
-		for f, v := range cs[j].fields {
-			args = append(args, f, v)
-		}
-		return []string{names[j]}, args
-	})
-	if err != nil {
+	changed := func() { t.Add(HashTags, func(c *report.Counts) { c.Changed++ }) }
+	r := redo{cs: cs, names: names, twins: twins, fail: fail, created: changed, recopied: changed,
+		existed: "created by another client while being repaired; rerun apply --repair",
+		changed: "the twin changed or vanished while being repaired; rerun apply --repair"}
+	if err := s.createTwins(ctx, r, create); err != nil {
 		return err
 	}
-	for i, r := range res {
-		j := idx[i]
-		switch {
-		case r.err != nil:
-			fail(cs[j].key, names[j], "re-copy: "+r.err.Error())
-		case r.val == 1:
-			t.Add(HashTags, func(c *report.Counts) { c.Changed++ })
-		default:
-			fail(cs[j].key, names[j], "the twin changed or vanished while being repaired; rerun apply --repair")
-		}
-	}
-	return nil
+	return s.recopy(ctx, r, redone)
 }
 
 // sameRecord says whether twin holds exactly fields and has a TTL exactly

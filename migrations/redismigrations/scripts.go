@@ -17,7 +17,7 @@ import (
 // Every write script is fenced (fencePrelude): ARGV[1] is the Unix time in
 // ms, by the server's clock, past which this run's lease may have expired
 // ("0": no fence), ARGV[2] the value this run put in the lock ("": not
-// checked, else KEYS[2] is the lock). The script returns lockLost and
+// checked, else the last of KEYS is the lock). The script returns lockLost and
 // writes nothing when the server's TIME has reached ARGV[1] or the lock
 // holds something else. The time check works on a cluster too (the lock
 // lives in another slot and cannot be read by the same script); the lock
@@ -33,8 +33,8 @@ if deadline > 0 then
   if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) >= deadline then return -3 end
 end
 if ARGV[2] ~= '' then
-  local t = redis.call('TYPE', KEYS[2]).ok
-  if t ~= 'string' or redis.call('GET', KEYS[2]) ~= ARGV[2] then return -3 end
+  local t = redis.call('TYPE', KEYS[#KEYS]).ok
+  if t ~= 'string' or redis.call('GET', KEYS[#KEYS]) ~= ARGV[2] then return -3 end
 end
 `
 
@@ -66,22 +66,34 @@ return 1
 // updateScript edits a v1 hash in place, only if it still exists and every
 // field read is still what was read (no stale overwrite, no re-created stub
 // of a key that expired in between). HSET and HSETNX keep the key's TTL.
-// KEYS[1] key; ARGV[3] entity ("" = leave entity alone; else set if
-// missing); ARGV[4..] triples field, expected old value, new value.
-// Returns -1 key gone, -2 a field changed since it was read (nothing
-// written), else a bitmask: 1 timestamps written, 2 entity set.
+// KEYS[1] key; ARGV[3..] 5-tuples: bits (the transforms the edit is
+// theirs), field, "1" when the field was read with the value old else "0",
+// old, new. A field read is compared before anything is written and set
+// with HSET; a field missing when read is set with HSETNX (one that
+// appeared since is left as it is). Returns -1 key gone, -2 a field read
+// changed since (nothing written), else the OR of the bits of the edits
+// written.
 var updateScript = redis.NewScript(fencePrelude + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-for i = 4, #ARGV, 3 do
-  if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i+1] then return -2 end
+for i = 3, #ARGV, 5 do
+  if ARGV[i + 2] == '1' and redis.call('HGET', KEYS[1], ARGV[i + 1]) ~= ARGV[i + 3] then return -2 end
+end
+local function bor(a, b)
+  local r, p = 0, 1
+  while a > 0 or b > 0 do
+    if a % 2 == 1 or b % 2 == 1 then r = r + p end
+    a, b, p = math.floor(a / 2), math.floor(b / 2), p * 2
+  end
+  return r
 end
 local wrote = 0
-for i = 4, #ARGV, 3 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+2])
-  wrote = 1
-end
-if ARGV[3] ~= '' and redis.call('HSETNX', KEYS[1], 'entity', ARGV[3]) == 1 then
-  wrote = wrote + 2
+for i = 3, #ARGV, 5 do
+  if ARGV[i + 2] == '1' then
+    redis.call('HSET', KEYS[1], ARGV[i + 1], ARGV[i + 4])
+    wrote = bor(wrote, tonumber(ARGV[i]))
+  elseif redis.call('HSETNX', KEYS[1], ARGV[i + 1], ARGV[i + 4]) == 1 then
+    wrote = bor(wrote, tonumber(ARGV[i]))
+  end
 end
 return wrote
 `)
@@ -118,6 +130,60 @@ end
 return 1
 `)
 
+// restoreBatchScript is restoreScript for many twins at once, for a
+// standalone server (one keyspace, no slots): the fence is checked once
+// for all of them. KEYS the twins, then the lock when ARGV[2] is set;
+// ARGV[3..] per twin its TTL argument, "1" for ABSTTL, its payload.
+// Returns one reply per twin as restoreScript's.
+var restoreBatchScript = redis.NewScript(fencePrelude + `
+local n = #KEYS
+if ARGV[2] ~= '' then n = n - 1 end
+local out = {}
+for i = 1, n do
+  local a = 3 * i
+  local r
+  if ARGV[a + 1] == '1' then
+    r = redis.pcall('RESTORE', KEYS[i], ARGV[a], ARGV[a + 2], 'ABSTTL')
+  else
+    r = redis.pcall('RESTORE', KEYS[i], ARGV[a], ARGV[a + 2])
+  end
+  if type(r) == 'table' and r.err then
+    if string.sub(r.err, 1, 7) == 'BUSYKEY' then out[i] = 0 else out[i] = r.err end
+  else
+    out[i] = 1
+  end
+end
+return out
+`)
+
+// restoreCrossSlotScript is restoreBatchScript for a cluster: one
+// master's twins of many slots at once. A cluster takes the declared KEYS
+// of one slot only; the flag (Redis 7.0 on) lets the script write keys of
+// other slots of the node it runs on, named in ARGV. KEYS[1] is the first
+// twin (it routes the call); ARGV[3..] per twin its name, TTL argument, "1"
+// for ABSTTL and payload. The lock lives elsewhere: only the deadline is
+// checked. A server without script flags refuses to compile it, and the
+// twins go one script each (restoreEach).
+var restoreCrossSlotScript = redis.NewScript("#!lua flags=allow-cross-slot-keys\n" + fencePrelude + `
+local out = {}
+local i = 0
+for a = 3, #ARGV, 4 do
+  i = i + 1
+  local r
+  if ARGV[a + 2] == '1' then
+    r = redis.pcall('RESTORE', ARGV[a], ARGV[a + 1], ARGV[a + 3], 'ABSTTL')
+  else
+    r = redis.pcall('RESTORE', ARGV[a], ARGV[a + 1], ARGV[a + 3])
+  end
+  if type(r) == 'table' and r.err then
+    if string.sub(r.err, 1, 7) == 'BUSYKEY' then out[i] = 0 else out[i] = r.err end
+  else
+    out[i] = 1
+  end
+end
+return out
+`)
+
 // UseOthers routes the set's writes through o (nil: through the client).
 func (s *Set) UseOthers(o *scan.Others) { s.others = o }
 
@@ -138,7 +204,7 @@ func (s *Set) pipelined(ctx context.Context, keys []string, add func(pipe redis.
 // New returns the migrations for the keyspace of client under prefix P
 // ("<DEPLOYMENT_ID>:" or "").
 func New(c redis.UniversalClient, prefix string) *Set {
-	s := &Set{c: c, prefix: prefix}
+	s := &Set{c: c, prefix: prefix, transforms: registry}
 	s.payloads.New = func() any { return new([]byte) }
 	return s
 }
@@ -146,6 +212,17 @@ func New(c redis.UniversalClient, prefix string) *Set {
 type scriptResult struct {
 	val int64
 	err error
+}
+
+// wroteBy says which scripts modified their key: by the convention every
+// write script here follows, those that returned a positive number.
+func wroteBy(cmds []*redis.Cmd) []bool {
+	out := make([]bool, len(cmds))
+	for i, c := range cmds {
+		v, ok := c.Val().(int64)
+		out[i] = c.Err() == nil && ok && v > 0
+	}
+	return out
 }
 
 // runScript runs one single-key script per op in a pipeline with EVALSHA,
@@ -177,9 +254,11 @@ func (s *Set) runScript(ctx context.Context, sc *redis.Script, n int, op func(i 
 			}
 			first[j] = keys[j][0]
 		}
+		s.others.ExpectScript(first)
 		s.pipelined(ctx, first, func(pipe redis.Pipeliner, j int) {
 			cmds[j] = sc.EvalSha(ctx, pipe, keys[j], args[j]...)
 		})
+		s.others.SettleScript(ctx, first, wroteBy(cmds))
 		var again []int
 		for j, i := range todo {
 			err := cmds[j].Err()

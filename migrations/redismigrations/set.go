@@ -6,6 +6,13 @@
 // v0 key and its v1 twin live in different slots), and checks each command's
 // result.
 //
+// Each migration is a transform in the registry (transform.go): 001 copies
+// legacy records to their hash-tagged names (copy.go), 002 and 003 each
+// change fields (timestamps.go, entity.go). The set composes the pending
+// transforms over every record it reads, in the registry's order, so that
+// all of them run in one pass: on the copy 001 writes and in place on
+// hash-tagged records.
+//
 // Corrections over Outpost's own migrator: keys are classified by suffix and
 // content (ids may contain ':'), TTLs are kept, destinations missing from the
 // summary are copied, 002/003 touch only hash-tagged keys (v0 keys stay
@@ -25,13 +32,6 @@ import (
 	"github.com/outpost-migrate/outpost/report"
 )
 
-// The migrations, by the names Outpost records.
-const (
-	HashTags   = "001_hash_tags"
-	Timestamps = "002_timestamps"
-	Entity     = "003_entity"
-)
-
 // conflictRetries bounds how often one chunk retries keys that changed
 // between read and write.
 const conflictRetries = 3
@@ -46,8 +46,15 @@ type Set struct {
 	// noExpireTime is set once the server refused PEXPIRETIME (Redis 6,
 	// an ACL without it): expiries are then read with a script (expiry).
 	noExpireTime atomic.Bool
-	probe        sync.Once
-	payloads     sync.Pool // *[]byte, RESTORE payloads of one chunk
+	// noCrossSlot is set once a cluster master refused a script with
+	// flags (before Redis 7.0): fenced copies then go one script per twin.
+	noCrossSlot atomic.Bool
+	// useListpack: twins small enough (lp) are restored from listpack
+	// payloads (Redis 7.0 on; see listpack.go), set by the probe.
+	useListpack atomic.Bool
+	lp          listpackLimits
+	probe       sync.Once
+	payloads    sync.Pool // *[]byte, RESTORE payloads of one chunk
 	// others, when set, carries every write to tenant keys, so that the
 	// server tells writes of other clients from the run's own (see
 	// scan.Others).
@@ -55,23 +62,19 @@ type Set struct {
 	// created is the set of twins the last apply pass created (see
 	// written), for the catch-up.
 	created *written
+	// transforms are the migrations in order: the registry, or a test's.
+	transforms []*transform
 }
 
 var _ redisphase.Set = (*Set)(nil)
 
-// Migrations lists 001-003 in order.
+// Migrations lists the registry's migrations in order.
 func (s *Set) Migrations() []redisphase.Migration {
-	return []redisphase.Migration{
-		{Name: HashTags, Description: "copy every legacy tenant:* key to its hash-tagged name (cluster-safe), keeping fields byte for byte and TTLs; legacy keys are kept",
-			NotApplicable: func(prefix string) string {
-				if prefix != "" {
-					return "DEPLOYMENT_ID is set: prefixed deployments always used hash-tagged keys"
-				}
-				return ""
-			}, Copies: true},
-		{Name: Timestamps, Description: "turn RFC3339 created_at/updated_at into Unix milliseconds on hash-tagged tenant and destination hashes"},
-		{Name: Entity, Description: "set entity=tenant|destination where missing on hash-tagged tenant and destination hashes"},
+	out := make([]redisphase.Migration, len(s.transforms))
+	for i, t := range s.transforms {
+		out[i] = t.Migration
 	}
+	return out
 }
 
 // Spec walks every tenant key of the deployment, legacy and hash-tagged.
@@ -81,80 +84,11 @@ func (s *Set) Spec() scan.Spec {
 	return scan.Spec{Match: scan.EscapeGlob(s.prefix) + "tenant:*"}
 }
 
-type work struct {
-	copy         bool // 001 in todo
-	convert      bool // the twin gets Unix ms (002 in todo or done)
-	entity       bool // the twin gets entity (003 in todo or done)
-	do002, do003 bool // 002/003 in todo: edit hash-tagged keys in place
-}
-
-func has(list []string, name string) bool {
-	for _, v := range list {
-		if v == name {
-			return true
-		}
-	}
-	return false
-}
-
-func newWork(todo, done []string) work {
-	return work{
-		copy:    has(todo, HashTags),
-		convert: has(todo, Timestamps) || has(done, Timestamps),
-		entity:  has(todo, Entity) || has(done, Entity),
-		do002:   has(todo, Timestamps),
-		do003:   has(todo, Entity),
-	}
-}
-
-// badTimestamp is a created_at/updated_at that is neither Unix ms nor
-// RFC3339.
-type badTimestamp struct {
-	field, value string
-}
-
-func (b badTimestamp) issue(key string) report.Issue {
-	return report.Issue{Key: key, Field: b.field, Reason: "cannot convert: neither Unix milliseconds nor an RFC3339 time", Actual: shown(b.field, b.value)}
-}
-
-// twinFields is what the v1 twin of a v0 record holds after this run: the
-// same fields, with the transforms of 002/003 when they are applied in the
-// same pass or already were. Values that cannot be converted are kept as
-// they are and returned.
-func twinFields(k Key, fields map[string]string, w work) (out map[string]string, bad []badTimestamp, converted, entitySet bool) {
-	out = make(map[string]string, len(fields)+1)
-	for f, v := range fields {
-		out[f] = v
-	}
-	if w.convert && k.Kind != KindSummary {
-		for _, f := range TimestampFields {
-			if v, ok := out[f]; ok {
-				ms, changed, err := ToUnixMilli(v)
-				if err != nil {
-					bad = append(bad, badTimestamp{f, v})
-					continue
-				}
-				if changed {
-					out[f] = ms
-					converted = true
-				}
-			}
-		}
-	}
-	if w.entity && k.Kind.Entity() != "" {
-		if _, ok := out["entity"]; !ok {
-			out["entity"] = k.Kind.Entity()
-			entitySet = true
-		}
-	}
-	return out, bad, converted, entitySet
-}
-
 // Apply returns the step that applies todo in one pass.
 func (s *Set) Apply(todo, done []string) scan.Step {
-	w := newWork(todo, done)
+	p := s.newPass(todo, done)
 	var seen *written
-	if w.copy {
+	if p.copy {
 		seen = newWritten()
 	}
 	s.created = seen
@@ -163,12 +97,12 @@ func (s *Set) Apply(todo, done []string) scan.Step {
 		skip = seen.has
 	}
 	return func(ctx context.Context, keys []string, t *scan.Tally) error {
-		srt, err := s.sortKeys(ctx, keys, w.copy, w.do002 || w.do003, skip, failer(t, todo...))
+		srt, err := s.sortKeys(ctx, keys, p.copy, len(p.edit) > 0, skip, failer(t, todo...))
 		if err != nil {
 			return err
 		}
 		v0, v1, v1keys := srt.v0, srt.v1, srt.v1keys
-		if err := s.copyV0(ctx, v0, w, t, seen); err != nil {
+		if err := s.copyV0(ctx, v0, p, t, seen); err != nil {
 			return err
 		}
 		if seen != nil {
@@ -183,101 +117,73 @@ func (s *Set) Apply(todo, done []string) scan.Step {
 			}
 			v1, v1keys = v1[:n], v1keys[:n]
 		}
-		return s.updateV1(ctx, v1, v1keys, w, t)
+		return s.updateV1(ctx, v1, v1keys, p, t)
 	}
 }
 
 // twinPlan is what 001 makes of one legacy record: the twin's name and
-// kind, and what 002/003 change in its fields on the way (timestamps
-// converted, entity set, values that cannot be converted).
+// the fields it gets, with what each field transform of the pass changed
+// on the way.
 type twinPlan struct {
-	key, twin         string
-	kind              Kind
-	converted, entity bool
-	bad               []badTimestamp
+	key, twin string
+	k         Key
+	fields    map[string]string
+	outs      []outcome
 }
 
 // planTwin counts a legacy record read for 001 as scanned and plans its
-// twin, whose fields it returns. A record that is not a hash or cannot be
-// classified is failed, one gone since SCAN skipped; ok is false for both.
-func (s *Set) planTwin(t *scan.Tally, w work, k string, r record) (p twinPlan, fields map[string]string, ok bool) {
+// twin. A record that is not a hash or cannot be classified is failed, one
+// gone since SCAN skipped; ok is false for both.
+func (s *Set) planTwin(t *scan.Tally, p pass, k string, r record) (tp twinPlan, ok bool) {
 	t.Add(HashTags, func(c *report.Counts) { c.Scanned++ })
 	switch {
 	case r.err != nil:
 		t.Fail(HashTags, report.Issue{Key: k, Reason: "not a hash: " + r.err.Error()})
-		return p, nil, false
+		return tp, false
 	case r.fields == nil:
 		// Gone since SCAN (expired, deleted): nothing to copy.
 		t.Add(HashTags, func(c *report.Counts) { c.Skipped++ })
-		return p, nil, false
+		return tp, false
 	}
 	key, err := ClassifyV0(k, r.fields)
 	if err != nil {
 		t.Fail(HashTags, report.Issue{Key: k, Reason: err.Error()})
-		return p, nil, false
+		return tp, false
 	}
-	fields, bad, conv, ent := twinFields(key, r.fields, w)
-	return twinPlan{key: k, twin: key.V1(s.prefix), kind: key.Kind, converted: conv, entity: ent, bad: bad}, fields, true
+	fields, outs, _ := compose(key, r.fields, p.twin)
+	return twinPlan{key: k, twin: key.V1(s.prefix), k: key, fields: fields, outs: outs}, true
 }
 
-// countFinal counts the work of 002/003 (those of w's todo) on a twin that
-// 001 writes, or would write, in its final form: it is theirs. Summaries
-// are not theirs to edit.
-func (p twinPlan) countFinal(t *scan.Tally, w work) {
-	if p.kind == KindSummary {
-		return
-	}
-	if w.do002 {
-		for _, b := range p.bad {
-			t.Issue(Timestamps, b.issue(p.twin))
+// countFinal counts the work of the pass's field transforms on a twin that
+// 001 writes, or would write, in its final form: it is theirs.
+func (tp twinPlan) countFinal(t *scan.Tally, p pass) {
+	for _, o := range tp.outs {
+		if p.pending(o.t) {
+			t.Add(o.t.Name, func(c *report.Counts) { c.Scanned++ })
+			o.count(t, tp.twin, o.changed)
 		}
-		t.Add(Timestamps, func(c *report.Counts) {
-			c.Scanned++
-			if len(p.bad) > 0 {
-				c.Failed++
-			} else {
-				countChange(c, p.converted)
-			}
-		})
-	}
-	if w.do003 {
-		t.Add(Entity, func(c *report.Counts) { c.Scanned++; countChange(c, p.entity) })
 	}
 }
 
 // copyV0 copies legacy records to their twins, remembering the twins it
 // created in seen.
-func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally, seen *written) error {
+func (s *Set) copyV0(ctx context.Context, keys []string, p pass, t *scan.Tally, seen *written) error {
 	recs, err := s.readRecords(ctx, keys)
 	if err != nil {
 		return err
 	}
-	type op struct {
-		twinPlan
-		write twinWrite
-	}
-	var ops []op
+	var ops []twinPlan
+	var writes []twinWrite
 	for i, k := range keys {
-		p, fields, ok := s.planTwin(t, w, k, recs[i])
-		if !ok {
-			continue
+		if tp, ok := s.planTwin(t, p, k, recs[i]); ok {
+			ops = append(ops, tp)
+			writes = append(writes, twinWrite{name: tp.twin, fields: tp.fields, expiry: recs[i].expiry})
 		}
-		ops = append(ops, op{twinPlan: p, write: twinWrite{name: p.twin, fields: fields, expiry: recs[i].expiry}})
 	}
 	if len(ops) == 0 {
 		return nil
 	}
-	if h := beforeWrite; h != nil {
-		twins := make([]string, len(ops))
-		for i, o := range ops {
-			twins[i] = o.twin
-		}
-		h(ctx, twins)
-	}
-	writes := make([]twinWrite, len(ops))
-	for i, o := range ops {
-		writes[i] = o.write
-	}
+	aboutToWrite(ctx, len(ops), func(i int) string { return ops[i].twin })
 	results, err := s.writeTwins(ctx, writes)
 	if err != nil {
 		return err
@@ -289,14 +195,14 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally, 
 		case res.val == 1:
 			t.Add(HashTags, func(c *report.Counts) { c.Changed++ })
 			// The twin was written in its final form: count the work of
-			// 002/003 on it as theirs (the scan skips it if it reaches it
-			// later in this pass).
-			o.countFinal(t, w)
+			// the field transforms on it as theirs (the scan skips it if
+			// it reaches it later in this pass).
+			o.countFinal(t, p)
 			seen.add(o.twin)
 		default:
 			// The twin exists: copied by an earlier run, or written by the
-			// new server. Never overwritten; 002/003 reach it on their own
-			// because it is in the keyspace this pass walks.
+			// new server. Never overwritten; the field transforms reach it
+			// on their own because it is in the keyspace this pass walks.
 			t.Add(HashTags, func(c *report.Counts) { c.Unchanged++ })
 		}
 	}
@@ -309,3 +215,16 @@ func (s *Set) copyV0(ctx context.Context, keys []string, w work, t *scan.Tally, 
 // overwrites and a vanished key is never re-created. It gets the keys
 // about to be written.
 var beforeWrite func(ctx context.Context, keys []string)
+
+// aboutToWrite runs beforeWrite, when set, with the n keys key names.
+func aboutToWrite(ctx context.Context, n int, key func(i int) string) {
+	h := beforeWrite
+	if h == nil {
+		return
+	}
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = key(i)
+	}
+	h(ctx, keys)
+}

@@ -4,7 +4,51 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/outpost-migrate/outpost/batch/redisphase"
+	"github.com/outpost-migrate/outpost/report"
 )
+
+// Timestamps is 002: RFC3339 created_at/updated_at to Unix milliseconds.
+const Timestamps = "002_timestamps"
+
+var timestamps = &transform{
+	Migration: redisphase.Migration{Name: Timestamps, Description: "turn RFC3339 created_at/updated_at into Unix milliseconds on hash-tagged tenant and destination hashes"},
+	reads:     TimestampFields,
+	// Values that cannot be converted are kept as they are and reported.
+	edit: func(_ Key, fields map[string]string) (es []fieldEdit, bad []report.Issue) {
+		for _, f := range TimestampFields {
+			v, ok := fields[f]
+			if !ok {
+				continue
+			}
+			ms, changed, err := ToUnixMilli(v)
+			switch {
+			case err != nil:
+				bad = append(bad, report.Issue{Field: f, Reason: "cannot convert: neither Unix milliseconds nor an RFC3339 time", Actual: shown(f, v)})
+			case changed:
+				es = append(es, fieldEdit{field: f, value: ms})
+			}
+		}
+		return es, bad
+	},
+	final: func(_ Key, fields map[string]string) (out []report.Issue) {
+		for _, f := range TimestampFields {
+			v, ok := fields[f]
+			if !ok {
+				continue
+			}
+			if _, changed, err := ToUnixMilli(v); err != nil || changed {
+				out = append(out, report.Issue{Field: f, Reason: "not Unix milliseconds", Actual: shown(f, v)})
+			}
+		}
+		return out
+	},
+	// The twin may hold the same instant in Unix milliseconds.
+	keeps: func(k Key, field, legacy string, inLegacy bool, twin string) bool {
+		return inLegacy && k.Kind != KindSummary && has(TimestampFields, field) && SameInstant(legacy, twin)
+	},
+}
 
 // TimestampFields are the fields migration 002 converts. disabled_at and
 // deleted_at are left as they are: Outpost's server converts them lazily.

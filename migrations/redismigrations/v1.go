@@ -12,39 +12,25 @@ import (
 	"github.com/outpost-migrate/outpost/report"
 )
 
-// Bits of updateScript's result.
-const (
-	wroteTimestamps = 1
-	wroteEntity     = 2
-)
-
-// v1Op is the compare-and-set edit of one hash-tagged record.
+// v1Op is the compare-and-set edit of one hash-tagged record by the field
+// transforms of a pass.
 type v1Op struct {
-	i        int   // index in the chunk
-	args     []any // updateScript's ARGV
-	conv     bool  // 002 rewrites timestamps
-	entity   bool  // 003 sets entity
-	failed02 bool  // 002 cannot convert a value of it
-	bad      []report.Issue
+	i    int       // index in the chunk
+	args []any     // updateScript's ARGV
+	outs []outcome // one per transform of the pass, in order
 }
 
 // updateV1 edits hash-tagged tenant and destination hashes in place, each
 // with a compare-and-set script: a record that changed between the read
 // and the script is read again (conflictRetries times at most), one that
 // vanished is left gone. Every key is counted once per migration in todo.
-func (s *Set) updateV1(ctx context.Context, keys []string, parsed []Key, w work, t *scan.Tally) error {
+func (s *Set) updateV1(ctx context.Context, keys []string, parsed []Key, p pass, t *scan.Tally) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	labels := w.v1Labels()
+	labels := p.labels()
 	for _, l := range labels {
 		t.Add(l, func(c *report.Counts) { c.Scanned += int64(len(keys)) })
-	}
-	count := func(l string, f func(c *report.Counts)) { t.Add(l, f) }
-	failAll := func(k string, reason string) {
-		for _, l := range labels {
-			t.Fail(l, report.Issue{Key: k, Reason: reason})
-		}
 	}
 	pending := make([]int, len(keys))
 	for i := range pending {
@@ -59,142 +45,177 @@ func (s *Set) updateV1(ctx context.Context, keys []string, parsed []Key, w work,
 		if err != nil {
 			return err
 		}
-		var ops []v1Op
-		for j, i := range pending {
-			k, v := keys[i], vals[j]
-			switch {
-			case v.err != nil:
-				failAll(k, "not a hash: "+v.err.Error())
-				continue
-			case !v.exists:
-				// Expired or deleted since SCAN: nothing to do.
-				for _, l := range labels {
-					count(l, func(c *report.Counts) { c.Skipped++ })
-				}
-				continue
-			}
-			o := v1Op{i: i, args: []any{""}}
-			if w.do002 {
-				for n, f := range TimestampFields {
-					old := v.ts[n]
-					if old == nil {
-						continue
-					}
-					ms, changed, err := ToUnixMilli(*old)
-					if err != nil {
-						o.failed02 = true
-						o.bad = append(o.bad, badTimestamp{f, *old}.issue(k))
-						continue
-					}
-					if changed {
-						o.args = append(o.args, f, *old, ms)
-						o.conv = true
-					}
-				}
-			}
-			if w.do003 && !v.hasEntity {
-				o.args[0] = parsed[i].Kind.Entity()
-				o.entity = true
-			}
-			if !o.conv && !o.entity {
-				s.countV1(t, w, o, 0)
-				continue
-			}
-			ops = append(ops, o)
-		}
+		ops := s.planV1(t, p, keys, parsed, pending, vals)
 		if len(ops) == 0 {
 			return nil
 		}
-		if h := beforeWrite; h != nil {
-			ks := make([]string, len(ops))
-			for j, o := range ops {
-				ks[j] = keys[o.i]
-			}
-			h(ctx, ks)
-		}
+		aboutToWrite(ctx, len(ops), func(j int) string { return keys[ops[j].i] })
 		results, err := s.runScript(ctx, updateScript, len(ops), func(j int) ([]string, []any) { return []string{keys[ops[j].i]}, ops[j].args })
 		if err != nil {
 			return err
 		}
+		retry := attempt+1 < conflictRetries
 		pending = pending[:0]
 		for j, o := range ops {
-			k := keys[o.i]
-			switch res := results[j]; {
-			case res.err != nil:
-				failAll(k, "write: "+res.err.Error())
-			case res.val == -2:
-				if attempt+1 < conflictRetries {
-					pending = append(pending, o.i)
-					continue
-				}
-				failAll(k, fmt.Sprintf("changed between read and write %d times in a row; rerun apply", conflictRetries))
-			case res.val == -1:
-				// Expired or deleted since it was read: not re-created.
-				for _, l := range labels {
-					count(l, func(c *report.Counts) { c.Skipped++ })
-				}
-			default:
-				s.countV1(t, w, o, res.val)
+			if countV1Result(t, labels, keys[o.i], o, results[j], retry) {
+				pending = append(pending, o.i)
 			}
 		}
 	}
 	return nil
 }
 
-// v1Labels are the migrations of todo that edit hash-tagged records.
-func (w work) v1Labels() []string {
-	var out []string
-	if w.do002 {
-		out = append(out, Timestamps)
+// planV1 composes the pass's transforms over the records read (vals, of
+// keys[pending]) and returns the edits to write; records with nothing to
+// write, not a hash, or gone are counted here.
+func (s *Set) planV1(t *scan.Tally, p pass, keys []string, parsed []Key, pending []int, vals []v1Record) []v1Op {
+	labels := p.labels()
+	var ops []v1Op
+	for j, i := range pending {
+		k, v := keys[i], vals[j]
+		if !v.usable(t, labels, k) {
+			continue
+		}
+		_, outs, edits := compose(parsed[i], v.fields, p.edit)
+		args := updateArgs(v.fields, edits)
+		if len(args) == 0 {
+			countV1(t, k, outs, 0)
+			continue
+		}
+		ops = append(ops, v1Op{i: i, args: args, outs: outs})
 	}
-	if w.do003 {
-		out = append(out, Entity)
+	return ops
+}
+
+// countV1Result counts one script's result and says whether the record is
+// to be read and edited again (it changed since read, retry allowed).
+func countV1Result(t *scan.Tally, labels []string, k string, o v1Op, res scriptResult, retry bool) bool {
+	switch {
+	case res.err != nil:
+		failAll(t, labels, k, "write: "+res.err.Error())
+	case res.val == -2:
+		if retry {
+			return true
+		}
+		failAll(t, labels, k, fmt.Sprintf("changed between read and write %d times in a row; rerun apply", conflictRetries))
+	case res.val == -1:
+		// Expired or deleted since it was read: not re-created.
+		skipAll(t, labels)
+	default:
+		countV1(t, k, o.outs, res.val)
+	}
+	return false
+}
+
+// updateArgs are updateScript's ARGV for edits (each transform's, in the
+// order they apply) of a record read as read: one entry per field, whose
+// bits name the transforms that changed it and whose value is the last.
+func updateArgs(read map[string]string, edits [][]fieldEdit) []any {
+	type entry struct {
+		bits              int64
+		field, old, value string
+		had               bool
+	}
+	var es []entry // a few per record: searched, not hashed
+	for i, list := range edits {
+	next:
+		for _, e := range list {
+			for j := range es {
+				if es[j].field == e.field {
+					es[j].bits |= 1 << i
+					es[j].value = e.value
+					continue next
+				}
+			}
+			old, had := read[e.field]
+			es = append(es, entry{bits: 1 << i, field: e.field, old: old, value: e.value, had: had})
+		}
+	}
+	args := make([]any, 0, 5*len(es))
+	for _, e := range es {
+		had := "0"
+		if e.had {
+			had = "1"
+		}
+		args = append(args, e.bits, e.field, had, e.old, e.value)
+	}
+	return args
+}
+
+// countV1 records the outcome of one record's edit: wrote is the script's
+// bitmask (0 when no script ran), bit i for the pass's transform i.
+func countV1(t *scan.Tally, k string, outs []outcome, wrote int64) {
+	for i, o := range outs {
+		o.count(t, k, wrote&(1<<i) != 0)
+	}
+}
+
+// usable says whether record k, as read, can be edited; one that is not
+// a hash fails under labels, one gone since SCAN (expired, deleted: nothing
+// to do) is skipped.
+func (v v1Record) usable(t *scan.Tally, labels []string, k string) bool {
+	switch {
+	case v.err != nil:
+		failAll(t, labels, k, "not a hash: "+v.err.Error())
+		return false
+	case !v.exists:
+		skipAll(t, labels)
+		return false
+	}
+	return true
+}
+
+func failAll(t *scan.Tally, labels []string, k, reason string) {
+	for _, l := range labels {
+		t.Fail(l, report.Issue{Key: k, Reason: reason})
+	}
+}
+
+func skipAll(t *scan.Tally, labels []string) {
+	for _, l := range labels {
+		t.Add(l, func(c *report.Counts) { c.Skipped++ })
+	}
+}
+
+// v1Record is what the field transforms need of a hash-tagged record:
+// those of its fields they read (see v1Fields) that it holds.
+type v1Record struct {
+	fields map[string]string
+	exists bool
+	err    error
+}
+
+// v1Fields are read from hash-tagged records: the fields every transform
+// reads, then id and deleted_at, which every live or deleted record has,
+// so that a missing key is told apart without EXISTS.
+func (s *Set) v1Fields() []string {
+	var out []string
+	for _, t := range s.transforms {
+		for _, f := range t.reads {
+			if !has(out, f) {
+				out = append(out, f)
+			}
+		}
+	}
+	for _, f := range []string{"id", "deleted_at"} {
+		if !has(out, f) {
+			out = append(out, f)
+		}
 	}
 	return out
 }
 
-// countV1 records the outcome of one record's edit: wrote is the script's
-// bitmask (0 when no script ran).
-func (s *Set) countV1(t *scan.Tally, w work, o v1Op, wrote int64) {
-	if w.do002 {
-		for _, i := range o.bad {
-			t.Issue(Timestamps, i)
-		}
-		t.Add(Timestamps, func(c *report.Counts) {
-			switch {
-			case o.failed02:
-				c.Failed++
-			case wrote&wroteTimestamps != 0:
-				c.Changed++
-			default:
-				c.Unchanged++
-			}
-		})
-	}
-	if w.do003 {
-		t.Add(Entity, func(c *report.Counts) { countChange(c, wrote&wroteEntity != 0) })
-	}
-}
-
-// v1State is what 002/003 need of a hash-tagged record.
-type v1State struct {
-	ts        []*string // TimestampFields values, nil when absent
-	entity    string
-	hasEntity bool
-	exists    bool
-	err       error
-}
-
-// readV1 reads the timestamps and entity of hash-tagged records, and
+// readV1 reads the fields the transforms need of hash-tagged records, and
 // whether they exist, in one pipeline.
-func (s *Set) readV1(ctx context.Context, keys []string) ([]v1State, error) {
+func (s *Set) readV1(ctx context.Context, keys []string) ([]v1Record, error) {
+	names := s.v1Fields()
 	pipe := s.c.Pipeline()
 	cmds := make([]*goredis.SliceCmd, len(keys))
 	for i, k := range keys {
-		cmds[i] = pipe.HMGet(ctx, k, v1Fields...)
+		cmds[i] = pipe.HMGet(ctx, k, names...)
 	}
 	_, _ = pipe.Exec(ctx)
-	out := make([]v1State, len(keys))
+	out := make([]v1Record, len(keys))
 	var unknown []int
 	for i := range keys {
 		if err := cmds[i].Err(); err != nil {
@@ -204,26 +225,16 @@ func (s *Set) readV1(ctx context.Context, keys []string) ([]v1State, error) {
 			out[i].err = err
 			continue
 		}
-		vals := cmds[i].Val()
-		st := v1State{ts: make([]*string, len(TimestampFields)), exists: true}
-		for j := range TimestampFields {
-			if sv, ok := vals[j].(string); ok {
-				st.ts[j] = &sv
+		fields := make(map[string]string, len(names))
+		for j, v := range cmds[i].Val() {
+			if sv, ok := v.(string); ok {
+				fields[names[j]] = sv
 			}
 		}
-		if e, ok := vals[len(TimestampFields)].(string); ok {
-			st.entity, st.hasEntity = e, true
-		}
-		none := true
-		for _, v := range vals {
-			if v != nil {
-				none = false
-			}
-		}
-		if none {
+		if len(fields) == 0 {
 			unknown = append(unknown, i)
 		}
-		out[i] = st
+		out[i] = v1Record{fields: fields, exists: true}
 	}
 	exists, err := s.existsAt(ctx, keys, unknown)
 	if err != nil {
@@ -235,23 +246,10 @@ func (s *Set) readV1(ctx context.Context, keys []string) ([]v1State, error) {
 	return out, nil
 }
 
-// v1Fields are read from hash-tagged records: the timestamps and entity
-// that 002/003 need, then id and deleted_at, which every live or deleted
-// record has, so that a missing key is told apart without EXISTS.
-var v1Fields = append(append([]string{}, TimestampFields...), "entity", "id", "deleted_at")
-
 // formatTTL is for issues.
 func formatTTL(ms int64) string {
 	if ms <= 0 {
 		return "none"
 	}
 	return strconv.FormatInt(ms, 10) + "ms"
-}
-
-func countChange(c *report.Counts, changed bool) {
-	if changed {
-		c.Changed++
-	} else {
-		c.Unchanged++
-	}
 }

@@ -2,12 +2,8 @@ package seed_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,7 +14,6 @@ import (
 	"github.com/outpost-migrate/outpost/migrations/seed/seedtest"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -28,169 +23,43 @@ import (
 
 func TestMain(m *testing.M) { servertest.Main(m) }
 
-// smallOptions is a v0 dataset small enough to check key by key, with
-// every kind of record present several times.
-func smallOptions() seed.Options {
-	o := seed.DefaultOptions()
-	o.Tenants = 400
-	o.SoftDeletedRatio = 0.1
-	o.ColonIDRatio = 0.1
-	o.MissingFromSummaryRatio = 0.1
-	o.Seed = 42
-	o.UnrelatedKeys = 40
-	return o
-}
-
-// The recorded hashes of the sorted dumps of smallOptions (layout 0) and of
-// its layout-3 rendering with deployment id "dep". If the generator changes
-// on purpose, record the new values printed by the failing test.
+// The recorded hashes of the layout-3 rendering of seedtest.SmallOptions
+// with deployment id "dep" (its layout 0: seedtest.WantDumpV0) and of the
+// PostgreSQL v4 log. If the generator changes on purpose, record the new
+// values printed by the failing test.
 const (
-	wantDumpV0      = "83424a6fa6d38bcc209666e14845b381a6945013d9f7f555a000c9cf4269628d"
-	wantDumpV3Dep   = "e84433b9f94d747ba84b71ee2492a450b23a7b334bd2995961721e1f7062ea9e"
-	wantPGDumpV4    = "91cc0fa285af625c71d41bbc8bedeaee,c0df550c753cbad0ff4198c1f5a9f564,3cf2e8fff16ba4897b1938b33ff69ed1"
-	sevenDays       = 7 * 24 * time.Hour
-	testCallTimeout = 50 * time.Second
+	wantDumpV3Dep = "e84433b9f94d747ba84b71ee2492a450b23a7b334bd2995961721e1f7062ea9e"
+	wantPGDumpV4  = "91cc0fa285af625c71d41bbc8bedeaee,c0df550c753cbad0ff4198c1f5a9f564,3cf2e8fff16ba4897b1938b33ff69ed1"
+	sevenDays     = 7 * 24 * time.Hour
 )
-
-func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), testCallTimeout)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// dump hashes the whole keyspace in a canonical form: sorted keys, each
-// with its type, TTL presence and content (hash fields and set members
-// sorted), every string length-prefixed so binary values cannot collide.
-func dump(t *testing.T, ctx context.Context, client redis.UniversalClient) (string, int) {
-	t.Helper()
-	var keys []string
-	require.NoError(t, seedtest.ScanAll(ctx, client, func(k []string) error {
-		keys = append(keys, k...)
-		return nil
-	}))
-	sort.Strings(keys)
-	keys = compactStrings(keys)
-	h := sha256.New()
-	put := func(s string) {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
-	}
-	for start := 0; start < len(keys); start += 500 {
-		batch := keys[start:min(start+500, len(keys))]
-		pipe := client.Pipeline()
-		types := make([]*redis.StatusCmd, len(batch))
-		ttls := make([]*redis.DurationCmd, len(batch))
-		for i, k := range batch {
-			types[i] = pipe.Type(ctx, k)
-			ttls[i] = pipe.PTTL(ctx, k)
-		}
-		_, err := pipe.Exec(ctx)
-		require.NoError(t, err)
-		pipe = client.Pipeline()
-		contents := make([]redis.Cmder, len(batch))
-		for i, k := range batch {
-			switch types[i].Val() {
-			case seed.TypeHash:
-				contents[i] = pipe.HGetAll(ctx, k)
-			case seed.TypeString:
-				contents[i] = pipe.Get(ctx, k)
-			case seed.TypeSet:
-				contents[i] = pipe.SMembers(ctx, k)
-			case seed.TypeZSet:
-				contents[i] = pipe.ZRangeWithScores(ctx, k, 0, -1)
-			default:
-				t.Fatalf("key %q has type %s", k, types[i].Val())
-			}
-		}
-		_, err = pipe.Exec(ctx)
-		require.NoError(t, err)
-		for i, k := range batch {
-			put(k)
-			put(types[i].Val())
-			put(strconv.FormatBool(ttls[i].Val() > 0))
-			switch c := contents[i].(type) {
-			case *redis.MapStringStringCmd:
-				m := c.Val()
-				names := make([]string, 0, len(m))
-				for n := range m {
-					names = append(names, n)
-				}
-				sort.Strings(names)
-				for _, n := range names {
-					put(n)
-					put(m[n])
-				}
-			case *redis.StringCmd:
-				put(c.Val())
-			case *redis.StringSliceCmd:
-				m := c.Val()
-				sort.Strings(m)
-				for _, v := range m {
-					put(v)
-				}
-			case *redis.ZSliceCmd:
-				for _, z := range c.Val() {
-					put(fmt.Sprint(z.Member))
-					put(strconv.FormatFloat(z.Score, 'g', -1, 64))
-				}
-			}
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), len(keys)
-}
-
-func compactStrings(s []string) []string {
-	out := s[:0]
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-func mustWrite(t *testing.T, ctx context.Context, client redis.UniversalClient, o seed.Options) seed.Stats {
-	t.Helper()
-	st, err := seed.Write(ctx, client, o)
-	require.NoError(t, err)
-	want, err := seed.Count(o)
-	require.NoError(t, err)
-	assert.Equal(t, want.Keys, st.Keys)
-	assert.GreaterOrEqual(t, st.Commands, st.Keys)
-	st.Commands = 0
-	assert.Equal(t, want, st, "seed.Write's stats are the model's")
-	return st
-}
 
 // TestStableDump: the same options give the same keyspace in two fresh
 // servers, equal to the recorded hash; a layout-3 prefixed rendering too.
 func TestStableDump(t *testing.T) {
-	ctx := testCtx(t)
-	o := smallOptions()
+	ctx := seedtest.Ctx(t)
+	o := seedtest.SmallOptions()
 	var hashes []string
 	for run := 0; run < 2; run++ {
 		c := servertest.Redis(t).Client(t)
-		st := mustWrite(t, ctx, c, o)
-		h, n := dump(t, ctx, c)
+		st := seedtest.MustWrite(t, ctx, c, o)
+		h, n := seedtest.Dump(t, ctx, c)
 		assert.Equal(t, st.Keys, n)
 		hashes = append(hashes, h)
 	}
 	assert.Equal(t, hashes[0], hashes[1], "two runs with the same seed")
-	assert.Equal(t, wantDumpV0, hashes[0], "recorded dump hash of smallOptions")
+	assert.Equal(t, seedtest.WantDumpV0, hashes[0], "recorded dump hash of smallOptions")
 
 	o.Layout, o.DeploymentID = seed.LayoutV3, "dep"
 	c := servertest.Redis(t).Client(t)
-	mustWrite(t, ctx, c, o)
-	h, _ := dump(t, ctx, c)
+	seedtest.MustWrite(t, ctx, c, o)
+	h, _ := seedtest.Dump(t, ctx, c)
 	assert.Equal(t, wantDumpV3Dep, h, "recorded dump hash of smallOptions, layout 3, deployment dep")
 
 	// Another seed is another dataset.
 	o.Seed++
 	c = servertest.Redis(t).Client(t)
-	mustWrite(t, ctx, c, o)
-	h2, _ := dump(t, ctx, c)
+	seedtest.MustWrite(t, ctx, c, o)
+	h2, _ := seedtest.Dump(t, ctx, c)
 	assert.NotEqual(t, h, h2)
 }
 
@@ -205,10 +74,10 @@ type summaryEntry struct {
 // TestShapes reads back every key of a v0 dataset and checks it has the
 // shape the storage spec gives, and that every kind of record is there.
 func TestShapes(t *testing.T) {
-	ctx := testCtx(t)
-	o := smallOptions()
+	ctx := seedtest.Ctx(t)
+	o := seedtest.SmallOptions()
 	c := servertest.Redis(t).Client(t)
-	st := mustWrite(t, ctx, c, o)
+	st := seedtest.MustWrite(t, ctx, c, o)
 	for name, n := range map[string]int{
 		"live tenants": st.Tenants, "soft-deleted tenants": st.SoftDeletedTenants,
 		"summaries": st.Summaries, "destinations": st.Destinations,
@@ -491,7 +360,7 @@ func pgDump(t *testing.T, ctx context.Context, conn *pgx.Conn) string {
 }
 
 func TestPostgresV4(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := seedtest.Ctx(t)
 	o := seed.PGOptions{Version: 4, Events: 20_000, DeliveriesPerEvent: 3, OrphanRatio: 0.05, Seed: 7}
 	var dumps []string
 	for run := 0; run < 2; run++ {
@@ -525,7 +394,7 @@ func TestPostgresV4(t *testing.T) {
 
 // TestPostgresEarlierVersions: versions 1-3 write only their columns.
 func TestPostgresEarlierVersions(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := seedtest.Ctx(t)
 	for v := 1; v <= 3; v++ {
 		conn := pgSetup(t, ctx, v)
 		o := seed.PGOptions{Version: v, Events: 500, DeliveriesPerEvent: 2, OrphanRatio: 0.1, Seed: 1}

@@ -3,12 +3,13 @@ package seedtest
 import (
 	"context"
 	"fmt"
-	"github.com/outpost-migrate/outpost/migrations/seed"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/outpost-migrate/outpost/migrations/seed"
 
 	"github.com/redis/go-redis/v9"
 

@@ -6,10 +6,11 @@ package seedtest
 
 import (
 	"fmt"
-	"github.com/outpost-migrate/outpost/migrations/seed"
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/outpost-migrate/outpost/migrations/seed"
 )
 
 // ExpectedKey is what one key must hold after the migrations.

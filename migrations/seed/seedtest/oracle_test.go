@@ -2,10 +2,7 @@ package seedtest
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -28,142 +25,11 @@ import (
 
 func TestMain(m *testing.M) { servertest.Main(m) }
 
-// smallOptions is a v0 dataset small enough to check key by key, with
-// every kind of record present several times.
-func smallOptions() seed.Options {
-	o := seed.DefaultOptions()
-	o.Tenants = 400
-	o.SoftDeletedRatio = 0.1
-	o.ColonIDRatio = 0.1
-	o.MissingFromSummaryRatio = 0.1
-	o.Seed = 42
-	o.UnrelatedKeys = 40
-	return o
-}
-
-// The recorded hashes of the sorted dumps of smallOptions (layout 0) and of
-// its layout-3 rendering with deployment id "dep". If the generator changes
-// on purpose, record the new values printed by the failing test.
+// The recorded dumps and paths of this package's tests (see WantDumpV0).
 const (
-	wantDumpV0      = "83424a6fa6d38bcc209666e14845b381a6945013d9f7f555a000c9cf4269628d"
-	wantDumpV3Dep   = "e84433b9f94d747ba84b71ee2492a450b23a7b334bd2995961721e1f7062ea9e"
-	wantPGDumpV4    = "91cc0fa285af625c71d41bbc8bedeaee,c0df550c753cbad0ff4198c1f5a9f564,3cf2e8fff16ba4897b1938b33ff69ed1"
-	fixturePath     = "testdata/redis-v0-to-current.json"
-	sevenDays       = 7 * 24 * time.Hour
-	testCallTimeout = 50 * time.Second
+	fixturePath = "testdata/redis-v0-to-current.json"
+	sevenDays   = 7 * 24 * time.Hour
 )
-
-func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), testCallTimeout)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// dump hashes the whole keyspace in a canonical form: sorted keys, each
-// with its type, TTL presence and content (hash fields and set members
-// sorted), every string length-prefixed so binary values cannot collide.
-func dump(t *testing.T, ctx context.Context, client redis.UniversalClient) (string, int) {
-	t.Helper()
-	var keys []string
-	require.NoError(t, ScanAll(ctx, client, func(k []string) error {
-		keys = append(keys, k...)
-		return nil
-	}))
-	sort.Strings(keys)
-	keys = compactStrings(keys)
-	h := sha256.New()
-	put := func(s string) {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
-	}
-	for start := 0; start < len(keys); start += 500 {
-		batch := keys[start:min(start+500, len(keys))]
-		pipe := client.Pipeline()
-		types := make([]*redis.StatusCmd, len(batch))
-		ttls := make([]*redis.DurationCmd, len(batch))
-		for i, k := range batch {
-			types[i] = pipe.Type(ctx, k)
-			ttls[i] = pipe.PTTL(ctx, k)
-		}
-		_, err := pipe.Exec(ctx)
-		require.NoError(t, err)
-		pipe = client.Pipeline()
-		contents := make([]redis.Cmder, len(batch))
-		for i, k := range batch {
-			switch types[i].Val() {
-			case seed.TypeHash:
-				contents[i] = pipe.HGetAll(ctx, k)
-			case seed.TypeString:
-				contents[i] = pipe.Get(ctx, k)
-			case seed.TypeSet:
-				contents[i] = pipe.SMembers(ctx, k)
-			case seed.TypeZSet:
-				contents[i] = pipe.ZRangeWithScores(ctx, k, 0, -1)
-			default:
-				t.Fatalf("key %q has type %s", k, types[i].Val())
-			}
-		}
-		_, err = pipe.Exec(ctx)
-		require.NoError(t, err)
-		for i, k := range batch {
-			put(k)
-			put(types[i].Val())
-			put(strconv.FormatBool(ttls[i].Val() > 0))
-			switch c := contents[i].(type) {
-			case *redis.MapStringStringCmd:
-				m := c.Val()
-				names := make([]string, 0, len(m))
-				for n := range m {
-					names = append(names, n)
-				}
-				sort.Strings(names)
-				for _, n := range names {
-					put(n)
-					put(m[n])
-				}
-			case *redis.StringCmd:
-				put(c.Val())
-			case *redis.StringSliceCmd:
-				m := c.Val()
-				sort.Strings(m)
-				for _, v := range m {
-					put(v)
-				}
-			case *redis.ZSliceCmd:
-				for _, z := range c.Val() {
-					put(fmt.Sprint(z.Member))
-					put(strconv.FormatFloat(z.Score, 'g', -1, 64))
-				}
-			}
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), len(keys)
-}
-
-func compactStrings(s []string) []string {
-	out := s[:0]
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-func mustWrite(t *testing.T, ctx context.Context, client redis.UniversalClient, o seed.Options) seed.Stats {
-	t.Helper()
-	st, err := seed.Write(ctx, client, o)
-	require.NoError(t, err)
-	want, err := seed.Count(o)
-	require.NoError(t, err)
-	assert.Equal(t, want.Keys, st.Keys)
-	assert.GreaterOrEqual(t, st.Commands, st.Keys)
-	st.Commands = 0
-	assert.Equal(t, want, st, "seed.Write's stats are the model's")
-	return st
-}
 
 // fixtureKey is one key of the worked example.
 type fixtureKey struct {
@@ -380,7 +246,7 @@ func collectExpect(t *testing.T, ef ExpectFunc, o seed.Options) map[string]Expec
 // (the layout-3 rendering computes milliseconds from the instant, Expect
 // by parsing the RFC3339 string).
 func TestExpectLayoutsAgree(t *testing.T) {
-	o := smallOptions()
+	o := SmallOptions()
 	v0 := collectExpect(t, ExpectAfterCleanup, o)
 	full := collectExpect(t, Expect, o)
 	v0keys := 0
@@ -453,20 +319,20 @@ func TestOptionsRefused(t *testing.T) {
 // prefix: exactly the keyspace migrations 001-003 must leave behind.
 func writeMigrated(t *testing.T, ctx context.Context, c redis.UniversalClient, o seed.Options) {
 	t.Helper()
-	mustWrite(t, ctx, c, o)
+	MustWrite(t, ctx, c, o)
 	o3 := o
 	o3.Layout, o3.UnrelatedKeys = seed.LayoutV3, 0
-	mustWrite(t, ctx, c, o3)
+	MustWrite(t, ctx, c, o3)
 }
 
 func TestCheckStandalone(t *testing.T) {
-	ctx := testCtx(t)
-	o := smallOptions()
+	ctx := Ctx(t)
+	o := SmallOptions()
 	srv := servertest.Redis(t)
 	c := srv.Client(t)
 
 	// Not migrated yet: every twin is missing.
-	mustWrite(t, ctx, c, o)
+	MustWrite(t, ctx, c, o)
 	diffs, checked, err := Check(ctx, c, o, Expect)
 	require.NoError(t, err)
 	st, _ := seed.Count(o)
@@ -477,7 +343,7 @@ func TestCheckStandalone(t *testing.T) {
 
 	o3 := o
 	o3.Layout, o3.UnrelatedKeys = seed.LayoutV3, 0
-	mustWrite(t, ctx, c, o3)
+	MustWrite(t, ctx, c, o3)
 	// The tool's own keys are ignored.
 	require.NoError(t, c.HSet(ctx, "outpost:migration:001_hash_tags", "status", "applied").Err())
 	require.NoError(t, c.Set(ctx, ".outpost:migration_lock", "tok", time.Hour).Err())
@@ -530,8 +396,8 @@ func TestCheckStandalone(t *testing.T) {
 }
 
 func TestCheckAfterCleanup(t *testing.T) {
-	ctx := testCtx(t)
-	o := smallOptions()
+	ctx := Ctx(t)
+	o := SmallOptions()
 	c := servertest.Redis(t).Client(t)
 	writeMigrated(t, ctx, c, o)
 	st, _ := seed.Count(o)
@@ -567,14 +433,14 @@ func diffTotal(diffs []string) int {
 // scans every master; the keyspace is the one written to a standalone
 // server.
 func TestCluster(t *testing.T) {
-	ctx := testCtx(t)
-	o := smallOptions()
+	ctx := Ctx(t)
+	o := SmallOptions()
 	cl := servertest.RedisCluster(t).Client(t)
-	st := mustWrite(t, ctx, cl, o)
+	st := MustWrite(t, ctx, cl, o)
 
-	h, n := dump(t, ctx, cl)
+	h, n := Dump(t, ctx, cl)
 	assert.Equal(t, st.Keys, n)
-	assert.Equal(t, wantDumpV0, h, "same keyspace as on a standalone server")
+	assert.Equal(t, WantDumpV0, h, "same keyspace as on a standalone server")
 	var (
 		sizes []int64
 		mu    sync.Mutex
@@ -596,7 +462,7 @@ func TestCluster(t *testing.T) {
 
 	o3 := o
 	o3.Layout, o3.UnrelatedKeys = seed.LayoutV3, 0
-	mustWrite(t, ctx, cl, o3)
+	MustWrite(t, ctx, cl, o3)
 	diffs, checked, err := Check(ctx, cl, o, Expect)
 	require.NoError(t, err)
 	assert.Empty(t, diffs)
