@@ -33,11 +33,12 @@ type demoFront struct {
 	// (its caller holds it). Captured once at start (captureNested).
 	nested any
 	// np is the peer the front's own nested calls reply to (lock held).
-	np    *server.Peer
-	npBuf *bytes.Buffer
-	npR   *bufio.Reader
-	lua   *demoLua
-	track *demoTracking
+	np      *server.Peer
+	npBuf   *bytes.Buffer
+	npR     *bufio.Reader
+	lua     *demoLua
+	track   *demoTracking
+	watches demoWatches
 	// SCAN's iterations in progress, by id (lock held).
 	scans    map[uint64]*scanIteration
 	lastScan uint64
@@ -65,6 +66,9 @@ type demoConn struct {
 	// own server also ends it on disconnect, which the front does with
 	// UNSUBSCRIBE).
 	subscribed bool
+	// WATCH: the keys, and whether one may have been written since.
+	watched      []string
+	watchTouched atomic.Bool
 }
 
 func startDemoFront(mr *miniredis.Miniredis) (*demoFront, error) {
@@ -152,6 +156,7 @@ func (f *demoFront) serve(c *demoConn) {
 	defer f.wg.Done()
 	defer func() {
 		f.track.remove(c)
+		f.watches.unwatch(c)
 		_ = c.nc.Close()
 		if c.subscribed {
 			f.srv.Dispatch(c.peer, []string{"UNSUBSCRIBE"})
@@ -260,6 +265,7 @@ func (f *demoFront) command(c *demoConn, args []string) {
 		}
 	}
 	if c.db != 0 {
+		f.watches.writing(f, name, args)
 		f.srv.Dispatch(c.peer, args)
 		f.track.wrote(c, name, args)
 		return
@@ -274,13 +280,23 @@ func (f *demoFront) command(c *demoConn, args []string) {
 		c.peer.WriteOK()
 	case name == "EXEC" || name == "DISCARD":
 		c.peer.WriteError("ERR " + name + " without MULTI")
-	case name == "WATCH":
-		c.peer.WriteError("ERR WATCH is not supported by the demo's in-process store")
+	case name == "WATCH" || name == "UNWATCH":
+		if name == "WATCH" && len(args) < 2 {
+			c.peer.WriteError("ERR wrong number of arguments for 'watch' command")
+			return
+		}
+		if name == "WATCH" {
+			f.watches.watch(c, args[1:])
+		} else {
+			f.watches.unwatch(c)
+		}
+		c.peer.WriteOK()
 	case own[name]:
 		f.mr.Lock()
 		f.execLocked(c, c.peer, name, args, false)
 		f.mr.Unlock()
 	default:
+		f.watches.writing(f, name, args)
 		f.srv.Dispatch(c.peer, args)
 		f.track.wrote(c, name, args)
 	}
@@ -293,6 +309,7 @@ func (f *demoFront) queue(c *demoConn, name string, args []string) {
 		f.exec(c)
 	case "DISCARD":
 		c.multi, c.dirty, c.queue = false, false, nil
+		f.watches.unwatch(c)
 		c.peer.WriteOK()
 	case "MULTI":
 		c.peer.WriteError("ERR MULTI calls can not be nested")
@@ -318,6 +335,7 @@ func (f *demoFront) exec(c *demoConn) {
 	q, dirty := c.queue, c.dirty
 	c.multi, c.dirty, c.queue = false, false, nil
 	if dirty {
+		f.watches.unwatch(c)
 		c.peer.WriteError("EXECABORT Transaction discarded because of previous errors.")
 		return
 	}
@@ -326,6 +344,15 @@ func (f *demoFront) exec(c *demoConn) {
 	p := server.NewPeer(w)
 	p.Ctx, p.Resp3 = f.nested, c.peer.Resp3
 	f.mr.Lock()
+	if c.watchTouched.Load() {
+		// A watched key may have been written: the transaction is
+		// aborted, as Redis does (a null reply).
+		f.mr.Unlock()
+		f.watches.unwatch(c)
+		c.peer.WriteNull()
+		return
+	}
+	f.watches.unwatch(c)
 	for _, args := range q {
 		f.execLocked(c, p, strings.ToUpper(args[0]), args, false)
 	}
@@ -359,6 +386,7 @@ func (f *demoFront) execLocked(c *demoConn, p *server.Peer, name string, args []
 	case "SELECT", "MULTI", "EXEC", "DISCARD", "WATCH", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "CLIENT":
 		p.WriteError("ERR This Redis command is not allowed from script")
 	default:
+		f.watches.writing(f, name, args)
 		f.srv.Dispatch(p, args)
 		f.track.wrote(c, name, args)
 	}

@@ -26,7 +26,7 @@ type demoLua struct {
 	protos  map[string]*lua.FunctionProto
 	cur     *demoConn // the connection whose script runs
 	ro      bool      // the running script is EVAL_RO/EVALSHA_RO
-	native  int       // scripts run in Go (demonative.go)
+	runs    int       // scripts run
 }
 
 func newDemoLua(f *demoFront) (*demoLua, error) {
@@ -165,14 +165,11 @@ func (d *demoLua) eval(c *demoConn, p *server.Peer, name string, args []string) 
 		p.WriteError("ERR Number of keys can't be greater than number of args")
 		return
 	}
-	if native := nativeScripts[sha]; native != nil && native(d, c, p, args[3:3+n], args[3+n:]) {
-		d.native++
-		return
-	}
 	l := d.l
 	l.G.Global.RawSetString("KEYS", stringTable(l, args[3:3+n]))
 	l.G.Global.RawSetString("ARGV", stringTable(l, args[3+n:]))
 	d.cur, d.ro = c, strings.HasSuffix(name, "_RO")
+	d.runs++
 	defer func() { d.cur = nil; l.SetTop(0) }()
 	l.Push(l.NewFunctionFromProto(proto))
 	if err := l.PCall(0, 1, nil); err != nil {
