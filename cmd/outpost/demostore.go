@@ -28,11 +28,11 @@ import (
 //     interpreter, libraries included, per call: the copy ran its Lua
 //     fallback for every key, because miniredis ran a RESTORE inside
 //     MULTI at once instead of queueing it (the migrations' RESTORE probe
-//     then failed), and a fenced copy is a script per key anyway. The front
-//     runs MULTI/EXEC and RESTORE of a hash as Redis does (RDB type 4,
-//     version and CRC-64 checked), scripts in one long-lived interpreter
-//     (demolua.go), and the fenced RESTORE script itself in Go when its
-//     text is the migrations' (demonative.go).
+//     then failed). The front runs MULTI/EXEC, WATCH and RESTORE of a hash
+//     as Redis does (RDB type 4, version and CRC-64 checked), so the fenced
+//     copy takes the path it takes on Redis (RESTOREs in a transaction
+//     that watches the lock), and scripts in one long-lived interpreter
+//     (demolua.go).
 //   - miniredis has no CLIENT TRACKING: the apply could not watch other
 //     clients' writes and ended with a full confirming pass (every key
 //     read again), which a real Redis spares it. The front tracks keys as
