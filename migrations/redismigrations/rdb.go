@@ -38,7 +38,37 @@ const (
 // redisCRC64.
 var crcJones = crc64.MakeTable(0x95AC9329AC4BC9B5)
 
-func redisCRC64(p []byte) uint64 { return ^crc64.Update(^uint64(0), crcJones, p) }
+// crcJones8 are the tables of slicing-by-8 for crcJones: hash/crc64
+// slices only its own two polynomials (or inputs of 2 KiB and more), and a
+// byte at a time took 8% of the tool's CPU in an apply.
+var crcJones8 = func() *[8]crc64.Table {
+	t := new([8]crc64.Table)
+	t[0] = *crcJones
+	for i := 0; i < 256; i++ {
+		crc := t[0][i]
+		for j := 1; j < 8; j++ {
+			crc = t[0][crc&0xff] ^ (crc >> 8)
+			t[j][i] = crc
+		}
+	}
+	return t
+}()
+
+// redisCRC64 is Redis's crc64 (initial value 0, no final XOR).
+func redisCRC64(p []byte) uint64 {
+	t := crcJones8
+	var crc uint64
+	for len(p) >= 8 {
+		crc ^= binary.LittleEndian.Uint64(p)
+		crc = t[7][crc&0xff] ^ t[6][crc>>8&0xff] ^ t[5][crc>>16&0xff] ^ t[4][crc>>24&0xff] ^
+			t[3][crc>>32&0xff] ^ t[2][crc>>40&0xff] ^ t[1][crc>>48&0xff] ^ t[0][crc>>56]
+		p = p[8:]
+	}
+	for _, v := range p {
+		crc = t[0][byte(crc)^v] ^ (crc >> 8)
+	}
+	return crc
+}
 
 func appendRDBLen(b []byte, n int) []byte {
 	switch {
