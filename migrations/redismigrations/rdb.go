@@ -129,16 +129,22 @@ func restoreRefused(err error) bool {
 // user's keyspace (issue #22: a probe key with a 60 s TTL once outlived a
 // killed run and failed the fault test's key-by-key check).
 func (s *Set) restoreWorks(ctx context.Context) bool {
+	fields := map[string]string{"id": "probe", "bytes": "\x00\xff\r\n", "long": strings.Repeat("x", 100)}
+	return s.probeRestore(ctx, appendHashPayload(nil, fields), fields)
+}
+
+// probeRestore restores payload under a fresh name, reads it back and
+// deletes it in one MULTI/EXEC, and says whether it held want.
+func (s *Set) probeRestore(ctx context.Context, payload []byte, want map[string]string) bool {
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	key := s.prefix + "outpost:migrate:restore-probe:" + hex.EncodeToString(id[:])
-	fields := map[string]string{"id": "probe", "bytes": "\x00\xff\r\n", "long": strings.Repeat("x", 100)}
 	var got *goredis.MapStringStringCmd
 	_, err := s.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		p.Do(ctx, "restore", key, 60_000, appendHashPayload(nil, fields))
+		p.Do(ctx, "restore", key, 60_000, payload)
 		got = p.HGetAll(ctx, key)
 		p.Del(ctx, key)
 		return nil
 	})
-	return err == nil && maps.Equal(got.Val(), fields)
+	return err == nil && maps.Equal(got.Val(), want)
 }
