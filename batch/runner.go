@@ -2,11 +2,13 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/outpost-migrate/outpost/batch/poll"
 	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -68,6 +70,16 @@ type Options struct {
 	PollEvery time.Duration
 }
 
+// stopCause is why o.Stop was closed: its StopCause, or an interruption.
+func (o Options) stopCause() error {
+	if o.StopCause != nil {
+		if err := o.StopCause(); err != nil {
+			return err
+		}
+	}
+	return report.E(report.CodeInterrupted, "interrupted")
+}
+
 // stopper merges the reasons to stop at a safe point: a signal, the
 // deadline, a lost lease.
 type stopper struct {
@@ -110,11 +122,7 @@ func (r *Runner) newRun(ctx context.Context, command string, o Options, lease Le
 		}
 		select {
 		case <-o.Stop:
-			var cause error = report.E(report.CodeInterrupted, "interrupted")
-			if o.StopCause != nil && o.StopCause() != nil {
-				cause = o.StopCause()
-			}
-			st.stop(cause)
+			st.stop(o.stopCause())
 		case <-lost:
 			st.stop(lease.Err())
 		case <-deadline:
@@ -149,12 +157,8 @@ func (r *Runner) events() progress.Sink {
 
 // Plan fills rep with what apply would do.
 func (r *Runner) Plan(ctx context.Context, rep *report.Report) error {
-	for _, p := range r.Phases {
-		lines, err := p.Plan(ctx)
-		rep.Migrations = append(rep.Migrations, lines...)
-		if err != nil {
-			return err
-		}
+	if err := r.collect(rep, func(p Phase) ([]report.Migration, error) { return p.Plan(ctx) }); err != nil {
+		return err
 	}
 	r.inspectLock(ctx, rep)
 	r.pendingOutcome(rep)
@@ -163,49 +167,65 @@ func (r *Runner) Plan(ctx context.Context, rep *report.Report) error {
 }
 
 // Status fills rep with versions, pending migrations, the lock and any
-// unfinished run; with o.StatusWait it polls until the stores are current.
+// unfinished run; with o.StatusWait it polls (every o.PollEvery, 2 s by
+// default) until the stores are current.
 func (r *Runner) Status(ctx context.Context, rep *report.Report, o Options) error {
-	deadline := time.Now().Add(o.StatusWait)
 	every := o.PollEvery
 	if every <= 0 {
 		every = 2 * time.Second
 	}
-	for {
-		rep.Migrations = nil
-		for _, p := range r.Phases {
-			lines, err := p.Status(ctx)
-			rep.Migrations = append(rep.Migrations, lines...)
-			if err != nil {
-				return err
-			}
-		}
-		r.inspectLock(ctx, rep)
-		r.pendingOutcome(rep)
-		if rep.Outcome == report.OutcomeUpToDate || o.StatusWait <= 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return report.E(report.CodeTimeout, "stores still not up to date after --wait %s", o.StatusWait)
-		}
-		progress.Infof(r.events(), "waiting for migrations to be applied (%d pending)", rep.Summary["pending"]+rep.Summary["partial"])
+	// A signal ends the wait between polls (a poll in flight finishes).
+	waitCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
 		case <-o.Stop:
-			return o.StopCause()
-		case <-time.After(every):
+			cancel(o.stopCause())
+		case <-waitCtx.Done():
 		}
+	}()
+	err := poll.Policy{Wait: o.StatusWait, First: every}.Until(waitCtx,
+		func(int) (bool, error) {
+			rep.Migrations = nil
+			if err := r.collect(rep, func(p Phase) ([]report.Migration, error) { return p.Status(ctx) }); err != nil {
+				return false, err
+			}
+			r.inspectLock(ctx, rep)
+			r.pendingOutcome(rep)
+			return rep.Outcome == report.OutcomeUpToDate, nil
+		},
+		func(int, time.Duration) {
+			progress.Infof(r.events(), "waiting for migrations to be applied (%d pending)", rep.Summary["pending"]+rep.Summary["partial"])
+		})
+	var ended *poll.Ended
+	switch {
+	case errors.Is(err, poll.ErrExpired) && o.StatusWait <= 0:
+		return nil // plain status: what it found is the answer
+	case errors.Is(err, poll.ErrExpired):
+		return report.E(report.CodeTimeout, "stores still not up to date after --wait %s", o.StatusWait)
+	case errors.As(err, &ended):
+		return ended.Cause
 	}
+	return err
 }
 
-// List fills rep with every migration and its state.
-func (r *Runner) List(ctx context.Context, rep *report.Report) error {
+// collect runs f on each phase in order, adding the lines it returns to
+// rep, until one fails.
+func (r *Runner) collect(rep *report.Report, f func(Phase) ([]report.Migration, error)) error {
 	for _, p := range r.Phases {
-		lines, err := p.Status(ctx)
+		lines, err := f(p)
 		rep.Migrations = append(rep.Migrations, lines...)
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// List fills rep with every migration and its state.
+func (r *Runner) List(ctx context.Context, rep *report.Report) error {
+	if err := r.collect(rep, func(p Phase) ([]report.Migration, error) { return p.Status(ctx) }); err != nil {
+		return err
 	}
 	rep.Outcome = report.OutcomeListed
 	rep.Summary = summarize(rep.Migrations)
@@ -386,12 +406,8 @@ func (r *Runner) Apply(ctx context.Context, rep *report.Report, o Options) error
 // the plan has nothing pending.
 func (r *Runner) holdToPlan(ctx context.Context, rep *report.Report, saved *report.SavedPlan) (string, error) {
 	now := &report.Report{Kind: "PlanReport", Tool: rep.Tool, Targets: rep.Targets}
-	for _, p := range r.Phases {
-		lines, err := p.Plan(ctx)
-		now.Migrations = append(now.Migrations, lines...)
-		if err != nil {
-			return "", err
-		}
+	if err := r.collect(now, func(p Phase) ([]report.Migration, error) { return p.Plan(ctx) }); err != nil {
+		return "", err
 	}
 	if diffs := saved.Mismatch(now); len(diffs) > 0 {
 		rep.Migrations = now.Migrations
@@ -450,14 +466,7 @@ func (r *Runner) Verify(ctx context.Context, rep *report.Report, o Options) erro
 // Cleanup removes what applied migrations preserved, under the lease.
 func (r *Runner) Cleanup(ctx context.Context, rep *report.Report, o Options) error {
 	err := r.locked(ctx, rep, "cleanup", o, func(run *Run) error {
-		for _, p := range r.Phases {
-			lines, err := p.Cleanup(ctx, run)
-			rep.Migrations = append(rep.Migrations, lines...)
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+		return r.collect(rep, func(p Phase) ([]report.Migration, error) { return p.Cleanup(ctx, run) })
 	})
 	rep.Summary = summarize(rep.Migrations)
 	var deleted int64

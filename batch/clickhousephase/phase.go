@@ -45,6 +45,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/outpost-migrate/outpost/batch"
+	"github.com/outpost-migrate/outpost/batch/versioned"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -74,20 +75,11 @@ type Config struct {
 	ShowSQL bool
 }
 
-// Line states: report's, named here for brevity.
-const (
-	StateApplied  = report.StateApplied
-	StatePending  = report.StatePending
-	StateDirty    = report.StateDirty
-	StatePartial  = report.StatePartial
-	StateVerified = report.StateVerified
-	StateDrift    = report.StateDrift
-	StateUnknown  = report.StateUnknown
-)
-
 // Phase is the ClickHouse store phase; its methods are called from one
 // goroutine at a time.
 type Phase struct {
+	// Reader answers Status, Cleanup and Version.
+	versioned.Reader
 	src    Source
 	cfg    Config
 	prefix string
@@ -111,6 +103,7 @@ func New(cfg Config, src Source) (*Phase, error) {
 		cfg.DialTimeout = DefaultDialTimeout
 	}
 	p := &Phase{src: src, cfg: cfg}
+	p.Reader = versioned.Reader{Read: p.read}
 	if cfg.DeploymentID != "" {
 		p.prefix = cfg.DeploymentID + "_"
 	}
@@ -211,55 +204,25 @@ func (p *Phase) dropConn() {
 	}
 }
 
-// Version returns the recorded version (NoVersion when none) and dirty.
-func (p *Phase) Version(ctx context.Context) (int, bool, error) {
-	_, st, err := p.status(ctx)
-	return st.Version, st.Dirty, err
+// read is status as versioned.Reader reads it.
+func (p *Phase) read(ctx context.Context) ([]report.Migration, versioned.Recorded, error) {
+	lines, st, err := p.status(ctx)
+	return lines, p.recorded(st), err
 }
 
-// Status implements batch.Phase: one line per migration from the version
-// and checkpoint tables; a dirty version is "dirty" (foreign) or "partial"
-// (ours, apply resumes it); a version newer than the source adds an
-// "unknown" line. When the server cannot be read every line is "unknown".
-func (p *Phase) Status(ctx context.Context) ([]report.Migration, error) {
-	lines, _, err := p.status(ctx)
-	return lines, err
-}
-
+// status reads the version and checkpoint tables: a dirty version is
+// "dirty" (foreign) or "partial" (ours, apply resumes it).
 func (p *Phase) status(ctx context.Context) ([]report.Migration, dbState, error) {
 	conn, err := p.connect(ctx)
 	if err != nil {
-		return p.unknownLines(err), dbState{Version: NoVersion}, err
+		return p.src.UnknownLines(err), dbState{Version: NoVersion}, err
 	}
 	st, err := p.readState(ctx, conn)
 	if err != nil {
 		p.dropConn()
 		err = classify(ctx, err, report.CodeUnknown, "read the schema version from %s", p.where())
-		return p.unknownLines(err), dbState{Version: NoVersion}, err
+		return p.src.UnknownLines(err), dbState{Version: NoVersion}, err
 	}
 	p.lastSeq = st.Seq
 	return p.linesFor(st), st, nil
-}
-
-func (p *Phase) baseLine(m *Migration) report.Migration {
-	return report.Migration{ID: m.ID(), Backend: Backend, Name: m.Name, Version: m.Version, Description: m.Description,
-		Checksum: report.Checksum(m.Up)}
-}
-
-func (p *Phase) unknownLines(err error) []report.Migration {
-	lines := make([]report.Migration, 0, len(p.src.Migrations))
-	for i := range p.src.Migrations {
-		l := p.baseLine(&p.src.Migrations[i])
-		l.State = StateUnknown
-		l.Reason = "state unknown: " + err.Error()
-		lines = append(lines, l)
-	}
-	return lines
-}
-
-func (p *Phase) migration(version int) *Migration {
-	if version < 1 || version > len(p.src.Migrations) {
-		return nil
-	}
-	return &p.src.Migrations[version-1]
 }

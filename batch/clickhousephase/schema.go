@@ -89,37 +89,43 @@ func Inspect(ctx context.Context, conn driver.Conn, database, prefix string, wan
 }
 
 func inspectColumns(ctx context.Context, conn driver.Conn, database, table string) ([]Column, error) {
-	rows, err := conn.Query(ctx, `SELECT name, type, default_expression FROM system.columns WHERE database = ? AND table = ? ORDER BY position`, database, table)
-	if err != nil {
-		return nil, fmt.Errorf("read system.columns of %s: %w", table, err)
-	}
-	defer rows.Close()
-	var cols []Column
-	for rows.Next() {
-		var c Column
-		if err := rows.Scan(&c.Name, &c.Type, &c.Default); err != nil {
-			return nil, fmt.Errorf("read system.columns of %s: %w", table, err)
-		}
-		cols = append(cols, c)
-	}
-	return cols, rows.Err()
+	return collect(ctx, conn, "system.columns of "+table, func(rows driver.Rows, c *Column) error {
+		return rows.Scan(&c.Name, &c.Type, &c.Default)
+	}, `SELECT name, type, default_expression FROM system.columns WHERE database = ? AND table = ? ORDER BY position`, database, table)
 }
 
 func inspectIndexes(ctx context.Context, conn driver.Conn, database, table string) ([]Index, error) {
-	rows, err := conn.Query(ctx, `SELECT name, type_full, expr, granularity FROM system.data_skipping_indices WHERE database = ? AND table = ? ORDER BY name`, database, table)
+	return collect(ctx, conn, "system.data_skipping_indices of "+table, func(rows driver.Rows, i *Index) error {
+		return rows.Scan(&i.Name, &i.Type, &i.Expr, &i.Granularity)
+	}, `SELECT name, type_full, expr, granularity FROM system.data_skipping_indices WHERE database = ? AND table = ? ORDER BY name`, database, table)
+}
+
+// collect runs query and scans every row with scan; what names what is read
+// in errors.
+func collect[T any](ctx context.Context, conn driver.Conn, what string, scan func(driver.Rows, *T) error, query string, args ...any) ([]T, error) {
+	rows, err := conn.Query(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("read system.data_skipping_indices of %s: %w", table, err)
+		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
 	defer rows.Close()
-	var idx []Index
+	var out []T
 	for rows.Next() {
-		var i Index
-		if err := rows.Scan(&i.Name, &i.Type, &i.Expr, &i.Granularity); err != nil {
-			return nil, fmt.Errorf("read system.data_skipping_indices of %s: %w", table, err)
+		var x T
+		if err := scan(rows, &x); err != nil {
+			return nil, fmt.Errorf("read %s: %w", what, err)
 		}
-		idx = append(idx, i)
+		out = append(out, x)
 	}
-	return idx, rows.Err()
+	return out, rows.Err()
+}
+
+// byName indexes xs by name.
+func byName[T any](xs []T, name func(T) string) map[string]T {
+	out := make(map[string]T, len(xs))
+	for _, x := range xs {
+		out[name(x)] = x
+	}
+	return out
 }
 
 // Diff lists every difference of live from want, object by object: a
@@ -128,13 +134,10 @@ func inspectIndexes(ctx context.Context, conn driver.Conn, database, table strin
 // extra or changed skip index. prefix names the tables as they live.
 func Diff(want, live *Schema, prefix string) []report.Issue {
 	var issues []report.Issue
-	byName := map[string]Table{}
-	for _, t := range live.Tables {
-		byName[t.Name] = t
-	}
+	liveBy := byName(live.Tables, func(t Table) string { return t.Name })
 	for _, wt := range want.Tables {
 		obj := "table " + prefix + wt.Name
-		lt, ok := byName[wt.Name]
+		lt, ok := liveBy[wt.Name]
 		if !ok {
 			issues = append(issues, report.Issue{Object: obj, Reason: "table is missing"})
 			continue
@@ -159,10 +162,7 @@ func Diff(want, live *Schema, prefix string) []report.Issue {
 
 func diffColumns(obj string, want, live []Column) []report.Issue {
 	var issues []report.Issue
-	liveBy := map[string]Column{}
-	for _, c := range live {
-		liveBy[c.Name] = c
-	}
+	liveBy := byName(live, func(c Column) string { return c.Name })
 	wantBy := map[string]bool{}
 	var common []string
 	for _, w := range want {
@@ -197,10 +197,7 @@ func diffColumns(obj string, want, live []Column) []report.Issue {
 
 func diffIndexes(obj string, want, live []Index) []report.Issue {
 	var issues []report.Issue
-	liveBy := map[string]Index{}
-	for _, i := range live {
-		liveBy[i.Name] = i
-	}
+	liveBy := byName(live, func(i Index) string { return i.Name })
 	desc := func(i Index) string {
 		return i.Expr + " TYPE " + i.Type + " GRANULARITY " + strconv.FormatUint(i.Granularity, 10)
 	}

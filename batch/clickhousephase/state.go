@@ -8,11 +8,12 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/outpost-migrate/outpost/batch/versioned"
 	"github.com/outpost-migrate/outpost/report"
 )
 
 // NoVersion is golang-migrate's NilVersion: no migration recorded.
-const NoVersion = -1
+const NoVersion = versioned.NoVersion
 
 // VersionTable is golang-migrate's migrations table; the phase's is
 // prefix + VersionTable ("prod_schema_migrations" for DEPLOYMENT_ID=prod),
@@ -120,29 +121,26 @@ func (p *Phase) readState(ctx context.Context, conn driver.Conn) (dbState, error
 }
 
 func (p *Phase) readCheckpoints(ctx context.Context, conn driver.Conn, st *dbState) error {
-	rows, err := conn.Query(ctx, "SELECT version, statement, statements, state, run_id, fence_token, updated_at FROM "+
-		p.qualified(CheckpointTable)+" ORDER BY sequence")
-	if err != nil {
-		return fmt.Errorf("read %s: %w", p.prefix+CheckpointTable, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var c checkpoint
+	cps, err := collect(ctx, conn, p.prefix+CheckpointTable, func(rows driver.Rows, c *checkpoint) error {
 		var v int64
 		var stmt, n uint32
 		if err := rows.Scan(&v, &stmt, &n, &c.State, &c.RunID, &c.FenceToken, &c.UpdatedAt); err != nil {
-			return fmt.Errorf("read %s: %w", p.prefix+CheckpointTable, err)
+			return err
 		}
 		c.Version, c.Statement, c.Statements = int(v), int(stmt), int(n)
+		return nil
+	}, "SELECT version, statement, statements, state, run_id, fence_token, updated_at FROM "+p.qualified(CheckpointTable)+" ORDER BY sequence")
+	// Rows come in sequence order: the last of a version is its state.
+	for _, c := range cps {
 		st.Checkpoints[c.Version] = c
 	}
-	return rows.Err()
+	return err
 }
 
 // resumableAt is resumable for the recorded version, whatever it is (a
 // dirty version this source does not know is never resumable).
 func (st dbState) resumableAt(p *Phase) (checkpoint, bool) {
-	m := p.migration(st.Version)
+	m := p.src.At(st.Version)
 	if m == nil {
 		return checkpoint{}, false
 	}

@@ -38,17 +38,11 @@ func describeLock(key, raw, typ string, pttl int64, now time.Time) *report.Lock 
 // holder (parsed from this tool's JSON), Foreign for any other value, its age
 // (since the holder's started_at; absent for a foreign lock) and its TTL.
 func Inspect(ctx context.Context, client redis.UniversalClient, key string) (*report.Lock, error) {
-	if key == "" {
-		return nil, report.E(report.CodeInternal, "lock: no lock key given")
+	l, err := readLock(ctx, client, key, false)
+	if err == nil && l == nil {
+		l = &report.Lock{Key: key, State: StateFree}
 	}
-	raw, typ, pttl, err := read(ctx, client, key, false)
-	if err != nil {
-		return nil, classify(err, "reading the migration lock %s", key)
-	}
-	if typ == "none" {
-		return &report.Lock{Key: key, State: StateFree}, nil
-	}
-	return describeLock(key, raw, typ, pttl, time.Now()), nil
+	return l, err
 }
 
 // ForceUnlock deletes whatever holds the lock key, ours or foreign, and
@@ -56,19 +50,31 @@ func Inspect(ctx context.Context, client redis.UniversalClient, key string) (*re
 // The fence counter stays, so tokens keep growing. A run that still held the
 // removed lease finds out at its next renewal or fenced write.
 func ForceUnlock(ctx context.Context, client redis.UniversalClient, key string) (*report.Lock, error) {
+	l, err := readLock(ctx, client, key, true)
+	if l != nil {
+		l.State = StateRemoved
+	}
+	return l, err
+}
+
+// readLock describes what holds the lock key (nil when nothing does) and,
+// when del is set, removes it in the same transaction.
+func readLock(ctx context.Context, client redis.UniversalClient, key string, del bool) (*report.Lock, error) {
 	if key == "" {
 		return nil, report.E(report.CodeInternal, "lock: no lock key given")
 	}
-	raw, typ, pttl, err := read(ctx, client, key, true)
+	raw, typ, pttl, err := read(ctx, client, key, del)
 	if err != nil {
-		return nil, classify(err, "removing the migration lock %s", key)
+		doing := "reading"
+		if del {
+			doing = "removing"
+		}
+		return nil, classify(err, "%s the migration lock %s", doing, key)
 	}
 	if typ == "none" {
 		return nil, nil
 	}
-	l := describeLock(key, raw, typ, pttl, time.Now())
-	l.State = StateRemoved
-	return l, nil
+	return describeLock(key, raw, typ, pttl, time.Now()), nil
 }
 
 // read gets the key's type, value (when a string) and PTTL in one MULTI, and

@@ -28,12 +28,7 @@ func (p *Phase) repair(ctx context.Context, run *batch.Run, lines []report.Migra
 	if !ok {
 		return lines, nil
 	}
-	var applied []string
-	for _, m := range p.set.Migrations() {
-		if states[m.Name].status == "applied" {
-			applied = append(applied, m.Name)
-		}
-	}
+	applied := p.applied(states)
 	if len(applied) == 0 {
 		return lines, nil
 	}
@@ -42,34 +37,23 @@ func (p *Phase) repair(ctx context.Context, run *batch.Run, lines []report.Migra
 	if f, ok := run.Fence.(scan.Fence); ok {
 		ex.Fence = f
 	}
-	res, err := ex.Pass(ctx, r.Repair(applied))
-	if err == nil && res.TopologyChanged {
-		err = reshardingError(res.TopologyWhy, nil)
-	}
+	res, err := fullPass(ctx, ex, r.Repair(applied))
 	if err != nil {
 		return lines, err
 	}
-	vex := p.executor(run, "", nil)
-	vex.Label = "verify after repair"
-	vres, err := vex.Pass(ctx, p.set.Verify(applied))
-	if err == nil && vres.TopologyChanged {
-		err = reshardingError(vres.TopologyWhy, nil)
-	}
+	vres, err := p.verifyPass(ctx, run, applied, "verify after repair", 0)
 	if err != nil {
 		return lines, err
 	}
 	var drift int64
 	for _, name := range applied {
-		i := indexOf(lines, name)
-		c := res.Tally.Counts(name)
+		l, c := countLine(lines, name, res.Tally)
 		v := vres.Tally.Counts(name)
-		lines[i].Counts = &c
-		lines[i].Issues, lines[i].IssuesTotal = res.Tally.Issues(name)
 		if v.Failed > 0 {
-			lines[i].Issues, lines[i].IssuesTotal = vres.Tally.Issues(name)
-			lines[i].State = report.StateDrift
+			l.Issues, l.IssuesTotal = vres.Tally.Issues(name)
+			l.State = report.StateDrift
 		}
-		lines[i].Reason = fmt.Sprintf("repair: %d records redone, %d already right, %d could not be redone; verify after it: %d checked, %d failed",
+		l.Reason = fmt.Sprintf("repair: %d records redone, %d already right, %d could not be redone; verify after it: %d checked, %d failed",
 			c.Changed, c.Unchanged, c.Failed, v.Checked, v.Failed)
 		drift += v.Failed
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/outpost-migrate/outpost/batch"
+	"github.com/outpost-migrate/outpost/batch/poll"
 	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/batch/rediserr"
 	"github.com/outpost-migrate/outpost/report"
@@ -57,12 +58,8 @@ func (p *Phase) reshardAgain(ctx context.Context, run *batch.Run, pass int, why 
 		return false, run.Stopped()
 	}
 	progress.Warnf(run.Events, "the cluster moved during pass %d (%s); another pass", pass, why)
-	t := time.NewTimer(min(time.Duration(pass)*300*time.Millisecond, 2*time.Second))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false, fmt.Errorf("waiting for the cluster to settle: %w", context.Cause(ctx))
-	case <-t.C:
+	if err := poll.Sleep(ctx, min(time.Duration(pass)*300*time.Millisecond, 2*time.Second)); err != nil {
+		return false, fmt.Errorf("waiting for the cluster to settle: %w", err)
 	}
 	return true, nil
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/outpost-migrate/outpost/batch/luascript"
 )
 
 // The run's own writes made by scripts. NOLOOP hides from the listener the
@@ -48,7 +50,7 @@ func (o *Others) probeScripts(ctx context.Context, w *watcher) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := probeScriptSrc.Run(ctx, w.writer, []string{key}).Err(); err != nil {
+	if err := luascript.Run(ctx, w.writer, probeScriptSrc, []string{key}).Err(); err != nil {
 		return false, fmt.Errorf("probe how scripts are tracked: %w", err)
 	}
 	if err := o.barrier(ctx, w); err != nil {

@@ -16,7 +16,6 @@ package scan
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -185,30 +184,10 @@ func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	var saved *Saved
-	if e.Store != nil {
-		if saved, err = e.Store.Load(ctx, e.Name); err != nil {
-			return nil, err
-		}
-		if saved != nil && (saved.Meta.Fingerprint != e.Fingerprint || saved.Meta.Topology != topo0.Fingerprint || !topo0.Settled) {
-			progress.Infof(e.Events, "ignoring checkpoint %q: it was saved for %q on another topology or migration set", e.Name, saved.Meta.Fingerprint)
-			saved = nil
-		}
-		meta := Meta{Fingerprint: e.Fingerprint, Topology: topo0.Fingerprint, RunID: e.RunID, UpdatedAt: now()}
-		if saved != nil {
-			meta.StartedAt = saved.Meta.StartedAt
-			meta.ResumedBy = e.RunID
-		} else {
-			meta.StartedAt = meta.UpdatedAt
-			if err := e.Store.Clear(ctx, e.Name); err != nil {
-				return nil, err
-			}
-		}
-		if err := e.Store.SaveMeta(ctx, e.Name, meta); err != nil {
-			return nil, err
-		}
+	saved, err := e.resume(ctx, topo0)
+	if err != nil {
+		return nil, err
 	}
-
 	ps := &passState{started: time.Now(), estimate: e.TotalEstimate}
 	if ps.estimate <= 0 && e.Limit == 0 {
 		ps.estimate = estimate(ctx, nodes)
@@ -221,37 +200,13 @@ func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
 	var errOnce sync.Once
 	var resMu sync.Mutex
 	for i, n := range nodes {
-		np := report.NodeProgress{Node: n.ID, Addr: n.Addr, RunID: n.RunID, Cursor: "0"}
-		start := uint64(0)
-		nodeTally := NewTally()
-		if saved != nil {
-			if sn, ok := saved.Nodes[n.ID]; ok {
-				c, perr := strconv.ParseUint(sn.Cursor, 10, 64)
-				if n.RunID != "" && sn.ServerRunID == n.RunID && perr == nil {
-					start = c
-					np.ResumedFrom = sn.Cursor
-					np.Scanned = sn.Scanned
-					np.Done = sn.Done
-					np.Cursor = sn.Cursor
-					for l, cnt := range sn.Counts {
-						nodeTally.Add(l, func(d *report.Counts) { addCounts(d, cnt) })
-					}
-					ps.overall.Add(sn.Scanned)
-					res.Resumed = true
-				} else {
-					// A new server process (restart, failover): its hash seed
-					// differs, so the old cursor would skip keys.
-					np.Restarted = true
-				}
-			}
-		}
-		res.Nodes[i] = np
-		if np.Done {
+		start, nodeTally := res.startNode(i, n, saved, ps)
+		if res.Nodes[i].Done {
 			res.Tally.Merge(nodeTally)
 			continue
 		}
 		wg.Add(1)
-		go func(i int, n Node, start uint64, nodeTally *Tally) {
+		go func() {
 			defer wg.Done()
 			err := e.scanNode(ctx, n, start, uint64(count), step, nodeTally, &res.Nodes[i], ps)
 			resMu.Lock()
@@ -267,7 +222,7 @@ func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
 					cancel(err)
 				}
 			}
-		}(i, n, start, nodeTally)
+		}()
 	}
 	wg.Wait()
 	if firstErr != nil {
@@ -283,6 +238,61 @@ func (e *Executor) Pass(ctx context.Context, step Step) (*Result, error) {
 	}
 	res.TopologyChanged, res.TopologyWhy = topologyMoved(topo0, topo1)
 	return res, nil
+}
+
+// resume loads the pass's checkpoint when it was saved for this migration
+// set on this settled topology (else clears it) and records this run in its
+// meta. Nil without a Store or a usable checkpoint.
+func (e *Executor) resume(ctx context.Context, topo0 Topo) (*Saved, error) {
+	if e.Store == nil {
+		return nil, nil
+	}
+	saved, err := e.Store.Load(ctx, e.Name)
+	if err != nil {
+		return nil, err
+	}
+	if saved != nil && (saved.Meta.Fingerprint != e.Fingerprint || saved.Meta.Topology != topo0.Fingerprint || !topo0.Settled) {
+		progress.Infof(e.Events, "ignoring checkpoint %q: it was saved for %q on another topology or migration set", e.Name, saved.Meta.Fingerprint)
+		saved = nil
+	}
+	meta := Meta{Fingerprint: e.Fingerprint, Topology: topo0.Fingerprint, RunID: e.RunID, UpdatedAt: now()}
+	if saved != nil {
+		meta.StartedAt = saved.Meta.StartedAt
+		meta.ResumedBy = e.RunID
+	} else {
+		meta.StartedAt = meta.UpdatedAt
+		if err := e.Store.Clear(ctx, e.Name); err != nil {
+			return nil, err
+		}
+	}
+	return saved, e.Store.SaveMeta(ctx, e.Name, meta)
+}
+
+// startNode sets res.Nodes[i] to where node n starts: its saved cursor and
+// counts when the checkpoint has it for the same server process, else 0.
+// It returns the cursor and the node's tally so far.
+func (res *Result) startNode(i int, n Node, saved *Saved, ps *passState) (uint64, *Tally) {
+	np := report.NodeProgress{Node: n.ID, Addr: n.Addr, RunID: n.RunID, Cursor: "0"}
+	start := uint64(0)
+	nodeTally := NewTally()
+	if sn, ok := saved.node(n.ID); ok {
+		c, perr := strconv.ParseUint(sn.Cursor, 10, 64)
+		if n.RunID != "" && sn.ServerRunID == n.RunID && perr == nil {
+			start = c
+			np.ResumedFrom, np.Scanned, np.Done, np.Cursor = sn.Cursor, sn.Scanned, sn.Done, sn.Cursor
+			for l, cnt := range sn.Counts {
+				nodeTally.Add(l, func(d *report.Counts) { addCounts(d, cnt) })
+			}
+			ps.overall.Add(sn.Scanned)
+			res.Resumed = true
+		} else {
+			// A new server process (restart, failover): its hash seed
+			// differs, so the old cursor would skip keys.
+			np.Restarted = true
+		}
+	}
+	res.Nodes[i] = np
+	return start, nodeTally
 }
 
 // topologyMoved says whether keys may have changed node between topology
@@ -320,244 +330,6 @@ func estimate(ctx context.Context, nodes []Node) int64 {
 	return n
 }
 
-type chunk struct {
-	keys []string
-	next uint64
-	err  error
-}
-
-// scanNode walks one master from cursor to the end, restarting from 0 when
-// the server process changed under it.
-func (e *Executor) scanNode(ctx context.Context, n Node, cursor, count uint64, step Step, t *Tally, np *report.NodeProgress, ps *passState) error {
-	for restarts := 0; ; restarts++ {
-		if err := e.walk(ctx, n, cursor, count, step, t, np, ps); err != nil || !np.Done {
-			return err
-		}
-		if n.RunID == "" {
-			return nil
-		}
-		// go-redis silently reconnects and retries a command after a
-		// network error, so a server restarted in the middle of the walk
-		// may have been handed a cursor of its predecessor, which skips
-		// keys: a node is done only if the process that answered the last
-		// SCAN is the one that answered the first.
-		info, err := n.client.Info(ctx, "server").Result()
-		if err != nil {
-			return rediserr.Classify(err, "INFO server on "+n.Addr)
-		}
-		runID := infoField(info, "run_id")
-		if runID == n.RunID {
-			return nil
-		}
-		if restarts >= maxRestartsPerNode {
-			return report.E(report.CodeTemporary, "the Redis server at %s restarted %d times during one pass; try again when it is stable", n.Addr, restarts+1).With("node", n.ID)
-		}
-		progress.Warnf(e.Events, "the Redis server at %s restarted during the pass (run_id %s, was %s): scanning it again from 0", n.Addr, runID, n.RunID)
-		n.RunID = runID
-		np.RunID = runID
-		np.Restarted = true
-		np.Done = false
-		np.Cursor = "0"
-		cursor = 0
-	}
-}
-
-// walk scans n from cursor until cursor 0, a stop, the limit or an error,
-// chunk by chunk: SCAN (prefetched), step, checkpoint, event.
-func (e *Executor) walk(ctx context.Context, n Node, cursor, count uint64, step Step, t *Tally, np *report.NodeProgress, ps *passState) error {
-	// Prefetch: the next SCAN runs while the step works on this chunk. The
-	// channel's small buffer bounds memory to a few chunks per node.
-	chunks := make(chan chunk, 1)
-	scanCtx, stopScan := context.WithCancel(ctx)
-	defer stopScan()
-	go func() {
-		defer close(chunks)
-		c := cursor
-		for {
-			keys, next, err := n.client.ScanType(scanCtx, c, e.Spec.Match, int64(count), e.Spec.Type).Result()
-			select {
-			case chunks <- chunk{keys: keys, next: next, err: err}:
-			case <-scanCtx.Done():
-				return
-			}
-			if err != nil || next == 0 {
-				return
-			}
-			c = next
-		}
-	}()
-	every := e.EventEvery
-	if every == 0 {
-		every = time.Second
-	}
-	var lastEvent time.Time
-	// commit records a chunk whose step has succeeded: its counts, the
-	// position, the checkpoint, an event. It returns true when the walk is
-	// over (cursor 0 or limit). A chunk's counts join the pass's only here,
-	// so a checkpoint never counts work of a chunk after it, which a
-	// resumed run does again.
-	commit := func(ch chunk, counts *Tally) (bool, error) {
-		t.Merge(counts)
-		np.Scanned += int64(len(ch.keys))
-		np.Cursor = strconv.FormatUint(ch.next, 10)
-		np.Done = ch.next == 0
-		if e.Store != nil {
-			if err := e.Store.SaveNode(ctx, e.Name, SavedNode{
-				Node: n.ID, Addr: n.Addr, ServerRunID: n.RunID, Cursor: np.Cursor, Done: np.Done,
-				Scanned: np.Scanned, Counts: t.snapshot(), RunID: e.RunID, UpdatedAt: now(),
-			}); err != nil {
-				return true, err
-			}
-		}
-		ps.now.Add(int64(len(ch.keys)))
-		ps.overall.Add(int64(len(ch.keys)))
-		if time.Since(lastEvent) >= every || np.Done {
-			lastEvent = time.Now()
-			e.emitChunk(n, np, t, ps)
-		}
-		return np.Done || (e.Limit > 0 && ps.now.Load() >= e.Limit), nil
-	}
-	// Up to Window chunks are worked on at once; they are committed in
-	// SCAN order, so a saved position is always one before which every
-	// chunk's writes succeeded.
-	window := e.Window
-	if window <= 0 {
-		window = DefaultWindow
-	}
-	type job struct {
-		ch    chunk
-		tally *Tally
-		err   error
-		done  chan struct{}
-	}
-	var inflight []*job
-	// drain waits for the chunks still in flight; when keep, it commits
-	// those that succeeded, in order, up to the first that failed.
-	drain := func(keep bool) error {
-		var first error
-		for _, j := range inflight {
-			<-j.done
-			if !keep || first != nil {
-				continue
-			}
-			if j.err != nil {
-				first = j.err
-				continue
-			}
-			if _, err := commit(j.ch, j.tally); err != nil {
-				first = err
-			}
-		}
-		inflight = nil
-		return first
-	}
-	source := chunks
-	var stopErr error
-	taken := 0 // chunks this node has started in this pass
-	for {
-		for source != nil && len(inflight) < window {
-			ch, ok := <-source
-			if !ok {
-				source = nil
-				break
-			}
-			if ch.err != nil {
-				_ = drain(false)
-				if cerr := context.Cause(ctx); cerr != nil {
-					return cerr
-				}
-				return rediserr.Classify(ch.err, "SCAN on "+n.Addr)
-			}
-			// A safe point: everything before this chunk is done (and, in
-			// a checkpointed pass, saved).
-			if e.Stop != nil {
-				if err := e.Stop(); err != nil && stopsBefore(err, taken) {
-					stopErr = stopError{err}
-					source = nil
-					break
-				}
-			}
-			j := &job{ch: ch, tally: NewTally(), done: make(chan struct{})}
-			taken++
-			inflight = append(inflight, j)
-			if len(ch.keys) == 0 {
-				close(j.done)
-				continue
-			}
-			go func() {
-				defer close(j.done)
-				j.err = e.runStep(ctx, step, ch.keys, j.tally)
-			}()
-		}
-		if len(inflight) == 0 {
-			break
-		}
-		j := inflight[0]
-		inflight = inflight[1:]
-		<-j.done
-		if j.err != nil {
-			_ = drain(false)
-			return j.err
-		}
-		over, err := commit(j.ch, j.tally)
-		if err != nil {
-			_ = drain(false)
-			return err
-		}
-		if over {
-			// Chunks past the limit already worked on are counted too.
-			return drain(true)
-		}
-	}
-	if stopErr != nil {
-		return stopErr
-	}
-	if cerr := context.Cause(ctx); cerr != nil {
-		return cerr
-	}
-	return ctx.Err()
-}
-
-// stopsBefore says whether a stop request ends the node's walk before its
-// next chunk. --max-runtime (a TIMEOUT) waits until the node has done one
-// chunk in this pass, so that every rerun advances every node's checkpoint
-// and a retry loop on exit 75 converges however short the limit (issue
-// #22: `--max-runtime 1ms` did nothing, forever). Signals and a lost lease
-// stop at once.
-func stopsBefore(err error, taken int) bool {
-	return taken > 0 || report.CodeOf(err) != report.CodeTimeout
-}
-
-// emitChunk reports a node's position. Rate and ETA are the pass's (all
-// nodes together): remaining keys are estimated from DBSIZE (or
-// Executor.TotalEstimate), an upper bound when MATCH skips keys and a lower
-// one when the pass creates keys that it then scans.
-func (e *Executor) emitChunk(n Node, np *report.NodeProgress, t *Tally, ps *passState) {
-	elapsed := time.Since(ps.started)
-	sum := t.Sum()
-	sum.Scanned = np.Scanned
-	overall := ps.overall.Load()
-	// Counts sum the labels (the migrations of a fused pass) with Scanned
-	// the node's keys; fields.by_label has each label's own counts.
-	ev := progress.Event{Event: progress.ChunkDone, Level: "info", Migration: e.Label, Node: n.ID, Cursor: np.Cursor,
-		Msg: fmt.Sprintf("%s: %d keys scanned on %s", e.Label, np.Scanned, n.Addr), Counts: &sum, ElapsedMS: elapsed.Milliseconds(),
-		Fields: map[string]any{"by_label": t.snapshot()}}
-	if ps.estimate > 0 {
-		ev.TotalEstimate = max(ps.estimate, overall)
-	}
-	if s := elapsed.Seconds(); s > 0 {
-		ev.RatePerS = float64(ps.now.Load()) / s
-		if ps.estimate > overall && ev.RatePerS > 0 {
-			ev.ETAS = float64(ps.estimate-overall) / ev.RatePerS
-		}
-	}
-	e.Events.Emit(ev)
-	if e.Store != nil {
-		e.Events.Emit(progress.Event{Event: progress.CheckpointSaved, Level: "info", Migration: e.Label, Node: n.ID, Cursor: np.Cursor,
-			Msg: fmt.Sprintf("checkpoint %s saved at cursor %s on %s", e.Name, np.Cursor, n.Addr)})
-	}
-}
-
 func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 
 // EscapeGlob escapes the characters SCAN MATCH treats specially, so that a
@@ -572,41 +344,4 @@ func EscapeGlob(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
-}
-
-// minPart is the smallest part worth a goroutine of its own: below it the
-// pipelines get too short to pay for themselves.
-const minPart = 64
-
-// runStep calls step on keys, split into up to e.Parallel parts processed
-// concurrently; it returns the first error after every part has ended.
-func (e *Executor) runStep(ctx context.Context, step Step, keys []string, t *Tally) error {
-	if err := CheckFence(ctx); err != nil {
-		return err
-	}
-	parts := min(e.Parallel, len(keys)/minPart)
-	if parts <= 1 {
-		return step(ctx, keys, t)
-	}
-	size := (len(keys) + parts - 1) / parts
-	errs := make([]error, parts)
-	var wg sync.WaitGroup
-	for i := 0; i < parts; i++ {
-		lo, hi := i*size, min((i+1)*size, len(keys))
-		if lo >= hi {
-			break
-		}
-		wg.Add(1)
-		go func(i int, part []string) {
-			defer wg.Done()
-			errs[i] = step(ctx, part, t)
-		}(i, keys[lo:hi])
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

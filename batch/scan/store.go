@@ -59,6 +59,16 @@ type Saved struct {
 	Nodes map[string]SavedNode
 }
 
+// node is the saved position of node id; false when there is none (or no
+// checkpoint at all).
+func (s *Saved) node(id string) (SavedNode, bool) {
+	if s == nil {
+		return SavedNode{}, false
+	}
+	n, ok := s.Nodes[id]
+	return n, ok
+}
+
 // Key is the Redis key of checkpoint name.
 func (s *Store) Key(name string) string { return "{" + s.LockKey + "}:checkpoint:" + name }
 

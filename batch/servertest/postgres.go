@@ -376,30 +376,9 @@ func startPG() (*pgServer, error) {
 		}
 	}
 
-	initLog := filepath.Join(dir, "initdb.log")
-	p, err := startProcess(initdb, []string{
-		"-D", s.dataDir, "-U", PGSuperuser, "-A", "trust",
-		"-E", "UTF8", "--locale=C", "--no-sync",
-	}, dir, initLog, cleanEnv(), cred)
-	if err != nil {
+	if err := s.initdb(initdb); err != nil {
 		return nil, err
 	}
-	select {
-	case <-p.done:
-	case <-time.After(2 * time.Minute):
-		p.stop(syscall.SIGKILL, 0)
-	}
-	if p.err != nil || !p.exited() {
-		return nil, fmt.Errorf("servertest: %s failed (%v); output:\n%s", initdb, p.err, logTail(initLog, 30))
-	}
-	hba := filepath.Join(s.dataDir, "pg_hba.conf")
-	if err := os.WriteFile(hba, []byte(pgHBA), 0o600); err != nil {
-		return nil, err
-	}
-	if cred != nil {
-		_ = os.Chown(hba, int(cred.Uid), int(cred.Gid))
-	}
-
 	for attempt := 1; ; attempt++ {
 		if s.port, err = freePort(); err != nil {
 			return nil, err
@@ -413,6 +392,35 @@ func startPG() (*pgServer, error) {
 			return nil, err
 		}
 	}
+}
+
+// initdb creates the server's data directory with the superuser and the
+// pg_hba.conf of the tests.
+func (s *pgServer) initdb(initdb string) error {
+	initLog := filepath.Join(s.dir, "initdb.log")
+	p, err := startProcess(initdb, []string{
+		"-D", s.dataDir, "-U", PGSuperuser, "-A", "trust",
+		"-E", "UTF8", "--locale=C", "--no-sync",
+	}, s.dir, initLog, cleanEnv(), s.cred)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-p.done:
+	case <-time.After(2 * time.Minute):
+		p.stop(syscall.SIGKILL, 0)
+	}
+	if p.err != nil || !p.exited() {
+		return fmt.Errorf("servertest: %s failed (%v); output:\n%s", initdb, p.err, logTail(initLog, 30))
+	}
+	hba := filepath.Join(s.dataDir, "pg_hba.conf")
+	if err := os.WriteFile(hba, []byte(pgHBA), 0o600); err != nil {
+		return err
+	}
+	if s.cred != nil {
+		_ = os.Chown(hba, int(s.cred.Uid), int(s.cred.Gid))
+	}
+	return nil
 }
 
 func fileExists(p string) bool {

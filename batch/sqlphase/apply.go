@@ -10,6 +10,7 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch"
 	"github.com/outpost-migrate/outpost/batch/progress"
+	"github.com/outpost-migrate/outpost/batch/versioned"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -28,22 +29,17 @@ import (
 // cancellation or a lost lease), with Resumable telling whether a rerun
 // continues from a checkpoint; cancellation returns ctx.Err() wrapped.
 func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, error) {
-	if run == nil {
-		run = &batch.Run{Command: "apply"}
-	}
-	if run.Events == nil {
-		run.Events = progress.Nop
-	}
+	run = versioned.RunOf(run)
 	conn, err := p.connect(ctx)
 	if err != nil {
-		return p.unknownLines(err), err
+		return p.src.UnknownLines(err), err
 	}
 	release, err := p.lockAdvisory(ctx, conn, run)
 	if err != nil {
 		p.dropConn()
 		lines, _, serr := p.status(ctx)
 		if serr != nil {
-			lines = p.unknownLines(err)
+			lines = p.src.UnknownLines(err)
 		}
 		return lines, err
 	}
@@ -53,30 +49,14 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 	if err != nil {
 		return lines, err
 	}
-	latest := p.src.Latest()
-	if st.Version > latest {
-		return lines, report.E(report.CodeDataRefused, "%s", lines[len(lines)-1].Reason).With("version", st.Version)
-	}
-	target := latest
-	if run.Target != "" {
-		if v, ok := p.src.Lookup(run.Target); ok {
-			target = v
-		}
-	}
-	next := st.Version + 1
-	if st.Version == NoVersion {
-		next = 1
-	}
 	var resume *checkpoint
-	if st.Dirty {
-		cp, ok := st.resumable(p.migration(st.Version))
-		if !ok {
-			return lines, dirtyError(st.Version)
-		}
-		resume, next = &cp, st.Version
-	}
-	if next > target {
-		return lines, nil
+	first, last, err := p.src.Span(recordedState(st), run.Target, func() bool {
+		cp, ok := st.resumable(p.src.At(st.Version))
+		resume = &cp
+		return ok
+	})
+	if err != nil || first > last {
+		return lines, err
 	}
 	// Only now, with work to do: an up-to-date database is left as it is,
 	// even for a role that may not create tables.
@@ -84,20 +64,15 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 		p.dropConn()
 		return lines, classify(ctx, err, report.CodeUnknown, "create schema_migrations and %s in %s", checkpointTable, p.where())
 	}
-	for v := next; v <= target; v++ {
-		m := &p.src.Migrations[v-1]
+	for v := first; v <= last; v++ {
+		m := p.src.At(v)
 		// --max-runtime lets the first migration of a run start: a rerun
 		// on exit 75 always gets somewhere.
-		if err := run.Stopped(); err != nil && (v > next || report.CodeOf(err) != report.CodeTimeout) {
+		if err := versioned.Halt(ctx, run, v == first); err != nil {
 			return lines, fmt.Errorf("before SQL migration %s: %w", m.Key(), err)
 		}
-		if run.Fence != nil {
-			if err := run.Fence.Check(ctx); err != nil {
-				return lines, fmt.Errorf("before SQL migration %s: %w", m.Key(), err)
-			}
-		}
 		line, err := p.applyOne(ctx, conn, run, m, resume)
-		if line.Counts == nil && line.State == StateApplied {
+		if line.Counts == nil && line.State == report.StateApplied {
 			// batch.Phase: Counts marks the lines this run applied.
 			line.Counts = &report.Counts{}
 		}
@@ -111,126 +86,133 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 	return lines, nil
 }
 
+// applying is one migration under way: the checkpoint as last committed,
+// and whether schema_migrations records the version dirty beside it
+// (marked), so that a stop from then on is resumable.
+type applying struct {
+	m       *Migration
+	cp      checkpoint
+	marked  bool
+	resumed bool
+}
+
 // applyOne runs one migration from its first step, or from resume's.
 func (p *Phase) applyOne(ctx context.Context, conn *pgx.Conn, run *batch.Run, m *Migration, resume *checkpoint) (report.Migration, error) {
-	line := p.baseLine(m)
+	line := store.Line(&m.Migration)
 	begin := time.Now()
-	var token int64
-	if run.Fence != nil {
-		token = run.Fence.Token()
-	}
-	cp := checkpoint{Migration: m.Key(), Version: m.Version, StepName: m.Steps[0].Name, StartedAt: begin}
-	// marked: schema_migrations records this version dirty next to our
-	// checkpoint, so a stop from here on is resumable.
-	marked := false
-	if resume != nil {
-		cp, marked = *resume, true
-	}
-	cp.RunID, cp.FenceToken = run.ID, token
+	a := &applying{m: m, cp: checkpoint{Migration: m.Key(), Version: m.Version, StepName: m.Steps[0].Name, StartedAt: begin}}
 	msg := "applying"
 	if resume != nil {
-		msg = fmt.Sprintf("resuming at step %q", cp.StepName)
+		a.cp, a.marked, a.resumed = *resume, true, true
+		msg = fmt.Sprintf("resuming at step %q", a.cp.StepName)
 	}
-	run.Emit(progress.Event{Level: "info", Event: progress.MigrationStarted, Migration: m.ID(),
-		Msg: fmt.Sprintf("SQL migration %s: %s", m.Key(), msg)})
-
-	fail := func(step string, err error) (report.Migration, error) {
-		line.DurationMS = time.Since(begin).Milliseconds()
-		line.State = report.StopState(err)
-		if m.Stepped() && marked {
-			line.Resumable = true
-			line.Progress = progressOf(cp, resume != nil)
-			if cp.Done > 0 || cp.Total > 0 {
-				line.Counts = countsOf(cp)
-			}
-			line.Reason = fmt.Sprintf("stopped in step %q: %v; version %d stays dirty with this tool's checkpoint, and apply resumes it", step, err, m.Version)
-		} else {
-			line.Reason = fmt.Sprintf("rolled back: %v; the recorded version stays %d and a rerun applies it again", err, m.Version-1)
-		}
-		level := "error"
-		if report.IsStop(err) {
-			level = "warn"
-		}
-		run.Emit(progress.Event{Level: level, Event: progress.MigrationFinished, Migration: m.ID(),
-			Msg: fmt.Sprintf("SQL migration %s %s: %v", m.Key(), line.State, err), ElapsedMS: line.DurationMS})
-		return line, failedVersion(err, m.Version, step)
-	}
-
+	a.cp.RunID, a.cp.FenceToken = run.ID, versioned.FenceToken(run)
+	store.Started(run, &m.Migration, msg)
 	lock := p.lockOf(ctx, conn, m)
-	for i := cp.Step; i < len(m.Steps); i++ {
-		step := &m.Steps[i]
-		last := i == len(m.Steps)-1
-		nextName := ""
-		if !last {
-			nextName = m.Steps[i+1].Name
+	for i := a.cp.Step; i < len(m.Steps); i++ {
+		run.Emit(stepStarted(m, &m.Steps[i], lock))
+		if err := p.runStep(ctx, conn, run, a, i); err != nil {
+			err = a.failed(run, &line, begin, m.Steps[i].Name, err)
+			return line, err
 		}
-		run.Emit(stepStarted(m, step, lock))
-		if step.Batched != nil {
-			if !marked {
-				// Record the version dirty, with our checkpoint, before the
-				// first batch: from here a stop is resumable.
-				next := cp
-				next.StepName = step.Name
-				err := p.inTx(ctx, conn, run, func(tx pgx.Tx) error {
-					if err := setVersion(ctx, tx, m.Version, true); err != nil {
-						return err
-					}
-					return saveCheckpoint(ctx, tx, &next, false)
-				})
-				if err != nil {
-					return fail(step.Name, classify(ctx, err, report.CodeMigrationFailed, "SQL migration %s: mark started", m.Key()))
-				}
-				cp, marked = next, true
+	}
+	if a.cp.FinishedAt != nil {
+		line.AppliedAt = a.cp.FinishedAt.UTC().Format(time.RFC3339)
+	}
+	a.progress(&line)
+	store.Applied(run, &m.Migration, &line, begin)
+	return line, nil
+}
+
+// runStep runs step i of the migration: a SQL step in one transaction, a
+// batched step in many. Each commit moves the checkpoint with it, and the
+// version is recorded dirty from the first commit of a stepped migration
+// until its last.
+func (p *Phase) runStep(ctx context.Context, conn *pgx.Conn, run *batch.Run, a *applying, i int) error {
+	m, step := a.m, &a.m.Steps[i]
+	if step.Batched != nil {
+		if !a.marked {
+			if err := p.markStarted(ctx, conn, run, a, step.Name); err != nil {
+				return classify(ctx, err, report.CodeMigrationFailed, "SQL migration %s: mark started", m.Key())
 			}
-			if err := p.runBatched(ctx, conn, run, m, i, &cp, resume != nil); err != nil {
-				return fail(step.Name, err)
-			}
-			continue
 		}
-		next := cp
-		next.Step, next.StepName = i+1, nextName
-		err := p.inTx(ctx, conn, run, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, step.SQL); err != nil {
+		return p.runBatched(ctx, conn, run, m, i, &a.cp, a.resumed)
+	}
+	last := i == len(m.Steps)-1
+	next := a.cp
+	next.Step, next.StepName = i+1, stepName(m, i+1)
+	err := p.inTx(ctx, conn, run, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, step.SQL); err != nil {
+			return err
+		}
+		if last || !a.marked {
+			// Dirty from the first step's commit, clean with the last's.
+			if err := setVersion(ctx, tx, m.Version, !last); err != nil {
 				return err
 			}
-			switch {
-			case last:
-				if err := setVersion(ctx, tx, m.Version, false); err != nil {
-					return err
-				}
-			case !marked:
-				if err := setVersion(ctx, tx, m.Version, true); err != nil {
-					return err
-				}
-			}
-			return saveCheckpoint(ctx, tx, &next, last)
-		})
-		if err != nil {
-			what := "SQL migration " + m.Key()
-			if step.Name != "" {
-				what += " step " + step.Name
-			}
-			return fail(step.Name, classify(ctx, err, report.CodeMigrationFailed, "%s", what))
 		}
-		cp = next
-		marked = marked || !last
+		return saveCheckpoint(ctx, tx, &next, last)
+	})
+	if err != nil {
+		what := "SQL migration " + m.Key()
+		if step.Name != "" {
+			what += " step " + step.Name
+		}
+		return classify(ctx, err, report.CodeMigrationFailed, "%s", what)
 	}
+	a.cp = next
+	a.marked = a.marked || !last
+	return nil
+}
 
-	line.State = StateApplied
-	line.DurationMS = time.Since(begin).Milliseconds()
-	if cp.FinishedAt != nil {
-		line.AppliedAt = cp.FinishedAt.UTC().Format(time.RFC3339)
-	}
-	if m.Stepped() {
-		line.Progress = progressOf(cp, resume != nil)
-		if cp.Done > 0 || cp.Total > 0 {
-			line.Counts = countsOf(cp)
+// markStarted records the version dirty beside this tool's checkpoint
+// before a batched step's first batch: from here a stop is resumable.
+func (p *Phase) markStarted(ctx context.Context, conn *pgx.Conn, run *batch.Run, a *applying, step string) error {
+	next := a.cp
+	next.StepName = step
+	err := p.inTx(ctx, conn, run, func(tx pgx.Tx) error {
+		if err := setVersion(ctx, tx, a.m.Version, true); err != nil {
+			return err
 		}
-		line.Resumable = false
+		return saveCheckpoint(ctx, tx, &next, false)
+	})
+	if err != nil {
+		return err
 	}
-	run.Emit(progress.Event{Level: "info", Event: progress.MigrationFinished, Migration: m.ID(),
-		Msg: fmt.Sprintf("SQL migration %s applied", m.Key()), Counts: line.Counts, ElapsedMS: line.DurationMS})
-	return line, nil
+	a.cp, a.marked = next, true
+	return nil
+}
+
+// stepName is the name of step i of m, "" past the last.
+func stepName(m *Migration, i int) string {
+	if i >= len(m.Steps) {
+		return ""
+	}
+	return m.Steps[i].Name
+}
+
+// progress puts a stepped migration's checkpoint on its line.
+func (a *applying) progress(line *report.Migration) {
+	if !a.m.Stepped() {
+		return
+	}
+	line.Progress = progressOf(a.cp, a.resumed)
+	if a.cp.Done > 0 || a.cp.Total > 0 {
+		line.Counts = countsOf(a.cp)
+	}
+}
+
+// failed fills the line of a migration stopped in step by err and returns
+// err with the version and step in its details.
+func (a *applying) failed(run *batch.Run, line *report.Migration, begin time.Time, step string, err error) error {
+	if a.m.Stepped() && a.marked {
+		line.Resumable = true
+		a.progress(line)
+		line.Reason = fmt.Sprintf("stopped in step %q: %v; version %d stays dirty with this tool's checkpoint, and apply resumes it", step, err, a.m.Version)
+	} else {
+		line.Reason = fmt.Sprintf("rolled back: %v; the recorded version stays %d and a rerun applies it again", err, a.m.Version-1)
+	}
+	return store.Failed(run, &a.m.Migration, line, begin, err, "step", step)
 }
 
 // runBatched runs the batched step i of m from cp's position until it is
@@ -238,10 +220,6 @@ func (p *Phase) applyOne(ctx context.Context, conn *pgx.Conn, run *batch.Run, m 
 func (p *Phase) runBatched(ctx context.Context, conn *pgx.Conn, run *batch.Run, m *Migration, i int, cp *checkpoint, resumed bool) error {
 	step := &m.Steps[i]
 	last := i == len(m.Steps)-1
-	nextName := ""
-	if !last {
-		nextName = m.Steps[i+1].Name
-	}
 	if cp.Total == 0 && cp.Done == 0 {
 		est, err := step.Batched.Estimate(ctx, conn, p.opts.CountBelow)
 		if err != nil {
@@ -262,7 +240,7 @@ func (p *Phase) runBatched(ctx context.Context, conn *pgx.Conn, run *batch.Run, 
 		}
 		// A signal, --max-runtime or a lost lease: stop between batches,
 		// with the last batch's checkpoint committed.
-		if err := run.Stopped(); err != nil && (batches > 0 || report.CodeOf(err) != report.CodeTimeout) {
+		if err := versioned.Stopped(run, batches == 0); err != nil {
 			return fmt.Errorf("SQL migration %s step %s: stopped after %d rows (checkpoint at %q): %w", m.Key(), step.Name, cp.Done, cp.Position, err)
 		}
 		next := *cp
@@ -281,7 +259,7 @@ func (p *Phase) runBatched(ctx context.Context, conn *pgx.Conn, run *batch.Run, 
 			next.Changed += res.Changed
 			next.Deleted += res.Deleted
 			if res.Done {
-				next.Step, next.StepName = i+1, nextName
+				next.Step, next.StepName = i+1, stepName(m, i+1)
 				if last {
 					if err := setVersion(ctx, tx, m.Version, false); err != nil {
 						return err
@@ -343,11 +321,9 @@ func (p *Phase) inTx(ctx context.Context, conn *pgx.Conn, run *batch.Run, fn fun
 // the person who repaired the schema decided where it stands. A version
 // the source does not know is a report.CodeUsage error.
 func (p *Phase) Force(ctx context.Context, version int) error {
-	if version == 0 {
-		version = NoVersion
-	}
-	if version != NoVersion && (version < 1 || version > p.src.Latest()) {
-		return report.E(report.CodeUsage, "cannot force version %d: this tool knows SQL versions 1 to %d (0 records no version)", version, p.src.Latest()).With("version", version)
+	version, err := p.src.ForceVersion(version)
+	if err != nil {
+		return err
 	}
 	conn, err := p.connect(ctx)
 	if err != nil {

@@ -2,12 +2,14 @@ package sqlphase
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outpost-migrate/outpost/batch"
+	"github.com/outpost-migrate/outpost/batch/poll"
 	"github.com/outpost-migrate/outpost/batch/progress"
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -94,45 +96,45 @@ func (p *Phase) lockAdvisory(ctx context.Context, conn *pgx.Conn, run *batch.Run
 		return nil, err
 	}
 	p.advisory = &report.AdvisoryLock{ID: id, State: "free"}
-	deadline := time.Now().Add(p.opts.AdvisoryLockWait)
-	waited := false
-	for {
-		var ok bool
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, id).Scan(&ok); err != nil {
-			return nil, classify(ctx, err, report.CodeUnknown, "take the advisory lock %d on %s", id, p.where())
-		}
-		if ok {
-			break
-		}
-		p.advisory.State = "held"
-		h, _ := advisoryHolder(ctx, conn, id)
-		who := "another session"
-		if h != nil {
-			who = h.String()
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			e := report.E(report.CodeLockHeld,
-				"golang-migrate's advisory lock %d on %s is held by %s (golang-migrate or an older Outpost migrating?); gave up after %s",
-				id, p.where(), who, p.opts.AdvisoryLockWait).With("advisory_lock_id", id)
-			if h != nil {
-				e.With("holder_pid", h.PID)
+	var h *holder
+	who := "another session"
+	// Polled every 500 ms up to --lock-timeout; 0 tries once, as the Redis
+	// lease does.
+	err = poll.Policy{Wait: p.opts.AdvisoryLockWait, First: 500 * time.Millisecond}.Until(ctx,
+		func(int) (bool, error) {
+			var ok bool
+			if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, id).Scan(&ok); err != nil {
+				return false, classify(ctx, err, report.CodeUnknown, "take the advisory lock %d on %s", id, p.where())
 			}
-			return nil, e
+			if !ok {
+				p.advisory.State = "held"
+				if h, _ = advisoryHolder(ctx, conn, id); h != nil {
+					who = h.String()
+				}
+			}
+			return ok, nil
+		},
+		func(attempt int, _ time.Duration) {
+			if attempt == 1 {
+				run.Emit(progress.Event{Level: "warn", Event: progress.LockWaiting,
+					Msg:    fmt.Sprintf("waiting up to %s for PostgreSQL advisory lock %d, held by %s", p.opts.AdvisoryLockWait, id, who),
+					Fields: map[string]any{"lock": "postgres_advisory", "advisory_lock_id": id}})
+			}
+		})
+	var ended *poll.Ended
+	switch {
+	case errors.Is(err, poll.ErrExpired):
+		e := report.E(report.CodeLockHeld,
+			"golang-migrate's advisory lock %d on %s is held by %s (golang-migrate or an older Outpost migrating?); gave up after %s",
+			id, p.where(), who, p.opts.AdvisoryLockWait).With("advisory_lock_id", id)
+		if h != nil {
+			e.With("holder_pid", h.PID)
 		}
-		if !waited {
-			waited = true
-			run.Emit(progress.Event{Level: "warn", Event: progress.LockWaiting,
-				Msg:    fmt.Sprintf("waiting up to %s for PostgreSQL advisory lock %d, held by %s", p.opts.AdvisoryLockWait, id, who),
-				Fields: map[string]any{"lock": "postgres_advisory", "advisory_lock_id": id}})
-		}
-		t := time.NewTimer(min(500*time.Millisecond, left))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("waiting for the advisory lock %d: %w", id, ctx.Err())
-		case <-t.C:
-		}
+		return nil, e
+	case errors.As(err, &ended):
+		return nil, fmt.Errorf("waiting for the advisory lock %d: %w", id, ended.Cause)
+	case err != nil:
+		return nil, err
 	}
 	p.advisory.State = "acquired"
 	run.Emit(progress.Event{Level: "info", Event: progress.LockAcquired,

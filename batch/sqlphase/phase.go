@@ -50,6 +50,7 @@ import (
 
 	"github.com/outpost-migrate/outpost/batch"
 	"github.com/outpost-migrate/outpost/batch/probe"
+	"github.com/outpost-migrate/outpost/batch/versioned"
 	"github.com/outpost-migrate/outpost/report"
 )
 
@@ -93,21 +94,10 @@ type Options struct {
 	ConnectTimeout time.Duration
 }
 
-// Line states: report's, named here for brevity.
-const (
-	StateApplied     = report.StateApplied
-	StatePending     = report.StatePending
-	StateDirty       = report.StateDirty
-	StatePartial     = report.StatePartial
-	StateFailed      = report.StateFailed
-	StateInterrupted = report.StateInterrupted
-	StateVerified    = report.StateVerified
-	StateDrift       = report.StateDrift
-	StateUnknown     = report.StateUnknown
-)
-
 // Phase is the SQL store phase. Create it with New; Close it when done.
 type Phase struct {
+	// Reader answers Status, Cleanup and Version.
+	versioned.Reader
 	src      Source
 	opts     Options
 	cfg      *pgx.ConnConfig
@@ -164,11 +154,13 @@ func New(ctx context.Context, url string, src Source, opts Options) (*Phase, err
 		// Shows who holds the advisory lock in pg_stat_activity.
 		cfg.RuntimeParams["application_name"] = "outpost-migrate"
 	}
-	return &Phase{src: src, opts: opts, cfg: cfg}, nil
+	p := &Phase{src: src, opts: opts, cfg: cfg}
+	p.Reader = versioned.Reader{Read: p.read}
+	return p, nil
 }
 
 // Backend implements batch.Phase.
-func (p *Phase) Backend() string { return "sql" }
+func (p *Phase) Backend() string { return store.Backend }
 
 // TargetKnown implements batch.TargetKnower: "sql/000004", "000004_name",
 // a name, or a version number.
@@ -271,113 +263,57 @@ func (p *Phase) dropConn() {
 	}
 }
 
-// Version returns the recorded version (NoVersion when none) and whether it
-// is dirty.
-func (p *Phase) Version(ctx context.Context) (version int, dirty bool, err error) {
-	conn, err := p.connect(ctx)
-	if err != nil {
-		return NoVersion, false, err
-	}
-	st, err := readState(ctx, conn)
-	if err != nil {
-		p.dropConn()
-		return NoVersion, false, classify(ctx, err, report.CodeUnknown, "read the schema version from %s", p.where())
-	}
-	return st.Version, st.Dirty, nil
+// read is status as versioned.Reader reads it.
+func (p *Phase) read(ctx context.Context) ([]report.Migration, versioned.Recorded, error) {
+	lines, st, err := p.status(ctx)
+	return lines, recordedState(st), err
 }
 
-// Status implements batch.Phase: one line per migration, from
-// schema_migrations and the checkpoint table. A dirty version is a line in
-// state "dirty" (or "partial" when it is ours and apply resumes it) whose
-// reason says what it means and how to resolve it; a recorded version newer
-// than the source adds a line in state "unknown". Neither is an error here:
-// apply refuses them. When the server cannot be read every line is
-// "unknown" and the error is returned.
-func (p *Phase) Status(ctx context.Context) ([]report.Migration, error) {
-	lines, _, err := p.status(ctx)
-	return lines, err
-}
-
+// status reads schema_migrations and the checkpoint table. A dirty version
+// is a line in state "dirty" (or "partial" when it is ours and apply
+// resumes it) whose reason says what it means and how to resolve it.
 func (p *Phase) status(ctx context.Context) ([]report.Migration, dbState, error) {
 	conn, err := p.connect(ctx)
 	if err != nil {
-		return p.unknownLines(err), dbState{}, err
+		return p.src.UnknownLines(err), dbState{Version: NoVersion}, err
 	}
 	st, err := readState(ctx, conn)
 	if err != nil {
 		p.dropConn()
 		err = classify(ctx, err, report.CodeUnknown, "read the schema version from %s", p.where())
-		return p.unknownLines(err), st, err
+		return p.src.UnknownLines(err), dbState{Version: NoVersion}, err
 	}
 	return p.linesFor(st), st, nil
 }
 
-func (p *Phase) baseLine(m *Migration) report.Migration {
-	return report.Migration{ID: m.ID(), Backend: "sql", Name: m.Name, Version: m.Version, Description: m.Description,
-		Checksum: report.Checksum(m.Up)}
+// recordedState is schema_migrations' state as the shared bookkeeping reads it.
+func recordedState(st dbState) versioned.Recorded {
+	return versioned.Recorded{Table: versionTable, Version: st.Version, Dirty: st.Dirty}
 }
 
-func (p *Phase) unknownLines(err error) []report.Migration {
-	lines := make([]report.Migration, 0, len(p.src.Migrations))
-	for i := range p.src.Migrations {
-		l := p.baseLine(&p.src.Migrations[i])
-		l.State = StateUnknown
-		l.Reason = "state unknown: " + err.Error()
-		lines = append(lines, l)
-	}
-	return lines
-}
-
-// linesFor derives every migration's line from the recorded state.
+// linesFor derives every migration's line from the recorded state; the
+// checkpoints tell when a migration was applied and where a dirty one
+// stopped.
 func (p *Phase) linesFor(st dbState) []report.Migration {
-	lines := make([]report.Migration, 0, len(p.src.Migrations)+1)
-	for i := range p.src.Migrations {
-		m := &p.src.Migrations[i]
-		l := p.baseLine(m)
-		switch {
-		case st.Version == NoVersion || m.Version > st.Version:
-			l.State = StatePending
-		case m.Version < st.Version || !st.Dirty:
-			l.State = StateApplied
+	return p.src.Lines(recordedState(st), versioned.Ledger[*Migration]{
+		AppliedAt: func(m *Migration) string {
 			if cp, ok := st.Checkpoints[m.Key()]; ok && cp.FinishedAt != nil && cp.Version == m.Version {
-				l.AppliedAt = cp.FinishedAt.UTC().Format(time.RFC3339)
+				return cp.FinishedAt.UTC().Format(time.RFC3339)
 			}
-		default:
-			if cp, ok := st.resumable(m); ok {
-				l.State = StatePartial
-				l.Resumable = true
-				l.Progress = progressOf(cp, false)
-				l.Counts = countsOf(cp)
-				l.Reason = fmt.Sprintf("version %d was started by this tool (run %s) and stopped before step %q finished (%d rows done); schema_migrations says dirty, and apply resumes it from its checkpoint",
-					m.Version, cp.RunID, cp.StepName, cp.Done)
-			} else {
-				l.State = StateDirty
-				l.Reason = dirtyReason(m.Version)
+			return ""
+		},
+		Resume: func(m *Migration, l *report.Migration) bool {
+			cp, ok := st.resumable(m)
+			if !ok {
+				return false
 			}
-		}
-		lines = append(lines, l)
-	}
-	if latest := p.src.Latest(); st.Version > latest {
-		lines = append(lines, report.Migration{
-			ID: fmt.Sprintf("sql/%06d_unknown", st.Version), Backend: "sql", Name: "unknown", Version: st.Version,
-			State:  StateUnknown,
-			Reason: fmt.Sprintf("schema_migrations records version %d, newer than the newest migration this tool knows (%d): use the tool of the Outpost release that wrote it", st.Version, latest),
-		})
-	}
-	return lines
-}
-
-// dirtyReason says what a foreign dirty flag means and how to resolve it.
-func dirtyReason(v int) string {
-	return fmt.Sprintf("schema_migrations records version %d as dirty: migration %d started and did not finish "+
-		"(golang-migrate, Outpost or a crashed run), and nothing tells how far it got. "+
-		"Repair the schema by hand (complete or undo what migration %d changed), then record the version: "+
-		"`outpost migrate force %d --yes` if it is complete, `outpost migrate force %d --yes` if you undid it",
-		v, v, v, v, v-1)
-}
-
-func dirtyError(v int) error {
-	return report.E(report.CodeDirty, "%s", dirtyReason(v)).With("version", v)
+			l.Progress = progressOf(cp, false)
+			l.Counts = countsOf(cp)
+			l.Reason = fmt.Sprintf("version %d was started by this tool (run %s) and stopped before step %q finished (%d rows done); schema_migrations says dirty, and apply resumes it from its checkpoint",
+				m.Version, cp.RunID, cp.StepName, cp.Done)
+			return true
+		},
+	})
 }
 
 func progressOf(cp checkpoint, resumed bool) *report.Progress {
@@ -405,7 +341,7 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 	for i := range p.src.Migrations {
 		m := &p.src.Migrations[i]
 		l := &lines[i]
-		if l.State != StatePending && l.State != StatePartial {
+		if l.State != report.StatePending && l.State != report.StatePartial {
 			continue
 		}
 		if p.src.Locks != nil {
@@ -428,7 +364,7 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 				p.dropConn()
 				return lines, classify(ctx, err, report.CodeUnknown, "estimate rows of %s step %s", m.Key(), step.Name)
 			}
-			if l.State == StatePartial {
+			if l.State == report.StatePartial {
 				if cp, ok := st.resumable(m); ok {
 					est.Value = max(est.Value-cp.Done, 0)
 					est.Note = fmt.Sprintf("rows left after the checkpoint (%d done)", cp.Done)
@@ -439,12 +375,6 @@ func (p *Phase) Plan(ctx context.Context) ([]report.Migration, error) {
 		}
 	}
 	return lines, nil
-}
-
-// Cleanup implements batch.Phase. SQL migrations preserve nothing to clean
-// up: it returns the status lines and changes nothing.
-func (p *Phase) Cleanup(ctx context.Context, run *batch.Run) ([]report.Migration, error) {
-	return p.Status(ctx)
 }
 
 // Verify implements batch.Phase: it compares the live schema with the
@@ -458,61 +388,15 @@ func (p *Phase) Verify(ctx context.Context, run *batch.Run) ([]report.Migration,
 	if err != nil {
 		return lines, err
 	}
-	if latest := p.src.Latest(); st.Version > latest {
-		return lines, report.E(report.CodeDataRefused, "cannot verify: %s", lines[len(lines)-1].Reason).With("version", st.Version)
-	}
-	if st.Dirty {
-		if _, ok := st.resumable(p.migration(st.Version)); ok {
-			return lines, report.E(report.CodeDirty, "cannot verify: migration %d is half-applied; run apply to finish it", st.Version).With("version", st.Version)
+	_, resumable := st.resumable(p.src.At(st.Version))
+	return lines, p.src.Verify(lines, recordedState(st), resumable, versioned.Against(p.src.Expected, func(want *Schema) ([]report.Issue, error) {
+		live, err := Inspect(ctx, p.conn)
+		if err != nil {
+			p.dropConn()
+			return nil, classify(ctx, err, report.CodeUnknown, "read the live schema of %s", p.where())
 		}
-		return lines, dirtyError(st.Version)
-	}
-	if p.src.Expected == nil {
-		return lines, nil
-	}
-	v := max(st.Version, 0)
-	expected, ok := p.src.Expected(v)
-	if !ok || expected == nil {
-		return lines, report.E(report.CodeInternal, "no expected schema for version %d", v)
-	}
-	live, err := Inspect(ctx, p.conn)
-	if err != nil {
-		p.dropConn()
-		return lines, classify(ctx, err, report.CodeUnknown, "read the live schema of %s", p.where())
-	}
-	issues := Diff(expected, live)
-	for i := range lines {
-		if lines[i].State == StateApplied {
-			lines[i].State = StateVerified
-		}
-	}
-	if len(issues) == 0 {
-		return lines, nil
-	}
-	// The schema at version v is the work of every migration up to v; the
-	// differences are listed on v's line (on the first line when no
-	// version is recorded yet the schema holds tables).
-	at := 0
-	if v > 0 {
-		at = v - 1
-	}
-	if at >= len(lines) {
-		return lines, report.E(report.CodeDrift, "schema differs from version %d in %d places", v, len(issues))
-	}
-	l := &lines[at]
-	l.State = StateDrift
-	l.Reason = fmt.Sprintf("the live schema differs from the schema of version %d in %d places", v, len(issues))
-	for _, is := range issues {
-		l.AddIssue(is)
-	}
-	return lines, report.E(report.CodeDrift, "%s", l.Reason).With("version", v).With("issues", len(issues))
-}
-
-func (p *Phase) migration(version int) *Migration {
-	if version < 1 || version > len(p.src.Migrations) {
-		return nil
-	}
-	return &p.src.Migrations[version-1]
+		return Diff(want, live), nil
+	}))
 }
 
 // Advisory returns the advisory lock as the last Apply or Force left it

@@ -2,9 +2,7 @@ package sqlphase
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -470,127 +468,6 @@ func TestNewerVersionIsRefused(t *testing.T) {
 	wantCode(t, err, report.CodeDataRefused)
 }
 
-// cancelAfter cancels when the n-th batch_done event arrives.
-func TestCancelledBackfillResumes(t *testing.T) {
-	ctx := ctxT(t)
-	db := servertest.Postgres(t)
-	conn := db.Connect(t)
-	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 5, BatchBudget: -1})
-	if _, err := p.Apply(ctx, &batch.Run{ID: "r0", Target: "1"}); err != nil {
-		t.Fatal(err)
-	}
-	exec(t, conn, `INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 23) g`)
-
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	rec := &recorder{}
-	rec.on = func(e progress.Event) {
-		if e.Event == progress.BatchDone && e.Counts.Rows == 10 {
-			cancel()
-		}
-	}
-	lines, err := p.Apply(runCtx, &batch.Run{ID: "r1", Events: rec})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled", err)
-	}
-	if states(lines) != "1:applied 2:interrupted 3:pending" || !lines[1].Resumable || lines[1].Progress.Done != 10 || lines[1].Progress.Position != "10" {
-		t.Fatalf("lines = %s %+v %+v", states(lines), lines[1], lines[1].Progress)
-	}
-	validLines(t, report.KindApply, "apply", report.OutcomeInterrupted, lines, report.Wrap(report.CodeInterrupted, err, "interrupted"))
-	lines, err = p.Plan(ctx)
-	if err != nil || states(lines) != "1:applied 2:partial 3:pending" {
-		t.Fatalf("plan = %s, %v", states(lines), err)
-	}
-	if e := lines[1].Estimate; e == nil || e.Value != 13 {
-		t.Errorf("plan estimate of the rest = %+v", e)
-	}
-	validLines(t, report.KindPlan, "plan", report.OutcomePending, lines, nil)
-	if pr := lines[1].Progress; pr == nil || pr.RunID != "r1" || pr.Done != 10 || pr.Total != 23 || pr.UpdatedAt == "" {
-		t.Errorf("partial progress = %+v", pr)
-	}
-	var copied int
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM items WHERE w = v`).Scan(&copied); err != nil || copied != 10 {
-		t.Errorf("rows copied before the stop = %d, %v", copied, err)
-	}
-
-	rec2 := &recorder{}
-	lines, err = p.Apply(ctx, &batch.Run{ID: "r2", Events: rec2})
-	if err != nil || states(lines) != "1:applied 2:applied 3:applied" {
-		t.Fatalf("resumed = %s, %v", states(lines), err)
-	}
-	if n := rec2.count(progress.BatchDone); n != 3 {
-		t.Errorf("resumed batches = %d, want 3 (rows 11-15, 16-20, 21-23)", n)
-	}
-	if c := lines[1].Counts; c == nil || c.Rows != 23 || c.Changed != 23 {
-		t.Errorf("resumed counts = %+v", c)
-	}
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM items WHERE w = v`).Scan(&copied); err != nil || copied != 23 {
-		t.Errorf("rows copied = %d, %v", copied, err)
-	}
-}
-
-// testFence is a batch.Fence whose lease is lost after a number of checks.
-type testFence struct {
-	checks, keep int
-}
-
-func (f *testFence) Check(context.Context) error {
-	f.checks++
-	if f.checks > f.keep {
-		return report.E(report.CodeLockLost, "lease lost (test)")
-	}
-	return nil
-}
-
-func (f *testFence) Token() int64 { return 42 }
-
-// HSet and Del are the Redis side of batch.Fence; the SQL phase never
-// calls them.
-func (f *testFence) HSet(context.Context, string, map[string]string) error {
-	return errors.New("testFence: HSet is not for the SQL phase")
-}
-
-func (f *testFence) Del(context.Context, ...string) error {
-	return errors.New("testFence: Del is not for the SQL phase")
-}
-
-func TestLostLeaseStopsBeforeCommit(t *testing.T) {
-	ctx := ctxT(t)
-	db := servertest.Postgres(t)
-	conn := db.Connect(t)
-	p := newPhase(t, db.URL, toySource(t), Options{BatchSize: 5, BatchBudget: -1})
-	if _, err := p.Apply(ctx, &batch.Run{ID: "r0", Target: "1"}); err != nil {
-		t.Fatal(err)
-	}
-	exec(t, conn, `INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 20) g`)
-	// Checks: before migration 2, the commit of its "add" step, batch 1,
-	// batch 2; the fifth (batch 3's commit) finds the lease gone.
-	fence := &testFence{keep: 4}
-	lines, err := p.Apply(ctx, &batch.Run{ID: "r1", Fence: fence})
-	wantCode(t, err, report.CodeLockLost)
-	if states(lines) != "1:applied 2:interrupted 3:pending" || !lines[1].Resumable {
-		t.Fatalf("lines = %s %+v", states(lines), lines[1])
-	}
-	var done int64
-	var token int64
-	if err := conn.QueryRow(ctx, `SELECT done, fence_token FROM outpost_migrate_checkpoint WHERE version = 2`).Scan(&done, &token); err != nil {
-		t.Fatal(err)
-	}
-	var copied int
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM items WHERE w = v`).Scan(&copied); err != nil {
-		t.Fatal(err)
-	}
-	if done != 10 || copied != 10 || token != 42 {
-		t.Errorf("after the lost lease: checkpoint done %d, rows copied %d, token %d; want 10, 10, 42", done, copied, token)
-	}
-	// A lease lost before a migration starts stops before it.
-	_, err = p.Apply(ctx, &batch.Run{ID: "r2", Fence: &testFence{keep: 0}})
-	wantCode(t, err, report.CodeLockLost)
-	if recorded(t, conn) != "2/true" {
-		t.Errorf("recorded = %s", recorded(t, conn))
-	}
-}
-
 func TestAdvisoryLockHeldElsewhere(t *testing.T) {
 	ctx := ctxT(t)
 	db := servertest.Postgres(t)
@@ -634,81 +511,6 @@ func TestAdvisoryLockHeldElsewhere(t *testing.T) {
 	}
 	if st, err := p.LockStatus(ctx); err != nil || st.State != "free" {
 		t.Errorf("lock status after apply = %+v, %v", st, err)
-	}
-}
-
-func TestErrorsAreClassified(t *testing.T) {
-	ctx := ctxT(t)
-	db := servertest.Postgres(t)
-	src := toySource(t)
-
-	t.Run("unreachable", func(t *testing.T) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		p := newPhase(t, "postgres://u:secret@"+addr+"/db?sslmode=disable", src, Options{ConnectTimeout: 2 * time.Second})
-		lines, err := p.Status(ctx)
-		wantCode(t, err, report.CodeUnreachable)
-		if states(lines) != "1:unknown 2:unknown 3:unknown" || strings.Contains(err.Error(), "secret") {
-			t.Errorf("lines %s, err %v", states(lines), err)
-		}
-		validLines(t, report.KindStatus, "status", "", lines, err)
-		_, err = p.Apply(ctx, &batch.Run{})
-		wantCode(t, err, report.CodeUnreachable)
-	})
-	t.Run("wrong password", func(t *testing.T) {
-		db.CreateRole(t, "sqlphase_pw", "right")
-		p := newPhase(t, db.URLFor("sqlphase_pw", "wrong"), src, Options{})
-		_, err := p.Status(ctx)
-		wantCode(t, err, report.CodePermission)
-		if strings.Contains(err.Error(), "wrong") {
-			t.Errorf("error shows the password: %v", err)
-		}
-	})
-	t.Run("no privilege", func(t *testing.T) {
-		url := db.CreateRole(t, "sqlphase_ro", "pw")
-		exec(t, db.Connect(t), `REVOKE CREATE ON SCHEMA public FROM sqlphase_ro`)
-		p := newPhase(t, url, src, Options{})
-		_, err := p.Apply(ctx, &batch.Run{})
-		wantCode(t, err, report.CodePermission)
-	})
-	t.Run("bad url", func(t *testing.T) {
-		_, err := New(ctx, "postgres://u:topsecret@host:notaport/db", src, Options{})
-		wantCode(t, err, report.CodeConfig)
-		if strings.Contains(err.Error(), "topsecret") {
-			t.Errorf("error shows the password: %v", err)
-		}
-		_, err = New(ctx, "", src, Options{})
-		wantCode(t, err, report.CodeConfig)
-	})
-	t.Run("no database", func(t *testing.T) {
-		url := strings.Replace(db.URL, "/"+db.Name+"?", "/"+db.Name+"_missing?", 1)
-		p := newPhase(t, url, src, Options{})
-		_, err := p.Status(ctx)
-		wantCode(t, err, report.CodeConfig)
-	})
-}
-
-func TestUpToDateNeedsNoCreatePrivilege(t *testing.T) {
-	ctx := ctxT(t)
-	db := servertest.Postgres(t)
-	admin := newPhase(t, db.URL, toySource(t), Options{})
-	if _, err := admin.Apply(ctx, &batch.Run{ID: "r"}); err != nil {
-		t.Fatal(err)
-	}
-	url := db.CreateRole(t, "sqlphase_reader", "pw")
-	exec(t, db.Connect(t), `REVOKE CREATE ON SCHEMA public FROM sqlphase_reader`,
-		`GRANT SELECT ON ALL TABLES IN SCHEMA public TO sqlphase_reader`)
-	p := newPhase(t, url, toySource(t), Options{})
-	lines, err := p.Apply(ctx, &batch.Run{ID: "r2"})
-	if err != nil || states(lines) != "1:applied 2:applied 3:applied" {
-		t.Fatalf("apply on an up-to-date database without CREATE = %s, %v", states(lines), err)
-	}
-	if _, err := p.Verify(ctx, &batch.Run{}); err != nil {
-		t.Fatalf("verify as a reader: %v", err)
 	}
 }
 

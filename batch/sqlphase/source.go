@@ -5,25 +5,26 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
-	"path"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/outpost-migrate/outpost/batch/versioned"
 	"github.com/outpost-migrate/outpost/report"
 )
+
+// store names the SQL migrations in reports and messages.
+var store = versioned.Store{Backend: "sql", Label: "SQL"}
 
 // Source is an ordered, validated set of SQL migrations, built by Load from
 // files named the way golang-migrate names them, plus the Go steps some of
 // them need and, for verify, the schema expected at each version. A Source
 // is immutable after Load and safe to share.
 type Source struct {
-	// Migrations are ordered by version: 1, 2, ... without gaps.
-	Migrations []Migration
+	// Set holds the migrations, ordered by version: 1, 2, ... without gaps.
+	versioned.Set[Migration, *Migration]
 	// Expected returns the schema a database must have at a version (0: no
 	// migration applied), described independently of the SQL files; verify
 	// compares the live schema with it. ok is false for a version it does
@@ -38,27 +39,14 @@ type Source struct {
 
 // Migration is one version: the SQL of its up file, split into steps.
 type Migration struct {
-	Version int
-	// Name is the file name's description: "denormalize_attempts".
-	Name string
-	// Description is the up file's first comment paragraph, without a
-	// leading "NNNNNN_name:".
-	Description string
-	// Up is the whole up file, as golang-migrate or psql would run it.
-	Up string
-	// Down is the down file, if any. The tool never runs it; it ships for
-	// people who roll back by hand with golang-migrate.
-	Down string
+	versioned.Migration
 	// Steps are the parts of Up the tool runs one after another: a file
 	// without markers is one SQL step. See Load for the markers.
 	Steps []Step
 }
 
-// Key is the file name stem: "000005_denormalize_attempts".
-func (m Migration) Key() string { return fmt.Sprintf("%06d_%s", m.Version, m.Name) }
-
 // ID is the report id: "sql/000005_denormalize_attempts".
-func (m Migration) ID() string { return "sql/" + m.Key() }
+func (m Migration) ID() string { return store.ID(&m.Migration) }
 
 // Stepped reports whether the migration runs in more than one transaction
 // (and so may be left half-done, which the checkpoint table records).
@@ -127,96 +115,30 @@ type BatchResult struct {
 // one transaction, unsplit.
 var markerRE = regexp.MustCompile(`^--\s*\+outpost\s+(\S+)\s*(\S*)\s*$`)
 
-var fileRE = regexp.MustCompile(`^([0-9]+)_([A-Za-z0-9_\-]+)\.(up|down)\.sql$`)
-
 // Load reads the migrations in dir of fsys ("." for its root): files named
 // NNNNNN_name.up.sql and NNNNNN_name.down.sql, versions 1, 2, ... without
-// gaps or duplicates, every up file present. batched maps a step name used
-// by a "-- +outpost batched NAME" marker to its Go implementation, keyed
+// gaps or duplicates, every up file present (versioned.Store.Read), and no
+// BEGIN/COMMIT of their own. batched maps a step name used by a
+// "-- +outpost batched NAME" marker to its Go implementation, keyed
 // "NNNNNN_name/step" (e.g. "000005_denormalize_attempts/backfill"). Every
 // marker must have its implementation and every implementation its marker.
 // A violation is a report.CodeDataRefused error (an invalid migration set).
 func Load(fsys fs.FS, dir string, batched map[string]BatchedStep, expected func(int) (*Schema, bool)) (Source, error) {
-	entries, err := fs.ReadDir(fsys, dir)
+	read, err := store.Read(fsys, dir)
 	if err != nil {
-		return Source{}, report.Wrap(report.CodeDataRefused, err, "read SQL migrations")
+		return Source{}, err
 	}
-	byVersion := map[int]*Migration{}
-	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
-			continue
-		}
-		m := fileRE.FindStringSubmatch(e.Name())
-		if m == nil {
-			return Source{}, report.E(report.CodeDataRefused, "SQL migration file %q is not named NNNNNN_name.up.sql or .down.sql", e.Name())
-		}
-		v, err := strconv.Atoi(m[1])
-		if err != nil || v <= 0 {
-			return Source{}, report.E(report.CodeDataRefused, "SQL migration file %q: version must be a positive integer", e.Name())
-		}
-		b, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
-		if err != nil {
-			return Source{}, report.Wrap(report.CodeDataRefused, err, "read SQL migration %s", e.Name())
-		}
-		mig := byVersion[v]
-		if mig == nil {
-			mig = &Migration{Version: v, Name: m[2]}
-			byVersion[v] = mig
-		} else if mig.Name != m[2] {
-			return Source{}, report.E(report.CodeDataRefused, "SQL migration version %d has two names: %q and %q", v, mig.Name, m[2])
-		}
-		switch m[3] {
-		case "up":
-			if mig.Up != "" {
-				return Source{}, report.E(report.CodeDataRefused, "SQL migration version %d has two up files", v)
-			}
-			mig.Up = string(b)
-			if strings.TrimSpace(mig.Up) == "" {
-				return Source{}, report.E(report.CodeDataRefused, "SQL migration %s is empty", e.Name())
-			}
-		case "down":
-			mig.Down = string(b)
-		}
-	}
-	versions := make([]int, 0, len(byVersion))
-	for v := range byVersion {
-		versions = append(versions, v)
-	}
-	sort.Ints(versions)
 	used := map[string]bool{}
-	src := Source{Expected: expected}
-	for i, v := range versions {
-		mig := byVersion[v]
-		if v != i+1 {
-			return Source{}, report.E(report.CodeDataRefused, "SQL migrations must be numbered 1, 2, ... without gaps: found %d where %d was expected", v, i+1)
-		}
-		if mig.Up == "" {
-			return Source{}, report.E(report.CodeDataRefused, "SQL migration %s has no up file", mig.Key())
-		}
+	src := Source{Set: versioned.Set[Migration, *Migration]{Store: store}, Expected: expected}
+	for _, r := range read {
+		mig := Migration{Migration: r}
 		if line, ok := txControl(mig.Up); ok {
 			return Source{}, report.E(report.CodeDataRefused, "SQL migration %s: %q: the runner wraps every step in its own transaction; remove BEGIN/COMMIT", mig.Key(), line)
 		}
-		mig.Description = describe(mig.Up, mig.Key())
-		raw, err := splitSteps(mig.Up)
-		if err != nil {
-			return Source{}, report.Wrap(report.CodeDataRefused, err, "SQL migration %s", mig.Key())
+		if mig.Steps, err = stepsOf(mig.Key(), mig.Up, batched, used); err != nil {
+			return Source{}, err
 		}
-		var steps []Step
-		for _, r := range raw {
-			st := Step{Name: r.name, SQL: r.sql}
-			if r.batched {
-				key := mig.Key() + "/" + r.name
-				impl, ok := batched[key]
-				if !ok || impl == nil {
-					return Source{}, report.E(report.CodeDataRefused, "SQL migration %s: batched step %q has no Go implementation (register it as %q)", mig.Key(), r.name, key)
-				}
-				st.Batched = impl
-				used[key] = true
-			}
-			steps = append(steps, st)
-		}
-		mig.Steps = steps
-		src.Migrations = append(src.Migrations, *mig)
+		src.Migrations = append(src.Migrations, mig)
 	}
 	for key := range batched {
 		if !used[key] {
@@ -224,6 +146,30 @@ func Load(fsys fs.FS, dir string, batched map[string]BatchedStep, expected func(
 		}
 	}
 	return src, nil
+}
+
+// stepsOf cuts the up file of migration key into its steps, each batched one
+// with its implementation from batched (marked used).
+func stepsOf(key, up string, batched map[string]BatchedStep, used map[string]bool) ([]Step, error) {
+	raw, err := splitSteps(up)
+	if err != nil {
+		return nil, report.Wrap(report.CodeDataRefused, err, "SQL migration %s", key)
+	}
+	var out []Step
+	for _, r := range raw {
+		st := Step{Name: r.name, SQL: r.sql}
+		if r.batched {
+			name := key + "/" + r.name
+			impl, ok := batched[name]
+			if !ok || impl == nil {
+				return nil, report.E(report.CodeDataRefused, "SQL migration %s: batched step %q has no Go implementation (register it as %q)", key, r.name, name)
+			}
+			st.Batched = impl
+			used[name] = true
+		}
+		out = append(out, st)
+	}
+	return out, nil
 }
 
 // rawStep is a part of an up file between markers.
@@ -289,7 +235,7 @@ func splitSteps(up string) ([]rawStep, error) {
 	}
 	flush()
 	for _, s := range steps {
-		if !s.batched && strings.TrimSpace(stripComments(s.sql)) == "" {
+		if !s.batched && commentOnly(s.sql) {
 			return nil, fmt.Errorf("step %q has no SQL", s.name)
 		}
 	}
@@ -306,67 +252,4 @@ func txControl(sql string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// describe returns the first paragraph of "--" comments at the top of an up
-// file, joined into one line, without a leading "key:".
-func describe(up, key string) string {
-	var parts []string
-	for _, line := range strings.Split(up, "\n") {
-		t := strings.TrimSpace(line)
-		if !strings.HasPrefix(t, "--") || markerRE.MatchString(t) {
-			break
-		}
-		t = strings.TrimSpace(strings.TrimPrefix(t, "--"))
-		if t == "" {
-			break
-		}
-		parts = append(parts, t)
-	}
-	d := strings.Join(parts, " ")
-	d = strings.TrimSpace(strings.TrimPrefix(d, key+":"))
-	return d
-}
-
-// stripComments drops "--" line comments (enough to tell an empty step).
-func stripComments(sql string) string {
-	var b strings.Builder
-	for _, line := range strings.Split(sql, "\n") {
-		if t := strings.TrimSpace(line); strings.HasPrefix(t, "--") {
-			continue
-		}
-		b.WriteString(line + "\n")
-	}
-	return b.String()
-}
-
-// Latest is the highest version.
-func (s Source) Latest() int {
-	if len(s.Migrations) == 0 {
-		return 0
-	}
-	return s.Migrations[len(s.Migrations)-1].Version
-}
-
-// Lookup resolves a target to a version: "sql/000005_denormalize_attempts",
-// "000005_denormalize_attempts", "denormalize_attempts", "5" or "000005"
-// (with or without the "sql/" prefix). ok is false when it names none of
-// these migrations.
-func (s Source) Lookup(target string) (version int, ok bool) {
-	t := strings.TrimPrefix(strings.TrimSpace(target), "sql/")
-	if t == "" {
-		return 0, false
-	}
-	if n, err := strconv.Atoi(t); err == nil {
-		if n >= 1 && n <= s.Latest() {
-			return n, true
-		}
-		return 0, false
-	}
-	for _, m := range s.Migrations {
-		if t == m.Key() || t == m.Name {
-			return m.Version, true
-		}
-	}
-	return 0, false
 }

@@ -7,11 +7,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/outpost-migrate/outpost/batch/versioned"
 )
 
 // NoVersion is golang-migrate's NilVersion: schema_migrations is missing or
 // empty, no migration was applied.
-const NoVersion = -1
+const NoVersion = versioned.NoVersion
 
 // advisoryLockSalt is golang-migrate's advisoryLockIDSalt.
 const advisoryLockSalt uint32 = 1486364155

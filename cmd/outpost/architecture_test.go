@@ -10,16 +10,22 @@ import (
 
 const module = "github.com/outpost-migrate/outpost"
 
-// goList returns the module's packages that pattern's packages depend on
-// (themselves included), as the go tool resolves them.
-func goList(t *testing.T, args ...string) []string {
+// goListAll returns the import paths `go list args...` prints.
+func goListAll(t *testing.T, args ...string) []string {
 	t.Helper()
 	cmd := exec.Command("go", append([]string{"list"}, args...)...)
 	cmd.Dir = "../.."
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "go list: %s", out)
+	return strings.Fields(string(out))
+}
+
+// goList returns the module's packages that pattern's packages depend on
+// (themselves included), as the go tool resolves them.
+func goList(t *testing.T, args ...string) []string {
+	t.Helper()
 	var pkgs []string
-	for _, p := range strings.Fields(string(out)) {
+	for _, p := range goListAll(t, args...) {
 		if strings.HasPrefix(p, module) {
 			pkgs = append(pkgs, strings.TrimPrefix(p, module+"/"))
 		}
@@ -30,7 +36,8 @@ func goList(t *testing.T, args ...string) []string {
 // TestArchitecture holds the package graph to the README's architecture:
 // the binary links no test support (servertest, nomadtest, seedtest); batch
 // never imports migrations (cmd wires them in); report and schemas import
-// nothing of ours but each other's ground.
+// nothing of ours but each other's ground; batch/versioned, what the SQL
+// and ClickHouse phases share, knows neither phase nor either driver.
 func TestArchitecture(t *testing.T) {
 	for _, p := range goList(t, "-deps", "./cmd/outpost") {
 		require.False(t, strings.HasSuffix(p, "test"), "the outpost binary links the test-support package %s", p)
@@ -40,6 +47,10 @@ func TestArchitecture(t *testing.T) {
 	}
 	for _, p := range goList(t, "-deps", "./report/...", "./schemas/...") {
 		require.True(t, p == "report" || p == "schemas", "report and schemas are the ground, yet depend on %s", p)
+	}
+	for _, p := range goListAll(t, "-deps", "./batch/versioned") {
+		require.False(t, strings.HasSuffix(p, "phase") || strings.HasPrefix(p, "github.com/jackc/") || strings.HasPrefix(p, "github.com/ClickHouse/"),
+			"batch/versioned depends on %s: what the phases share must know no phase and no store driver", p)
 	}
 }
 

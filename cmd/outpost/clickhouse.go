@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"net"
 	"strings"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/outpost-migrate/outpost/batch/clickhousephase"
 	"github.com/outpost-migrate/outpost/batch/config"
 	"github.com/outpost-migrate/outpost/batch/progress"
-	"github.com/outpost-migrate/outpost/batch/stores"
 	"github.com/outpost-migrate/outpost/migrations/clickhousemigrations"
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -27,14 +25,6 @@ func (inv *invocation) openClickHouseInto(ctx context.Context, w *wiring, cfg *c
 	w.ch = p
 	w.runner.Phases = append(w.runner.Phases, p)
 	return nil
-}
-
-// forceLogStore records a version of the log store in scope.
-func forceLogStore(ctx context.Context, w *wiring, rep *report.Report, version int) error {
-	if w.ch != nil {
-		return forceClickHouse(ctx, w.ch, rep, version)
-	}
-	return forceSQL(ctx, w, rep, version)
 }
 
 // clickhouseConfig maps Outpost's settings onto the phase's. CLICKHOUSE_ADDR
@@ -71,41 +61,8 @@ func openClickHouse(ctx context.Context, s config.ClickHouse, deploymentID strin
 	if err != nil {
 		return nil, err
 	}
-	err = stores.Wait(ctx, waitFor,
-		func() error {
-			_, _, err := p.Version(ctx)
-			if report.CodeOf(err) == report.CodeUnreachable {
-				return err
-			}
-			return nil // reachable: the command reports what it finds
-		},
-		func(error) bool { return true },
-		func(attempt int, err error, _ time.Duration) {
-			progress.Warnf(events, "clickhouse not reachable yet (attempt %d): %v; retrying", attempt, err)
-		})
-	if err != nil {
-		_ = p.Close()
+	if err := waitLogStore(ctx, p, "clickhouse", waitFor, events); err != nil {
 		return nil, err
 	}
 	return p, nil
-}
-
-// forceClickHouse records a ClickHouse version after a manual repair.
-func forceClickHouse(ctx context.Context, p *clickhousephase.Phase, rep *report.Report, version int) error {
-	before, dirty, err := p.Version(ctx)
-	if err != nil {
-		return err
-	}
-	if err := p.Force(ctx, version); err != nil {
-		return err
-	}
-	lines, err := p.Status(ctx)
-	rep.Migrations = lines
-	if err != nil {
-		return err
-	}
-	rep.Outcome = report.OutcomeForced
-	rep.Changed = true
-	rep.Msg = fmt.Sprintf("recorded ClickHouse schema version %d in %s (was %d, dirty %v)", version, p.Target().VersionTable, before, dirty)
-	return nil
 }

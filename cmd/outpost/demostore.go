@@ -3,40 +3,53 @@ package main
 import (
 	le "encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc64"
 	"math"
 	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/alicebob/miniredis/v2/server"
 )
 
 // The demo's in-process Redis is miniredis, which the migrations reach over
-// TCP like any server. Two things made the demo's apply slow (under 1,000
-// keys/s, measured with OUTPOST_CPUPROFILE):
+// TCP like any server. What made the demo's apply slow on it, as
+// OUTPOST_CPUPROFILE showed (a 2,000-tenant demo, 9,600 legacy keys), and
+// what this file and demofront.go do about it:
 //
 //   - miniredis keeps the keyspace in this process's heap, so the 40 MiB
 //     soft memory limit (main.go) made the garbage collector run
 //     continuously: 60-70% of the CPU went to GC. With the store in the
 //     process the limit is lifted (unless GOMEMLIMIT is set).
-//   - miniredis stores a RESTORE payload as a plain string, so the copy's
-//     probe (redismigrations.restoreWorks) found RESTORE unusable and every
-//     key was copied by a Lua script, for which miniredis builds a new Lua
-//     interpreter per call. The store below reads RESTORE of a hash as
-//     Redis does (RDB type 4 with version and CRC-64 checked), so the
-//     migrations take the same path as on a real Redis.
+//   - 37% of the CPU went to EVALSHA, for which miniredis builds a new Lua
+//     interpreter, libraries included, per call: the copy ran its Lua
+//     fallback for every key, because miniredis ran a RESTORE inside
+//     MULTI at once instead of queueing it (the migrations' RESTORE probe
+//     then failed). The front runs MULTI/EXEC, WATCH and RESTORE of a hash
+//     as Redis does (RDB type 4, version and CRC-64 checked), so the fenced
+//     copy takes the path it takes on Redis (RESTOREs in a transaction
+//     that watches the lock), and scripts in one long-lived interpreter
+//     (demolua.go).
+//   - miniredis has no CLIENT TRACKING: the apply could not watch other
+//     clients' writes and ended with a full confirming pass (every key
+//     read again), which a real Redis spares it. The front tracks keys as
+//     Redis does in BCAST mode (demotrack.go).
+//   - 13% went to write(2): miniredis writes every reply on its own and
+//     hands every request from a reader goroutine to a dispatcher. The
+//     front reads a pipeline and writes its replies in one go, in one
+//     goroutine per connection, as Redis does.
+//   - miniredis answers SCAN with every key at once (one chunk: no
+//     checkpoints or progress between chunks); the front pages it.
 //
 // The migration code is the same either way; only the server differs.
 
-// demoRedis is the in-process store: miniredis's commands and RESTORE of
-// hashes.
+// demoRedis is the in-process store: miniredis's commands behind the front.
 type demoRedis struct {
-	mr *miniredis.Miniredis
+	mr    *miniredis.Miniredis
+	front *demoFront
 }
 
 // startDemoRedis starts the in-process store.
@@ -53,68 +66,21 @@ func startDemoRedis() (*demoRedis, error) {
 	if err := mr.Start(); err != nil {
 		return nil, err
 	}
-	r := &demoRestore{db: mr.DB(0)}
-	mr.Server().SetPreHook(r.hook)
-	return &demoRedis{mr: mr}, nil
-}
-
-func (d *demoRedis) host() string { return d.mr.Host() }
-func (d *demoRedis) port() string { return d.mr.Port() }
-func (d *demoRedis) addr() string { return d.mr.Addr() }
-
-func (d *demoRedis) close() { d.mr.Close() }
-
-// demoRestore handles RESTORE on database 0 (the demo's).
-type demoRestore struct {
-	// mu makes the check for an existing key and the write one step
-	// among RESTOREs, which is all the demo writes to twins with.
-	mu sync.Mutex
-	db *miniredis.RedisDB
-}
-
-func (r *demoRestore) hook(c *server.Peer, cmd string, args ...string) bool {
-	if cmd != "RESTORE" || len(args) < 3 {
-		return false
-	}
-	key, payload := args[0], args[2]
-	ttl, err := strconv.ParseInt(args[1], 10, 64)
-	if err != nil || ttl < 0 {
-		c.WriteError("ERR Invalid TTL value, must be >= 0")
-		return true
-	}
-	replace, absTTL := false, false
-	for _, o := range args[3:] {
-		switch strings.ToUpper(o) {
-		case "REPLACE":
-			replace = true
-		case "ABSTTL":
-			absTTL = true
-		}
-	}
-	fields, err := decodeHashPayload(payload)
+	f, err := startDemoFront(mr)
 	if err != nil {
-		c.WriteError("ERR " + err.Error())
-		return true
+		mr.Close()
+		return nil, err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.db.Exists(key) {
-		if !replace {
-			c.WriteError("BUSYKEY Target key name already exists.")
-			return true
-		}
-		r.db.Del(key)
-	}
-	r.db.HSet(key, fields...)
-	if ttl > 0 {
-		d := time.Duration(ttl) * time.Millisecond
-		if absTTL {
-			d = time.Until(time.UnixMilli(ttl))
-		}
-		r.db.SetTTL(key, d)
-	}
-	c.WriteOK()
-	return true
+	return &demoRedis{mr: mr, front: f}, nil
+}
+
+func (d *demoRedis) host() string { return d.front.addr().IP.String() }
+func (d *demoRedis) port() string { return strconv.Itoa(d.front.addr().Port) }
+func (d *demoRedis) addr() string { return d.front.addr().String() }
+
+func (d *demoRedis) close() {
+	d.front.close()
+	d.mr.Close()
 }
 
 var (
@@ -181,4 +147,106 @@ func rdbLen(b []byte) (uint64, []byte, bool) {
 		}
 	}
 	return 0, nil, false
+}
+
+// restore is RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s]
+// [FREQ f] of a hash, made of miniredis's own commands under its lock (one
+// atomic step, as on Redis): the key is created unless it exists (BUSYKEY)
+// or REPLACE is given, with the TTL in the same step; an ABSTTL time
+// already past creates nothing, as on Redis.
+func (f *demoFront) restore(c *demoConn, p *server.Peer, args []string) {
+	if len(args) < 4 {
+		p.WriteError("ERR wrong number of arguments for 'restore' command")
+		return
+	}
+	key, payload := args[1], args[3]
+	replace, absTTL := false, false
+	for i := 4; i < len(args); i++ {
+		switch strings.ToUpper(args[i]) {
+		case "REPLACE":
+			replace = true
+		case "ABSTTL":
+			absTTL = true
+		case "IDLETIME", "FREQ":
+			i++
+		default:
+			p.WriteError("ERR syntax error")
+			return
+		}
+	}
+	ttl, err := strconv.ParseInt(args[2], 10, 64)
+	if err != nil || ttl < 0 {
+		p.WriteError("ERR Invalid TTL value, must be >= 0")
+		return
+	}
+	fields, err := decodeHashPayload(payload)
+	if err != nil {
+		p.WriteError("ERR " + err.Error())
+		return
+	}
+	if err := f.restoreHash(c, key, fields, ttl, absTTL, replace); err != nil {
+		p.WriteError(err.Error())
+		return
+	}
+	p.WriteOK()
+}
+
+func (f *demoFront) restoreHash(c *demoConn, key string, fields []string, ttl int64, absTTL, replace bool) error {
+	n, err := f.call(c, "EXISTS", key)
+	if err != nil {
+		return err
+	}
+	if n != 0 && !replace {
+		return errors.New("BUSYKEY Target key name already exists.")
+	}
+	if absTTL && ttl > 0 {
+		now, err := f.nowMS(c)
+		if err != nil {
+			return err
+		}
+		if ttl <= now {
+			ttl = -1 // expired already: nothing is created
+		}
+	}
+	if n != 0 {
+		if _, err := f.call(c, "DEL", key); err != nil {
+			return err
+		}
+	}
+	if ttl < 0 {
+		return nil
+	}
+	if _, err := f.call(c, append([]string{"HSET", key}, fields...)...); err != nil {
+		return err
+	}
+	if ttl > 0 {
+		cmd := "PEXPIRE"
+		if absTTL {
+			cmd = "PEXPIREAT"
+		}
+		if _, err := f.call(c, cmd, key, strconv.FormatInt(ttl, 10)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nowMS is the store's clock (TIME) in Unix ms.
+func (f *demoFront) nowMS(c *demoConn) (int64, error) {
+	r, err := f.call(c, "TIME")
+	if err != nil {
+		return 0, err
+	}
+	t, ok := r.([]any)
+	if !ok || len(t) != 2 {
+		return 0, fmt.Errorf("ERR TIME replied %v", r)
+	}
+	s, _ := t[0].(string)
+	us, _ := t[1].(string)
+	sec, err1 := strconv.ParseInt(s, 10, 64)
+	micro, err2 := strconv.ParseInt(us, 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("ERR TIME replied %v", r)
+	}
+	return sec*1000 + micro/1000, nil
 }

@@ -28,30 +28,57 @@ func openSQL(ctx context.Context, cfg *config.Config, waitFor, lockWait time.Dur
 	if err != nil {
 		return nil, err
 	}
-	err = stores.Wait(ctx, waitFor,
-		func() error {
-			_, _, err := p.Version(ctx)
-			if report.CodeOf(err) == report.CodeUnreachable {
-				return err
-			}
-			// Reachable: let the command report what it finds (a missing
-			// schema_migrations table is not an error).
-			return nil
-		},
-		func(error) bool { return true },
-		func(attempt int, err error, _ time.Duration) {
-			progress.Warnf(events, "postgres not reachable yet (attempt %d): %v; retrying", attempt, err)
-		})
-	if err != nil {
-		_ = p.Close()
+	if err := waitLogStore(ctx, p, "postgres", waitFor, events); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// forceSQL records a version after a manual repair.
-func forceSQL(ctx context.Context, w *wiring, rep *report.Report, version int) error {
-	p := w.sql
+// logStore is what the phases of the two log stores (PostgreSQL,
+// ClickHouse) share for --wait-for and force.
+type logStore interface {
+	Version(ctx context.Context) (version int, dirty bool, err error)
+	Force(ctx context.Context, version int) error
+	Status(ctx context.Context) ([]report.Migration, error)
+	Close() error
+}
+
+// waitLogStore waits, with --wait-for, for a log store (name) that is still
+// starting: one that answers is used whatever its version table says (a
+// missing schema_migrations table is not an error), and the command reports
+// what it finds. It closes p when it gives up.
+func waitLogStore(ctx context.Context, p logStore, name string, waitFor time.Duration, events progress.Sink) error {
+	err := stores.Wait(ctx, waitFor,
+		func() error {
+			_, _, err := p.Version(ctx)
+			if report.CodeOf(err) == report.CodeUnreachable {
+				return err
+			}
+			return nil
+		},
+		func(error) bool { return true },
+		func(attempt int, err error, _ time.Duration) {
+			progress.Warnf(events, "%s not reachable yet (attempt %d): %v; retrying", name, attempt, err)
+		})
+	if err != nil {
+		_ = p.Close()
+	}
+	return err
+}
+
+// forceLogStore records a version of the log store in scope after a manual
+// repair.
+func forceLogStore(ctx context.Context, w *wiring, rep *report.Report, version int) error {
+	var p logStore = w.sql
+	recorded := func(before int, dirty bool) string {
+		return fmt.Sprintf("recorded schema version %d (was %d, dirty %v)", version, before, dirty)
+	}
+	if w.ch != nil {
+		p = w.ch
+		recorded = func(before int, dirty bool) string {
+			return fmt.Sprintf("recorded ClickHouse schema version %d in %s (was %d, dirty %v)", version, w.ch.Target().VersionTable, before, dirty)
+		}
+	}
 	before, dirty, err := p.Version(ctx)
 	if err != nil {
 		return err
@@ -66,7 +93,7 @@ func forceSQL(ctx context.Context, w *wiring, rep *report.Report, version int) e
 	}
 	rep.Outcome = report.OutcomeForced
 	rep.Changed = true
-	rep.Msg = fmt.Sprintf("recorded schema version %d (was %d, dirty %v)", version, before, dirty)
+	rep.Msg = recorded(before, dirty)
 	return nil
 }
 

@@ -27,6 +27,7 @@ import (
 
 	"github.com/hashicorp/nomad/api"
 
+	"github.com/outpost-migrate/outpost/batch/poll"
 	"github.com/outpost-migrate/outpost/jobs/nomadspecs"
 	"github.com/outpost-migrate/outpost/report"
 )
@@ -361,36 +362,15 @@ func (r *runner) stopped(ctx context.Context) error {
 
 // wait blocks on the job until it is dead and returns this run's allocation.
 func (r *runner) wait(ctx context.Context, jobID string, minIndex uint64) (*api.Allocation, error) {
-	var (
-		index    uint64
-		failures int
-	)
+	var index uint64
 	for {
 		if ctx.Err() != nil {
 			return nil, r.stopped(ctx)
 		}
-		q := (&api.QueryOptions{WaitIndex: index, WaitTime: r.o.WaitTime}).WithContext(ctx)
-		job, qm, err := r.c.Jobs().Info(jobID, q)
+		job, qm, err := r.jobInfo(ctx, jobID, index)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, r.stopped(ctx)
-			}
-			e := classify(err, "watch job "+jobID)
-			if e.Reason == ReasonNotFound {
-				return nil, newError(report.CodeUnknown, ReasonNotFound, nil, "job %s disappeared while the runner waited (stopped with -purge?)", jobID)
-			}
-			// Leader elections and restarts are short: retry transient errors.
-			if (e.Code == report.CodeUnreachable) && failures < 5 {
-				failures++
-				r.logf("%s; retrying (%d/5)", e.Error(), failures)
-				if err := sleep(ctx, time.Duration(failures)*500*time.Millisecond); err != nil {
-					return nil, r.stopped(ctx)
-				}
-				continue
-			}
-			return nil, e
+			return nil, err
 		}
-		failures = 0
 		if qm.LastIndex < index {
 			index = 0 // the index went backwards (new leader, snapshot): start over
 		} else {
@@ -431,6 +411,43 @@ func (r *runner) wait(ctx context.Context, jobID string, minIndex uint64) (*api.
 		}
 		return alloc, nil
 	}
+}
+
+// jobInfo is one blocking query on the job. Leader elections and restarts
+// are short: an unreachable Nomad is asked again up to 5 times, 0.5 s, 1 s,
+// then 2 s apart.
+func (r *runner) jobInfo(ctx context.Context, jobID string, index uint64) (*api.Job, *api.QueryMeta, error) {
+	var job *api.Job
+	var qm *api.QueryMeta
+	var last *Error
+	err := poll.Policy{Tries: 6, First: 500 * time.Millisecond, Max: 2 * time.Second}.Until(ctx,
+		func(int) (bool, error) {
+			q := (&api.QueryOptions{WaitIndex: index, WaitTime: r.o.WaitTime}).WithContext(ctx)
+			var err error
+			if job, qm, err = r.c.Jobs().Info(jobID, q); err == nil {
+				return true, nil
+			}
+			if ctx.Err() != nil {
+				return false, r.stopped(ctx)
+			}
+			last = classify(err, "watch job "+jobID)
+			if last.Reason == ReasonNotFound {
+				return false, newError(report.CodeUnknown, ReasonNotFound, nil, "job %s disappeared while the runner waited (stopped with -purge?)", jobID)
+			}
+			if last.Code != report.CodeUnreachable {
+				return false, last
+			}
+			return false, nil
+		},
+		func(attempt int, _ time.Duration) { r.logf("%s; retrying (%d/5)", last.Error(), attempt) })
+	var ended *poll.Ended
+	switch {
+	case errors.Is(err, poll.ErrExpired):
+		return nil, nil, last
+	case errors.As(err, &ended):
+		return nil, nil, r.stopped(ctx)
+	}
+	return job, qm, err
 }
 
 // allocations lists this run's allocations (CreateIndex >= minIndex), oldest
@@ -629,17 +646,6 @@ func LastLine(out []byte) []byte {
 		out = out[:i+1]
 	}
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func deref(p *string) string {

@@ -81,7 +81,7 @@ func (s *Set) catchUpV1(ctx context.Context, keys []string, parsed []Key, p pass
 		return nil
 	}
 	sub := scan.NewTally()
-	if err := s.updateV1(ctx, keys, parsed, p, sub); err != nil {
+	if err := s.updateV1(ctx, keys, parsed, nil, p, sub); err != nil {
 		return err
 	}
 	for _, l := range p.labels() {

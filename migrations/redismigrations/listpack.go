@@ -2,13 +2,8 @@ package redismigrations
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
-	"maps"
 	"strconv"
-
-	goredis "github.com/redis/go-redis/v9"
 )
 
 // From Redis 7.0 on, DUMP of a small hash is an RDB object of type 16
@@ -158,22 +153,12 @@ func appendBacklen(b []byte, l int) []byte {
 // reads the server's listpack limits. ok is false on servers before 7.0
 // (they refuse payloads of RDB version 10).
 func (s *Set) listpackWorks(ctx context.Context) (listpackLimits, bool) {
-	var id [8]byte
-	_, _ = rand.Read(id[:])
-	key := s.prefix + "outpost:migrate:restore-probe:" + hex.EncodeToString(id[:])
 	kv := []string{"id", "probe", "n", "-4096", "bytes", "\x00\xff\r\n", "big", "9223372036854775807"}
 	want := map[string]string{}
 	for i := 0; i < len(kv); i += 2 {
 		want[kv[i]] = kv[i+1]
 	}
-	var got *goredis.MapStringStringCmd
-	_, err := s.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		p.Do(ctx, "restore", key, 60_000, appendListpackPayload(nil, kv))
-		got = p.HGetAll(ctx, key)
-		p.Del(ctx, key)
-		return nil
-	})
-	if err != nil || !maps.Equal(got.Val(), want) {
+	if !s.probeRestore(ctx, appendListpackPayload(nil, kv), want) {
 		return listpackLimits{}, false
 	}
 	l := defaultListpackLimits

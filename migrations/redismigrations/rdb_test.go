@@ -2,6 +2,7 @@ package redismigrations_test
 
 import (
 	"context"
+	"hash/crc64"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,9 +21,20 @@ import (
 	"github.com/outpost-migrate/outpost/report"
 )
 
-// The check value of CRC-64/Jones as Redis computes it (crc64.c's test).
+// The check value of CRC-64/Jones as Redis computes it (crc64.c's test),
+// and slicing-by-8 against hash/crc64's byte-at-a-time on every length
+// up to 300 (each tail length, unaligned starts).
 func TestRedisCRC64(t *testing.T) {
 	require.Equal(t, uint64(0xe9c6d914c4b8d9ca), redismigrations.RedisCRC64([]byte("123456789")))
+	table := crc64.MakeTable(0x95AC9329AC4BC9B5)
+	buf := make([]byte, 301)
+	for i := range buf {
+		buf[i] = byte(i*131 + 7)
+	}
+	for n := 0; n <= 300; n++ {
+		p := buf[1 : 1+n]
+		require.Equal(t, ^crc64.Update(^uint64(0), table, p), redismigrations.RedisCRC64(p), "length %d", n)
+	}
 }
 
 // TestHashPayloadRestores: a real server takes the payloads, whatever the

@@ -42,7 +42,7 @@ func (s *Set) Repair(applied []string) scan.Step {
 		if err != nil {
 			return err
 		}
-		return s.updateV1(ctx, v1, v1keys, p, t)
+		return s.updateV1(ctx, v1, v1keys, nil, p, t)
 	}
 }
 

@@ -136,6 +136,10 @@ type sorted struct {
 	v0     []string
 	v1     []string
 	v1keys []Key
+	// v1read holds, for a hash-tagged key Resolve had to read, that read
+	// (readForCheck), so that the update need not read it again; nil for
+	// the others.
+	v1read []*record
 }
 
 // sortKeys sorts a chunk into legacy keys (only without a prefix: v0 keys
@@ -147,6 +151,7 @@ type sorted struct {
 // Mixed key gone since SCAN is in neither list either.
 func (s *Set) sortKeys(ctx context.Context, keys []string, wantV0, wantV1 bool, skip func(string) bool, bad func(key, reason string)) (sorted, error) {
 	var out sorted
+	var read *record // the record of the key add is given, if read
 	add := func(k string, key Key, legacy bool) {
 		switch {
 		case legacy && wantV0:
@@ -154,6 +159,7 @@ func (s *Set) sortKeys(ctx context.Context, keys []string, wantV0, wantV1 bool, 
 		case !legacy && wantV1 && key.Kind != KindSummary:
 			out.v1 = append(out.v1, k)
 			out.v1keys = append(out.v1keys, key)
+			out.v1read = append(out.v1read, read)
 		}
 	}
 	var mixed []string
@@ -191,6 +197,7 @@ func (s *Set) sortKeys(ctx context.Context, keys []string, wantV0, wantV1 bool, 
 		there[o] = found[i]
 	}
 	for i, k := range mixed {
+		read = &recs[i]
 		switch r := recs[i]; {
 		case r.err != nil:
 			// Not a hash: its name decides, as for any other key, and

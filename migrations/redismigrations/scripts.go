@@ -117,42 +117,39 @@ return 1
 // twin; ARGV[3] its TTL argument, ARGV[4] "1" when that is an absolute
 // time (ABSTTL), ARGV[5] the payload. Returns 1 created, 0 it existed, or
 // the error's text (the caller tells a refused RESTORE from a bad key).
-var restoreScript = redis.NewScript(fencePrelude + `
-local r
-if ARGV[4] == '1' then
-  r = redis.pcall('RESTORE', KEYS[1], ARGV[3], ARGV[5], 'ABSTTL')
-else
-  r = redis.pcall('RESTORE', KEYS[1], ARGV[3], ARGV[5])
-end
-if type(r) == 'table' and r.err then
-  if string.sub(r.err, 1, 7) == 'BUSYKEY' then return 0 end
-  return r.err
-end
-return 1
+var restoreScript = redis.NewScript(fencePrelude + restoreFn + `
+return restore(KEYS[1], ARGV[3], ARGV[4], ARGV[5])
 `)
+
+// restoreFn restores one twin: 1 created, 0 it existed, or the error's
+// text. The scripts that restore twins share it.
+const restoreFn = `
+local function restore(key, ttl, abs, payload)
+  local r
+  if abs == '1' then
+    r = redis.pcall('RESTORE', key, ttl, payload, 'ABSTTL')
+  else
+    r = redis.pcall('RESTORE', key, ttl, payload)
+  end
+  if type(r) == 'table' and r.err then
+    if string.sub(r.err, 1, 7) == 'BUSYKEY' then return 0 end
+    return r.err
+  end
+  return 1
+end
+`
 
 // restoreBatchScript is restoreScript for many twins at once, for a
 // standalone server (one keyspace, no slots): the fence is checked once
 // for all of them. KEYS the twins, then the lock when ARGV[2] is set;
 // ARGV[3..] per twin its TTL argument, "1" for ABSTTL, its payload.
 // Returns one reply per twin as restoreScript's.
-var restoreBatchScript = redis.NewScript(fencePrelude + `
+var restoreBatchScript = redis.NewScript(fencePrelude + restoreFn + `
 local n = #KEYS
 if ARGV[2] ~= '' then n = n - 1 end
 local out = {}
 for i = 1, n do
-  local a = 3 * i
-  local r
-  if ARGV[a + 1] == '1' then
-    r = redis.pcall('RESTORE', KEYS[i], ARGV[a], ARGV[a + 2], 'ABSTTL')
-  else
-    r = redis.pcall('RESTORE', KEYS[i], ARGV[a], ARGV[a + 2])
-  end
-  if type(r) == 'table' and r.err then
-    if string.sub(r.err, 1, 7) == 'BUSYKEY' then out[i] = 0 else out[i] = r.err end
-  else
-    out[i] = 1
-  end
+  out[i] = restore(KEYS[i], ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2])
 end
 return out
 `)
@@ -165,22 +162,10 @@ return out
 // for ABSTTL and payload. The lock lives elsewhere: only the deadline is
 // checked. A server without script flags refuses to compile it, and the
 // twins go one script each (restoreEach).
-var restoreCrossSlotScript = redis.NewScript("#!lua flags=allow-cross-slot-keys\n" + fencePrelude + `
+var restoreCrossSlotScript = redis.NewScript("#!lua flags=allow-cross-slot-keys\n" + fencePrelude + restoreFn + `
 local out = {}
-local i = 0
 for a = 3, #ARGV, 4 do
-  i = i + 1
-  local r
-  if ARGV[a + 2] == '1' then
-    r = redis.pcall('RESTORE', ARGV[a], ARGV[a + 1], ARGV[a + 3], 'ABSTTL')
-  else
-    r = redis.pcall('RESTORE', ARGV[a], ARGV[a + 1], ARGV[a + 3])
-  end
-  if type(r) == 'table' and r.err then
-    if string.sub(r.err, 1, 7) == 'BUSYKEY' then out[i] = 0 else out[i] = r.err end
-  else
-    out[i] = 1
-  end
+  out[#out + 1] = restore(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
 end
 return out
 `)

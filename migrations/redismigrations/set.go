@@ -103,7 +103,7 @@ func (s *Set) Apply(todo, done []string) scan.Step {
 		if err != nil {
 			return err
 		}
-		v0, v1, v1keys := srt.v0, srt.v1, srt.v1keys
+		v0, v1, v1keys, v1read := srt.v0, srt.v1, srt.v1keys, srt.v1read
 		if err := s.copyLegacy(ctx, v0, p, t, seen); err != nil {
 			return err
 		}
@@ -113,13 +113,13 @@ func (s *Set) Apply(todo, done []string) scan.Step {
 			n := 0
 			for i, k := range v1 {
 				if !seen.has(k) {
-					v1[n], v1keys[n] = k, v1keys[i]
+					v1[n], v1keys[n], v1read[n] = k, v1keys[i], v1read[i]
 					n++
 				}
 			}
-			v1, v1keys = v1[:n], v1keys[:n]
+			v1, v1keys, v1read = v1[:n], v1keys[:n], v1read[:n]
 		}
-		return s.updateV1(ctx, v1, v1keys, p, t)
+		return s.updateV1(ctx, v1, v1keys, v1read, p, t)
 	}
 }
 

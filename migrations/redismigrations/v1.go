@@ -23,7 +23,11 @@ type v1Op struct {
 // with a compare-and-set script: a record that changed between the read
 // and the script is read again (conflictRetries times at most), one that
 // vanished is left gone. Every key is counted once per migration in todo.
-func (s *Set) updateV1(ctx context.Context, keys []string, parsed []Key, p pass, t *scan.Tally) error {
+//
+// read, when given, holds for some keys the record sortKeys already read:
+// the first attempt uses it instead of reading those keys again (a stale
+// read only makes the compare-and-set refuse and the key be read again).
+func (s *Set) updateV1(ctx context.Context, keys []string, parsed []Key, read []*record, p pass, t *scan.Tally) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -40,7 +44,11 @@ func (s *Set) updateV1(ctx context.Context, keys []string, parsed []Key, p pass,
 		for j, i := range pending {
 			batch[j] = keys[i]
 		}
-		vals, err := s.readV1(ctx, batch)
+		var pre []*record
+		if attempt == 0 {
+			pre = read
+		}
+		vals, err := s.readV1Reusing(ctx, batch, pre)
 		if err != nil {
 			return err
 		}
@@ -241,6 +249,36 @@ func (s *Set) readV1(ctx context.Context, keys []string) ([]v1Record, error) {
 	}
 	for j, i := range unknown {
 		out[i].exists = exists[j]
+	}
+	return out, nil
+}
+
+// readV1Reusing is readV1 for keys of which pre[i] (when pre and it are
+// not nil) already holds a read of readForCheck, which reads the same
+// fields (or the whole hash).
+func (s *Set) readV1Reusing(ctx context.Context, keys []string, pre []*record) ([]v1Record, error) {
+	if pre == nil {
+		return s.readV1(ctx, keys)
+	}
+	out := make([]v1Record, len(keys))
+	var again []string
+	var at []int
+	for i, r := range pre {
+		switch {
+		case r == nil:
+			again, at = append(again, keys[i]), append(at, i)
+		case r.err != nil:
+			out[i] = v1Record{err: r.err}
+		default:
+			out[i] = v1Record{fields: r.fields, exists: r.fields != nil}
+		}
+	}
+	vals, err := s.readV1(ctx, again)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range at {
+		out[i] = vals[j]
 	}
 	return out, nil
 }

@@ -298,7 +298,7 @@ func TestBackfillKilledMidwayResumes(t *testing.T) {
 		t.Fatalf("recorded after the kill = %s, want 5/true", recorded(t, conn))
 	}
 	lines, err := p.Status(ctx)
-	if err != nil || lines[4].State != sqlphase.StatePartial || !lines[4].Resumable {
+	if err != nil || lines[4].State != report.StatePartial || !lines[4].Resumable {
 		t.Fatalf("status after the kill = %s, %v", states(lines), err)
 	}
 	pr := lines[4].Progress

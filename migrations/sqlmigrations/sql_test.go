@@ -173,7 +173,7 @@ func TestEveryVersionHasTheExpectedSchema(t *testing.T) {
 		if err != nil {
 			t.Fatalf("apply to %d: %v", v, err)
 		}
-		if lines[v-1].State != sqlphase.StateApplied || (v < 10 && lines[v].State != sqlphase.StatePending) {
+		if lines[v-1].State != report.StateApplied || (v < 10 && lines[v].State != report.StatePending) {
 			t.Fatalf("apply to %d: %s", v, states(lines))
 		}
 		if got := recorded(t, conn); got != fmt.Sprintf("%d/false", v) {
@@ -277,7 +277,7 @@ func TestDatabaseMigratedByAnotherTool(t *testing.T) {
 	// Dirty from the other tool: refused, explained, repaired by force.
 	exec(t, conn, `UPDATE schema_migrations SET version = 7, dirty = true`)
 	lines, err = p.Status(ctx)
-	if err != nil || lines[6].State != sqlphase.StateDirty || !strings.Contains(lines[6].Reason, "force 7 --yes") {
+	if err != nil || lines[6].State != report.StateDirty || !strings.Contains(lines[6].Reason, "force 7 --yes") {
 		t.Fatalf("status of dirty 7 = %s %q, %v", states(lines), lines[6].Reason, err)
 	}
 	validLines(t, report.KindStatus, "status", report.OutcomeDirty, lines, nil)
@@ -298,7 +298,7 @@ func TestDatabaseMigratedByAnotherTool(t *testing.T) {
 	exec(t, conn, `ALTER TABLE attempts DROP COLUMN destination_type`)
 	lines, err = p.Verify(ctx, &batch.Run{})
 	wantCode(t, err, report.CodeDrift)
-	if report.ExitCode(report.CodeOf(err)) != 3 || lines[9].State != sqlphase.StateDrift {
+	if report.ExitCode(report.CodeOf(err)) != 3 || lines[9].State != report.StateDrift {
 		t.Fatalf("verify after drop = %s, %v", states(lines), err)
 	}
 	found := map[string]bool{}

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	le "encoding/binary"
+	"fmt"
+	"hash/crc64"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outpost-migrate/outpost/batch/scan"
+	"github.com/outpost-migrate/outpost/batch/servertest"
+)
+
+// The demo's in-process store is checked against a real redis-server:
+// what the front runs itself (RESTORE, MULTI/EXEC, scripts, key tracking)
+// must answer as Redis does, and a demo run must leave the same data.
+
+func demoStoreClient(t *testing.T) (*redis.Client, *demoRedis) {
+	t.Helper()
+	d, err := startDemoRedis()
+	require.NoError(t, err)
+	t.Cleanup(d.close)
+	c := redis.NewClient(&redis.Options{Addr: d.addr()})
+	t.Cleanup(func() { _ = c.Close() })
+	return c, d
+}
+
+// hashPayload is what DUMP returns for a hash in RDB type 4 (what the
+// migrations build), with its CRC.
+func hashPayload(fields ...string) string {
+	b := []byte{4, byte(len(fields) / 2)}
+	for _, f := range fields {
+		b = append(append(b, byte(len(f))), f...)
+	}
+	b = append(b, 9, 0)
+	crc := ^crc64.Update(^uint64(0), crc64.MakeTable(0x95AC9329AC4BC9B5), b)
+	return string(le.LittleEndian.AppendUint64(b, crc))
+}
+
+// reply is a command's result as compared across servers: the value, or
+// an error's code (the first word; the rest of the text differs between
+// Redis versions).
+func reply(v any, err error) string {
+	if err != nil {
+		code, _, _ := strings.Cut(err.Error(), " ")
+		return "error " + code
+	}
+	switch x := v.(type) {
+	case map[any]any:
+		keys := make([]string, 0, len(x))
+		for k, e := range x {
+			keys = append(keys, fmt.Sprint(k, "=", e))
+		}
+		sort.Strings(keys)
+		return fmt.Sprint(keys)
+	case []any:
+		out := make([]string, len(x))
+		for i, e := range x {
+			out[i] = reply(e, nil)
+		}
+		return "[" + strings.Join(out, " ") + "]"
+	}
+	return fmt.Sprintf("%T %v", v, v)
+}
+
+func TestDemoStoreAnswersLikeRedis(t *testing.T) {
+	ctx := context.Background()
+	mem, _ := demoStoreClient(t)
+	real := servertest.Redis(t).Client(t)
+	p := hashPayload("id", "t1", "bytes", "\x00\xff\r\n")
+	later := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
+	past := strconv.FormatInt(time.Now().Add(-time.Hour).UnixMilli(), 10)
+	steps := [][]any{
+		{"RESTORE", "h", "0", p},
+		{"RESTORE", "h", "0", p},
+		{"HGETALL", "h"},
+		{"RESTORE", "h", "0", hashPayload("id", "t2"), "REPLACE"},
+		{"HGETALL", "h"},
+		{"RESTORE", "hx", later, p, "ABSTTL"},
+		{"EXISTS", "hx"},
+		{"RESTORE", "gone", past, p, "ABSTTL"},
+		{"EXISTS", "gone"},
+		{"RESTORE", "bad", "0", p[:len(p)-1] + "x"},
+		{"RESTORE", "neg", "-1", p},
+		{"SET", "s", "v"},
+		{"EVAL", "return redis.call('TYPE', KEYS[1]).ok", "1", "h"},
+		{"EVAL", "return {redis.call('GET', KEYS[1]), redis.call('GET', 'nope'), 1.9, 'x', true}", "1", "s"},
+		{"EVAL", "return redis.call('HGET', KEYS[1], 'id')", "1", "s"},
+		{"EVAL", "local r = redis.pcall('HGET', KEYS[1], 'id'); return string.sub(r.err, 1, 9)", "1", "s"},
+		{"EVAL", "local r = redis.pcall('RESTORE', KEYS[1], 0, ARGV[1]); if type(r) == 'table' and r.err then return string.sub(r.err, 1, 7) end return r", "1", "h", p},
+		{"EVAL", "return redis.pcall('RESTORE', KEYS[1], 0, ARGV[1])", "1", "h2", p},
+		{"HGETALL", "h2"},
+		{"EVAL", "return {err = 'BUSYKEY mine'}", "0"},
+		{"EVAL", "x = 1", "0"},
+		{"EVALSHA", "0000000000000000000000000000000000000000", "0"},
+		{"SCRIPT", "LOAD", "return #ARGV + tonumber(ARGV[1])"},
+		{"EVALSHA", "fa2b9d4b1f8e58b4e2c7a6a3fa1b8a5b1ab1fa2b", "0"},
+		{"EVAL", "return unpack(ARGV, 1, 2)", "0", "a", "b", "c"},
+		{"EVAL", "return math.floor(tonumber(ARGV[1]) / 1000)", "0", "12345"},
+	}
+	for i, s := range steps {
+		want := reply(real.Do(ctx, s...).Result())
+		got := reply(mem.Do(ctx, s...).Result())
+		require.Equal(t, want, got, "step %d %q", i, s[:2])
+	}
+	// A transaction: RESTORE, read, delete, as the migrations' probe does.
+	for _, c := range []*redis.Client{real, mem} {
+		var got *redis.MapStringStringCmd
+		_, err := c.TxPipelined(ctx, func(tx redis.Pipeliner) error {
+			tx.Do(ctx, "RESTORE", "probe", 60_000, p)
+			got = tx.HGetAll(ctx, "probe")
+			tx.Del(ctx, "probe")
+			return nil
+		})
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"id": "t1", "bytes": "\x00\xff\r\n"}, got.Val())
+		require.Zero(t, c.Exists(ctx, "probe").Val())
+	}
+	// WATCH: a transaction is aborted when another client wrote a
+	// watched key, and runs when none did.
+	for _, c := range []*redis.Client{real, mem} {
+		for _, touch := range []bool{true, false} {
+			err := c.Watch(ctx, func(tx *redis.Tx) error {
+				if touch {
+					require.NoError(t, c.Set(ctx, "w", "other", 0).Err())
+				}
+				_, err := tx.TxPipelined(ctx, func(q redis.Pipeliner) error {
+					q.Do(ctx, "RESTORE", "wt", 0, p, "REPLACE")
+					return nil
+				})
+				return err
+			}, "w")
+			if touch {
+				require.ErrorIs(t, err, redis.TxFailedErr, "in-process: %v", c == mem)
+			} else {
+				require.NoError(t, err)
+			}
+		}
+	}
+	// A script loaded once runs by its SHA on both.
+	sha := mem.ScriptLoad(ctx, "return #ARGV + tonumber(ARGV[1])").Val()
+	require.Equal(t, real.ScriptLoad(ctx, "return #ARGV + tonumber(ARGV[1])").Val(), sha)
+	require.Equal(t, reply(real.EvalSha(ctx, sha, nil, 5, 6).Result()), reply(mem.EvalSha(ctx, sha, nil, 5, 6).Result()))
+}
+
+// TestDemoStoreTracksWritesLikeRedis: the apply's watch on other clients'
+// writes (batch/scan.Others) works on the demo's store as on Redis: a key
+// another client writes is named, the run's own writes are not, a flush
+// ends the watch.
+func TestDemoStoreTracksWritesLikeRedis(t *testing.T) {
+	ctx := context.Background()
+	mem, _ := demoStoreClient(t)
+	for name, c := range map[string]*redis.Client{"redis": servertest.Redis(t).Client(t), "demo": mem} {
+		o, err := scan.WatchOthers(ctx, c, "tenant:", 0)
+		require.NoError(t, err, name)
+		require.Empty(t, o.Broken(), name)
+		o.Pipelined(ctx, []string{"tenant:own"}, func(p redis.Pipeliner, _ int) { p.HSet(ctx, "tenant:own", "f", "v") })
+		require.NoError(t, c.HSet(ctx, "tenant:other", "f", "v").Err())
+		require.NoError(t, c.Eval(ctx, "return redis.call('DEL', KEYS[1])", []string{"tenant:own"}).Err())
+		require.NoError(t, c.HSet(ctx, "elsewhere", "f", "tenant:x").Err())
+		keys, err := o.Sync(ctx)
+		require.NoError(t, err, name)
+		require.Equal(t, []string{"tenant:other", "tenant:own"}, keys, name)
+		require.NoError(t, c.FlushDB(ctx).Err())
+		_, err = o.Sync(ctx)
+		require.NoError(t, err, name)
+		require.NotEmpty(t, o.Broken(), name)
+		o.Close()
+	}
+}
+
+// keyspace is every key of c outside the tool's own state, with its value
+// and whether it has a TTL.
+func keyspace(t *testing.T, c *redis.Client) map[string]string {
+	ctx := context.Background()
+	out := map[string]string{}
+	keys, err := c.Keys(ctx, "*").Result()
+	require.NoError(t, err)
+	for _, k := range keys {
+		if strings.Contains(k, "outpost:") {
+			continue
+		}
+		typ := c.Type(ctx, k).Val()
+		v := typ
+		switch typ {
+		case "hash":
+			v = reply(c.HGetAll(ctx, k).Val(), nil)
+		case "string":
+			v = c.Get(ctx, k).Val()
+		}
+		out[k] = fmt.Sprintf("%s ttl=%v", v, c.PTTL(ctx, k).Val() > 0)
+	}
+	return out
+}
+
+// TestDemoStoreSameResultAsRedis runs the demo on the in-process store and
+// on a real redis-server: the same keys with the same values and TTLs,
+// the same counts in every step, and no confirming pass on either (the
+// watch on other clients works on both).
+func TestDemoStoreSameResultAsRedis(t *testing.T) {
+	mem, d := demoStoreClient(t)
+	srv := servertest.Redis(t)
+	stores := []struct {
+		host, port string
+		c          *redis.Client
+	}{{srv.Host, itoa(srv.Port), srv.Client(t)}, {d.host(), d.port(), mem}}
+	var spaces []map[string]string
+	var counts []string
+	for _, s := range stores {
+		r := run(t, nil, "demo", "--tenants", "150", "--redis-host", s.host, "--redis-port", s.port)
+		require.Equal(t, 0, r.code, r.stderr)
+		require.NotContains(t, r.stderr, "confirming pass")
+		steps := r.rep["extra"].(map[string]any)["steps"].([]any)
+		var c []string
+		for _, st := range steps {
+			for _, m := range st.(map[string]any)["migrations"].([]any) {
+				m := m.(map[string]any)
+				c = append(c, fmt.Sprint(m["id"], m["state"], m["counts"]))
+			}
+		}
+		counts = append(counts, strings.Join(c, "\n"))
+		spaces = append(spaces, keyspace(t, s.c))
+	}
+	require.Equal(t, counts[0], counts[1])
+	// The fenced copy took RESTORE in transactions, as on Redis, not a
+	// script per key.
+	require.Less(t, d.front.lua.runs, len(spaces[0])/4)
+	require.Greater(t, len(spaces[0]), 500)
+	require.Equal(t, spaces[0], spaces[1])
+}
