@@ -10,6 +10,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/outpost-migrate/outpost/batch/luascript"
 	"github.com/outpost-migrate/outpost/batch/rediserr"
 )
 
@@ -159,9 +160,34 @@ func (l serverLimits) tooBig(n int64) string {
 	return ""
 }
 
-// fieldCounts asks HLEN of every key in one pipeline (0 for a key gone,
-// and for one that is not a hash: its read reports that).
+// hlensScript returns HLEN of every key of KEYS (0 for one that is not a
+// hash: its read reports that). Read-only.
+var hlensScript = goredis.NewScript(`
+local out = {}
+for i, k in ipairs(KEYS) do
+  local n = redis.pcall('HLEN', k)
+  if type(n) ~= 'number' then n = 0 end
+  out[i] = n
+end
+return out
+`)
+
+// fieldCounts asks HLEN of every key (0 for a key gone, and for one that
+// is not a hash: its read reports that): on a standalone server in one
+// script, which costs the server about half of a pipelined HLEN per key
+// (no command to parse, no reply to write per key); on a cluster, whose
+// keys of a chunk live in many slots, in one pipeline.
 func (s *Set) fieldCounts(ctx context.Context, keys []string) ([]int64, error) {
+	if _, standalone := s.c.(*goredis.Client); standalone && len(keys) > 1 {
+		res, err := luascript.Run(ctx, s.c, hlensScript, keys).Int64Slice()
+		if err == nil && len(res) == len(keys) {
+			return res, nil
+		}
+		if err != nil && !isServerReply(err) {
+			return nil, pipeErr(err, "HLEN of", keys, 0)
+		}
+		// A server that will not run it: the pipeline below.
+	}
 	pipe := s.c.Pipeline()
 	cmds := make([]*goredis.IntCmd, len(keys))
 	for i, k := range keys {
