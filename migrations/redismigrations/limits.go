@@ -23,9 +23,9 @@ import (
 // naming whichever key came first, on every rerun; a record of 500k fields
 // made the tool hold it whole, several times over (195 MB).
 //
-// So before a chunk's legacy records are read, one pipelined HLEN per key
-// counts their fields (as cheap as a command gets: MEMORY USAGE, tried
-// first, cost 2-3 µs of server time per key, 11-17% of the apply's).
+// So before a chunk's legacy records are read, HLEN counts their fields
+// (the cheapest size signal: MEMORY USAGE, tried first, cost 2-3 µs of
+// server time per key, 11-17% of the apply's; see fieldCounts).
 // Records of more than bigFields fields are copied one by one, piece by
 // piece (big.go); the others are read in groups of at most groupFields
 // fields, each as before in one pipeline. A record read whole that turns
