@@ -402,6 +402,48 @@ func (s *RedisServer) Start(t testing.TB) {
 	}
 }
 
+// StartLoading starts the server again after Stop and returns while it is
+// still loading its data (PING answers LOADING), for tests of a server
+// that is not ready yet. The test makes loading last (WithConfig
+// "key-load-delay", microseconds per key, with WithPersistence); it fails
+// if the server is ready first. WaitReady waits for the end.
+func (s *RedisServer) StartLoading(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	p, err := startProcess(s.bin, []string{s.ConfFile}, s.Dir, s.LogFile, cleanEnv(), nil)
+	if err == nil {
+		s.proc = p
+	}
+	s.mu.Unlock()
+	if err != nil {
+		t.Fatalf("servertest: start redis-server: %v", err)
+	}
+	deadline := time.Now().Add(redisReadyTimeout)
+	for time.Now().Before(deadline) {
+		err := s.ping()
+		if err != nil && strings.HasPrefix(err.Error(), "-LOADING") {
+			return
+		}
+		if err == nil {
+			t.Fatalf("servertest: redis-server on port %d was ready before it was seen loading: make loading last longer", s.Port)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("servertest: redis-server on port %d never answered LOADING; log:\n%s", s.Port, logTail(s.LogFile, 20))
+}
+
+// WaitReady waits until the server answers PING (after StartLoading).
+func (s *RedisServer) WaitReady(t testing.TB, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for s.ping() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("servertest: redis-server on port %d not ready within %v", s.Port, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Restart stops the server and starts it again on the same port: a new
 // process with a new run_id. Data survives only with WithPersistence.
 func (s *RedisServer) Restart(t testing.TB) {

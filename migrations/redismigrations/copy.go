@@ -188,32 +188,7 @@ func (s *Set) writeTwins(ctx context.Context, ws []twinWrite) ([]scriptResult, e
 	} else {
 		buf := s.payloads.Get().(*[]byte)
 		defer s.payloads.Put(buf)
-		// One buffer for every payload of the chunk: a payload is a
-		// sub-slice of it, read when the pipeline runs.
-		b := (*buf)[:0]
-		ends := make([]int, len(ws))
-		listpack := s.useListpack.Load()
-		var kv []string
-		for i, w := range ws {
-			if listpack && s.lp.fits(w.fields) {
-				kv = kv[:0]
-				for f, v := range w.fields {
-					kv = append(kv, f, v)
-				}
-				b = appendListpackPayload(b, kv)
-			} else {
-				b = appendHashPayload(b, w.fields)
-			}
-			ends[i] = len(b)
-		}
-		*buf = b
-		payloads := make([][]byte, len(ws))
-		start := 0
-		for i := range ws {
-			payloads[i] = b[start:ends[i]:ends[i]]
-			start = ends[i]
-		}
-		errs, err := s.restore(ctx, ws, payloads)
+		errs, err := s.restore(ctx, ws, s.buildPayloads(ws, buf))
 		if err != nil {
 			return nil, err
 		}
@@ -256,6 +231,37 @@ func (s *Set) writeTwins(ctx context.Context, ws []twinWrite) ([]scriptResult, e
 		out[i] = res[j]
 	}
 	return out, nil
+}
+
+// buildPayloads builds the RESTORE payload of each twin into one buffer
+// (*buf, reused from chunk to chunk): a payload is a sub-slice of it, read
+// when the pipeline runs. A listpack where the server would keep one (see
+// listpack.go), else RDB type 4.
+func (s *Set) buildPayloads(ws []twinWrite, buf *[]byte) [][]byte {
+	b := (*buf)[:0]
+	ends := make([]int, len(ws))
+	listpack := s.useListpack.Load()
+	var kv []string
+	for i, w := range ws {
+		if listpack && s.lp.fits(w.fields) {
+			kv = kv[:0]
+			for f, v := range w.fields {
+				kv = append(kv, f, v)
+			}
+			b = appendListpackPayload(b, kv)
+		} else {
+			b = appendHashPayload(b, w.fields)
+		}
+		ends[i] = len(b)
+	}
+	*buf = b
+	payloads := make([][]byte, len(ws))
+	start := 0
+	for i := range ws {
+		payloads[i] = b[start:ends[i]:ends[i]]
+		start = ends[i]
+	}
+	return payloads
 }
 
 // restore sends one RESTORE per twin and returns each one's error: fenced
