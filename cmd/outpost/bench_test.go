@@ -7,7 +7,7 @@ package main
 // It starts its own redis-server (standalone and a 3-master cluster) and
 // PostgreSQL, seeds them with migrations/seed, runs the real binary as a
 // subprocess and prints wall time, keys per second and the binary's peak
-// resident memory (getrusage ru_maxrss of the child). Sizes are chosen with
+// resident memory (its VmHWM, see samplePeak). Sizes are chosen with
 // OUTPOST_BENCH_TENANTS (comma-separated tenant counts; each tenant has
 // about 3 destinations, so 100000 tenants is about 480k legacy keys);
 // default "100000,210000" (480k and 1M legacy keys). OUTPOST_BENCH_DELIVERIES sets the backfill size
@@ -26,7 +26,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -67,14 +66,18 @@ func runMeasured(b *testing.B, envs []string, args ...string) measured {
 	cmd.Env = append(envs, "PATH="+os.Getenv("PATH"))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
+	var stdout strings.Builder
+	cmd.Stdout = &stdout
 	start := time.Now()
-	out, err := cmd.Output()
+	require.NoError(b, cmd.Start())
+	peak := samplePeak(cmd.Process.Pid)
+	err := cmd.Wait()
 	wall := time.Since(start)
+	out := stdout.String()
 	require.NoError(b, err, "stderr: %s\nstdout: %s", stderr.String(), out)
 	var rep map[string]any
-	require.NoError(b, json.Unmarshal([]byte(lastLine(string(out))), &rep))
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	return measured{wall: wall, maxRSS: ru.Maxrss, rep: rep, stderr: stderr.String()}
+	require.NoError(b, json.Unmarshal([]byte(lastLine(out)), &rep))
+	return measured{wall: wall, maxRSS: peak(), rep: rep, stderr: stderr.String()}
 }
 
 func seedRedis(b *testing.B, c goredis.UniversalClient, tenants int) seed.Stats {
@@ -167,14 +170,18 @@ func upstreamApply(b *testing.B, ourRate float64) {
 	pg := servertest.Postgres(b)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "REDIS_HOST=127.0.0.1", "REDIS_PORT=" + itoa(srv.Port), "REDIS_DATABASE=0",
 		"POSTGRES_URL=" + pg.URL, "RABBITMQ_SERVER_URL=amqp://guest:guest@127.0.0.1:1/", "AES_ENCRYPTION_SECRET=bench"}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
-	out, err := cmd.CombinedOutput()
+	require.NoError(b, cmd.Start())
+	peak := samplePeak(cmd.Process.Pid)
+	err := cmd.Wait()
 	wall := time.Since(start)
-	require.NoError(b, err, "Outpost's migrator: %s", lastLine(string(out)))
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	require.NoError(b, err, "Outpost's migrator: %s", lastLine(out.String()))
+	maxRSS := peak()
 	rate := float64(legacyKeys(st)) / wall.Seconds()
 	reportLine(b, "Outpost's own migrator (same data, same run): %d legacy keys in %.2fs = %.0f keys/s, peak RSS %.1f MiB; outpost migrate is %.1fx faster",
-		legacyKeys(st), wall.Seconds(), rate, float64(ru.Maxrss)/1024, ourRate/rate)
+		legacyKeys(st), wall.Seconds(), rate, float64(maxRSS)/1024, ourRate/rate)
 }
 
 // benchExtras: the same keyspace without checkpoints, and the floor.

@@ -133,7 +133,7 @@ func requireNoTempKeys(t *testing.T, c *redis.Client) {
 
 // TestServerLimitsHugeHash: a legacy destination of 500,000 fields (about
 // 20 MB of data) is copied exactly by the real binary, with peak RSS
-// (getrusage of the child) at most 80 MiB.
+// (its VmHWM, samplePeak) at most 80 MiB.
 func TestServerLimitsHugeHash(t *testing.T) {
 	t.Parallel()
 	srv := servertest.Redis(t)
@@ -188,23 +188,17 @@ func TestServerLimitsHugeHash(t *testing.T) {
 	require.Equal(t, "field differs", issues[0]["reason"])
 }
 
-// runRSS runs the real binary against srv and returns its exit code and
-// peak resident memory in KiB: the child's VmHWM, read from /proc every
-// 2 ms while it runs. getrusage's ru_maxrss of the child would not do:
-// os/exec starts it with vfork, and Linux carries the parent's peak (this
-// test process, which holds a 500k-field hash) into the child's at exec.
-func runRSS(t *testing.T, srv *servertest.RedisServer, args ...string) (int, int64) {
-	t.Helper()
-	cmd := exec.Command(binary(t), args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "REDIS_HOST=" + srv.Host, "REDIS_PORT=" + itoa(srv.Port)}
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	require.NoError(t, cmd.Start())
+// samplePeak reads process pid's VmHWM (peak resident memory, KiB) from
+// /proc every 2 ms until it exits; the returned function waits for that
+// and gives the peak. getrusage's ru_maxrss of a child would not do: os/exec
+// starts it with vfork, and Linux carries the parent's peak into the
+// child's at exec.
+func samplePeak(pid int) func() int64 {
 	done := make(chan struct{})
 	var peak int64
 	go func() {
 		defer close(done)
-		status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
+		status := fmt.Sprintf("/proc/%d/status", pid)
 		for {
 			b, err := os.ReadFile(status)
 			if err != nil {
@@ -223,8 +217,22 @@ func runRSS(t *testing.T, srv *servertest.RedisServer, args ...string) (int, int
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
+	return func() int64 { <-done; return peak }
+}
+
+// runRSS runs the real binary against srv and returns its exit code and
+// peak resident memory in KiB (samplePeak: this test process holds a
+// 500k-field hash, whose peak ru_maxrss would carry into the child's).
+func runRSS(t *testing.T, srv *servertest.RedisServer, args ...string) (int, int64) {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "REDIS_HOST=" + srv.Host, "REDIS_PORT=" + itoa(srv.Port)}
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Start())
+	peakOf := samplePeak(cmd.Process.Pid)
 	err := cmd.Wait()
-	<-done
+	peak := peakOf()
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
 		require.NoError(t, err)
