@@ -184,6 +184,16 @@ func upstreamApply(b *testing.B, ourRate float64) {
 		legacyKeys(st), wall.Seconds(), rate, float64(maxRSS)/1024, ourRate/rate)
 }
 
+// othersOf is the report's watch of writes by others, in short.
+func othersOf(rep map[string]any) string {
+	ms, _ := rep["migrations"].([]any)
+	if len(ms) == 0 {
+		return "none"
+	}
+	o, _ := ms[0].(map[string]any)["others"].(map[string]any)
+	return fmt.Sprintf("detection %v %v, %v keys changed, %v catch-up rounds, confirming pass %v", o["detection"], o["reason"], o["keys_changed"], o["rounds"], o["confirming_pass"])
+}
+
 // benchExtras: the same keyspace without checkpoints, and the floor.
 func benchExtras(b *testing.B, c *goredis.Client, envs []string, tenants int, m measured) {
 	require.NoError(b, c.FlushAll(context.Background()).Err())
@@ -211,8 +221,8 @@ func BenchmarkRedisApplyCluster(b *testing.B) {
 		m := runMeasured(b, envs, "migrate", "apply", "--yes", "--redis-only", "-o", "json")
 		require.Equal(b, "applied", m.rep["outcome"])
 		keys := legacyKeys(st)
-		reportLine(b, "cluster apply: %d tenants, %d legacy keys: %.2fs, %.0f keys/s, peak RSS %.1f MiB",
-			tenants, keys, m.wall.Seconds(), float64(keys)/m.wall.Seconds(), float64(m.maxRSS)/1024)
+		reportLine(b, "cluster apply: %d tenants, %d legacy keys: %.2fs, %.0f keys/s, peak RSS %.1f MiB; writes by others: %s",
+			tenants, keys, m.wall.Seconds(), float64(keys)/m.wall.Seconds(), float64(m.maxRSS)/1024, othersOf(m.rep))
 		b.ReportMetric(float64(keys)/m.wall.Seconds(), "keys/s")
 	}
 }

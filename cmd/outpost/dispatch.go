@@ -85,6 +85,7 @@ func (inv *invocation) wire(ctx context.Context, want config.Scope, sqlRequired 
 			return nil, err
 		}
 		w.redis = client
+		fitMemoryLimit(ctx, client)
 		if r := inv.rep.Targets.Redis; r != nil {
 			r.Warnings = stores.Warnings(client)
 		}
