@@ -78,7 +78,10 @@ func TestJSONLogsFollowTheSchema(t *testing.T) {
 	s := run(t, envs, "dev", "seed", "--tenants", "1", "--unrelated", "0", "--pg-version", "4", "--pg-events", "3000")
 	require.Equal(t, 0, s.code, s.stdout)
 	require.NoError(t, c.FlushAll(context.Background()).Err())
-	engSeed(t, c, 2_000)
+	// Enough records that the apply outlasts a few renewals of its
+	// 1.5 s lease (every 0.5 s) even on an idle machine: with 2,000 it
+	// once ended before the first.
+	engSeed(t, c, 12_000)
 	seen := map[string]int{}
 	check := func(stderr string) {
 		for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
@@ -95,7 +98,7 @@ func TestJSONLogsFollowTheSchema(t *testing.T) {
 		}
 	}
 	// Both stores, the backfill's batches, renewals of a short lease.
-	r := run(t, envs, "--log-format", "json", "migrate", "apply", "--yes", "--lock-ttl", "2s", "--scan-count", "100")
+	r := run(t, envs, "--log-format", "json", "migrate", "apply", "--yes", "--lock-ttl", "1500ms", "--scan-count", "100")
 	require.Equal(t, 0, r.code, r.stderr)
 	check(r.stderr)
 

@@ -56,14 +56,8 @@ return out
 
 // pieceScript adds field, value pairs to a temporary key and renews its
 // TTL. KEYS[1] the temporary key; ARGV[3] the TTL in ms; ARGV[4..] pairs.
-var pieceScript = goredis.NewScript(fencePrelude + `
-local n = #ARGV
-local i = 4
-while i <= n do
-  local j = math.min(i + 199, n)
-  redis.call('HSET', KEYS[1], unpack(ARGV, i, j))
-  i = j + 1
-end
+var pieceScript = goredis.NewScript(fencePrelude + hsetFn + `
+hset_from(KEYS[1], 4)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `)

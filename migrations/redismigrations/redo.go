@@ -135,7 +135,7 @@ func (r redo) outcomes(res []scriptResult, idx []int, what string, done func(), 
 // KEYS[1] twin; ARGV[3] n, ARGV[4..2n+3] expected field, value pairs,
 // ARGV[2n+4] the expiry as copyScript takes it, then the new field, value
 // pairs. Returns 1 written, -1 gone, -2 changed since read.
-var recopyScript = goredis.NewScript(fencePrelude + `
+var recopyScript = goredis.NewScript(fencePrelude + hsetFn + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local n = tonumber(ARGV[3])
 if redis.call('HLEN', KEYS[1]) ~= n then return -2 end
@@ -143,18 +143,7 @@ for i = 4, 2 * n + 2, 2 do
   if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i + 1] then return -2 end
 end
 redis.call('DEL', KEYS[1])
-local m = #ARGV
-local i = 2 * n + 5
-while i <= m do
-  local j = math.min(i + 199, m)
-  redis.call('HSET', KEYS[1], unpack(ARGV, i, j))
-  i = j + 1
-end
-local ttl = ARGV[2 * n + 4]
-if string.sub(ttl, 1, 1) == '@' then
-  redis.call('PEXPIREAT', KEYS[1], string.sub(ttl, 2))
-elseif tonumber(ttl) > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-end
+hset_from(KEYS[1], 2 * n + 5)
+expire_as(KEYS[1], ARGV[2 * n + 4])
 return 1
 `)

@@ -47,22 +47,35 @@ end
 // in ms it expires at (the legacy key's own, so both expire in the same
 // millisecond); ARGV[4..] field, value pairs. Returns 1 when created, 0 when
 // the twin already existed.
-var copyScript = redis.NewScript(fencePrelude + `
+var copyScript = redis.NewScript(fencePrelude + hsetFn + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local n = #ARGV
-local i = 4
-while i <= n do
-  local j = math.min(i + 199, n)
-  redis.call('HSET', KEYS[1], unpack(ARGV, i, j))
-  i = j + 1
-end
-if string.sub(ARGV[3], 1, 1) == '@' then
-  redis.call('PEXPIREAT', KEYS[1], string.sub(ARGV[3], 2))
-elseif tonumber(ARGV[3]) > 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-end
+hset_from(KEYS[1], 4)
+expire_as(KEYS[1], ARGV[3])
 return 1
 `)
+
+// hsetFn defines, for the scripts that write whole records: hset_from,
+// which sets the field, value pairs of ARGV from index i on in HSETs of
+// at most 100 pairs (Lua's stack), and expire_as, which gives a key the
+// expiry in copyScript's form ("@" and a Unix time in ms, a TTL in ms, or
+// none).
+const hsetFn = `
+local function hset_from(key, i)
+  local n = #ARGV
+  while i <= n do
+    local j = math.min(i + 199, n)
+    redis.call('HSET', key, unpack(ARGV, i, j))
+    i = j + 1
+  end
+end
+local function expire_as(key, ttl)
+  if string.sub(ttl, 1, 1) == '@' then
+    redis.call('PEXPIREAT', key, string.sub(ttl, 2))
+  elseif tonumber(ttl) > 0 then
+    redis.call('PEXPIRE', key, ttl)
+  end
+end
+`
 
 // updateScript edits a v1 hash in place, only if it still exists and every
 // field read is still what was read (no stale overwrite, no re-created stub
