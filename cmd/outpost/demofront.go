@@ -37,6 +37,7 @@ type demoFront struct {
 	npBuf   *bytes.Buffer
 	npR     *bufio.Reader
 	lua     *demoLua
+	ks      *demoKeyspace // nil: every data command goes to miniredis
 	track   *demoTracking
 	watches demoWatches
 	// SCAN's iterations in progress, by id (lock held).
@@ -85,6 +86,7 @@ func startDemoFront(mr *miniredis.Miniredis) (*demoFront, error) {
 		return nil, err
 	}
 	f.track = newDemoTracking(f.srv)
+	f.ks = newDemoKeyspace(mr)
 	if f.l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		return nil, err
 	}
@@ -295,6 +297,7 @@ func (f *demoFront) command(c *demoConn, args []string) {
 		f.mr.Lock()
 		f.execLocked(c, c.peer, name, args, false)
 		f.mr.Unlock()
+	case f.ks.takes(c, name, args) && f.answerNative(c, name, args):
 	default:
 		f.watches.writing(f, name, args)
 		f.srv.Dispatch(c.peer, args)
@@ -386,10 +389,21 @@ func (f *demoFront) execLocked(c *demoConn, p *server.Peer, name string, args []
 	case "SELECT", "MULTI", "EXEC", "DISCARD", "WATCH", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "CLIENT":
 		p.WriteError("ERR This Redis command is not allowed from script")
 	default:
+		if f.ks.takes(c, name, args) && f.ks.answer(p, name, args) {
+			return
+		}
 		f.watches.writing(f, name, args)
 		f.srv.Dispatch(p, args)
 		f.track.wrote(c, name, args)
 	}
+}
+
+// answerNative runs a command demoKeyspace takes, for c outside a
+// transaction; false when it did not (c's command then goes to miniredis).
+func (f *demoFront) answerNative(c *demoConn, name string, args []string) bool {
+	f.mr.Lock()
+	defer f.mr.Unlock()
+	return f.ks.answer(c.peer, name, args)
 }
 
 // call runs one command as a nested call (lock held) on behalf of c and

@@ -192,11 +192,11 @@ func (f *demoFront) restore(c *demoConn, p *server.Peer, args []string) {
 }
 
 func (f *demoFront) restoreHash(c *demoConn, key string, fields []string, ttl int64, absTTL, replace bool) error {
-	n, err := f.call(c, "EXISTS", key)
+	exists, err := f.keyExists(c, key)
 	if err != nil {
 		return err
 	}
-	if n != 0 && !replace {
+	if exists && !replace {
 		return errors.New("BUSYKEY Target key name already exists.")
 	}
 	if absTTL && ttl > 0 {
@@ -208,7 +208,7 @@ func (f *demoFront) restoreHash(c *demoConn, key string, fields []string, ttl in
 			ttl = -1 // expired already: nothing is created
 		}
 	}
-	if n != 0 {
+	if exists {
 		if _, err := f.call(c, "DEL", key); err != nil {
 			return err
 		}
@@ -216,7 +216,7 @@ func (f *demoFront) restoreHash(c *demoConn, key string, fields []string, ttl in
 	if ttl < 0 {
 		return nil
 	}
-	if _, err := f.call(c, append([]string{"HSET", key}, fields...)...); err != nil {
+	if err := f.hset(c, key, fields); err != nil {
 		return err
 	}
 	if ttl > 0 {
@@ -229,6 +229,30 @@ func (f *demoFront) restoreHash(c *demoConn, key string, fields []string, ttl in
 		}
 	}
 	return nil
+}
+
+// keyExists is EXISTS key as a nested call (lock held).
+func (f *demoFront) keyExists(c *demoConn, key string) (bool, error) {
+	if f.ks != nil {
+		return f.ks.exists(key), nil
+	}
+	n, err := f.call(c, "EXISTS", key)
+	return n != 0, err
+}
+
+// hset creates key, which does not exist, as a hash of fields (lock
+// held): watchers and trackers of key are told as for HSET.
+func (f *demoFront) hset(c *demoConn, key string, fields []string) error {
+	if f.ks != nil {
+		named := []string{"HSET", key}
+		f.watches.writing(f, "HSET", named)
+		if f.ks.createHash(key, fields) {
+			f.track.wrote(c, "HSET", named)
+			return nil
+		}
+	}
+	_, err := f.call(c, append([]string{"HSET", key}, fields...)...)
+	return err
 }
 
 // nowMS is the store's clock (TIME) in Unix ms.

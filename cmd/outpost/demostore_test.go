@@ -5,6 +5,7 @@ import (
 	le "encoding/binary"
 	"fmt"
 	"hash/crc64"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -234,4 +235,86 @@ func TestDemoStoreSameResultAsRedis(t *testing.T) {
 	require.Less(t, d.front.lua.runs, len(spaces[0])/4)
 	require.Greater(t, len(spaces[0]), 500)
 	require.Equal(t, spaces[0], spaces[1])
+}
+
+// TestDemoStoreNativeCommands: the commands the front answers from
+// miniredis's maps itself (demonative.go) answer as a real redis-server
+// does, over RESP2 and RESP3, found keys, missing keys and keys of another
+// type alike; SCAN MATCH pages as Redis's glob matches. It also fails when
+// the front could not reach miniredis's maps (a miniredis upgrade), which
+// would leave the demo correct but slow.
+func TestDemoStoreNativeCommands(t *testing.T) {
+	ctx := context.Background()
+	_, d := demoStoreClient(t)
+	require.NotNil(t, d.front.ks, "the front reads miniredis's maps")
+	srv := servertest.Redis(t)
+	later := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
+	setup := [][]any{
+		{"HSET", "h", "a", "1", "b", "2", "c", ""}, // fields in miniredis's order
+		{"SET", "s", "v"},
+		{"RESTORE", "r", "0", hashPayload("id", "t1", "x", "\x00\r\n")},
+		{"RESTORE", "rt", later, hashPayload("id", "t2"), "ABSTTL"},
+		{"HSET", "tenant:1", "f", "v"}, {"HSET", "tenant:2:destination:d", "f", "v"},
+		{"SET", "", "empty name"}, {"SET", "tenant:[x]", "v"}, {"SET", "tenant:*", "v"}, {"SET", "tenant:ab", "v"},
+	}
+	steps := [][]any{
+		{"HGETALL", "h"}, {"HGETALL", "r"}, {"HGETALL", "nope"}, {"HGETALL", "s"},
+		{"HLEN", "h"}, {"HLEN", "nope"}, {"HLEN", "s"},
+		{"HMGET", "h", "a", "zz", "c"}, {"HMGET", "nope", "a"}, {"HMGET", "s", "a"},
+		{"PEXPIRETIME", "h"}, {"PEXPIRETIME", "nope"}, {"PEXPIRETIME", "s"},
+		{"EXISTS", "h", "nope", "s", "h"},
+		{"EVAL", "return redis.call('PEXPIRETIME', KEYS[1]) > 0", "1", "rt"},
+		{"EVAL", "return {redis.call('HLEN', KEYS[1]), redis.pcall('HLEN', KEYS[2]).err ~= nil, redis.call('EXISTS', KEYS[1], KEYS[3])}", "3", "h", "s", "nope"},
+		{"EVAL", "return redis.call('HGETALL', KEYS[1])", "1", "r"},
+		{"HGETALL"}, {"HLEN", "h", "x"}, {"EXISTS"}, {"HMGET", "h"},
+	}
+	patterns := []string{"*", "tenant:*", "tenant:?", "tenant:[12]*", "tenant:[^1]*", "tenant:[a-b]?", "tenant:\\*", "tenant:\\[x]", "*:destination:*", "tenant:[x", "nothing*", "h"}
+	for _, proto := range []int{2, 3} {
+		mem := redis.NewClient(&redis.Options{Addr: d.addr(), Protocol: proto})
+		real := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(srv.Host, strconv.Itoa(srv.Port)), Protocol: proto})
+		for _, c := range []*redis.Client{mem, real} {
+			require.NoError(t, c.FlushDB(ctx).Err())
+			for _, s := range setup {
+				require.NoError(t, c.Do(ctx, s...).Err(), "%v", s)
+			}
+		}
+		for i, s := range steps {
+			want := reply(real.Do(ctx, s...).Result())
+			got := reply(mem.Do(ctx, s...).Result())
+			require.Equal(t, want, got, "RESP%d step %d %q", proto, i, s)
+		}
+		for _, p := range patterns {
+			want, err := real.Keys(ctx, p).Result()
+			require.NoError(t, err)
+			got := []string{}
+			iter := mem.Scan(ctx, 0, p, 2).Iterator()
+			for iter.Next(ctx) {
+				got = append(got, iter.Val())
+			}
+			require.NoError(t, iter.Err())
+			sort.Strings(want)
+			sort.Strings(got)
+			require.Equal(t, want, got, "SCAN MATCH %q", p)
+		}
+		_ = mem.Close()
+		_ = real.Close()
+	}
+}
+
+// TestGlobMatchLikeRedis: Redis's own stringmatchlen cases (its
+// util.c tests) and the corners of classes and escapes.
+func TestGlobMatchLikeRedis(t *testing.T) {
+	for _, c := range []struct {
+		p, s string
+		want bool
+	}{
+		{"*", "", false}, {"*", "abc", true}, {"a*c", "abc", true}, {"a*c", "abd", false},
+		{"a?c", "abc", true}, {"a?c", "ac", false}, {"[abc]", "b", true}, {"[^abc]", "b", false},
+		{"[a-c]x", "bx", true}, {"[c-a]x", "bx", true}, {"[a-c]x", "dx", false}, {"\\*", "*", true},
+		{"\\*", "a", false}, {"[\\]]", "]", true}, {"[x", "x", true}, {"[x", "y", false}, {"a\\", "a\\", true},
+		{"*a*a*a*a*a*a*a*a*b", strings.Repeat("a", 60), false}, {"", "", true}, {"", "a", false},
+		{"a**", "a", true}, {"?*", "", false},
+	} {
+		require.Equal(t, c.want, globMatch(c.p, c.s), "%q ~ %q", c.p, c.s)
+	}
 }

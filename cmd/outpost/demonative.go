@@ -1,0 +1,273 @@
+package main
+
+import (
+	"reflect"
+	"slices"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/alicebob/miniredis/v2/server"
+)
+
+// The commands the apply sends most (a read of every key and its TTL, an
+// HLEN per key in the batch scripts, a RESTORE per copy, SCAN) cost
+// miniredis far more than redis-server: each takes its lock twice (once to
+// check AUTH), HGETALL sorts the fields and formats every reply element
+// with fmt, HSET stamps the key's LRU time and version once per field, and
+// a full SCAN formats and re-parses every key. In one process with the
+// tool, one global lock, that made the demo's store the apply's
+// bottleneck (OUTPOST_CPUPROFILE on a 10,000-tenant demo: 1.0 s of the
+// store's CPU in a 1.1 s apply).
+//
+// demoKeyspace reads and writes miniredis's database 0 itself for those
+// commands, under miniredis's lock, with miniredis's data structures: the
+// maps of its RedisDB, reached through reflect because miniredis does not
+// export them. Every other command, and these in any shape the front does
+// not take (wrong arity, a subscribed RESP2 connection, another database),
+// still goes to miniredis. The fields are checked by name and type at
+// start; with a miniredis whose RedisDB differs the front sends everything
+// to miniredis (the demo is then slower, not wrong), and
+// TestDemoStoreNativeCommands fails so that the upgrade is noticed.
+type demoKeyspace struct {
+	dbs *map[int]*miniredis.RedisDB
+	// Offsets of RedisDB's fields.
+	keys, hashes, ttl, lru, version uintptr
+	out                             []byte // reply scratch (lock held)
+}
+
+// demoDB is one RedisDB's maps, as miniredis keeps them.
+type demoDB struct {
+	keys    map[string]string // key -> type ("hash", "string", ...)
+	hashes  map[string]map[string]string
+	ttl     map[string]time.Duration // remaining TTL
+	lru     map[string]time.Time
+	version map[string]uint // WATCH versions
+}
+
+// newDemoKeyspace finds the fields; nil when miniredis's layout is not
+// the one this file was written for.
+func newDemoKeyspace(mr *miniredis.Miniredis) *demoKeyspace {
+	mt := reflect.TypeOf(miniredis.Miniredis{})
+	df, ok := mt.FieldByName("dbs")
+	if !ok || df.Type != reflect.TypeOf(map[int]*miniredis.RedisDB{}) {
+		return nil
+	}
+	rt := reflect.TypeOf(miniredis.RedisDB{})
+	k := &demoKeyspace{}
+	for _, f := range []struct {
+		name string
+		want reflect.Type
+		off  *uintptr
+	}{
+		{"keys", reflect.TypeOf(map[string]string{}), &k.keys},
+		{"hashKeys", nil, &k.hashes},
+		{"ttl", reflect.TypeOf(map[string]time.Duration{}), &k.ttl},
+		{"lru", reflect.TypeOf(map[string]time.Time{}), &k.lru},
+		{"keyVersion", reflect.TypeOf(map[string]uint{}), &k.version},
+	} {
+		sf, ok := rt.FieldByName(f.name)
+		if !ok {
+			return nil
+		}
+		if f.want == nil {
+			// map[string]hashKey, hashKey being map[string]string.
+			if t := sf.Type; t.Kind() != reflect.Map || t.Key().Kind() != reflect.String ||
+				!t.Elem().ConvertibleTo(reflect.TypeOf(map[string]string{})) || t.Elem().Kind() != reflect.Map {
+				return nil
+			}
+		} else if sf.Type != f.want {
+			return nil
+		}
+		*f.off = sf.Offset
+	}
+	mr.DB(0) // created now, so that db0 finds it
+	k.dbs = (*map[int]*miniredis.RedisDB)(unsafe.Add(unsafe.Pointer(mr), df.Offset))
+	return k
+}
+
+// db0 is database 0's maps (lock held). Looked up on every command:
+// SWAPDB and FLUSHDB replace them.
+func (k *demoKeyspace) db0() (demoDB, bool) {
+	db := (*k.dbs)[0]
+	if db == nil {
+		return demoDB{}, false
+	}
+	p := unsafe.Pointer(db)
+	return demoDB{
+		keys:    *(*map[string]string)(unsafe.Add(p, k.keys)),
+		hashes:  *(*map[string]map[string]string)(unsafe.Add(p, k.hashes)),
+		ttl:     *(*map[string]time.Duration)(unsafe.Add(p, k.ttl)),
+		lru:     *(*map[string]time.Time)(unsafe.Add(p, k.lru)),
+		version: *(*map[string]uint)(unsafe.Add(p, k.version)),
+	}, true
+}
+
+// nativeCmd are the commands demoKeyspace answers itself, and how many
+// arguments (the name included) it takes them with: exactly, or at least
+// when negative.
+var nativeCmd = map[string]int{"HGETALL": 2, "HLEN": 2, "PEXPIRETIME": 2, "EXISTS": -2, "HMGET": -3}
+
+// takes says whether the front answers args itself (name upper-cased).
+func (k *demoKeyspace) takes(c *demoConn, name string, args []string) bool {
+	n, ok := nativeCmd[name]
+	if k == nil || !ok || c.subscribed {
+		return false
+	}
+	return len(args) == n || (n < 0 && len(args) >= -n)
+}
+
+const msgWrongType = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+
+// answer runs a command takes accepted (lock held) and writes its reply
+// to p as miniredis would; false when database 0 does not exist yet.
+func (k *demoKeyspace) answer(p *server.Peer, name string, args []string) bool {
+	db, ok := k.db0()
+	if !ok {
+		return false
+	}
+	b := k.out[:0]
+	key := args[1]
+	t, exists := db.keys[key]
+	switch name {
+	case "HGETALL":
+		switch {
+		case !exists:
+			b = appendMapLen(b, 0, p.Resp3)
+		case t != "hash":
+			b = append(b, msgWrongType...)
+		default:
+			h := db.hashes[key]
+			fields := make([]string, 0, len(h))
+			for f := range h {
+				fields = append(fields, f)
+			}
+			slices.Sort(fields) // miniredis's order
+			b = appendMapLen(b, len(h), p.Resp3)
+			for _, f := range fields {
+				b = appendBulk(appendBulk(b, f), h[f])
+			}
+		}
+	case "HMGET":
+		if exists && t != "hash" {
+			b = append(b, msgWrongType...)
+			break
+		}
+		h := db.hashes[key]
+		b = appendHeader(b, '*', len(args)-2)
+		for _, f := range args[2:] {
+			if v, ok := h[f]; ok {
+				b = appendBulk(b, v)
+			} else {
+				b = appendNull(b, p.Resp3)
+			}
+		}
+	case "HLEN":
+		switch {
+		case !exists:
+			b = appendHeader(b, ':', 0)
+		case t != "hash":
+			b = append(b, msgWrongType...)
+		default:
+			b = appendHeader(b, ':', len(db.hashes[key]))
+		}
+	case "PEXPIRETIME":
+		ttl, has := db.ttl[key]
+		switch {
+		case !exists:
+			b = appendHeader(b, ':', -2)
+		case !has:
+			b = appendHeader(b, ':', -1)
+		default:
+			b = appendHeader(b, ':', int(time.Now().Add(ttl).UnixMilli()))
+		}
+	case "EXISTS":
+		// As miniredis's EXISTS: each key found counts, and is used.
+		n, now := 0, time.Now().UTC()
+		for _, a := range args[1:] {
+			if _, ok := db.keys[a]; ok {
+				db.lru[a] = now
+				n++
+			}
+		}
+		b = appendHeader(b, ':', n)
+	}
+	k.out = b
+	p.Block(func(w *server.Writer) { w.WriteRaw(string(b)) })
+	return true
+}
+
+// createHash makes key, which does not exist, a hash of fields (pairs),
+// as miniredis's HSET would (lock held); false when database 0 does not
+// exist yet.
+func (k *demoKeyspace) createHash(key string, fields []string) bool {
+	db, ok := k.db0()
+	if !ok {
+		return false
+	}
+	h := make(map[string]string, len(fields)/2)
+	for i := 0; i+1 < len(fields); i += 2 {
+		h[fields[i]] = fields[i+1]
+	}
+	db.keys[key] = "hash"
+	db.hashes[key] = h
+	db.lru[key] = time.Now().UTC()
+	db.version[key]++
+	return true
+}
+
+// exists is whether key exists in database 0 (lock held).
+func (k *demoKeyspace) exists(key string) bool {
+	db, ok := k.db0()
+	if !ok {
+		return false
+	}
+	_, ok = db.keys[key]
+	return ok
+}
+
+// matching is database 0's keys that match the glob pattern ("" for all),
+// sorted as miniredis sorts them (lock held).
+func (k *demoKeyspace) matching(pattern string) []string {
+	db, ok := k.db0()
+	if !ok {
+		return nil
+	}
+	out := make([]string, 0, len(db.keys))
+	for key := range db.keys {
+		// "*" takes every key, even "" (which globMatch does not match),
+		// as on Redis.
+		if pattern == "" || pattern == "*" || globMatch(pattern, key) {
+			out = append(out, key)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func appendHeader(b []byte, kind byte, n int) []byte {
+	b = append(b, kind)
+	b = strconv.AppendInt(b, int64(n), 10)
+	return append(b, '\r', '\n')
+}
+
+func appendBulk(b []byte, s string) []byte {
+	b = appendHeader(b, '$', len(s))
+	b = append(b, s...)
+	return append(b, '\r', '\n')
+}
+
+func appendNull(b []byte, resp3 bool) []byte {
+	if resp3 {
+		return append(b, "_\r\n"...)
+	}
+	return append(b, "$-1\r\n"...)
+}
+
+func appendMapLen(b []byte, n int, resp3 bool) []byte {
+	if resp3 {
+		return appendHeader(b, '%', n)
+	}
+	return appendHeader(b, '*', 2*n)
+}
