@@ -223,6 +223,16 @@ func (d *demoLua) call(l *lua.LState, raise bool) int {
 		}
 	}
 	name := strings.ToUpper(args[0])
+	if n, msg, ok := d.f.ks.intValue(d.cur, name, args); ok {
+		// A read the front answers itself, straight to Lua (the batch
+		// scripts' HLEN per key).
+		if msg != "" {
+			return d.fail(l, raise, msg)
+		}
+		l.SetTop(0)
+		l.Push(lua.LNumber(n))
+		return 1
+	}
 	if d.ro && !d.f.srv.IsReadOnlyCommand(name) && d.f.srv.IsRegisteredCommand(name) {
 		return d.fail(l, raise, "ERR Write commands are not allowed from read-only scripts.")
 	}

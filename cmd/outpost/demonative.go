@@ -163,39 +163,66 @@ func (k *demoKeyspace) answer(p *server.Peer, name string, args []string) bool {
 				b = appendNull(b, p.Resp3)
 			}
 		}
-	case "HLEN":
-		switch {
-		case !exists:
-			b = appendHeader(b, ':', 0)
-		case t != "hash":
+	default:
+		n, wrongType := db.intReply(name, args)
+		if wrongType {
 			b = append(b, msgWrongType...)
-		default:
-			b = appendHeader(b, ':', len(db.hashes[key]))
+		} else {
+			b = appendHeader(b, ':', n)
 		}
-	case "PEXPIRETIME":
-		ttl, has := db.ttl[key]
-		switch {
-		case !exists:
-			b = appendHeader(b, ':', -2)
-		case !has:
-			b = appendHeader(b, ':', -1)
-		default:
-			b = appendHeader(b, ':', int(time.Now().Add(ttl).UnixMilli()))
-		}
-	case "EXISTS":
-		// As miniredis's EXISTS: each key found counts, and is used.
-		n, now := 0, time.Now().UTC()
-		for _, a := range args[1:] {
-			if _, ok := db.keys[a]; ok {
-				db.lru[a] = now
-				n++
-			}
-		}
-		b = appendHeader(b, ':', n)
 	}
 	k.out = b
 	p.Block(func(w *server.Writer) { w.WriteRaw(string(b)) })
 	return true
+}
+
+// intReply answers HLEN, PEXPIRETIME and EXISTS as miniredis does (lock
+// held): the integer, or wrongType.
+func (db demoDB) intReply(name string, args []string) (n int, wrongType bool) {
+	key := args[1]
+	t, exists := db.keys[key]
+	switch name {
+	case "HLEN":
+		if exists && t != "hash" {
+			return 0, true
+		}
+		return len(db.hashes[key]), false
+	case "PEXPIRETIME":
+		ttl, has := db.ttl[key]
+		switch {
+		case !exists:
+			return -2, false
+		case !has:
+			return -1, false
+		}
+		return int(time.Now().Add(ttl).UnixMilli()), false
+	}
+	// EXISTS, as miniredis's: each key found counts, and is used.
+	now := time.Now().UTC()
+	for _, a := range args[1:] {
+		if _, ok := db.keys[a]; ok {
+			db.lru[a] = now
+			n++
+		}
+	}
+	return n, false
+}
+
+// intValue is intReply for a script's redis.call (lock held); ok is false
+// for the commands it does not answer.
+func (k *demoKeyspace) intValue(c *demoConn, name string, args []string) (n int, errMsg string, ok bool) {
+	if name == "HGETALL" || name == "HMGET" || !k.takes(c, name, args) {
+		return 0, "", false
+	}
+	db, ok := k.db0()
+	if !ok {
+		return 0, "", false
+	}
+	n, wrongType := db.intReply(name, args)
+	if wrongType {
+		return 0, msgWrongType[1 : len(msgWrongType)-2], true
+	}
+	return n, "", true
 }
 
 // createHash makes key, which does not exist, a hash of fields (pairs),

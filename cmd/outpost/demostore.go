@@ -84,20 +84,47 @@ func (d *demoRedis) close() {
 }
 
 var (
-	crcJones        = crc64.MakeTable(0x95AC9329AC4BC9B5)
 	errPayload      = errors.New("DUMP payload version or checksum are wrong")
 	errPayloadShape = errors.New("Bad data format")
 )
 
+// crcJones is CRC-64 with the Jones polynomial as Redis computes it over a
+// DUMP payload (initial value 0, no final XOR), eight bytes per step: the
+// payload is checked on every RESTORE, on the string it came in, without
+// a copy.
+var crcJones = func() *[8]crc64.Table {
+	var t [8]crc64.Table
+	t[0] = *crc64.MakeTable(0x95AC9329AC4BC9B5)
+	for i := range 256 {
+		for k := 1; k < 8; k++ {
+			c := t[k-1][i]
+			t[k][i] = t[0][byte(c)] ^ c>>8
+		}
+	}
+	return &t
+}()
+
+func crcRedis(s string) uint64 {
+	t, crc := crcJones, uint64(0)
+	for ; len(s) >= 8; s = s[8:] {
+		crc ^= le.LittleEndian.Uint64([]byte(s[:8]))
+		crc = t[7][byte(crc)] ^ t[6][byte(crc>>8)] ^ t[5][byte(crc>>16)] ^ t[4][byte(crc>>24)] ^
+			t[3][byte(crc>>32)] ^ t[2][byte(crc>>40)] ^ t[1][byte(crc>>48)] ^ t[0][crc>>56]
+	}
+	for i := 0; i < len(s); i++ {
+		crc = t[0][byte(crc)^s[i]] ^ crc>>8
+	}
+	return crc
+}
+
 // decodeHashPayload reads what DUMP returns for a hash (RDB type 4): the
-// fields and values as HSET takes them.
+// fields and values as HSET takes them, as parts of p (not copies).
 func decodeHashPayload(p string) ([]string, error) {
-	b := []byte(p)
-	if len(b) < 11 {
+	if len(p) < 11 {
 		return nil, errPayload
 	}
-	body, footer := b[:len(b)-8], b[len(b)-8:]
-	if ^crc64.Update(^uint64(0), crcJones, body) != le.LittleEndian.Uint64(footer) {
+	body, footer := p[:len(p)-8], p[len(p)-8:]
+	if crcRedis(body) != le.LittleEndian.Uint64([]byte(footer)) {
 		return nil, errPayload
 	}
 	body = body[:len(body)-2] // the RDB version
@@ -106,7 +133,7 @@ func decodeHashPayload(p string) ([]string, error) {
 	}
 	rest := body[1:]
 	n, rest, ok := rdbLen(rest)
-	if !ok || n == 0 {
+	if !ok || n == 0 || n > uint64(len(rest)) {
 		return nil, errPayloadShape
 	}
 	out := make([]string, 0, 2*n)
@@ -115,7 +142,7 @@ func decodeHashPayload(p string) ([]string, error) {
 		if l, rest, ok = rdbLen(rest); !ok || uint64(len(rest)) < l {
 			return nil, errPayloadShape
 		}
-		out = append(out, string(rest[:l]))
+		out = append(out, rest[:l])
 		rest = rest[l:]
 	}
 	if len(rest) != 0 {
@@ -126,27 +153,27 @@ func decodeHashPayload(p string) ([]string, error) {
 
 // rdbLen reads an RDB length (6, 14, 32 or 64 bits); encoded strings
 // (integers, LZF) are not lengths and are refused.
-func rdbLen(b []byte) (uint64, []byte, bool) {
+func rdbLen(b string) (uint64, string, bool) {
 	if len(b) == 0 {
-		return 0, nil, false
+		return 0, "", false
 	}
 	switch b[0] >> 6 {
 	case 0:
 		return uint64(b[0] & 0x3F), b[1:], true
 	case 1:
 		if len(b) < 2 {
-			return 0, nil, false
+			return 0, "", false
 		}
 		return uint64(b[0]&0x3F)<<8 | uint64(b[1]), b[2:], true
 	case 2:
 		switch {
 		case b[0] == 0x80 && len(b) >= 5:
-			return uint64(le.BigEndian.Uint32(b[1:5])), b[5:], true
+			return uint64(le.BigEndian.Uint32([]byte(b[1:5]))), b[5:], true
 		case b[0] == 0x81 && len(b) >= 9:
-			return le.BigEndian.Uint64(b[1:9]), b[9:], true
+			return le.BigEndian.Uint64([]byte(b[1:9])), b[9:], true
 		}
 	}
-	return 0, nil, false
+	return 0, "", false
 }
 
 // restore is RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s]

@@ -318,3 +318,19 @@ func TestGlobMatchLikeRedis(t *testing.T) {
 		require.Equal(t, c.want, globMatch(c.p, c.s), "%q ~ %q", c.p, c.s)
 	}
 }
+
+// TestCRCRedisIsRedisCRC: the front's eight-bytes-a-step CRC is the
+// CRC-64 Redis puts in a DUMP payload (crc64 with the Jones polynomial,
+// initial 0, no final XOR), for every length around the step.
+func TestCRCRedisIsRedisCRC(t *testing.T) {
+	jones := crc64.MakeTable(0x95AC9329AC4BC9B5)
+	b := make([]byte, 300)
+	for i := range b {
+		b[i] = byte(i*7 + i>>3)
+	}
+	for n := 0; n <= len(b); n++ {
+		require.Equal(t, ^crc64.Update(^uint64(0), jones, b[:n]), crcRedis(string(b[:n])), "length %d", n)
+	}
+	// Redis's own test vector (crc64.c): "123456789".
+	require.Equal(t, uint64(0xe9c6d914c4b8d9ca), crcRedis("123456789"))
+}
