@@ -69,7 +69,9 @@ func (inv *invocation) demo(ctx context.Context) error {
 	redisGiven := inv.c.store.IsSet(config.KeyRedisHost)
 	over := config.Settings{}
 	if !redisGiven {
-		mr, err := startDemoRedis()
+		// About ten keys a tenant once applied: legacy records and
+		// their twins.
+		mr, err := startDemoRedis(10**inv.c.o.demo.tenants + 1024)
 		if err != nil {
 			return report.Wrap(report.CodeInternal, err, "start the in-process demo Redis")
 		}

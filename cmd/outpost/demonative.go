@@ -87,6 +87,29 @@ func newDemoKeyspace(mr *miniredis.Miniredis) *demoKeyspace {
 	return k
 }
 
+// presize makes database 0's key maps, while empty, ready for keys keys
+// (lock held): the seed and the apply then add keys to them without the
+// maps growing, rehashing every key as they go.
+func (k *demoKeyspace) presize(keys int) {
+	db := (*k.dbs)[0]
+	if db == nil || keys <= 0 {
+		return
+	}
+	p := unsafe.Pointer(db)
+	if m := (*map[string]string)(unsafe.Add(p, k.keys)); len(*m) == 0 {
+		*m = make(map[string]string, keys)
+	}
+	if m := (*map[string]map[string]string)(unsafe.Add(p, k.hashes)); len(*m) == 0 {
+		*m = make(map[string]map[string]string, keys)
+	}
+	if m := (*map[string]time.Time)(unsafe.Add(p, k.lru)); len(*m) == 0 {
+		*m = make(map[string]time.Time, keys)
+	}
+	if m := (*map[string]uint)(unsafe.Add(p, k.version)); len(*m) == 0 {
+		*m = make(map[string]uint, keys)
+	}
+}
+
 // db0 is database 0's maps (lock held). Looked up on every command:
 // SWAPDB and FLUSHDB replace them.
 func (k *demoKeyspace) db0() (demoDB, bool) {

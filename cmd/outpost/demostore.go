@@ -52,8 +52,9 @@ type demoRedis struct {
 	front *demoFront
 }
 
-// startDemoRedis starts the in-process store.
-func startDemoRedis() (*demoRedis, error) {
+// startDemoRedis starts the in-process store, made ready for about keys
+// keys (0 when not known).
+func startDemoRedis(keys int) (*demoRedis, error) {
 	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
 		debug.SetMemoryLimit(math.MaxInt64)
 	}
@@ -70,6 +71,11 @@ func startDemoRedis() (*demoRedis, error) {
 	if err != nil {
 		mr.Close()
 		return nil, err
+	}
+	if f.ks != nil {
+		mr.Lock()
+		f.ks.presize(keys)
+		mr.Unlock()
 	}
 	return &demoRedis{mr: mr, front: f}, nil
 }

@@ -25,7 +25,7 @@ import (
 
 func demoStoreClient(t *testing.T) (*redis.Client, *demoRedis) {
 	t.Helper()
-	d, err := startDemoRedis()
+	d, err := startDemoRedis(0)
 	require.NoError(t, err)
 	t.Cleanup(d.close)
 	c := redis.NewClient(&redis.Options{Addr: d.addr()})
