@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +56,7 @@ type demoConn struct {
 	id   int64
 	nc   net.Conn
 	peer *server.Peer
+	bw   *bufio.Writer // peer's buffer
 	// db is the SELECTed database. The front's own commands work on
 	// database 0 (the demo's); a connection elsewhere gets miniredis's
 	// commands only.
@@ -141,7 +143,8 @@ func (f *demoFront) accept() {
 		if err != nil {
 			return
 		}
-		c := &demoConn{id: f.nextID.Add(1), nc: nc, peer: server.NewPeer(bufio.NewWriterSize(nc, 64<<10))}
+		bw := bufio.NewWriterSize(nc, 64<<10)
+		c := &demoConn{id: f.nextID.Add(1), nc: nc, bw: bw, peer: server.NewPeer(bw)}
 		f.mu.Lock()
 		f.conns[c] = struct{}{}
 		f.mu.Unlock()
@@ -191,10 +194,31 @@ func (f *demoFront) serve(c *demoConn) {
 	}
 }
 
+// commandNames are the names of the commands the apply sends, by the
+// lower-case spelling clients send: upperName finds them without
+// allocating.
+var commandNames = map[string]string{}
+
+func init() {
+	for _, n := range strings.Fields("HGETALL HMGET HLEN PEXPIRETIME EXISTS RESTORE SCAN EVALSHA EVALSHA_RO EVAL MULTI EXEC WATCH UNWATCH GET SET DEL HSET PING INFO DBSIZE TYPE CLIENT") {
+		commandNames[strings.ToLower(n)] = n
+		commandNames[n] = n
+	}
+}
+
+// upperName is a command's name in upper case.
+func upperName(s string) string {
+	if n, ok := commandNames[s]; ok {
+		return n
+	}
+	return strings.ToUpper(s)
+}
+
 var errRESP = errors.New("expected an array of bulk strings")
 
 // readCommand reads one request: an array of bulk strings (what clients
-// send; inline commands are not taken). scratch is reused between calls.
+// send; inline commands are not taken). The arguments share one string
+// (one allocation a command); scratch is reused between calls.
 func readCommand(r *bufio.Reader, scratch *[]byte) ([]string, error) {
 	line, err := readLine(r)
 	if err != nil {
@@ -207,8 +231,9 @@ func readCommand(r *bufio.Reader, scratch *[]byte) ([]string, error) {
 	if err != nil || n > 1<<20 {
 		return nil, errRESP
 	}
-	args := make([]string, max(n, 0))
-	for i := range args {
+	ends := make([]int, max(n, 0))
+	buf := (*scratch)[:0]
+	for i := range ends {
 		line, err := readLine(r)
 		if err != nil {
 			return nil, err
@@ -220,17 +245,26 @@ func readCommand(r *bufio.Reader, scratch *[]byte) ([]string, error) {
 		if err != nil || l < 0 || l > 512<<20 {
 			return nil, errRESP
 		}
-		if cap(*scratch) < l+2 {
-			*scratch = make([]byte, l+2)
-		}
-		b := (*scratch)[:l+2]
-		if _, err := io.ReadFull(r, b); err != nil {
+		at := len(buf)
+		buf = slices.Grow(buf, l+2)[:at+l+2]
+		if _, err := io.ReadFull(r, buf[at:]); err != nil {
 			return nil, err
 		}
-		if b[l] != '\r' || b[l+1] != '\n' {
+		if buf[at+l] != '\r' || buf[at+l+1] != '\n' {
 			return nil, errRESP
 		}
-		args[i] = string(b[:l])
+		buf = buf[:at+l]
+		ends[i] = len(buf)
+	}
+	all := string(buf)
+	if cap(buf) <= 1<<20 {
+		*scratch = buf // a big command's buffer is not kept
+	}
+	args := make([]string, len(ends))
+	from := 0
+	for i, e := range ends {
+		args[i] = all[from:e]
+		from = e
 	}
 	return args, nil
 }
@@ -254,7 +288,7 @@ var own = map[string]bool{"SCAN": true, "RESTORE": true, "EVAL": true, "EVALSHA"
 
 // command runs one command of c.
 func (f *demoFront) command(c *demoConn, args []string) {
-	name := strings.ToUpper(args[0])
+	name := upperName(args[0])
 	if name == "CLIENT" && f.track.client(c, args) {
 		return
 	}
@@ -328,9 +362,11 @@ func (f *demoFront) queue(c *demoConn, name string, args []string) {
 			return
 		}
 		c.queue = append(c.queue, args)
-		c.peer.WriteInline("QUEUED")
+		c.writeRaw(queuedReply)
 	}
 }
+
+var queuedReply = []byte("+QUEUED\r\n")
 
 // exec runs c's queued commands under one hold of the lock, as Redis runs
 // a transaction: no other client's command in between.
@@ -389,8 +425,11 @@ func (f *demoFront) execLocked(c *demoConn, p *server.Peer, name string, args []
 	case "SELECT", "MULTI", "EXEC", "DISCARD", "WATCH", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "CLIENT":
 		p.WriteError("ERR This Redis command is not allowed from script")
 	default:
-		if f.ks.takes(c, name, args) && f.ks.answer(p, name, args) {
-			return
+		if f.ks.takes(c, name, args) {
+			if b := f.ks.answer(p.Resp3, name, args); b != nil {
+				p.Block(func(w *server.Writer) { w.WriteRaw(string(b)) })
+				return
+			}
 		}
 		f.watches.writing(f, name, args)
 		f.srv.Dispatch(p, args)
@@ -403,7 +442,17 @@ func (f *demoFront) execLocked(c *demoConn, p *server.Peer, name string, args []
 func (f *demoFront) answerNative(c *demoConn, name string, args []string) bool {
 	f.mr.Lock()
 	defer f.mr.Unlock()
-	return f.ks.answer(c.peer, name, args)
+	b := f.ks.answer(c.peer.Resp3, name, args)
+	if b != nil {
+		c.writeRaw(b)
+	}
+	return b != nil
+}
+
+// writeRaw writes a reply, already in RESP, to c's buffer, in the order of
+// its other replies (the peer's lock).
+func (c *demoConn) writeRaw(b []byte) {
+	c.peer.Block(func(*server.Writer) { _, _ = c.bw.Write(b) })
 }
 
 // call runs one command as a nested call (lock held) on behalf of c and

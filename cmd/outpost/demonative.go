@@ -8,7 +8,6 @@ import (
 	"unsafe"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/alicebob/miniredis/v2/server"
 )
 
 // The commands the apply sends most (a read of every key and its TTL, an
@@ -143,12 +142,13 @@ func (k *demoKeyspace) takes(c *demoConn, name string, args []string) bool {
 
 const msgWrongType = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
 
-// answer runs a command takes accepted (lock held) and writes its reply
-// to p as miniredis would; false when database 0 does not exist yet.
-func (k *demoKeyspace) answer(p *server.Peer, name string, args []string) bool {
+// answer runs a command takes accepted (lock held) and returns its reply
+// as miniredis would give it (valid until the next call); nil when
+// database 0 does not exist yet.
+func (k *demoKeyspace) answer(resp3 bool, name string, args []string) []byte {
 	db, ok := k.db0()
 	if !ok {
-		return false
+		return nil
 	}
 	b := k.out[:0]
 	key := args[1]
@@ -157,7 +157,7 @@ func (k *demoKeyspace) answer(p *server.Peer, name string, args []string) bool {
 	case "HGETALL":
 		switch {
 		case !exists:
-			b = appendMapLen(b, 0, p.Resp3)
+			b = appendMapLen(b, 0, resp3)
 		case t != "hash":
 			b = append(b, msgWrongType...)
 		default:
@@ -167,7 +167,7 @@ func (k *demoKeyspace) answer(p *server.Peer, name string, args []string) bool {
 				fields = append(fields, f)
 			}
 			slices.Sort(fields) // miniredis's order
-			b = appendMapLen(b, len(h), p.Resp3)
+			b = appendMapLen(b, len(h), resp3)
 			for _, f := range fields {
 				b = appendBulk(appendBulk(b, f), h[f])
 			}
@@ -183,7 +183,7 @@ func (k *demoKeyspace) answer(p *server.Peer, name string, args []string) bool {
 			if v, ok := h[f]; ok {
 				b = appendBulk(b, v)
 			} else {
-				b = appendNull(b, p.Resp3)
+				b = appendNull(b, resp3)
 			}
 		}
 	default:
@@ -195,8 +195,7 @@ func (k *demoKeyspace) answer(p *server.Peer, name string, args []string) bool {
 		}
 	}
 	k.out = b
-	p.Block(func(w *server.Writer) { w.WriteRaw(string(b)) })
-	return true
+	return b
 }
 
 // intReply answers HLEN, PEXPIRETIME and EXISTS as miniredis does (lock
