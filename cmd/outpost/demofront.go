@@ -173,17 +173,31 @@ func (f *demoFront) serve(c *demoConn) {
 	}()
 	r := bufio.NewReaderSize(c.nc, 64<<10)
 	var scratch []byte
+	var batch [][]string
 	for {
-		args, err := readCommand(r, &scratch)
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				c.peer.WriteError("ERR Protocol error: " + err.Error())
-				c.peer.Flush()
+		// What the client has sent so far (its pipeline), read before any
+		// of it runs, so that a run of reads takes miniredis's lock once.
+		batch = batch[:0]
+		var err error
+		for len(batch) < maxBatch {
+			var args []string
+			if args, err = readCommand(r, &scratch); err != nil {
+				break
 			}
-			return
+			if len(args) > 0 {
+				batch = append(batch, args)
+			}
+			if r.Buffered() == 0 {
+				break
+			}
 		}
-		if len(args) > 0 {
-			f.command(c, args)
+		f.run(c, batch)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !c.peer.Closed() {
+				c.peer.WriteError("ERR Protocol error: " + err.Error())
+			}
+			c.peer.Flush()
+			return
 		}
 		if r.Buffered() == 0 || c.peer.Closed() {
 			c.peer.Flush()
@@ -192,6 +206,48 @@ func (f *demoFront) serve(c *demoConn) {
 			return
 		}
 	}
+}
+
+// maxBatch bounds the commands of a pipeline read before they run.
+const maxBatch = 1024
+
+// run runs c's commands in order, as Redis runs a client's pipeline: each
+// run of commands demoKeyspace answers under one hold of miniredis's lock
+// (no other client's command in between, as in Redis's event loop, and
+// one lock handoff instead of one per command), the others one by one;
+// none after one that closed the connection (QUIT).
+func (f *demoFront) run(c *demoConn, batch [][]string) {
+	for i := 0; i < len(batch) && !c.peer.Closed(); {
+		if n := f.answerRun(c, batch[i:]); n > 0 {
+			i += n
+			continue
+		}
+		f.command(c, batch[i])
+		i++
+	}
+}
+
+// answerRun answers the commands at the start of batch that demoKeyspace
+// takes, for c outside a transaction on database 0, under one hold of the
+// lock: how many it answered.
+func (f *demoFront) answerRun(c *demoConn, batch [][]string) int {
+	takes := func(args []string) bool {
+		return c.db == 0 && !c.multi && f.ks.takes(c, upperName(args[0]), args)
+	}
+	if !takes(batch[0]) {
+		return 0
+	}
+	f.mr.Lock()
+	defer f.mr.Unlock()
+	n := 0
+	for ; n < len(batch) && takes(batch[n]); n++ {
+		b := f.ks.answer(c.peer.Resp3, upperName(batch[n][0]), batch[n])
+		if b == nil {
+			break
+		}
+		c.writeRaw(b)
+	}
+	return n
 }
 
 // commandNames are the names of the commands the apply sends, by the
@@ -331,7 +387,6 @@ func (f *demoFront) command(c *demoConn, args []string) {
 		f.mr.Lock()
 		f.execLocked(c, c.peer, name, args, false)
 		f.mr.Unlock()
-	case f.ks.takes(c, name, args) && f.answerNative(c, name, args):
 	default:
 		f.watches.writing(f, name, args)
 		f.srv.Dispatch(c.peer, args)
@@ -435,18 +490,6 @@ func (f *demoFront) execLocked(c *demoConn, p *server.Peer, name string, args []
 		f.srv.Dispatch(p, args)
 		f.track.wrote(c, name, args)
 	}
-}
-
-// answerNative runs a command demoKeyspace takes, for c outside a
-// transaction; false when it did not (c's command then goes to miniredis).
-func (f *demoFront) answerNative(c *demoConn, name string, args []string) bool {
-	f.mr.Lock()
-	defer f.mr.Unlock()
-	b := f.ks.answer(c.peer.Resp3, name, args)
-	if b != nil {
-		c.writeRaw(b)
-	}
-	return b != nil
 }
 
 // writeRaw writes a reply, already in RESP, to c's buffer, in the order of
