@@ -33,7 +33,8 @@ type demoKeyspace struct {
 	dbs *map[int]*miniredis.RedisDB
 	// Offsets of RedisDB's fields.
 	keys, hashes, ttl, lru, version uintptr
-	out                             []byte // reply scratch (lock held)
+	out                             []byte   // reply scratch (lock held)
+	fields                          []string // HGETALL's scratch (lock held)
 }
 
 // demoDB is one RedisDB's maps, as miniredis keeps them.
@@ -162,7 +163,7 @@ func (k *demoKeyspace) answer(resp3 bool, name string, args []string) []byte {
 			b = append(b, msgWrongType...)
 		default:
 			h := db.hashes[key]
-			fields := make([]string, 0, len(h))
+			fields := k.fields[:0]
 			for f := range h {
 				fields = append(fields, f)
 			}
@@ -171,6 +172,8 @@ func (k *demoKeyspace) answer(resp3 bool, name string, args []string) []byte {
 			for _, f := range fields {
 				b = appendBulk(appendBulk(b, f), h[f])
 			}
+			clear(fields)
+			k.fields = fields
 		}
 	case "HMGET":
 		if exists && t != "hash" {
