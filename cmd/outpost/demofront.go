@@ -448,7 +448,7 @@ func (f *demoFront) exec(c *demoConn) {
 	}
 	f.watches.unwatch(c)
 	for _, args := range q {
-		f.execLocked(c, p, strings.ToUpper(args[0]), args, false)
+		f.execLocked(c, p, upperName(args[0]), args, false)
 	}
 	f.mr.Unlock()
 	_ = w.Flush()
