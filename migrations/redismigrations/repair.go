@@ -78,21 +78,19 @@ func (s *Set) repairV0(ctx context.Context, keys []string, p pass, t *scan.Tally
 	fail := func(k, object, reason string) {
 		t.Fail(HashTags, report.Issue{Key: k, Object: object, Reason: reason})
 	}
-	cs, names, err := s.twinCands(ctx, keys, p, func(k string, notHash bool, err error) {
+	bad := func(k string, notHash bool, err error) {
 		if notHash {
 			fail(k, "", "not a hash: "+err.Error())
 		} else {
 			fail(k, "", err.Error())
 		}
-	}, func(string) { t.Add(HashTags, func(c *report.Counts) { c.Skipped++ }) })
+	}
+	gone := func(string) { t.Add(HashTags, func(c *report.Counts) { c.Skipped++ }) }
+	cs, names, twins, big, err := s.twinCands(ctx, keys, p, bad, gone)
 	if err != nil {
 		return err
 	}
 	t.Add(HashTags, func(c *report.Counts) { c.Scanned += int64(len(keys)) })
-	twins, err := s.readRecords(ctx, names)
-	if err != nil {
-		return err
-	}
 	var create, redone []int
 	for j, c := range cs {
 		switch tw := twins[j]; {
@@ -113,7 +111,14 @@ func (s *Set) repairV0(ctx context.Context, keys []string, p pass, t *scan.Tally
 	if err := s.createTwins(ctx, r, create); err != nil {
 		return err
 	}
-	return s.recopy(ctx, r, redone)
+	if err := s.recopy(ctx, r, redone); err != nil {
+		return err
+	}
+	return s.redoBig(ctx, big, p, bigRedo{r: r, bad: bad, gone: gone, exact: true,
+		issue:     func(i report.Issue) { t.Fail(HashTags, i) },
+		right:     func() { t.Add(HashTags, func(c *report.Counts) { c.Unchanged++ }) },
+		mayRecopy: func(string) bool { return true },
+	})
 }
 
 // sameRecord says whether twin holds exactly fields and has a TTL exactly
