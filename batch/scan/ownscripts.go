@@ -30,10 +30,16 @@ import (
 //   - the run's script wrote nothing (the twin existed, a compare-and-set
 //     failed) but the key's count was already spent: another client wrote
 //     it, and SettleScript names it;
-//   - one exception, as with NOLOOP: another client's write of the same
-//     key in the same event-loop iteration right after the run's script is
-//     coalesced by the server into one invalidation, which the run's count
-//     spends.
+//   - one exception: another client's write of the same key in the same
+//     event-loop iteration right after the run's script is coalesced by
+//     the server into one invalidation, which the run's count spends. The
+//     callers that act on a key not being named cover it otherwise: the
+//     catch-up re-copies a twin only while it holds the digest of what the
+//     run wrote (redismigrations' written), so such a write is kept and
+//     reported, never overwritten. What remains is a hash-tagged record
+//     the run wrote (a twin it created, or a record 002/003 edited in
+//     place) that another client wrote in that same iteration: it keeps
+//     that client's write as it is, and 002/003 do not look at it again.
 
 // probeScriptSrc creates and deletes a fresh key in one script: nothing is
 // ever visible to other clients, and an invalidation is due only if the

@@ -146,7 +146,7 @@ func (s *Set) countCopy(t *scan.Tally, p pass, seen *written, tp twinPlan, res s
 	case res.val == 1:
 		t.Add(HashTags, func(c *report.Counts) { c.Changed++ })
 		tp.countFinal(t, p)
-		seen.add(tp.twin)
+		seen.add(tp.twin, tp.digest)
 	default:
 		t.Add(HashTags, func(c *report.Counts) { c.Unchanged++ })
 	}

@@ -32,9 +32,10 @@ const catchUpChunk = 500
 //     entity allowed, TTL present alike): nothing to do;
 //   - no twin: copied (RESTORE, never over a key that exists): a legacy key
 //     created during the pass;
-//   - the twin differs, this pass created it and no other client has
-//     written it since: re-copied with compare-and-set against the twin as
-//     read, which is the twin as first written;
+//   - the twin differs, this pass created it, it still holds what the
+//     pass wrote (s.created.holds: the digest of what was written) and
+//     no other client was seen to write it: re-copied with compare-and-set
+//     against the twin as read, which is the twin as first written;
 //   - otherwise (the twin was changed by another client, or existed before
 //     the pass): neither is overwritten, the key is reported (Failed).
 //
@@ -132,7 +133,7 @@ func (s *Set) catchUpV0(ctx context.Context, keys []string, p pass, touched map[
 			create = append(create, j)
 		case twinDiff(c.k, s.prefix, c.rec, tw, p.twin) == nil:
 			bump(t, OthersRight)
-		case s.created.has(name) && !touched[name]:
+		case s.created.holds(name, s.created.digest(tw.fields)) && !touched[name]:
 			recopy = append(recopy, j)
 		default:
 			report1(c.key, name, "changed by another client during apply after its copy, and its twin was changed by another client too (or existed before this run): neither is overwritten; stop the old server, reconcile the two records and rerun apply")

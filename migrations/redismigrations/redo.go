@@ -99,6 +99,7 @@ func (s *Set) createTwins(ctx context.Context, r redo, idx []int) error {
 		return err
 	}
 	r.outcomes(res, idx, "copy: ", r.created, r.existed)
+	s.remember(r, res, idx)
 	return nil
 }
 
@@ -126,7 +127,19 @@ func (s *Set) recopy(ctx context.Context, r redo, idx []int) error {
 		return err
 	}
 	r.outcomes(res, idx, "re-copy: ", r.recopied, r.changed)
+	s.remember(r, res, idx)
 	return nil
+}
+
+// remember records the twins of r.cs[idx] written (res) with what they now
+// hold, so that a later round may copy them again if their legacy records
+// change again, and only while they still hold it.
+func (s *Set) remember(r redo, res []scriptResult, idx []int) {
+	for i, w := range res {
+		if j := idx[i]; w.err == nil && w.val == 1 {
+			s.created.add(r.names[j], s.created.digest(r.cs[j].fields))
+		}
+	}
 }
 
 // outcomes counts the writes of r.cs[idx] (res): 1 is written (done), any

@@ -131,6 +131,7 @@ type twinPlan struct {
 	k         Key
 	fields    map[string]string
 	outs      []outcome
+	digest    uint32 // of fields, for the set of twins created (written)
 }
 
 // planTwin counts a legacy record read for 001 as scanned and plans its
@@ -153,7 +154,9 @@ func (s *Set) planTwin(t *scan.Tally, p pass, k string, r record) (tp twinPlan, 
 		return tp, false
 	}
 	fields, outs, _ := compose(key, r.fields, p.twin)
-	return twinPlan{key: k, twin: key.V1(s.prefix), k: key, fields: fields, outs: outs}, true
+	// A big record is planned from its head only: its digest then matches
+	// no twin read whole, and the catch-up reports rather than re-copies it.
+	return twinPlan{key: k, twin: key.V1(s.prefix), k: key, fields: fields, outs: outs, digest: s.created.digest(fields)}, true
 }
 
 // countFinal counts the work of the pass's field transforms on a twin that

@@ -371,6 +371,55 @@ func TestCatchUpDeletedLegacy(t *testing.T) {
 	require.Equal(t, "tenant:{x}:tenant", issues[0].Object)
 }
 
+// TestCatchUpTrustsOnlyWhatItWrote: the catch-up re-copies a twin over
+// its changed legacy record only while the twin holds what the pass wrote.
+// A write the watch could not name (another client's in the same
+// event-loop iteration as the run's own script, which the run spends as
+// its own) is played here by writing the twin and not naming it: the
+// twin is kept and the record reported. A twin re-copied is trusted again
+// with its new content.
+func TestCatchUpTrustsOnlyWhatItWrote(t *testing.T) {
+	ctx := context.Background()
+	c := servertest.Redis(t).Client(t)
+	for _, id := range []string{"a", "b"} {
+		require.NoError(t, c.HSet(ctx, "tenant:"+id, "id", id, "created_at", "2024-05-06T07:08:09Z").Err())
+	}
+	set := redismigrations.New(c, "")
+	_, err := redisphase.New(c, "", ".outpost:migration_lock", set, redisphase.Options{}, nil).Apply(ctx, runFor("apply"))
+	require.NoError(t, err)
+
+	// b's twin was written by another client unseen; both legacy records
+	// change.
+	require.NoError(t, c.HSet(ctx, "tenant:{b}:tenant", "note", "new-server").Err())
+	for _, id := range []string{"a", "b"} {
+		require.NoError(t, c.HSet(ctx, "tenant:"+id, "note", "old-server").Err())
+	}
+	tally := scan.NewTally()
+	require.NoError(t, set.CatchUp(ctx, all, nil, []string{"tenant:a", "tenant:b"}, tally))
+	require.EqualValues(t, 1, tally.Counts(redismigrations.OthersRecopied).Changed)
+	require.EqualValues(t, 1, tally.Counts(redismigrations.OthersReported).Changed)
+	require.Equal(t, "old-server", c.HGet(ctx, "tenant:{a}:tenant", "note").Val(), "a re-copied")
+	require.Equal(t, "new-server", c.HGet(ctx, "tenant:{b}:tenant", "note").Val(), "b's twin kept")
+	issues, _ := tally.Issues(redismigrations.HashTags)
+	require.Len(t, issues, 1)
+	require.Equal(t, "tenant:b", issues[0].Key)
+
+	// a changes again: its twin holds the re-copy, so it is re-copied
+	// again; an unseen write after the re-copy makes it reported.
+	require.NoError(t, c.HSet(ctx, "tenant:a", "note", "old-server-2").Err())
+	tally = scan.NewTally()
+	require.NoError(t, set.CatchUp(ctx, all, nil, []string{"tenant:a"}, tally))
+	require.EqualValues(t, 1, tally.Counts(redismigrations.OthersRecopied).Changed)
+	require.Equal(t, "old-server-2", c.HGet(ctx, "tenant:{a}:tenant", "note").Val())
+	require.NoError(t, c.HSet(ctx, "tenant:{a}:tenant", "note", "new-server").Err())
+	require.NoError(t, c.HSet(ctx, "tenant:a", "note", "old-server-3").Err())
+	tally = scan.NewTally()
+	require.NoError(t, set.CatchUp(ctx, all, nil, []string{"tenant:a"}, tally))
+	require.EqualValues(t, 0, tally.Counts(redismigrations.OthersRecopied).Changed)
+	require.EqualValues(t, 1, tally.Counts(redismigrations.OthersReported).Changed)
+	require.Equal(t, "new-server", c.HGet(ctx, "tenant:{a}:tenant", "note").Val())
+}
+
 // TestTrackingWithACLUser: the minimal ACL user plus the rules the README
 // names (+client +subscribe &__redis__:invalidate) is watched: no
 // confirming pass.
