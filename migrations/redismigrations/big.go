@@ -188,7 +188,7 @@ func (s *Set) copyBig(ctx context.Context, k string, p pass, t *scan.Tally, seen
 		s.countCopy(t, p, seen, tp, scriptResult{})
 		return nil
 	}
-	val, field, why, err := s.streamTwin(ctx, k, tp, r.fields, l, e)
+	val, field, why, err := s.streamTwin(ctx, k, &tp, r.fields, l, e)
 	switch {
 	case err != nil:
 		return wrap(err)
@@ -341,14 +341,16 @@ const maxPieceFields = 10_000
 
 // streamTwin builds tp's twin from legacy record k piece by piece in a
 // temporary key (buildTemp) and moves it into place unless the twin
-// exists: val is moveScript's result. why (and the field) says why the
-// record cannot be copied; the temporary key is then removed, as after a
-// failure.
-func (s *Set) streamTwin(ctx context.Context, k string, tp twinPlan, head map[string]string, l serverLimits, e expiry) (val int64, field, why string, err error) {
-	tmp, field, why, err := s.buildTemp(ctx, k, tp, head, l)
+// exists: val is moveScript's result; tp.digest becomes the digest of what
+// was written (see written). why (and the field) says why the record
+// cannot be copied; the temporary key is then removed, as after a failure.
+func (s *Set) streamTwin(ctx context.Context, k string, tp *twinPlan, head map[string]string, l serverLimits, e expiry) (val int64, field, why string, err error) {
+	d := s.newDigester()
+	tmp, field, why, err := s.buildTemp(ctx, k, *tp, head, l, d)
 	if err != nil || why != "" {
 		return 0, field, why, err
 	}
+	tp.digest = d.value()
 	// The twin first: its write is the one the watch of other clients
 	// must take for the run's own (scan.Others.ExpectScript).
 	res, err := s.runScript(ctx, moveScript, 1, func(int) ([]string, []any) {
@@ -372,11 +374,12 @@ func (s *Set) dropTemp(ctx context.Context, tmp string) {
 
 // buildTemp writes tp's twin from legacy record k piece by piece into a
 // fresh temporary key in the twin's slot (tmp; it may not exist when the
-// record vanished meanwhile). head is what readHead read of k: tp.fields
-// holds it as the field transforms made it, and the fields they add go
-// with the first piece. why (and the field) says why the record cannot be
-// copied; the temporary key is then removed, as after a failure.
-func (s *Set) buildTemp(ctx context.Context, k string, tp twinPlan, head map[string]string, l serverLimits) (tmp, field, why string, err error) {
+// record vanished meanwhile), adding each field written to d. head is
+// what readHead read of k: tp.fields holds it as the field transforms
+// made it, and the fields they add go with the first piece. why (and the
+// field) says why the record cannot be copied; the temporary key is then
+// removed, as after a failure.
+func (s *Set) buildTemp(ctx context.Context, k string, tp twinPlan, head map[string]string, l serverLimits, d *digester) (tmp, field, why string, err error) {
 	_, cluster := s.c.(*goredis.ClusterClient)
 	tmp, ok := tempName(s.prefix, tp.twin, cluster)
 	if !ok {
@@ -393,40 +396,14 @@ func (s *Set) buildTemp(ctx context.Context, k string, tp twinPlan, head map[str
 			added[f] = v
 		}
 	}
-	var pend []string
-	var pendBytes int64
-	flush := func() (string, error) {
-		if len(pend) == 0 && len(added) == 0 {
-			return "", nil
-		}
-		why, err := s.writePiece(ctx, k, tmp, pend, tp, added)
-		pend, pendBytes, added = nil, 0, nil
-		return why, err
-	}
-	for cursor := "0"; ; {
-		next, names, nameLens, valueLens, err := s.hscanStep(ctx, k, cursor, l)
-		if err != nil {
-			return tmp, "", "", err
-		}
-		for i, name := range names {
-			if field, why := limitFor(name, nameLens[i], valueLens[i], l); why != "" {
-				return tmp, field, why, nil
-			}
-			n := nameLens[i] + valueLens[i]
-			if len(pend) > 0 && (pendBytes+n > l.pieceAt() || len(pend) >= maxPieceFields) {
-				if why, err := flush(); err != nil || why != "" {
-					return tmp, "", why, err
-				}
-			}
-			pend, pendBytes = append(pend, name), pendBytes+n
-		}
-		if next == "0" || next == "" {
-			break
-		}
-		cursor = next
-	}
-	why, err = flush()
-	return tmp, "", why, err
+	field, why, err = s.eachPiece(ctx, k, l, func(names []string) (bool, error) {
+		w, err := s.writePiece(ctx, k, tmp, names, tp, added, d)
+		added, why = nil, w
+		return why != "", err
+	})
+	// No field listed (the record vanished): nothing was written, not
+	// even the fields the transforms add, and tmp does not exist.
+	return tmp, field, why, err
 }
 
 // writePiece reads the fields names of legacy record k (HMGET: a field
@@ -434,7 +411,7 @@ func (s *Set) buildTemp(ctx context.Context, k string, tp twinPlan, head map[str
 // (tp.fields: the values the field transforms changed), with extra (the
 // fields they add, once). why says why the record cannot be copied (a
 // summary whose content is not one).
-func (s *Set) writePiece(ctx context.Context, k, tmp string, names []string, tp twinPlan, extra map[string]string) (string, error) {
+func (s *Set) writePiece(ctx context.Context, k, tmp string, names []string, tp twinPlan, extra map[string]string, d *digester) (string, error) {
 	out := make(map[string]string, len(names)+len(extra))
 	if len(names) > 0 {
 		vals, err := s.c.HMGet(ctx, k, names...).Result()
@@ -467,6 +444,7 @@ func (s *Set) writePiece(ctx context.Context, k, tmp string, names []string, tp 
 	args = append(args, bigTempTTL)
 	for f, v := range out {
 		args = append(args, f, v)
+		d.add(f, v)
 	}
 	res, err := s.runScript(ctx, pieceScript, 1, func(int) ([]string, []any) { return []string{tmp}, args })
 	if err != nil {

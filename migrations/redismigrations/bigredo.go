@@ -3,6 +3,7 @@ package redismigrations
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -37,7 +38,7 @@ type bigRedo struct {
 	planned func(tp twinPlan)
 	// mayRecopy says whether a twin that differs may be copied again
 	// (else r.fail with notRecopied).
-	mayRecopy   func(twin string) bool
+	mayRecopy   func(ctx context.Context, twin string) (bool, error)
 	notRecopied string
 	// exact: the twin is right only when it holds exactly what its record
 	// makes of it (repair); else with the allowances of the pass's field
@@ -53,11 +54,17 @@ func (s *Set) catchUpBig(ctx context.Context, keys []string, p pass, touched map
 	}
 	var gone []string
 	err := s.redoBig(ctx, keys, p, bigRedo{r: r, bad: bad,
-		issue:       func(i report.Issue) { t.Fail(HashTags, i); bump(t, OthersReported) },
-		right:       func() { bump(t, OthersRight) },
-		gone:        func(k string) { gone = append(gone, k) },
-		planned:     func(tp twinPlan) { failBad(t, p, tp.outs, tp.twin) },
-		mayRecopy:   func(twin string) bool { return s.created.has(twin) && !touched[twin] },
+		issue:   func(i report.Issue) { t.Fail(HashTags, i); bump(t, OthersReported) },
+		right:   func() { bump(t, OthersRight) },
+		gone:    func(k string) { gone = append(gone, k) },
+		planned: func(tp twinPlan) { failBad(t, p, tp.outs, tp.twin) },
+		mayRecopy: func(ctx context.Context, twin string) (bool, error) {
+			if touched[twin] || !s.created.has(twin) {
+				return false, nil
+			}
+			d, err := s.digestOf(ctx, twin)
+			return s.created.holds(twin, d), err
+		},
 		notRecopied: bothChanged,
 	})
 	if err != nil {
@@ -100,13 +107,14 @@ func (s *Set) redoBigOne(ctx context.Context, k string, p pass, br bigRedo, l se
 		return err
 	}
 	if twinGone {
-		val, field, why, err := s.streamTwin(ctx, k, b.tp, b.head, l, b.e)
+		val, field, why, err := s.streamTwin(ctx, k, &b.tp, b.head, l, b.e)
 		switch {
 		case err != nil:
 			return err
 		case why != "":
 			br.issue(report.Issue{Key: k, Object: twin, Field: field, Reason: why})
 		case val == 1:
+			s.created.add(twin, b.tp.digest)
 			br.r.created()
 		case val == 0:
 			br.r.fail(k, twin, br.r.existed)
@@ -121,7 +129,11 @@ func (s *Set) redoBigOne(ctx context.Context, k string, p pass, br bigRedo, l se
 		}
 		return s.agreesBig(ctx, k, b, p, l)
 	}
-	if !br.mayRecopy(twin) {
+	may, err := br.mayRecopy(ctx, twin)
+	if err != nil {
+		return err
+	}
+	if !may {
 		same, field, why, err := check(ctx)
 		switch {
 		case err != nil:
@@ -135,7 +147,7 @@ func (s *Set) redoBigOne(ctx context.Context, k string, p pass, br bigRedo, l se
 		}
 		return nil
 	}
-	res, field, why, err := s.recopyBig(ctx, k, b, l, check)
+	res, field, why, err := s.recopyBig(ctx, k, &b, l, check)
 	switch {
 	case err != nil:
 		return err
@@ -144,6 +156,7 @@ func (s *Set) redoBigOne(ctx context.Context, k string, p pass, br bigRedo, l se
 	case res == 2:
 		br.right()
 	case res == 1:
+		s.created.add(twin, b.tp.digest)
 		br.r.recopied()
 	case res == -1:
 		br.gone(k)
@@ -278,7 +291,7 @@ return 1
 // since the WATCH. res: 2 the twin was right (nothing written), 1
 // re-copied, -1 the record vanished, -2 the twin changed meanwhile. why
 // (and field) names a field that cannot cross the limits.
-func (s *Set) recopyBig(ctx context.Context, k string, b bigRec, l serverLimits, check func(context.Context) (bool, string, string, error)) (res int64, field, why string, err error) {
+func (s *Set) recopyBig(ctx context.Context, k string, b *bigRec, l serverLimits, check func(context.Context) (bool, string, string, error)) (res int64, field, why string, err error) {
 	var tmp string
 	same := false
 	res, wrote, aborted, err := s.watchedScript(ctx, b.tp.twin, recopyBigScript, func(ctx context.Context) ([]string, []any, bool, error) {
@@ -286,9 +299,12 @@ func (s *Set) recopyBig(ctx context.Context, k string, b bigRec, l serverLimits,
 		if same, field, why, err = check(ctx); err != nil || why != "" || same {
 			return nil, nil, false, err
 		}
-		if tmp, field, why, err = s.buildTemp(ctx, k, b.tp, b.head, l); err != nil || why != "" {
+		d := s.newDigester()
+		if tmp, field, why, err = s.buildTemp(ctx, k, b.tp, b.head, l, d); err != nil || why != "" {
 			return nil, nil, false, err
 		}
+		b.tp.digest = d.value()
+		aboutToWrite(ctx, 1, func(int) string { return b.tp.twin })
 		return []string{b.tp.twin, tmp}, []any{b.e.scriptArg()}, true, nil
 	})
 	if (err != nil || aborted) && tmp != "" {
@@ -356,4 +372,59 @@ func (s *Set) watchedScript(ctx context.Context, key string, sc *goredis.Script,
 		return 0, false, false, lockLostError(deadline, lockKey)
 	}
 	return res, true, false, nil
+}
+
+// digester is written.digest over a record handed over piece by piece: the
+// same sum of one hash per field and value, so the order of the pieces
+// does not matter (TestDigesterIsDigest keeps the two the same).
+type digester struct {
+	w   *written
+	sum uint64
+	h   maphash.Hash
+}
+
+func (s *Set) newDigester() *digester {
+	d := &digester{w: s.created}
+	if d.w != nil {
+		d.h.SetSeed(d.w.seed)
+	}
+	return d
+}
+
+func (d *digester) add(f, v string) {
+	if d == nil || d.w == nil {
+		return
+	}
+	d.h.Reset()
+	_, _ = d.h.WriteString(f)
+	_ = d.h.WriteByte(0)
+	_, _ = d.h.WriteString(v)
+	d.sum += d.h.Sum64()
+}
+
+// value is the digest, 0 (unknown) without a set of twins written.
+func (d *digester) value() uint32 {
+	if d == nil || d.w == nil {
+		return 0
+	}
+	return uint32(d.sum^d.sum>>32) | 1
+}
+
+// digestOf is the digest of what hash key holds, read piece by piece; 0
+// when a field cannot be read within the server's limits.
+func (s *Set) digestOf(ctx context.Context, key string) (uint32, error) {
+	d := s.newDigester()
+	_, why, err := s.eachPiece(ctx, key, s.serverLimits(ctx), func(names []string) (bool, error) {
+		vals, err := s.c.HMGet(ctx, key, names...).Result()
+		for i, f := range names {
+			if v, ok := vals[i].(string); ok && err == nil {
+				d.add(f, v)
+			}
+		}
+		return err != nil, err
+	})
+	if isKeyError(err) || why != "" {
+		return 0, nil
+	}
+	return d.value(), err
 }

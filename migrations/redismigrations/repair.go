@@ -117,7 +117,7 @@ func (s *Set) repairV0(ctx context.Context, keys []string, p pass, t *scan.Tally
 	return s.redoBig(ctx, big, p, bigRedo{r: r, bad: bad, gone: gone, exact: true,
 		issue:     func(i report.Issue) { t.Fail(HashTags, i) },
 		right:     func() { t.Add(HashTags, func(c *report.Counts) { c.Unchanged++ }) },
-		mayRecopy: func(string) bool { return true },
+		mayRecopy: func(context.Context, string) (bool, error) { return true, nil },
 	})
 }
 
