@@ -139,10 +139,10 @@ func TestCatchUpBigRecords(t *testing.T) {
 	for _, id := range []string{"grown", "grownboth", "grownhuge"} {
 		legacyTenant(t, c, id)
 	}
+	require.NoError(t, c.ConfigSet(ctx, "client-output-buffer-limit", limitLow).Err())
 	set := redismigrations.New(c, "")
 	_, err = redisphase.New(c, "", ".outpost:migration_lock", set, redisphase.Options{}, nil).Apply(ctx, runFor("apply"))
 	require.NoError(t, err)
-	require.NoError(t, c.ConfigSet(ctx, "client-output-buffer-limit", limitLow).Err())
 
 	// What other clients did during the pass.
 	require.NoError(t, c.HSet(ctx, "tenant:grown", append(wideFields(3000), "blob", blob(3<<20))...).Err())
@@ -265,4 +265,146 @@ func TestCatchUpMeetsBigRecordDuringApply(t *testing.T) {
 	require.Equal(t, report.StateApplied, line(t, lines, redismigrations.HashTags).State)
 	requireTwinExact(t, c, "hookhuge")
 	requireTwinExact(t, c, "hookgrown")
+}
+
+// TestRepairBigRecords: apply --repair over big records past the server's
+// output limit: a twin that differs is re-copied piece by piece (3000
+// fields; one 3 MiB value), a missing one is created; a twin another
+// client writes while it is being re-copied (beforeWrite, between the
+// compare and the transaction) is kept and the record reported; a record
+// with a 12 MiB value is named (key, field, size, limit) and the rest goes
+// on. The run ends DRIFT (exit 3, not retryable) naming both; the rerun
+// re-copies the first and names the second again; with the value removed
+// the rerun completes and every twin is exact.
+func TestRepairBigRecords(t *testing.T) {
+	ctx := context.Background()
+	c := servertest.Redis(t).Client(t)
+	require.NoError(t, c.ConfigSet(ctx, "client-output-buffer-limit", limitLow).Err())
+	o := smallSeed(30)
+	o.UnrelatedKeys = 0
+	_, err := seed.Write(ctx, c, o)
+	require.NoError(t, err)
+	legacyTenant(t, c, "rwide", wideFields(3000)...)
+	legacyTenant(t, c, "rfew", "metadata", blob(3<<20))
+	legacyTenant(t, c, "rgone", wideFields(3000)...)
+	legacyTenant(t, c, "rrace", wideFields(3000)...)
+	_, err = phaseFor(c, "", redisphase.Options{ScanCount: 50}).Apply(ctx, runFor("apply"))
+	require.NoError(t, err)
+
+	require.NoError(t, c.HSet(ctx, "tenant:{rwide}:tenant", "w00007", "wrong").Err())
+	require.NoError(t, c.HSet(ctx, "tenant:{rfew}:tenant", "metadata", "short").Err())
+	require.NoError(t, c.Del(ctx, "tenant:{rgone}:tenant").Err())
+	require.NoError(t, c.HSet(ctx, "tenant:{rrace}:tenant", "w00001", "wrong").Err())
+	legacyTenant(t, c, "rhuge", "metadata", blob(12<<20))
+	var once sync.Once
+	restore := redismigrations.SetBeforeWrite(func(ctx context.Context, keys []string) {
+		if len(keys) == 1 && keys[0] == "tenant:{rrace}:tenant" {
+			once.Do(func() { noErr(t, c.HSet(ctx, keys[0], "note", "new-server").Err()) })
+		}
+	})
+	repair := func() ([]report.Migration, error) {
+		run := runFor("apply")
+		run.Repair = true
+		return phaseFor(c, "", redisphase.Options{ScanCount: 50}).Apply(ctx, run)
+	}
+	lines, err := repair()
+	restore()
+	require.Equal(t, report.CodeDrift, report.CodeOf(err), "%v", err)
+	require.False(t, report.Retryable(report.CodeOf(err)))
+	l := line(t, lines, redismigrations.HashTags)
+	require.Contains(t, l.Reason, "3 records redone")
+	require.Contains(t, l.Reason, "2 could not be redone")
+	issues := issueKeys(l.Issues)
+	require.Len(t, issues, 2, "%+v", l.Issues)
+	requireLimitIssue(t, issues["tenant:rhuge"], "metadata", 12<<20)
+	require.Contains(t, issues["tenant:rhuge"].Reason, "twin missing")
+	require.Contains(t, issues, "tenant:rrace")
+	require.Equal(t, "new-server", c.HGet(ctx, "tenant:{rrace}:tenant", "note").Val(), "not overwritten")
+	for _, id := range []string{"rwide", "rfew", "rgone"} {
+		requireTwinExact(t, c, id)
+	}
+	requireSeedExact(t, c, o, seedtest.Expect, "rwide", "rfew", "rgone", "rrace", "rhuge")
+	requireNoTemp(t, c)
+
+	lines, err = repair()
+	require.Equal(t, report.CodeDrift, report.CodeOf(err))
+	l = line(t, lines, redismigrations.HashTags)
+	require.Len(t, l.Issues, 1)
+	requireLimitIssue(t, l.Issues[0], "metadata", 12<<20)
+	requireTwinExact(t, c, "rrace")
+
+	require.NoError(t, c.HDel(ctx, "tenant:rhuge", "metadata").Err())
+	_, err = repair()
+	require.NoError(t, err)
+	for _, id := range []string{"rwide", "rfew", "rgone", "rrace", "rhuge"} {
+		requireTwinExact(t, c, id)
+	}
+	requireNoTemp(t, c)
+}
+
+// TestCleanupBigRecords: cleanup over big legacy records past the server's
+// output limit (applied with the limit off): 3000 fields or one 3 MiB
+// value, verified piece by piece, are deleted; one changed between its
+// compare and its delete (beforeWrite) is kept and reported; one with a 12
+// MiB value cannot be compared: kept, named (key, field, size, limit), the
+// rest goes on. DRIFT, not retryable; the rerun names the 12 MiB one
+// again; with the limit raised and the changed one reconciled, the rerun
+// completes: the keyspace is the current layout.
+func TestCleanupBigRecords(t *testing.T) {
+	ctx := context.Background()
+	c := servertest.Redis(t).Client(t)
+	o := smallSeed(30)
+	o.UnrelatedKeys = 0
+	_, err := seed.Write(ctx, c, o)
+	require.NoError(t, err)
+	legacyTenant(t, c, "cwide", wideFields(3000)...)
+	legacyTenant(t, c, "cfew", "metadata", blob(3<<20))
+	legacyTenant(t, c, "crace", wideFields(3000)...)
+	legacyTenant(t, c, "chuge", "metadata", blob(12<<20))
+	_, err = phaseFor(c, "", redisphase.Options{ScanCount: 50}).Apply(ctx, runFor("apply"))
+	require.NoError(t, err)
+	require.NoError(t, c.ConfigSet(ctx, "client-output-buffer-limit", limitLow).Err())
+
+	var once sync.Once
+	restore := redismigrations.SetBeforeWrite(func(ctx context.Context, keys []string) {
+		if len(keys) == 1 && keys[0] == "tenant:crace" {
+			once.Do(func() { noErr(t, c.HSet(ctx, keys[0], "note", "old-server").Err()) })
+		}
+	})
+	cleanup := func() ([]report.Migration, error) {
+		return phaseFor(c, "", redisphase.Options{ScanCount: 50}).Cleanup(ctx, runFor("cleanup"))
+	}
+	lines, err := cleanup()
+	restore()
+	require.Equal(t, report.CodeDrift, report.CodeOf(err), "%v", err)
+	require.False(t, report.Retryable(report.CodeOf(err)))
+	l := line(t, lines, redismigrations.HashTags)
+	issues := issueKeys(l.Issues)
+	require.Len(t, issues, 2, "%+v", l.Issues)
+	requireLimitIssue(t, issues["tenant:chuge"], "metadata", 12<<20)
+	require.Contains(t, issues["tenant:crace"].Reason, "changed after it was compared")
+	require.EqualValues(t, 2, l.Counts.Failed)
+	for _, k := range []string{"tenant:cwide", "tenant:cfew"} {
+		require.Zero(t, c.Exists(ctx, k).Val(), "%s deleted", k)
+	}
+	require.EqualValues(t, 1, c.Exists(ctx, "tenant:crace").Val())
+	require.EqualValues(t, 12<<20, c.HStrLen(ctx, "tenant:chuge", "metadata").Val(), "kept")
+	requireNoTemp(t, c)
+
+	lines, err = cleanup()
+	require.Equal(t, report.CodeDrift, report.CodeOf(err))
+	issues = issueKeys(line(t, lines, redismigrations.HashTags).Issues)
+	require.Len(t, issues, 2)
+	requireLimitIssue(t, issues["tenant:chuge"], "metadata", 12<<20)
+	require.Equal(t, "note", issues["tenant:crace"].Field, "its extra field, found piece by piece")
+
+	require.NoError(t, c.ConfigSet(ctx, "client-output-buffer-limit", "normal 0 0 0").Err())
+	require.NoError(t, c.HDel(ctx, "tenant:crace", "note").Err())
+	_, err = cleanup()
+	require.NoError(t, err)
+	for _, id := range []string{"cwide", "cfew", "crace", "chuge"} {
+		require.Zero(t, c.Exists(ctx, "tenant:"+id).Val())
+		require.EqualValues(t, 1, c.Exists(ctx, "tenant:{"+id+"}:tenant").Val())
+	}
+	requireSeedExact(t, c, o, seedtest.ExpectAfterCleanup, "cwide", "cfew", "crace", "chuge")
 }

@@ -87,7 +87,15 @@ func (s *Set) compareBig(ctx context.Context, k string, allow []*transform, t *s
 			}
 			return false, err
 		}
-		fail(report.Issue{Object: twin, Reason: "twin missing"})
+		// Say why apply did not copy it when a limit keeps it from it.
+		field, why, err := s.bigBlocker(ctx, k, l)
+		if err != nil {
+			return false, err
+		}
+		if why != "" {
+			why = "; it cannot be copied: " + why
+		}
+		fail(report.Issue{Object: twin, Field: field, Reason: "twin missing" + why})
 		return false, nil
 	}
 	issue, field, why, err := s.diffBig(ctx, k, twin, key, r.fields, allow, l)
