@@ -119,6 +119,41 @@ func TestProbeFindsFewHugeValues(t *testing.T) {
 	}
 }
 
+// TestProbeBytesCluster: on a 3-master cluster the probe is one script
+// per master over keys of many slots, and asks the bytes too: a record of
+// one 3 MiB value is big, the others are not, and no master refused it.
+func TestProbeBytesCluster(t *testing.T) {
+	ctx := context.Background()
+	c := servertest.RedisCluster(t).Client(t)
+	var keys []string
+	for i := range 60 {
+		k := "tenant:t" + strconv.Itoa(i)
+		require.NoError(t, c.HSet(ctx, k, "id", "t"+strconv.Itoa(i), "created_at", "2024-05-06T07:08:09Z").Err())
+		keys = append(keys, k)
+	}
+	require.NoError(t, c.HSet(ctx, "tenant:few", "id", "few", "metadata", strings.Repeat("x", 3<<20)).Err())
+	keys = append(keys, "tenant:few", "tenant:gone")
+	s := New(c, "")
+	sizes, err := s.recordSizes(ctx, keys)
+	require.NoError(t, err)
+	require.False(t, s.noCrossSlot.Load())
+	for i, k := range keys {
+		switch k {
+		case "tenant:few":
+			require.Greater(t, sizes[i].bytes, int64(3<<20), k)
+		case "tenant:gone":
+			require.Equal(t, recSize{}, sizes[i])
+		default:
+			require.EqualValues(t, 2, sizes[i].fields, k)
+			require.Positive(t, sizes[i].bytes, k)
+			require.Less(t, sizes[i].bytes, int64(1<<10), k)
+		}
+	}
+	_, big, err := s.splitKeys(ctx, keys)
+	require.NoError(t, err)
+	require.Equal(t, []string{"tenant:few"}, big)
+}
+
 // BenchmarkProbeCost measures, in one run, what asking the bytes costs
 // the server against the main apply pass: on one seeded server, the
 // probe over every legacy key in chunks of 500, HLEN only and with bytes
