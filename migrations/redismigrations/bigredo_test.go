@@ -408,3 +408,57 @@ func TestCleanupBigRecords(t *testing.T) {
 	}
 	requireSeedExact(t, c, o, seedtest.ExpectAfterCleanup, "cwide", "cfew", "crace", "chuge")
 }
+
+// TestBigRecordsCluster: on a 3-master cluster the catch-up, apply
+// --repair and cleanup handle big records piece by piece too (a WATCH and
+// a transaction in the twin's or the record's slot; the temporary key
+// shares the twin's hash tag): grown records re-copied by the catch-up,
+// damaged or missing twins redone by the repair, the records deleted by
+// cleanup, every twin exact and no temporary key left on any master.
+func TestBigRecordsCluster(t *testing.T) {
+	ctx := context.Background()
+	c := servertest.RedisCluster(t).Client(t)
+	ids := []string{"kwide", "kfew", "kgrown", "kgone"}
+	for _, id := range ids[:2] {
+		legacyTenant(t, c, id)
+	}
+	legacyTenant(t, c, "kgrown")
+	legacyTenant(t, c, "kgone", wideFields(3000)...)
+	set := redismigrations.New(c, "")
+	_, err := redisphase.New(c, "", ".outpost:migration_lock", set, redisphase.Options{}, nil).Apply(ctx, runFor("apply"))
+	require.NoError(t, err)
+
+	require.NoError(t, c.HSet(ctx, "tenant:kwide", wideFields(3000)...).Err())
+	require.NoError(t, c.HSet(ctx, "tenant:kfew", "metadata", blob(3<<20)).Err())
+	tally := scan.NewTally()
+	require.NoError(t, set.CatchUp(ctx, all, nil, []string{"tenant:kwide", "tenant:kfew"}, tally))
+	require.EqualValues(t, 2, tally.Counts(redismigrations.OthersRecopied).Changed)
+	requireTwinExact(t, c, "kwide")
+	requireTwinExact(t, c, "kfew")
+
+	require.NoError(t, c.HSet(ctx, "tenant:kgrown", wideFields(3000)...).Err())
+	require.NoError(t, c.Del(ctx, "tenant:{kgone}:tenant").Err())
+	require.NoError(t, c.HSet(ctx, "tenant:{kwide}:tenant", "w00009", "wrong").Err())
+	run := runFor("apply")
+	run.Repair = true
+	lines, err := phaseFor(c, "", redisphase.Options{}).Apply(ctx, run)
+	require.NoError(t, err)
+	require.Contains(t, line(t, lines, redismigrations.HashTags).Reason, "3 records redone")
+	for _, id := range ids {
+		requireTwinExact(t, c, id)
+	}
+
+	_, err = phaseFor(c, "", redisphase.Options{}).Cleanup(ctx, runFor("cleanup"))
+	require.NoError(t, err)
+	for _, id := range ids {
+		require.Zero(t, c.Exists(ctx, "tenant:"+id).Val())
+		require.EqualValues(t, 1, c.Exists(ctx, "tenant:{"+id+"}:tenant").Val())
+	}
+	require.NoError(t, c.ForEachMaster(ctx, func(ctx context.Context, m *goredis.Client) error {
+		keys, err := m.Keys(ctx, "outpost:migrate:big:*").Result()
+		if err == nil && len(keys) > 0 {
+			err = fmt.Errorf("%s: temporary keys left: %v", m.Options().Addr, keys)
+		}
+		return err
+	}))
+}
