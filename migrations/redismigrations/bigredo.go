@@ -40,6 +40,7 @@ type bigRedo struct {
 	// (else r.fail with notRecopied).
 	mayRecopy   func(ctx context.Context, twin string) (bool, error)
 	notRecopied string
+	twinNotHash string // why a twin of another type is left alone
 	// exact: the twin is right only when it holds exactly what its record
 	// makes of it (repair); else with the allowances of the pass's field
 	// transforms (the catch-up, as twinDiff).
@@ -66,6 +67,7 @@ func (s *Set) catchUpBig(ctx context.Context, keys []string, p pass, touched map
 			return s.created.holds(twin, d), err
 		},
 		notRecopied: bothChanged,
+		twinNotHash: "changed by another client during apply; its twin is not a hash",
 	})
 	if err != nil {
 		return err
@@ -122,6 +124,13 @@ func (s *Set) redoBigOne(ctx context.Context, k string, p pass, br bigRedo, l se
 			br.gone(k)
 		}
 		return nil
+	}
+	if typ, err := s.c.Type(ctx, twin).Result(); err != nil || typ != "hash" {
+		if err == nil {
+			// Never overwritten, as with a record read whole.
+			br.r.fail(k, twin, br.twinNotHash)
+		}
+		return err
 	}
 	check := func(ctx context.Context) (bool, string, string, error) {
 		if br.exact {

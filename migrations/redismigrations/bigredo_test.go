@@ -269,7 +269,8 @@ func TestCatchUpMeetsBigRecordDuringApply(t *testing.T) {
 
 // TestRepairBigRecords: apply --repair over big records past the server's
 // output limit: a twin that differs is re-copied piece by piece (3000
-// fields; one 3 MiB value), a missing one is created; a twin another
+// fields; one 3 MiB value), a missing one is created, one that is not a
+// hash is left alone and reported; a twin another
 // client writes while it is being re-copied (beforeWrite, between the
 // compare and the transaction) is kept and the record reported; a record
 // with a 12 MiB value is named (key, field, size, limit) and the rest goes
@@ -288,6 +289,7 @@ func TestRepairBigRecords(t *testing.T) {
 	legacyTenant(t, c, "rfew", "metadata", blob(3<<20))
 	legacyTenant(t, c, "rgone", wideFields(3000)...)
 	legacyTenant(t, c, "rrace", wideFields(3000)...)
+	legacyTenant(t, c, "rtype", wideFields(3000)...)
 	_, err = phaseFor(c, "", redisphase.Options{ScanCount: 50}).Apply(ctx, runFor("apply"))
 	require.NoError(t, err)
 
@@ -295,6 +297,8 @@ func TestRepairBigRecords(t *testing.T) {
 	require.NoError(t, c.HSet(ctx, "tenant:{rfew}:tenant", "metadata", "short").Err())
 	require.NoError(t, c.Del(ctx, "tenant:{rgone}:tenant").Err())
 	require.NoError(t, c.HSet(ctx, "tenant:{rrace}:tenant", "w00001", "wrong").Err())
+	require.NoError(t, c.Del(ctx, "tenant:{rtype}:tenant").Err())
+	require.NoError(t, c.Set(ctx, "tenant:{rtype}:tenant", "not a hash", 0).Err())
 	legacyTenant(t, c, "rhuge", "metadata", blob(12<<20))
 	var once sync.Once
 	restore := redismigrations.SetBeforeWrite(func(ctx context.Context, keys []string) {
@@ -313,9 +317,11 @@ func TestRepairBigRecords(t *testing.T) {
 	require.False(t, report.Retryable(report.CodeOf(err)))
 	l := line(t, lines, redismigrations.HashTags)
 	require.Contains(t, l.Reason, "3 records redone")
-	require.Contains(t, l.Reason, "2 could not be redone")
+	require.Contains(t, l.Reason, "3 could not be redone")
 	issues := issueKeys(l.Issues)
-	require.Len(t, issues, 2, "%+v", l.Issues)
+	require.Len(t, issues, 3, "%+v", l.Issues)
+	require.Contains(t, issues["tenant:rtype"].Reason, "not a hash")
+	require.Equal(t, "not a hash", c.Get(ctx, "tenant:{rtype}:tenant").Val(), "never overwritten")
 	requireLimitIssue(t, issues["tenant:rhuge"], "metadata", 12<<20)
 	require.Contains(t, issues["tenant:rhuge"].Reason, "twin missing")
 	require.Contains(t, issues, "tenant:rrace")
@@ -323,20 +329,22 @@ func TestRepairBigRecords(t *testing.T) {
 	for _, id := range []string{"rwide", "rfew", "rgone"} {
 		requireTwinExact(t, c, id)
 	}
-	requireSeedExact(t, c, o, seedtest.Expect, "rwide", "rfew", "rgone", "rrace", "rhuge")
+	requireSeedExact(t, c, o, seedtest.Expect, "rwide", "rfew", "rgone", "rrace", "rhuge", "rtype")
 	requireNoTemp(t, c)
 
 	lines, err = repair()
 	require.Equal(t, report.CodeDrift, report.CodeOf(err))
-	l = line(t, lines, redismigrations.HashTags)
-	require.Len(t, l.Issues, 1)
-	requireLimitIssue(t, l.Issues[0], "metadata", 12<<20)
+	issues = issueKeys(line(t, lines, redismigrations.HashTags).Issues)
+	require.Len(t, issues, 2)
+	requireLimitIssue(t, issues["tenant:rhuge"], "metadata", 12<<20)
+	require.Contains(t, issues, "tenant:rtype")
 	requireTwinExact(t, c, "rrace")
 
 	require.NoError(t, c.HDel(ctx, "tenant:rhuge", "metadata").Err())
+	require.NoError(t, c.Del(ctx, "tenant:{rtype}:tenant").Err())
 	_, err = repair()
 	require.NoError(t, err)
-	for _, id := range []string{"rwide", "rfew", "rgone", "rrace", "rhuge"} {
+	for _, id := range []string{"rwide", "rfew", "rgone", "rrace", "rhuge", "rtype"} {
 		requireTwinExact(t, c, id)
 	}
 	requireNoTemp(t, c)

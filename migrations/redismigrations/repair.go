@@ -95,7 +95,7 @@ func (s *Set) repairV0(ctx context.Context, keys []string, p pass, t *scan.Tally
 	for j, c := range cs {
 		switch tw := twins[j]; {
 		case tw.err != nil:
-			fail(c.key, names[j], "the twin is not a hash; remove it and rerun apply --repair")
+			fail(c.key, names[j], twinNotHash)
 		case tw.fields == nil:
 			create = append(create, j)
 		case sameRecord(tw, c.fields, c.rec.expiry):
@@ -114,12 +114,15 @@ func (s *Set) repairV0(ctx context.Context, keys []string, p pass, t *scan.Tally
 	if err := s.recopy(ctx, r, redone); err != nil {
 		return err
 	}
-	return s.redoBig(ctx, big, p, bigRedo{r: r, bad: bad, gone: gone, exact: true,
+	return s.redoBig(ctx, big, p, bigRedo{r: r, bad: bad, gone: gone, exact: true, twinNotHash: twinNotHash,
 		issue:     func(i report.Issue) { t.Fail(HashTags, i) },
 		right:     func() { t.Add(HashTags, func(c *report.Counts) { c.Unchanged++ }) },
 		mayRecopy: func(context.Context, string) (bool, error) { return true, nil },
 	})
 }
+
+// twinNotHash is why repair leaves a twin of another type alone.
+const twinNotHash = "the twin is not a hash; remove it and rerun apply --repair"
 
 // sameRecord says whether twin holds exactly fields and has a TTL exactly
 // when the legacy record does (what apply writes, byte for byte).
