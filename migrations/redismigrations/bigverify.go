@@ -261,16 +261,17 @@ func (s *Set) checkLegacy(ctx context.Context, keys []string, p pass, t *scan.Ta
 		return err
 	}
 	l := s.serverLimits(ctx)
-	var small []string
-	for _, g := range groups {
-		small = append(small, g...)
-	}
 	for _, k := range big {
 		if err := s.checkBig(ctx, k, p, t, l); err != nil {
 			return rediserr.Classify(err, "check the big record "+k+" piece by piece")
 		}
 	}
-	return s.checkV0(ctx, small, p, t)
+	for _, g := range groups {
+		if err := s.checkV0(ctx, g, p, t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkBig counts what apply would do with one big legacy record: nothing
