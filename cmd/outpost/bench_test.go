@@ -127,9 +127,9 @@ func BenchmarkRedisApplyStandalone(b *testing.B) {
 			noop := runMeasured(b, envs, "migrate", "apply", "--yes", "--redis-only", "-o", "json")
 			require.Equal(b, "up_to_date", noop.rep["outcome"])
 			ceiling := redisBenchmarkHSET(b, srv.Port)
-			reportLine(b, "standalone apply: %d tenants, %d legacy keys: %.2fs, %.0f keys/s = %.3f of the same run's redis-benchmark HSET -P 100 ceiling (%.0f ops/s); peak RSS %.1f MiB; Redis CPU %.2fs (%.0f%% of the wall, %.2f µs per legacy key, %.2f µs per command over %d commands): %s; no-op apply %.2fs, peak RSS %.1f MiB",
+			reportLine(b, "standalone apply: %d tenants, %d legacy keys: %.2fs, %.0f keys/s = %.3f of the same run's redis-benchmark HSET -P 100 ceiling (%.0f ops/s); peak RSS %.1f MiB; Redis CPU %.2fs (%.0f%% of the wall, %.2f µs per legacy key, %.2f µs per command over %d commands): %s; no-op apply %.2fs, peak RSS %.1f MiB; writes by others: %s",
 				tenants, keys, m.wall.Seconds(), rate, rate/ceiling, ceiling, float64(m.maxRSS)/1024, redisCPU, 100*redisCPU/m.wall.Seconds(),
-				1e6*redisCPU/float64(keys), 1e6*redisCPU/float64(cmds), cmds, top, noop.wall.Seconds(), float64(noop.maxRSS)/1024)
+				1e6*redisCPU/float64(keys), 1e6*redisCPU/float64(cmds), cmds, top, noop.wall.Seconds(), float64(noop.maxRSS)/1024, othersOf(m.rep))
 			if !first {
 				first, firstRate = true, rate
 				b.ReportMetric(rate, "keys/s")
