@@ -473,3 +473,45 @@ func TestBigRecordsCluster(t *testing.T) {
 		return err
 	}))
 }
+
+// TestLimitsUnknownBigValue: a server whose limits the run cannot read (an
+// ACL user without CONFIG, as the README's minimal user) and whose output
+// buffer for normal clients is 8 MiB: a record with a 12 MiB value is
+// copied piece by piece, the server closes the connection while sending
+// that value alone, and the record fails on its own, naming the key, the
+// field, its size and why (it stopped with 69, retryable, on every rerun):
+// exit 4, not retryable, every other record exact, the same on the rerun;
+// with the value gone the rerun applies.
+func TestLimitsUnknownBigValue(t *testing.T) {
+	ctx := context.Background()
+	srv := servertest.Redis(t, servertest.WithConfig("client-output-buffer-limit", "normal", "8mb", "0", "0"),
+		servertest.WithACLUser("migrator", "pw", "~tenant:*", "~outpost:*", "~.outpost:*", "~{.outpost:*",
+			"-@all", "+@read", "+@write", "+@keyspace", "+@scripting", "+@transaction", "+info", "+ping"))
+	c := srv.Client(t)
+	require.Error(t, c.ConfigGet(ctx, "proto-max-bulk-len").Err(), "CONFIG is denied")
+	o := smallSeed(30)
+	o.UnrelatedKeys = 0
+	_, err := seed.Write(ctx, c, o)
+	require.NoError(t, err)
+	legacyTenant(t, c, "ulimit", "metadata", blob(12<<20))
+	for attempt := 1; attempt <= 2; attempt++ {
+		lines, err := phaseFor(c, "", redisphase.Options{ScanCount: 50}).Apply(ctx, runFor("apply"))
+		require.Equal(t, report.CodeMigrationFailed, report.CodeOf(err), "attempt %d: %v", attempt, err)
+		require.Equal(t, 4, report.ExitCode(report.CodeOf(err)))
+		require.False(t, report.Retryable(report.CodeOf(err)))
+		l := line(t, lines, redismigrations.HashTags)
+		require.Len(t, l.Issues, 1, "%+v %v", lines, err)
+		i := l.Issues[0]
+		require.Equal(t, "tenant:ulimit", i.Key)
+		require.Equal(t, "metadata", i.Field)
+		require.Contains(t, i.Reason, fmt.Sprintf("%d bytes: the server closed the connection", 12<<20))
+		require.Contains(t, i.Reason, "limits could not be read")
+		require.Zero(t, c.Exists(ctx, "tenant:{ulimit}:tenant").Val())
+		requireSeedExact(t, c, o, seedtest.Expect, "ulimit")
+		requireNoTemp(t, c)
+	}
+	require.NoError(t, c.HDel(ctx, "tenant:ulimit", "metadata").Err())
+	_, err = phaseFor(c, "", redisphase.Options{ScanCount: 50}).Apply(ctx, runFor("apply"))
+	require.NoError(t, err)
+	requireTwinExact(t, c, "ulimit")
+}

@@ -88,7 +88,7 @@ func (s *Set) compareBig(ctx context.Context, k string, allow []*transform, t *s
 			return false, err
 		}
 		// Say why apply did not copy it when a limit keeps it from it.
-		field, why, err := s.bigBlocker(ctx, k, l)
+		field, why, err := s.blocker(ctx, k, l)
 		if err != nil {
 			return false, err
 		}
@@ -130,19 +130,27 @@ func ttlIssue(twin string, e, te expiry) *report.Issue {
 // eachPiece lists the fields of record k (names and lengths only,
 // hscanStep) and hands their names to fn in pieces of at most pieceAt
 // bytes and maxPieceFields fields, until fn says stop. field and why name
-// a field that cannot cross the limits: the walk stops there.
+// a field that cannot cross the limits (closedOnValue): the walk stops
+// there.
 func (s *Set) eachPiece(ctx context.Context, k string, l serverLimits, fn func(names []string) (stop bool, err error)) (field, why string, err error) {
 	var pend []string
 	var pendBytes int64
 	stopped := false
-	flush := func() error {
+	flush := func() (string, string, error) {
 		if len(pend) == 0 || stopped {
-			return nil
+			return "", "", nil
 		}
 		var err error
 		stopped, err = fn(pend)
+		if err != nil && len(pend) == 1 && pendBytes > l.pieceAt() {
+			n := pendBytes - int64(len(pend[0]))
+			if why := s.closedOnValue(ctx, err, n, l); why != "" {
+				s.rememberClosed(k, closedValue{field: pend[0], why: why, n: n})
+				return pend[0], why, nil
+			}
+		}
 		pend, pendBytes = nil, 0
-		return err
+		return "", "", err
 	}
 	for cursor := "0"; !stopped; {
 		next, names, nameLens, valueLens, err := s.hscanStep(ctx, k, cursor, l)
@@ -155,8 +163,8 @@ func (s *Set) eachPiece(ctx context.Context, k string, l serverLimits, fn func(n
 			}
 			n := nameLens[i] + valueLens[i]
 			if len(pend) > 0 && (pendBytes+n > l.pieceAt() || len(pend) >= maxPieceFields) {
-				if err := flush(); err != nil {
-					return "", "", err
+				if field, why, err := flush(); err != nil || why != "" {
+					return field, why, err
 				}
 			}
 			pend, pendBytes = append(pend, name), pendBytes+n
@@ -166,7 +174,19 @@ func (s *Set) eachPiece(ctx context.Context, k string, l serverLimits, fn func(n
 		}
 		cursor = next
 	}
-	return "", "", flush()
+	return flush()
+}
+
+// closedOnValue says why a value of n bytes, read alone, cannot be copied
+// when the server closed the connection while sending it and its limits
+// could not be read (l.unknown): its output buffer limit, most likely,
+// which this tool could not take into account. "" otherwise (known
+// limits: a lost connection is a failure of the run, retryable).
+func (s *Set) closedOnValue(ctx context.Context, err error, n int64, l serverLimits) string {
+	if l.unknown == "" || isServerReply(err) || ctx.Err() != nil || s.c.Ping(ctx).Err() != nil {
+		return ""
+	}
+	return fmt.Sprintf("%d bytes: the server closed the connection while sending it, most likely over its output buffer limit for normal clients (client-output-buffer-limit), which could not be read; raise the limit and rerun; the record is not copied", n)
 }
 
 // diffBig compares the fields of legacy record k (head: its v1Fields) and
@@ -299,7 +319,7 @@ func (s *Set) checkBig(ctx context.Context, k string, p pass, t *scan.Tally, l s
 		}
 		return err
 	}
-	if field, why, err = s.bigBlocker(ctx, k, l); err != nil || why != "" {
+	if field, why, err = s.blocker(ctx, k, l); err != nil || why != "" {
 		if why != "" {
 			s.failBig(t, k, field, why, l)
 		}

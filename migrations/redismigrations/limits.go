@@ -69,6 +69,53 @@ type serverLimits struct {
 type limitState struct {
 	once   sync.Once
 	limits serverLimits
+	// closed are the values the server closed the connection on in this
+	// run while its limits were unknown (closedOnValue), by key: no
+	// listing of lengths can tell them, so the confirming pass and verify
+	// name them from here while they keep their size (blocker).
+	mu     sync.Mutex
+	closed map[string]closedValue
+}
+
+// closedValue is a value the server would not send: its field, its size
+// and why it cannot be copied.
+type closedValue struct {
+	field, why string
+	n          int64
+}
+
+// maxClosed bounds limitState.closed.
+const maxClosed = 10_000
+
+// rememberClosed records that the server would not send field of k (n
+// bytes).
+func (s *Set) rememberClosed(k string, v closedValue) {
+	s.big.mu.Lock()
+	defer s.big.mu.Unlock()
+	if s.big.closed == nil {
+		s.big.closed = map[string]closedValue{}
+	}
+	if len(s.big.closed) < maxClosed {
+		s.big.closed[k] = v
+	}
+}
+
+// blocker is bigBlocker, first asking what this run found the server
+// would not send of k, when that value still has the same size.
+func (s *Set) blocker(ctx context.Context, k string, l serverLimits) (field, why string, err error) {
+	s.big.mu.Lock()
+	v, ok := s.big.closed[k]
+	s.big.mu.Unlock()
+	if ok {
+		n, err := s.c.HStrLen(ctx, k, v.field).Result()
+		if err != nil && !isKeyError(err) {
+			return "", "", err
+		}
+		if err == nil && n == v.n {
+			return v.field, v.why, nil
+		}
+	}
+	return s.bigBlocker(ctx, k, l)
 }
 
 // serverLimits reads the limits once per Set: CONFIG GET on every master.
