@@ -214,7 +214,9 @@ func keysOfIssues(m map[string]report.Issue) []string {
 // 3 MiB value, the other with a 12 MiB value. The catch-up re-copies the
 // first piece by piece and names the second (key, field, size, limit):
 // exit 4 MIGRATION_FAILED, not retryable, every other record migrated
-// exactly. With the huge value removed, the rerun applies.
+// exactly. Over the same data the rerun of apply applies (it never
+// compares a twin that exists), verify and apply --repair name the record
+// (exit 3); with the huge value removed, everything verifies.
 func TestCatchUpMeetsBigRecordDuringApply(t *testing.T) {
 	ctx := context.Background()
 	c := servertest.Redis(t).Client(t)
@@ -260,7 +262,27 @@ func TestCatchUpMeetsBigRecordDuringApply(t *testing.T) {
 	requireSeedExact(t, c, o, seedtest.Expect, "hook")
 	requireNoTemp(t, c)
 
+	// The same data: apply never compares a twin that exists (any record,
+	// big or not), so its rerun applies; verify and apply --repair name
+	// the record until it is fixed.
+	_, err = phaseFor(c, "", redisphase.Options{ScanCount: 50}).Apply(ctx, runFor("apply"))
+	require.NoError(t, err)
+	requireNamed := func(lines []report.Migration, err error) {
+		t.Helper()
+		require.Equal(t, report.CodeDrift, report.CodeOf(err), "%v", err)
+		l := line(t, lines, redismigrations.HashTags)
+		require.Len(t, l.Issues, 1, "%+v", l.Issues)
+		require.Equal(t, "tenant:hookhuge", l.Issues[0].Key)
+		requireLimitIssue(t, l.Issues[0], "blob", 12<<20)
+	}
+	requireNamed(phaseFor(c, "", redisphase.Options{ScanCount: 50}).Verify(ctx, runFor("verify")))
+	repair := runFor("apply")
+	repair.Repair = true
+	requireNamed(phaseFor(c, "", redisphase.Options{ScanCount: 50}).Apply(ctx, repair))
+
 	require.NoError(t, c.HDel(ctx, "tenant:hookhuge", "blob").Err())
+	_, err = phaseFor(c, "", redisphase.Options{ScanCount: 50}).Verify(ctx, runFor("verify"))
+	require.NoError(t, err)
 	lines, err = phaseFor(c, "", redisphase.Options{ScanCount: 50}).Apply(ctx, runFor("apply"))
 	require.NoError(t, err)
 	require.Equal(t, report.StateApplied, line(t, lines, redismigrations.HashTags).State)
