@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -139,6 +140,7 @@ func TestCatchUpBigRecords(t *testing.T) {
 	for _, id := range []string{"grown", "grownboth", "grownhuge"} {
 		legacyTenant(t, c, id)
 	}
+	require.NoError(t, c.PExpire(ctx, "tenant:grown", time.Hour).Err())
 	require.NoError(t, c.ConfigSet(ctx, "client-output-buffer-limit", limitLow).Err())
 	set := redismigrations.New(c, "")
 	_, err = redisphase.New(c, "", ".outpost:migration_lock", set, redisphase.Options{}, nil).Apply(ctx, runFor("apply"))
@@ -172,6 +174,7 @@ func TestCatchUpBigRecords(t *testing.T) {
 	for _, id := range []string{"grown", "newwide", "newfew"} {
 		requireTwinExact(t, c, id)
 	}
+	require.Equal(t, c.PExpireTime(ctx, "tenant:grown").Val(), c.PExpireTime(ctx, "tenant:{grown}:tenant").Val(), "re-copied with the legacy key's expiry")
 	require.Equal(t, "new-server", c.HGet(ctx, "tenant:{grownboth}:tenant", "note").Val(), "kept")
 	require.EqualValues(t, 4, c.HLen(ctx, "tenant:{grownboth}:tenant").Val(), "not re-copied")
 	require.EqualValues(t, 3, c.HLen(ctx, "tenant:{grownhuge}:tenant").Val(), "as first copied")
@@ -311,6 +314,7 @@ func TestRepairBigRecords(t *testing.T) {
 	legacyTenant(t, c, "rwide", wideFields(3000)...)
 	legacyTenant(t, c, "rfew", "metadata", blob(3<<20))
 	legacyTenant(t, c, "rgone", wideFields(3000)...)
+	require.NoError(t, c.PExpire(ctx, "tenant:rgone", time.Hour).Err())
 	legacyTenant(t, c, "rrace", wideFields(3000)...)
 	legacyTenant(t, c, "rtype", wideFields(3000)...)
 	_, err = phaseFor(c, "", redisphase.Options{ScanCount: 50}).Apply(ctx, runFor("apply"))
@@ -353,6 +357,8 @@ func TestRepairBigRecords(t *testing.T) {
 	for _, id := range []string{"rwide", "rfew", "rgone"} {
 		requireTwinExact(t, c, id)
 	}
+	require.Equal(t, c.PExpireTime(ctx, "tenant:rgone").Val(), c.PExpireTime(ctx, "tenant:{rgone}:tenant").Val(), "the legacy key's expiry")
+	require.Equal(t, time.Duration(-1), c.PTTL(ctx, "tenant:{rwide}:tenant").Val(), "none, as the legacy key")
 	requireSeedExact(t, c, o, seedtest.Expect, "rwide", "rfew", "rgone", "rrace", "rhuge", "rtype")
 	requireNoTemp(t, c)
 
