@@ -22,8 +22,11 @@ import (
 // script renaming the temporary key over it) that the server refuses
 // (EXEC fails) when anyone modified the twin since the WATCH: the same
 // compare-and-set as recopyScript without sending the twin as read. What
-// one record costs in memory is a piece, as in the main pass. A field that
-// cannot cross the server's limits fails that record only, naming it.
+// one record costs in memory is a piece (or one value larger than a
+// piece), as in the main pass. A field that cannot cross the server's
+// limits fails that record only, naming it. The catch-up decides to
+// re-copy as catchUpV0 does (the twin still holds what the run wrote and
+// no other client was seen to write it), its digest summed piece by piece.
 
 // bigRedo is how a caller counts and words what becomes of its big
 // records, beyond what its redo (r) says.
