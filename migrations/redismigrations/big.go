@@ -345,7 +345,7 @@ const maxPieceFields = 10_000
 // was written (see written). why (and the field) says why the record
 // cannot be copied; the temporary key is then removed, as after a failure.
 func (s *Set) streamTwin(ctx context.Context, k string, tp *twinPlan, head map[string]string, l serverLimits, e expiry) (val int64, field, why string, err error) {
-	d := s.newDigester()
+	d := s.created.digester()
 	tmp, field, why, err := s.buildTemp(ctx, k, *tp, head, l, d)
 	if err != nil || why != "" {
 		return 0, field, why, err

@@ -30,14 +30,14 @@ func TestDigesterIsDigest(t *testing.T) {
 	for i := range 50 {
 		m["f"+strconv.Itoa(i)] = strconv.Itoa(i * i)
 	}
-	d := s.newDigester()
+	d := s.created.digester()
 	for f, v := range m {
 		d.add(f, v)
 	}
 	require.Equal(t, s.created.digest(m), d.value())
 	m["a"] = "2"
 	require.NotEqual(t, s.created.digest(m), d.value())
-	require.Zero(t, (&Set{}).newDigester().value(), "no set of twins: unknown")
+	require.Zero(t, (&Set{}).created.digester().value(), "no set of twins: unknown")
 }
 
 // TestSplitBySize: over bigFields fields or bigAt bytes a record is big;

@@ -3,7 +3,6 @@ package redismigrations
 import (
 	"context"
 	"errors"
-	"hash/maphash"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -311,7 +310,7 @@ func (s *Set) recopyBig(ctx context.Context, k string, b *bigRec, l serverLimits
 		if same, field, why, err = check(ctx); err != nil || why != "" || same {
 			return nil, nil, false, err
 		}
-		d := s.newDigester()
+		d := s.created.digester()
 		if tmp, field, why, err = s.buildTemp(ctx, k, b.tp, b.head, l, d); err != nil || why != "" {
 			return nil, nil, false, err
 		}
@@ -386,46 +385,10 @@ func (s *Set) watchedScript(ctx context.Context, key string, sc *goredis.Script,
 	return res, true, false, nil
 }
 
-// digester is written.digest over a record handed over piece by piece: the
-// same sum of one hash per field and value, so the order of the pieces
-// does not matter (TestDigesterIsDigest keeps the two the same).
-type digester struct {
-	w   *written
-	sum uint64
-	h   maphash.Hash
-}
-
-func (s *Set) newDigester() *digester {
-	d := &digester{w: s.created}
-	if d.w != nil {
-		d.h.SetSeed(d.w.seed)
-	}
-	return d
-}
-
-func (d *digester) add(f, v string) {
-	if d == nil || d.w == nil {
-		return
-	}
-	d.h.Reset()
-	_, _ = d.h.WriteString(f)
-	_ = d.h.WriteByte(0)
-	_, _ = d.h.WriteString(v)
-	d.sum += d.h.Sum64()
-}
-
-// value is the digest, 0 (unknown) without a set of twins written.
-func (d *digester) value() uint32 {
-	if d == nil || d.w == nil {
-		return 0
-	}
-	return uint32(d.sum^d.sum>>32) | 1
-}
-
 // digestOf is the digest of what hash key holds, read piece by piece; 0
 // when a field cannot be read within the server's limits.
 func (s *Set) digestOf(ctx context.Context, key string) (uint32, error) {
-	d := s.newDigester()
+	d := s.created.digester()
 	_, why, err := s.eachPiece(ctx, key, s.serverLimits(ctx), func(names []string) (bool, error) {
 		vals, err := s.c.HMGet(ctx, key, names...).Result()
 		for i, f := range names {
