@@ -82,8 +82,8 @@ return 1
 `)
 
 // copyLegacy copies a chunk's legacy records: those of more than
-// bigFields fields one by one, piece by piece (copyBig); the others in
-// groups (splitByFields), each read and written in one pipeline (copyV0),
+// bigFields fields or bigAt bytes one by one, piece by piece (copyBig);
+// the others in groups (splitBySize), each read and written in one pipeline (copyV0),
 // so that what a chunk holds in memory is bounded. A group whose read lost
 // its connection (before anything was counted or written) is redone
 // record by record, piece by piece, which names the record too big.
@@ -91,11 +91,10 @@ func (s *Set) copyLegacy(ctx context.Context, keys []string, p pass, t *scan.Tal
 	if len(keys) == 0 {
 		return nil
 	}
-	counts, err := s.fieldCounts(ctx, keys)
+	groups, big, err := s.splitKeys(ctx, keys)
 	if err != nil {
 		return err
 	}
-	groups, big := splitByFields(keys, counts)
 	for _, g := range groups {
 		err := s.copyV0(ctx, g, p, t, seen)
 		if err != nil && s.lostOverReply(ctx, err) {
@@ -122,11 +121,7 @@ func (s *Set) routeBig(ctx context.Context, keys []string, recs []record, p pass
 	l := s.serverLimits(ctx)
 	n := 0
 	for i, k := range keys {
-		var size int64
-		for f, v := range recs[i].fields {
-			size += int64(len(f) + len(v))
-		}
-		if size > l.bigAt() {
+		if recordBytes(recs[i]) > l.bigAt() {
 			if err := s.copyBig(ctx, k, p, t, seen); err != nil {
 				return nil, nil, err
 			}
@@ -193,7 +188,7 @@ func (s *Set) copyBig(ctx context.Context, k string, p pass, t *scan.Tally, seen
 		s.countCopy(t, p, seen, tp, scriptResult{})
 		return nil
 	}
-	val, field, why, err := s.streamTwin(ctx, k, tp, r.fields, l, e)
+	val, field, why, err := s.streamTwin(ctx, k, &tp, r.fields, l, e)
 	switch {
 	case err != nil:
 		return wrap(err)
@@ -345,21 +340,54 @@ func (s *Set) hscanStep(ctx context.Context, k, cursor string, l serverLimits) (
 const maxPieceFields = 10_000
 
 // streamTwin builds tp's twin from legacy record k piece by piece in a
-// temporary key and moves it into place unless the twin exists: val is
-// moveScript's result. head is what readHead read of k: tp.fields holds
-// it as the field transforms made it, and the fields they add go with the
-// first piece. why (and the field) says why the record cannot be copied;
-// the temporary key is then removed, as after a failure.
-func (s *Set) streamTwin(ctx context.Context, k string, tp twinPlan, head map[string]string, l serverLimits, e expiry) (val int64, field, why string, err error) {
+// temporary key (buildTemp) and moves it into place unless the twin
+// exists: val is moveScript's result; tp.digest becomes the digest of what
+// was written (see written). why (and the field) says why the record
+// cannot be copied; the temporary key is then removed, as after a failure.
+func (s *Set) streamTwin(ctx context.Context, k string, tp *twinPlan, head map[string]string, l serverLimits, e expiry) (val int64, field, why string, err error) {
+	d := s.created.digester()
+	tmp, field, why, err := s.buildTemp(ctx, k, *tp, head, l, d)
+	if err != nil || why != "" {
+		return 0, field, why, err
+	}
+	tp.digest = d.value()
+	// The twin first: its write is the one the watch of other clients
+	// must take for the run's own (scan.Others.ExpectScript).
+	res, err := s.runScript(ctx, moveScript, 1, func(int) ([]string, []any) {
+		return []string{tp.twin, tmp}, []any{e.scriptArg()}
+	})
+	if err == nil {
+		err = res[0].err
+	}
+	if err != nil {
+		s.dropTemp(ctx, tmp)
+		return 0, "", "", err
+	}
+	return res[0].val, "", "", nil
+}
+
+// dropTemp removes a temporary key, best effort: its TTL removes it
+// otherwise.
+func (s *Set) dropTemp(ctx context.Context, tmp string) {
+	_ = s.c.Del(context.WithoutCancel(ctx), tmp).Err()
+}
+
+// buildTemp writes tp's twin from legacy record k piece by piece into a
+// fresh temporary key in the twin's slot (tmp; it may not exist when the
+// record vanished meanwhile), adding each field written to d. head is
+// what readHead read of k: tp.fields holds it as the field transforms
+// made it, and the fields they add go with the first piece. why (and the
+// field) says why the record cannot be copied; the temporary key is then
+// removed, as after a failure.
+func (s *Set) buildTemp(ctx context.Context, k string, tp twinPlan, head map[string]string, l serverLimits, d *digester) (tmp, field, why string, err error) {
 	_, cluster := s.c.(*goredis.ClusterClient)
 	tmp, ok := tempName(s.prefix, tp.twin, cluster)
 	if !ok {
-		return 0, "", "its twin " + tp.twin + " has no hash tag, so it cannot be built piece by piece in the twin's slot on a cluster", nil
+		return "", "", "its twin " + tp.twin + " has no hash tag, so it cannot be built piece by piece in the twin's slot on a cluster", nil
 	}
 	defer func() {
 		if err != nil || why != "" {
-			// Best effort: its TTL removes it otherwise.
-			_ = s.c.Del(context.WithoutCancel(ctx), tmp).Err()
+			s.dropTemp(ctx, tmp)
 		}
 	}()
 	added := map[string]string{}
@@ -368,53 +396,14 @@ func (s *Set) streamTwin(ctx context.Context, k string, tp twinPlan, head map[st
 			added[f] = v
 		}
 	}
-	var pend []string
-	var pendBytes int64
-	flush := func() (string, error) {
-		if len(pend) == 0 && len(added) == 0 {
-			return "", nil
-		}
-		why, err := s.writePiece(ctx, k, tmp, pend, tp, added)
-		pend, pendBytes, added = nil, 0, nil
-		return why, err
-	}
-	for cursor := "0"; ; {
-		next, names, nameLens, valueLens, err := s.hscanStep(ctx, k, cursor, l)
-		if err != nil {
-			return 0, "", "", err
-		}
-		for i, name := range names {
-			if field, why := limitFor(name, nameLens[i], valueLens[i], l); why != "" {
-				return 0, field, why, nil
-			}
-			n := nameLens[i] + valueLens[i]
-			if len(pend) > 0 && (pendBytes+n > l.pieceAt() || len(pend) >= maxPieceFields) {
-				if why, err := flush(); err != nil || why != "" {
-					return 0, "", why, err
-				}
-			}
-			pend, pendBytes = append(pend, name), pendBytes+n
-		}
-		if next == "0" || next == "" {
-			break
-		}
-		cursor = next
-	}
-	if why, err := flush(); err != nil || why != "" {
-		return 0, "", why, err
-	}
-	// The twin first: its write is the one the watch of other clients
-	// must take for the run's own (scan.Others.ExpectScript).
-	res, err := s.runScript(ctx, moveScript, 1, func(int) ([]string, []any) {
-		return []string{tp.twin, tmp}, []any{e.scriptArg()}
+	field, why, err = s.eachPiece(ctx, k, l, func(names []string) (bool, error) {
+		w, err := s.writePiece(ctx, k, tmp, names, tp, added, d)
+		added, why = nil, w
+		return why != "", err
 	})
-	if err != nil {
-		return 0, "", "", err
-	}
-	if res[0].err != nil {
-		return 0, "", "", res[0].err
-	}
-	return res[0].val, "", "", nil
+	// No field listed (the record vanished): nothing was written, not
+	// even the fields the transforms add, and tmp does not exist.
+	return tmp, field, why, err
 }
 
 // writePiece reads the fields names of legacy record k (HMGET: a field
@@ -422,7 +411,7 @@ func (s *Set) streamTwin(ctx context.Context, k string, tp twinPlan, head map[st
 // (tp.fields: the values the field transforms changed), with extra (the
 // fields they add, once). why says why the record cannot be copied (a
 // summary whose content is not one).
-func (s *Set) writePiece(ctx context.Context, k, tmp string, names []string, tp twinPlan, extra map[string]string) (string, error) {
+func (s *Set) writePiece(ctx context.Context, k, tmp string, names []string, tp twinPlan, extra map[string]string, d *digester) (string, error) {
 	out := make(map[string]string, len(names)+len(extra))
 	if len(names) > 0 {
 		vals, err := s.c.HMGet(ctx, k, names...).Result()
@@ -455,6 +444,7 @@ func (s *Set) writePiece(ctx context.Context, k, tmp string, names []string, tp 
 	args = append(args, bigTempTTL)
 	for f, v := range out {
 		args = append(args, f, v)
+		d.add(f, v)
 	}
 	res, err := s.runScript(ctx, pieceScript, 1, func(int) ([]string, []any) { return []string{tmp}, args })
 	if err != nil {

@@ -106,13 +106,14 @@ func (s *Set) catchUpV0(ctx context.Context, keys []string, p pass, touched map[
 		bump(t, OthersReported)
 	}
 	var gone []string
-	cs, names, err := s.twinCands(ctx, keys, p, func(k string, notHash bool, err error) {
+	bad := func(k string, notHash bool, err error) {
 		if notHash {
 			report1(k, "", "changed by another client during apply and now not a hash: "+err.Error())
 		} else {
 			report1(k, "", "changed by another client during apply: "+err.Error())
 		}
-	}, func(k string) { gone = append(gone, k) })
+	}
+	cs, names, twins, big, err := s.twinCands(ctx, keys, p, bad, func(k string) { gone = append(gone, k) })
 	if err != nil {
 		return err
 	}
@@ -120,10 +121,6 @@ func (s *Set) catchUpV0(ctx context.Context, keys []string, p pass, touched map[
 		failBad(t, p, c.outs, names[j])
 	}
 	if err := s.catchUpGone(ctx, gone, touched, report1, t); err != nil {
-		return err
-	}
-	twins, err := s.readRecords(ctx, names)
-	if err != nil {
 		return err
 	}
 	var create, recopy []int
@@ -149,7 +146,10 @@ func (s *Set) catchUpV0(ctx context.Context, keys []string, p pass, touched map[
 	if err := s.createTwins(ctx, r, create); err != nil {
 		return err
 	}
-	return s.recopy(ctx, r, recopy)
+	if err := s.recopy(ctx, r, recopy); err != nil {
+		return err
+	}
+	return s.catchUpBig(ctx, big, p, touched, r, bad, t)
 }
 
 // failBad reports the values of a copy (the twin name) that a pending

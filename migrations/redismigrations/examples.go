@@ -39,12 +39,13 @@ func (s *Set) Examples(todo, done []string, n int) (scan.Step, func() map[string
 
 // exampleV0 shows 001's copy: the legacy record and its twin.
 func (s *Set) exampleV0(ctx context.Context, keys []string, p pass, c *exampleCollector) error {
-	recs, err := s.readRecords(ctx, keys)
+	// Records too big to read whole are not shown (readSized).
+	recs, big, err := s.readSized(ctx, keys)
 	if err != nil {
 		return err
 	}
 	for i, r := range recs {
-		if r.fields == nil || r.err != nil {
+		if big[i] || r.fields == nil || r.err != nil {
 			continue
 		}
 		k, err := ClassifyV0(keys[i], r.fields)
@@ -61,12 +62,13 @@ func (s *Set) exampleV0(ctx context.Context, keys []string, p pass, c *exampleCo
 // exampleV1 shows the field transforms' edit in place of a hash-tagged
 // record, under the first of them that changes it.
 func (s *Set) exampleV1(ctx context.Context, keys []string, parsed []Key, p pass, c *exampleCollector) error {
-	recs, err := s.readRecords(ctx, keys)
+	// Records too big to read whole are not shown (readSized).
+	recs, big, err := s.readSized(ctx, keys)
 	if err != nil {
 		return err
 	}
 	for i, r := range recs {
-		if r.fields == nil || r.err != nil {
+		if big[i] || r.fields == nil || r.err != nil {
 			continue
 		}
 		after, outs, _ := compose(parsed[i], r.fields, p.edit)

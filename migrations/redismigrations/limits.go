@@ -24,13 +24,15 @@ import (
 // made the tool hold it whole, several times over (195 MB).
 //
 // So before a chunk's legacy records are read, HLEN counts their fields
-// (the cheapest size signal: MEMORY USAGE, tried first, cost 2-3 µs of
-// server time per key, 11-17% of the apply's; see fieldCounts).
-// Records of more than bigFields fields are copied one by one, piece by
-// piece (big.go); the others are read in groups of at most groupFields
-// fields, each as before in one pipeline. A record read whole that turns
-// out larger than bigAt bytes (a few huge values) is written piece by
-// piece too. A pipeline whose connection the server closed (a reply over
+// and, for the records of few fields, MEMORY USAGE their bytes, in one
+// read-only script (recordSizes; the bytes cost about 1 µs of server time
+// a key, 3.8% of the apply's, measured by BenchmarkProbeCost; MEMORY USAGE
+// pipelined for every key, tried first, cost 2-3 µs, 11-17%).
+// Records of more than bigFields fields or bigAt bytes are copied one by
+// one, piece by piece (big.go); the others are read in groups of at most
+// groupFields fields, each as before in one pipeline. A record read whole
+// that turns out larger than bigAt bytes (it grew since it was sized, or
+// its server could not say its bytes) is written piece by piece too. A pipeline whose connection the server closed (a reply over
 // its output buffer) is redone record by record, piece by piece, which
 // finds the one too big. A field name or value that cannot cross the
 // limits at all is a per-key failure naming the key, the field, its size
@@ -67,6 +69,53 @@ type serverLimits struct {
 type limitState struct {
 	once   sync.Once
 	limits serverLimits
+	// closed are the values the server closed the connection on in this
+	// run while its limits were unknown (closedOnValue), by key: no
+	// listing of lengths can tell them, so the confirming pass and verify
+	// name them from here while they keep their size (blocker).
+	mu     sync.Mutex
+	closed map[string]closedValue
+}
+
+// closedValue is a value the server would not send: its field, its size
+// and why it cannot be copied.
+type closedValue struct {
+	field, why string
+	n          int64
+}
+
+// maxClosed bounds limitState.closed.
+const maxClosed = 10_000
+
+// rememberClosed records that the server would not send field of k (n
+// bytes).
+func (s *Set) rememberClosed(k string, v closedValue) {
+	s.big.mu.Lock()
+	defer s.big.mu.Unlock()
+	if s.big.closed == nil {
+		s.big.closed = map[string]closedValue{}
+	}
+	if len(s.big.closed) < maxClosed {
+		s.big.closed[k] = v
+	}
+}
+
+// blocker is bigBlocker, first asking what this run found the server
+// would not send of k, when that value still has the same size.
+func (s *Set) blocker(ctx context.Context, k string, l serverLimits) (field, why string, err error) {
+	s.big.mu.Lock()
+	v, ok := s.big.closed[k]
+	s.big.mu.Unlock()
+	if ok {
+		n, err := s.c.HStrLen(ctx, k, v.field).Result()
+		if err != nil && !isKeyError(err) {
+			return "", "", err
+		}
+		if err == nil && n == v.n {
+			return v.field, v.why, nil
+		}
+	}
+	return s.bigBlocker(ctx, k, l)
 }
 
 // serverLimits reads the limits once per Set: CONFIG GET on every master.
@@ -160,33 +209,81 @@ func (l serverLimits) tooBig(n int64) string {
 	return ""
 }
 
-// hlensScript returns HLEN of every key of KEYS (0 for one that is not a
-// hash: its read reports that). Read-only.
-var hlensScript = goredis.NewScript(`
+// sizesScript returns, per key of KEYS, its field count (HLEN) and, when
+// that is at most ARGV[1] and ARGV[2] is "1", the bytes it takes (MEMORY
+// USAGE with SAMPLES 0: every field counted, exact for a listpack, in O(1);
+// for a hash table one allocation size per field, so at most bigFields of
+// them); 0 for a key gone or not a hash (its read reports that), and bytes
+// 0 when not asked. Read-only.
+var sizesScript = goredis.NewScript("local keys = KEYS\n" + sizesBody)
+
+// sizesCrossSlotScript is sizesScript for the keys of one master of a
+// cluster, of many slots: named in ARGV from 3 on, KEYS[1] (the first of
+// them) routing the call; the flag (Redis 7.0 on) lets it read keys of the
+// other slots of that node.
+var sizesCrossSlotScript = goredis.NewScript("#!lua flags=no-writes,allow-cross-slot-keys\n" +
+	"local keys = {}\nfor i = 3, #ARGV do keys[#keys + 1] = ARGV[i] end\n" + sizesBody)
+
+const sizesBody = `
+local cap = tonumber(ARGV[1])
+local bytes = ARGV[2] == '1'
 local out = {}
-for i, k in ipairs(KEYS) do
+for i, k in ipairs(keys) do
   local n = redis.pcall('HLEN', k)
   if type(n) ~= 'number' then n = 0 end
-  out[i] = n
+  local b = 0
+  if bytes and n > 0 and n <= cap then
+    b = redis.pcall('MEMORY', 'USAGE', k, 'SAMPLES', '0')
+    if type(b) ~= 'number' then b = 0 end
+  end
+  out[2 * i - 1] = n
+  out[2 * i] = b
 end
 return out
-`)
+`
 
-// fieldCounts asks HLEN of every key (0 for a key gone, and for one that
-// is not a hash: its read reports that): on a standalone server in one
-// script, which costs the server about half of a pipelined HLEN per key
-// (no command to parse, no reply to write per key); on a cluster, whose
-// keys of a chunk live in many slots, in one pipeline.
-func (s *Set) fieldCounts(ctx context.Context, keys []string) ([]int64, error) {
-	if _, standalone := s.c.(*goredis.Client); standalone && len(keys) > 1 {
-		res, err := luascript.Run(ctx, s.c, hlensScript, keys).Int64Slice()
-		if err == nil && len(res) == len(keys) {
-			return res, nil
+// probeBytes says whether the size probe asks the bytes of the records of
+// few fields (sizesScript): a record of a few huge values is then found
+// before it is read whole. A variable only for the side-by-side
+// measurement of its cost (TestProbeCost).
+var probeBytes = true
+
+// recSize is what the size probe says of one record: its field count and,
+// where asked (a standalone server, at most bigFields fields), the bytes
+// it takes in the server's memory (an upper bound of its data); 0: not
+// known.
+type recSize struct{ fields, bytes int64 }
+
+// recordSizes probes every key (sizesScript): on a standalone server in
+// one script, which costs the server about half of a pipelined HLEN per
+// key (no command to parse, no reply to write per key); on a cluster in
+// one script per master (sizesCrossSlotScript). Where the server will not
+// run it (a cluster before Redis 7.0, a slot that moved), with HLEN in one
+// pipeline and no bytes: a record of a few huge values is then found when
+// read (its connection closed by the server, or its size once read).
+func (s *Set) recordSizes(ctx context.Context, keys []string) ([]recSize, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	flag := "0"
+	if probeBytes {
+		flag = "1"
+	}
+	switch c := s.c.(type) {
+	case *goredis.Client:
+		res, err := luascript.Run(ctx, s.c, sizesScript, keys, bigFields, flag).Int64Slice()
+		if out, ok := sizesOf(res, err, len(keys)); ok {
+			return out, nil
 		}
 		if err != nil && !isServerReply(err) {
 			return nil, pipeErr(err, "HLEN of", keys, 0)
 		}
 		// A server that will not run it: the pipeline below.
+	case *goredis.ClusterClient:
+		out, ok, err := s.clusterSizes(ctx, c, keys, flag)
+		if err != nil || ok {
+			return out, err
+		}
 	}
 	pipe := s.c.Pipeline()
 	cmds := make([]*goredis.IntCmd, len(keys))
@@ -194,12 +291,12 @@ func (s *Set) fieldCounts(ctx context.Context, keys []string) ([]int64, error) {
 		cmds[i] = pipe.HLen(ctx, k)
 	}
 	_, _ = pipe.Exec(ctx)
-	out := make([]int64, len(keys))
+	out := make([]recSize, len(keys))
 	for i := range keys {
 		n, err := cmds[i].Result()
 		switch {
 		case err == nil:
-			out[i] = n
+			out[i].fields = n
 		case isKeyError(err):
 		default:
 			return nil, pipeErr(err, "HLEN", keys, i)
@@ -208,27 +305,110 @@ func (s *Set) fieldCounts(ctx context.Context, keys []string) ([]int64, error) {
 	return out, nil
 }
 
-// splitByFields sorts keys by their field counts into groups of at most
-// groupFields fields and the big ones (over bigFields), which go one by
-// one, piece by piece.
-func splitByFields(keys []string, counts []int64) (groups [][]string, big []string) {
-	var group []string
-	var sum int64
+// sizesOf reads a sizes script's reply for n keys; ok false when it is
+// not one.
+func sizesOf(res []int64, err error, n int) ([]recSize, bool) {
+	if err != nil || len(res) != 2*n {
+		return nil, false
+	}
+	out := make([]recSize, n)
+	for i := range out {
+		out[i] = recSize{fields: res[2*i], bytes: res[2*i+1]}
+	}
+	return out, true
+}
+
+// clusterSizes runs sizesCrossSlotScript once per master over its keys.
+// ok is false (and err nil) when a master will not run it as such: the
+// caller falls back to HLEN.
+func (s *Set) clusterSizes(ctx context.Context, cc *goredis.ClusterClient, keys []string, flag string) (out []recSize, ok bool, err error) {
+	if s.noCrossSlot.Load() {
+		return nil, false, nil
+	}
+	byAddr := map[string][]int{}
 	for i, k := range keys {
-		n := counts[i]
-		if n > bigFields {
-			big = append(big, k)
+		m, err := cc.MasterForKey(ctx, k)
+		if err != nil {
+			return nil, false, nil
+		}
+		byAddr[m.Options().Addr] = append(byAddr[m.Options().Addr], i)
+	}
+	out = make([]recSize, len(keys))
+	for _, idx := range byAddr {
+		names := pick(keys, idx)
+		args := make([]any, 0, 2+len(names))
+		args = append(args, bigFields, flag)
+		for _, k := range names {
+			args = append(args, k)
+		}
+		res, err := luascript.Run(ctx, cc, sizesCrossSlotScript, names[:1], args...).Int64Slice()
+		got, ok := sizesOf(res, err, len(names))
+		if !ok {
+			if err != nil && !isServerReply(err) {
+				return nil, false, pipeErr(err, "HLEN of", names, 0)
+			}
+			if err != nil && (strings.Contains(err.Error(), "compiling") || strings.Contains(err.Error(), "flag")) {
+				s.noCrossSlot.Store(true)
+			}
+			return nil, false, nil
+		}
+		for j, i := range idx {
+			out[i] = got[j]
+		}
+	}
+	return out, true, nil
+}
+
+// groupBytes bounds the bytes (as the probe knows them) of the records
+// read in one pipeline, below a quarter of the server's limits.
+const groupBytes = 16 << 20
+
+// splitBySize sorts keys by their sizes into groups of at most groupFields
+// fields and groupAt bytes, read whole, and the big ones (over bigFields
+// fields, or over bigAt bytes), which go one by one, piece by piece. It
+// works on indexes into sizes.
+func splitBySize(sizes []recSize, l serverLimits) (groups [][]int, big []int) {
+	var group []int
+	var fields, bytes int64
+	for i, sz := range sizes {
+		if sz.fields > bigFields || sz.bytes > l.bigAt() {
+			big = append(big, i)
 			continue
 		}
-		if len(group) > 0 && sum+n > groupFields {
-			groups, group, sum = append(groups, group), nil, 0
+		if len(group) > 0 && (fields+sz.fields > groupFields || bytes+sz.bytes > l.bound(groupBytes)) {
+			groups, group, fields, bytes = append(groups, group), nil, 0, 0
 		}
-		group, sum = append(group, k), sum+n
+		group, fields, bytes = append(group, i), fields+sz.fields, bytes+sz.bytes
 	}
 	if len(group) > 0 {
 		groups = append(groups, group)
 	}
 	return groups, big
+}
+
+// splitKeys is splitBySize over keys, by name.
+func (s *Set) splitKeys(ctx context.Context, keys []string) (groups [][]string, big []string, err error) {
+	sizes, err := s.recordSizes(ctx, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	gi, bi := splitBySize(sizes, s.serverLimits(ctx))
+	for _, g := range gi {
+		groups = append(groups, pick(keys, g))
+	}
+	return groups, pick(keys, bi), nil
+}
+
+// pick is keys at the indexes idx.
+func pick(keys []string, idx []int) []string {
+	if len(idx) == 0 {
+		return nil
+	}
+	out := make([]string, len(idx))
+	for j, i := range idx {
+		out[j] = keys[i]
+	}
+	return out
 }
 
 // errConnLost marks a read pipeline whose connection failed: the server

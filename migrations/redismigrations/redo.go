@@ -22,20 +22,23 @@ type catchCand struct {
 	outs   []outcome
 }
 
-// twinCands reads legacy records, classifies them and composes their
-// twins' fields (p.twin); it returns them with their twins' names. bad
-// gets each record that is not a hash (notHash) or cannot be classified,
-// gone each key gone since SCAN.
-func (s *Set) twinCands(ctx context.Context, keys []string, p pass, bad func(k string, notHash bool, err error), gone func(k string)) ([]catchCand, []string, error) {
-	recs, err := s.readRecords(ctx, keys)
+// twinCands reads legacy records and their twins, classifies the records
+// and composes their twins' fields (p.twin); it returns them with their
+// twins' names and the twins as read. bad gets each record that is not a
+// hash (notHash) or cannot be classified, gone each key gone since SCAN.
+// A record or twin too big to read whole (readSized) is not read: its
+// legacy key is in big, for the caller to handle piece by piece.
+func (s *Set) twinCands(ctx context.Context, keys []string, p pass, bad func(k string, notHash bool, err error), gone func(k string)) (cs []catchCand, names []string, twins []record, big []string, err error) {
+	recs, isBig, err := s.readSized(ctx, keys)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	var cs []catchCand
-	var names []string
 	for i, k := range keys {
 		r := recs[i]
 		switch {
+		case isBig[i]:
+			big = append(big, k)
+			continue
 		case r.err != nil:
 			bad(k, true, r.err)
 			continue
@@ -52,7 +55,20 @@ func (s *Set) twinCands(ctx context.Context, keys []string, p pass, bad func(k s
 		cs = append(cs, catchCand{key: k, k: key, rec: r, fields: fields, outs: outs})
 		names = append(names, key.V1(s.prefix))
 	}
-	return cs, names, nil
+	twins, twinBig, err := s.readSized(ctx, names)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	n := 0
+	for j := range cs {
+		if twinBig[j] {
+			big = append(big, cs[j].key)
+			continue
+		}
+		cs[n], names[n], twins[n] = cs[j], names[j], twins[j]
+		n++
+	}
+	return cs[:n], names[:n], twins[:n], big, nil
 }
 
 // redo is a chunk of candidates (cs, their twins' names and the twins as

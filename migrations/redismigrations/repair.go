@@ -78,26 +78,24 @@ func (s *Set) repairV0(ctx context.Context, keys []string, p pass, t *scan.Tally
 	fail := func(k, object, reason string) {
 		t.Fail(HashTags, report.Issue{Key: k, Object: object, Reason: reason})
 	}
-	cs, names, err := s.twinCands(ctx, keys, p, func(k string, notHash bool, err error) {
+	bad := func(k string, notHash bool, err error) {
 		if notHash {
 			fail(k, "", "not a hash: "+err.Error())
 		} else {
 			fail(k, "", err.Error())
 		}
-	}, func(string) { t.Add(HashTags, func(c *report.Counts) { c.Skipped++ }) })
+	}
+	gone := func(string) { t.Add(HashTags, func(c *report.Counts) { c.Skipped++ }) }
+	cs, names, twins, big, err := s.twinCands(ctx, keys, p, bad, gone)
 	if err != nil {
 		return err
 	}
 	t.Add(HashTags, func(c *report.Counts) { c.Scanned += int64(len(keys)) })
-	twins, err := s.readRecords(ctx, names)
-	if err != nil {
-		return err
-	}
 	var create, redone []int
 	for j, c := range cs {
 		switch tw := twins[j]; {
 		case tw.err != nil:
-			fail(c.key, names[j], "the twin is not a hash; remove it and rerun apply --repair")
+			fail(c.key, names[j], twinNotHash)
 		case tw.fields == nil:
 			create = append(create, j)
 		case sameRecord(tw, c.fields, c.rec.expiry):
@@ -113,8 +111,18 @@ func (s *Set) repairV0(ctx context.Context, keys []string, p pass, t *scan.Tally
 	if err := s.createTwins(ctx, r, create); err != nil {
 		return err
 	}
-	return s.recopy(ctx, r, redone)
+	if err := s.recopy(ctx, r, redone); err != nil {
+		return err
+	}
+	return s.redoBig(ctx, big, p, bigRedo{r: r, bad: bad, gone: gone, exact: true, twinNotHash: twinNotHash,
+		issue:     func(i report.Issue) { t.Fail(HashTags, i) },
+		right:     func() { t.Add(HashTags, func(c *report.Counts) { c.Unchanged++ }) },
+		mayRecopy: func(context.Context, string) (bool, error) { return true, nil },
+	})
 }
+
+// twinNotHash is why repair leaves a twin of another type alone.
+const twinNotHash = "the twin is not a hash; remove it and rerun apply --repair"
 
 // sameRecord says whether twin holds exactly fields and has a TTL exactly
 // when the legacy record does (what apply writes, byte for byte).

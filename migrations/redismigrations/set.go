@@ -154,8 +154,8 @@ func (s *Set) planTwin(t *scan.Tally, p pass, k string, r record) (tp twinPlan, 
 		return tp, false
 	}
 	fields, outs, _ := compose(key, r.fields, p.twin)
-	// A big record is planned from its head only: its digest then matches
-	// no twin read whole, and the catch-up reports rather than re-copies it.
+	// A big record is planned from its head only: streamTwin replaces
+	// this digest with the one of what it writes, piece by piece.
 	return twinPlan{key: k, twin: key.V1(s.prefix), k: key, fields: fields, outs: outs, digest: s.created.digest(fields)}, true
 }
 

@@ -97,11 +97,12 @@ type pair struct {
 // compareTwins reads legacy records and their twins and compares them,
 // with the allowances of the field transforms allow; it records one check
 // per legacy key under label and returns the records compared (for
-// cleanup).
-func (s *Set) compareTwins(ctx context.Context, keys []string, allow []*transform, t *scan.Tally, label string) ([]pair, error) {
-	recs, err := s.readRecords(ctx, keys)
+// cleanup). A record or twin too big to read whole is not compared: its
+// legacy key is in big, for the caller to compare piece by piece.
+func (s *Set) compareTwins(ctx context.Context, keys []string, allow []*transform, t *scan.Tally, label string) (out []pair, big []string, err error) {
+	recs, recBig, err := s.readGroup(ctx, keys)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var twinNames []string
 	var idx []int
@@ -109,6 +110,9 @@ func (s *Set) compareTwins(ctx context.Context, keys []string, allow []*transfor
 	for i, k := range keys {
 		r := recs[i]
 		switch {
+		case recBig[i]:
+			big = append(big, k)
+			continue
 		case r.err != nil:
 			t.Issue(label, report.Issue{Key: k, Reason: "not a hash: " + r.err.Error()})
 			tallyCheck(t, label, false)
@@ -128,26 +132,29 @@ func (s *Set) compareTwins(ctx context.Context, keys []string, allow []*transfor
 		twinNames = append(twinNames, key.V1(s.prefix))
 		idx = append(idx, i)
 	}
-	twins, err := s.readRecords(ctx, twinNames)
+	twins, twinBig, err := s.readSized(ctx, twinNames)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// A legacy key with a TTL whose twin is missing may have expired with
 	// its twin after it was read: it fails only if it is still there.
 	var recheck []string
 	for j, i := range idx {
-		if recs[i].has() && twins[j].fields == nil && twins[j].err == nil {
+		if recs[i].has() && twins[j].fields == nil && twins[j].err == nil && !twinBig[j] {
 			recheck = append(recheck, keys[i])
 		}
 	}
 	still, err := s.exists(ctx, recheck)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []pair
 	m := 0
 	for j, i := range idx {
 		k, r, tw := keys[i], recs[i], twins[j]
+		if twinBig[j] {
+			big = append(big, k)
+			continue
+		}
 		if r.has() && tw.fields == nil && tw.err == nil {
 			m++
 			if !still[m-1] {
@@ -163,7 +170,7 @@ func (s *Set) compareTwins(ctx context.Context, keys []string, allow []*transfor
 		tallyCheck(t, label, issue == nil)
 		out = append(out, pair{key: k, fields: r.fields, ok: issue == nil})
 	}
-	return out, nil
+	return out, big, nil
 }
 
 // ttlSlackMS is how far the twin's remaining TTL may be from the legacy

@@ -109,22 +109,49 @@ func (w *written) slot(key string) (uint64, bool) {
 	}
 }
 
-// digest sums a hash of each field and value, so that the order the
-// server returns them in does not matter; never 0 (0 is unknown), 0 for a
-// nil set.
+// digest is the digester's value over fields: the digest of what a
+// twin holds.
 func (w *written) digest(fields map[string]string) uint32 {
-	if w == nil {
+	d := w.digester()
+	for f, v := range fields {
+		d.add(f, v)
+	}
+	return d.value()
+}
+
+// digester sums a hash of each field and value handed to it, so that the
+// order the server returns them in (whole, or piece by piece for a big
+// record) does not matter.
+type digester struct {
+	w   *written
+	sum uint64
+	h   maphash.Hash
+}
+
+func (w *written) digester() *digester {
+	d := &digester{w: w}
+	if w != nil {
+		d.h.SetSeed(w.seed)
+	}
+	return d
+}
+
+func (d *digester) add(f, v string) {
+	if d.w == nil {
+		return
+	}
+	d.h.Reset()
+	_, _ = d.h.WriteString(f)
+	_ = d.h.WriteByte(0)
+	_, _ = d.h.WriteString(v)
+	d.sum += d.h.Sum64()
+}
+
+// value is the digest: never 0 (unknown), except without a set of twins
+// written.
+func (d *digester) value() uint32 {
+	if d.w == nil {
 		return 0
 	}
-	var sum uint64
-	var h maphash.Hash
-	h.SetSeed(w.seed)
-	for f, v := range fields {
-		h.Reset()
-		_, _ = h.WriteString(f)
-		_ = h.WriteByte(0)
-		_, _ = h.WriteString(v)
-		sum += h.Sum64()
-	}
-	return uint32(sum^sum>>32) | 1
+	return uint32(d.sum^d.sum>>32) | 1
 }
