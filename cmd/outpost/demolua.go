@@ -233,7 +233,7 @@ func (d *demoLua) call(l *lua.LState, raise bool) int {
 		l.Push(lua.LNumber(n))
 		return 1
 	}
-	if d.ro && !d.f.srv.IsReadOnlyCommand(name) && d.f.srv.IsRegisteredCommand(name) {
+	if d.ro && mayWrite(d.f.srv, name) && d.f.srv.IsRegisteredCommand(name) {
 		return d.fail(l, raise, "ERR Write commands are not allowed from read-only scripts.")
 	}
 	if !own[name] && !d.f.srv.IsRegisteredCommand(name) {

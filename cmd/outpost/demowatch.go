@@ -56,7 +56,7 @@ func (w *demoWatches) unwatch(c *demoConn) {
 
 // writing marks the watchers of what command name with args may write.
 func (w *demoWatches) writing(f *demoFront, name string, args []string) {
-	if w.n.Load() == 0 || f.srv.IsReadOnlyCommand(name) {
+	if w.n.Load() == 0 || !mayWrite(f.srv, name) {
 		return
 	}
 	all := name == "FLUSHDB" || name == "FLUSHALL" || name == "SWAPDB"
