@@ -1,9 +1,11 @@
 package main
 
 import (
+	"math/bits"
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -134,11 +136,30 @@ var nativeCmd = map[string]int{"HGETALL": 2, "HLEN": 2, "PEXPIRETIME": 2, "EXIST
 
 // takes says whether the front answers args itself (name upper-cased).
 func (k *demoKeyspace) takes(c *demoConn, name string, args []string) bool {
-	n, ok := nativeCmd[name]
-	if k == nil || !ok || c.subscribed {
+	if k == nil || c.subscribed {
 		return false
 	}
-	return len(args) == n || (n < 0 && len(args) >= -n)
+	if name == "MEMORY" {
+		return isMemoryUsage(args)
+	}
+	n, ok := nativeCmd[name]
+	return ok && (len(args) == n || (n < 0 && len(args) >= -n))
+}
+
+// isMemoryUsage: MEMORY USAGE key [SAMPLES n], as the apply's size probe
+// sends it.
+func isMemoryUsage(args []string) bool {
+	if len(args) < 3 || !strings.EqualFold(args[1], "USAGE") {
+		return false
+	}
+	if len(args) == 3 {
+		return true
+	}
+	if len(args) != 5 || !strings.EqualFold(args[3], "SAMPLES") {
+		return false
+	}
+	n, err := strconv.Atoi(args[4])
+	return err == nil && n >= 0
 }
 
 const msgWrongType = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
@@ -153,8 +174,20 @@ func (k *demoKeyspace) answer(resp3 bool, name string, args []string) []byte {
 	}
 	b := k.out[:0]
 	key := args[1]
+	if name == "MEMORY" {
+		key = args[2]
+	}
 	t, exists := db.keys[key]
 	switch name {
+	case "MEMORY":
+		switch {
+		case !exists:
+			b = appendNull(b, resp3)
+		case t != "hash":
+			return nil // miniredis's
+		default:
+			b = appendHeader(b, ':', memoryUsage(key, db.hashes[key]))
+		}
 	case "HGETALL":
 		switch {
 		case !exists:
@@ -243,6 +276,12 @@ func (k *demoKeyspace) intValue(c *demoConn, name string, args []string) (n int,
 	if !ok {
 		return 0, "", false
 	}
+	if name == "MEMORY" {
+		if db.keys[args[2]] != "hash" {
+			return 0, "", false // null, or miniredis's
+		}
+		return memoryUsage(args[2], db.hashes[args[2]]), "", true
+	}
 	n, wrongType := db.intReply(name, args)
 	if wrongType {
 		return 0, msgWrongType[1 : len(msgWrongType)-2], true
@@ -322,4 +361,84 @@ func appendMapLen(b []byte, n int, resp3 bool) []byte {
 		return appendHeader(b, '%', n)
 	}
 	return appendHeader(b, '*', 2*n)
+}
+
+// memoryUsage is MEMORY USAGE of a hash as Redis 7 counts it (object.c,
+// every field sampled): the key's string and dict entry, then a listpack
+// (up to 512 fields of at most 64 bytes: Redis's defaults) or a dict of
+// strings, each allocation rounded up to jemalloc's size class. Listpack
+// entries are counted as strings; Redis stores the integer-looking ones
+// in fewer bytes, so the count can be a little over Redis's, never under
+// (the apply takes it as an upper bound of a record's size).
+func memoryUsage(key string, h map[string]string) int {
+	n := mallocSize(sdsAlloc(len(key))) + 24
+	listpack := len(h) <= 512
+	for f, v := range h {
+		if len(f) > 64 || len(v) > 64 {
+			listpack = false
+			break
+		}
+	}
+	if listpack {
+		lp := 7 // header and end
+		for f, v := range h {
+			lp += lpEntry(len(f)) + lpEntry(len(v))
+		}
+		return n + 16 + mallocSize(lp)
+	}
+	slots := 4
+	for slots < len(h) {
+		slots <<= 1
+	}
+	n += 16 + 56 + 8*slots // the object, the dict, its table
+	for f, v := range h {
+		n += mallocSize(sdsAlloc(len(f))) + mallocSize(sdsAlloc(len(v))) + 24
+	}
+	return n
+}
+
+// sdsAlloc is the bytes Redis allocates for a string of n bytes: its
+// header (by length), the bytes, a NUL.
+func sdsAlloc(n int) int {
+	switch {
+	case n < 1<<5:
+		return 1 + n + 1
+	case n < 1<<8:
+		return 3 + n + 1
+	case n < 1<<16:
+		return 5 + n + 1
+	}
+	return 9 + n + 1
+}
+
+// lpEntry is the bytes of a string of n bytes in a listpack: its
+// encoding, the bytes, its back length.
+func lpEntry(n int) int {
+	e := 1 + n
+	switch {
+	case n >= 4096:
+		e = 5 + n
+	case n >= 64:
+		e = 2 + n
+	}
+	switch {
+	case e < 128:
+		return e + 1
+	case e < 16384:
+		return e + 2
+	}
+	return e + 3
+}
+
+// mallocSize is jemalloc's size class for n bytes: 8, multiples of 16 up
+// to 128, then four classes per power of two.
+func mallocSize(n int) int {
+	switch {
+	case n <= 8:
+		return 8
+	case n <= 128:
+		return (n + 15) &^ 15
+	}
+	step := 1 << (bits.Len(uint(n-1)) - 3)
+	return (n + step - 1) &^ (step - 1)
 }

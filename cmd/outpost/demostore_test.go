@@ -289,6 +289,37 @@ func TestDemoStoreNativeCommands(t *testing.T) {
 			got := reply(mem.Do(ctx, s...).Result())
 			require.Equal(t, want, got, "RESP%d step %d %q", proto, i, s)
 		}
+		// MEMORY USAGE of a hash, as the apply's size probe asks it:
+		// Redis's count (listpack or dict, jemalloc's size classes), or a
+		// little over it where Redis stores integers in fewer bytes.
+		for _, k := range []string{"h", "r", "tenant:1", "big", "wide", "mid"} {
+			var got, want []int64
+			for i, c := range []*redis.Client{mem, real} {
+				if k == "big" {
+					require.NoError(t, c.HSet(ctx, k, "v", strings.Repeat("x", 100_000), "n", "12345").Err())
+				}
+				for f := 0; k == "wide" && f < 200; f++ {
+					require.NoError(t, c.HSet(ctx, k, fmt.Sprint("field-", f), fmt.Sprint("value ", f)).Err())
+				}
+				if k == "mid" {
+					require.NoError(t, c.HSet(ctx, k, "a", strings.Repeat("y", 100), "b", "z").Err())
+				}
+				direct, err := c.Do(ctx, "MEMORY", "USAGE", k, "SAMPLES", "0").Int64()
+				require.NoError(t, err)
+				scripted, err := c.Eval(ctx, "return redis.pcall('MEMORY', 'USAGE', KEYS[1], 'SAMPLES', '0')", []string{k}).Int64()
+				require.NoError(t, err)
+				if i == 0 {
+					got = []int64{direct, scripted}
+				} else {
+					want = []int64{direct, scripted}
+				}
+			}
+			for i := range got {
+				require.GreaterOrEqual(t, got[i], want[i], "MEMORY USAGE %s", k)
+				require.LessOrEqual(t, got[i], want[i]+want[i]/8, "MEMORY USAGE %s", k)
+			}
+		}
+		require.Equal(t, reply(real.Do(ctx, "MEMORY", "USAGE", "nope").Result()), reply(mem.Do(ctx, "MEMORY", "USAGE", "nope").Result()))
 		for _, p := range patterns {
 			want, err := real.Keys(ctx, p).Result()
 			require.NoError(t, err)
