@@ -97,6 +97,9 @@ func (k *demoKeyspace) presize(keys int) {
 	if db == nil || keys <= 0 {
 		return
 	}
+	// A demo of a million tenants grows its maps as it goes: what is
+	// set aside up front stays under ~150 MiB.
+	keys = min(keys, maxPresize)
 	p := unsafe.Pointer(db)
 	if m := (*map[string]string)(unsafe.Add(p, k.keys)); len(*m) == 0 {
 		*m = make(map[string]string, keys)
@@ -111,6 +114,8 @@ func (k *demoKeyspace) presize(keys int) {
 		*m = make(map[string]uint, keys)
 	}
 }
+
+const maxPresize = 1 << 20
 
 // db0 is database 0's maps (lock held). Looked up on every command:
 // SWAPDB and FLUSHDB replace them.
