@@ -32,7 +32,14 @@ import (
 // are left to the caller.
 func requireMigratedBut(t *testing.T, c redis.UniversalClient, o seed.Options, extra ...string) {
 	t.Helper()
-	diffs, checked, err := seedtest.Check(context.Background(), c, o, seedtest.Expect)
+	requireCheckedBut(t, c, o, seedtest.Expect, extra...)
+}
+
+// requireCheckedBut checks the keyspace against expect, leaving the
+// differences that name a record of extra to the caller.
+func requireCheckedBut(t *testing.T, c redis.UniversalClient, o seed.Options, expect seedtest.ExpectFunc, extra ...string) {
+	t.Helper()
+	diffs, checked, err := seedtest.Check(context.Background(), c, o, expect)
 	require.NoError(t, err)
 	var left []string
 	for _, d := range diffs {

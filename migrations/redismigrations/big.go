@@ -66,20 +66,30 @@ return 1
 // twin exists (then the temporary key is dropped), with the legacy key's
 // expiry ARGV[3] ("@" and the Unix time in ms, or "0": none). Returns 1
 // created, 0 the twin existed, -1 the temporary key is gone.
-var moveScript = goredis.NewScript(fencePrelude + `
+var moveScript = goredis.NewScript(fencePrelude + moveFn + `
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('DEL', KEYS[2])
   return 0
 end
 if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
-redis.call('RENAME', KEYS[2], KEYS[1])
-if string.sub(ARGV[3], 1, 1) == '@' then
-  redis.call('PEXPIREAT', KEYS[1], string.sub(ARGV[3], 2))
-else
-  redis.call('PERSIST', KEYS[1])
-end
+move(KEYS[2], KEYS[1], ARGV[3])
 return 1
 `)
+
+// moveFn defines move, which renames the temporary key tmp to the twin
+// and gives it the legacy key's expiry ("@" and the Unix time in ms, or
+// "0": none), for the scripts that put a twin built piece by piece in
+// place.
+const moveFn = `
+local function move(tmp, twin, expiry)
+  redis.call('RENAME', tmp, twin)
+  if string.sub(expiry, 1, 1) == '@' then
+    redis.call('PEXPIREAT', twin, string.sub(expiry, 2))
+  else
+    redis.call('PERSIST', twin)
+  end
+end
+`
 
 // copyLegacy copies a chunk's legacy records: those of more than
 // bigFields fields or bigAt bytes one by one, piece by piece (copyBig);

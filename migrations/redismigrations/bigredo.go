@@ -284,14 +284,9 @@ func (s *Set) sameBig(ctx context.Context, k string, b bigRec, l serverLimits) (
 // (replacing it), with the legacy key's expiry ARGV[3] as moveScript takes
 // it. Run inside MULTI after a WATCH of the twin. Returns 1 written, -1
 // the temporary key is gone (the record vanished while it was built).
-var recopyBigScript = goredis.NewScript(fencePrelude + `
+var recopyBigScript = goredis.NewScript(fencePrelude + moveFn + `
 if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
-redis.call('RENAME', KEYS[2], KEYS[1])
-if string.sub(ARGV[3], 1, 1) == '@' then
-  redis.call('PEXPIREAT', KEYS[1], string.sub(ARGV[3], 2))
-else
-  redis.call('PERSIST', KEYS[1])
-end
+move(KEYS[2], KEYS[1], ARGV[3])
 return 1
 `)
 
