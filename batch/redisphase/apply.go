@@ -52,6 +52,9 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 	}
 	if a.wt != nil {
 		defer func() { a.wt.UseOthers(nil); a.o.Close() }()
+		if a.earlier, err = p.readReported(ctx); err != nil {
+			return lines, err
+		}
 	}
 	defer func() { lines[indexOf(lines, todo[0])].Others = a.others }()
 	confirm, err := a.passes(ctx)
@@ -64,6 +67,14 @@ func (p *Phase) Apply(ctx context.Context, run *batch.Run) ([]report.Migration, 
 	}
 	if err := p.clear(ctx, a.ex, "apply"); err != nil {
 		return lines, err
+	}
+	if a.wt != nil && len(a.earlier)+len(a.reported) > 0 {
+		if err := p.checkFence(ctx, run); err != nil {
+			return lines, err
+		}
+		if err := p.saveReported(ctx, a.reported); err != nil {
+			return lines, err
+		}
 	}
 	return lines, failedErr
 }
@@ -104,6 +115,9 @@ type applier struct {
 	total      *scan.Tally
 	nodes      []report.NodeProgress
 	resumed    bool
+	// earlier are the records the last apply's catch-up reported,
+	// reported those this one's did (see reported.go).
+	earlier, reported []string
 }
 
 // passes runs apply passes until one settles (others' writes caught up, or
@@ -137,11 +151,12 @@ func (a *applier) passes(ctx context.Context) (*scan.Tally, error) {
 			}
 			continue
 		}
-		cu, settled, err := p.settle(ctx, run, a.o, a.wt, a.todo, a.done, res, a.total, a.others)
+		cu, reported, settled, err := p.settle(ctx, run, a.o, a.wt, a.todo, a.done, res, a.total, a.others, a.earlier)
 		if err != nil {
 			return nil, a.unfinished(err)
 		}
 		if settled {
+			a.reported = reported
 			run.Emit(progress.Event{Event: progress.PassDone, Pass: pass, Migration: ex.Label, Msg: fmt.Sprintf("pass %d done; other clients changed %d keys during it (%d catch-up rounds)", pass, a.others.KeysChanged, a.others.Rounds)})
 			return cu, nil
 		}
@@ -154,12 +169,29 @@ func (a *applier) passes(ctx context.Context) (*scan.Tally, error) {
 		}
 		run.Emit(progress.Event{Event: progress.PassDone, Pass: pass, Migration: ex.Label, Msg: fmt.Sprintf("pass %d done; confirming pass found %d keys left to change", pass, left)})
 		if left == 0 || pass >= p.opts.MaxPasses {
-			return confirm, nil
+			return confirm, a.lookAgain(ctx, confirm)
 		}
 		if err := p.clear(ctx, ex, "apply"); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// lookAgain runs the catch-up over the records the last apply reported
+// when the pass was settled by a confirming pass instead (which checks
+// that twins exist and are converted, not that they agree), adding its
+// failures to confirm's.
+func (a *applier) lookAgain(ctx context.Context, confirm *scan.Tally) error {
+	if a.wt == nil || len(a.earlier) == 0 {
+		return nil
+	}
+	t := scan.NewTally()
+	if err := a.wt.CatchUp(ctx, a.todo, a.done, a.earlier, t); err != nil {
+		return a.unfinished(err)
+	}
+	confirm.Merge(mainFailures(a.todo, nil, t))
+	a.reported = t.IssueKeys()
+	return nil
 }
 
 // confirm runs the confirming pass: read-only, it finds what is left to do

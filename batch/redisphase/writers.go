@@ -67,7 +67,7 @@ func (p *Phase) watchOthers(ctx context.Context, run *batch.Run) (*scan.Others, 
 // right, round after round until a round finds nothing new. ok is false
 // when detection became unavailable: the caller then runs the confirming
 // pass.
-func (p *Phase) catchUp(ctx context.Context, run *batch.Run, o *scan.Others, wt Watcher, todo, done []string, pass *scan.Tally, out *report.Others) (*scan.Tally, bool, error) {
+func (p *Phase) catchUp(ctx context.Context, run *batch.Run, o *scan.Others, wt Watcher, todo, done []string, pass *scan.Tally, out *report.Others, earlier []string) (*scan.Tally, bool, error) {
 	t := scan.NewTally()
 	for round := 1; ; round++ {
 		keys, err := o.Sync(ctx)
@@ -76,6 +76,10 @@ func (p *Phase) catchUp(ctx context.Context, run *batch.Run, o *scan.Others, wt 
 		}
 		if o.Broken() != "" {
 			return nil, false, nil
+		}
+		if round == 1 {
+			// What an earlier apply reported is looked at again.
+			keys = slices.Compact(slices.Sorted(slices.Values(append(keys, earlier...))))
 		}
 		// A key the pass already reported stays reported (exit 4, a rerun
 		// looks again): the catch-up must not list it twice.
@@ -111,11 +115,14 @@ func (p *Phase) catchUp(ctx context.Context, run *batch.Run, o *scan.Others, wt 
 // it catches up on them and returns the failures (settled); on a fresh
 // install (no tenant key) nothing can be left. Otherwise the caller runs
 // the full confirming pass, and others says why.
-func (p *Phase) settle(ctx context.Context, run *batch.Run, o *scan.Others, wt Watcher, todo, done []string, res *scan.Result, total *scan.Tally, others *report.Others) (*scan.Tally, bool, error) {
+func (p *Phase) settle(ctx context.Context, run *batch.Run, o *scan.Others, wt Watcher, todo, done []string, res *scan.Result, total *scan.Tally, others *report.Others, earlier []string) (failures *scan.Tally, reported []string, settled bool, err error) {
 	if wt != nil && o.Broken() == "" && !res.TopologyChanged && !res.Resumed {
-		cu, ok, err := p.catchUp(ctx, run, o, wt, todo, done, res.Tally, others)
-		if err != nil || ok {
-			return mainFailures(todo, res.Tally, cu), ok, err
+		cu, ok, err := p.catchUp(ctx, run, o, wt, todo, done, res.Tally, others, earlier)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		if ok {
+			return mainFailures(todo, res.Tally, cu), cu.IssueKeys(), true, nil
 		}
 	}
 	if wt != nil {
@@ -131,12 +138,12 @@ func (p *Phase) settle(ctx context.Context, run *batch.Run, o *scan.Others, wt W
 	if total.Sum().Scanned == 0 && !res.TopologyChanged && !res.Resumed {
 		// No tenant key at all (a fresh install): nothing can be left to
 		// do, so one pass is enough.
-		return scan.NewTally(), true, nil
+		return scan.NewTally(), nil, true, nil
 	}
 	if wt != nil {
 		progress.Warnf(run.Events, "writes by other clients during the pass could not be watched (%s): running a full confirming pass", others.Reason)
 	}
-	return nil, false, nil
+	return nil, nil, false, nil
 }
 
 // mainFailures is what the confirming pass used to supply when there is

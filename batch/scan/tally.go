@@ -17,8 +17,10 @@ type Tally struct {
 	totals map[string]int64
 	// keys holds every key an issue was recorded for (up to maxIssueKeys),
 	// so that a later look at the same keys (the catch-up) does not report
-	// them twice.
+	// them twice; ids every issue (label, key, field, reason), so that
+	// the same problem of the same key counts once.
 	keys map[string]struct{}
+	ids  map[string]struct{}
 }
 
 // maxIssueKeys bounds the memory HasIssue uses: past it, keys are not
@@ -27,7 +29,7 @@ const maxIssueKeys = 1_000_000
 
 // NewTally returns an empty tally.
 func NewTally() *Tally {
-	return &Tally{counts: map[string]*report.Counts{}, issues: map[string][]report.Issue{}, totals: map[string]int64{}, keys: map[string]struct{}{}}
+	return &Tally{counts: map[string]*report.Counts{}, issues: map[string][]report.Issue{}, totals: map[string]int64{}, keys: map[string]struct{}{}, ids: map[string]struct{}{}}
 }
 
 // Add changes the counts of label under the tally's lock.
@@ -58,11 +60,11 @@ func (t *Tally) Issue(label string, i report.Issue) bool {
 	defer t.mu.Unlock()
 	if i.Key != "" {
 		id := label + "\x00" + i.Key + "\x00" + i.Field + "\x00" + i.Reason
-		if _, dup := t.keys[id]; dup {
+		if _, dup := t.ids[id]; dup {
 			return false
 		}
-		if len(t.keys) < maxIssueKeys {
-			t.keys[id], t.keys[i.Key] = struct{}{}, struct{}{}
+		if len(t.ids) < maxIssueKeys {
+			t.ids[id], t.keys[i.Key] = struct{}{}, struct{}{}
 		}
 	}
 	t.totals[label]++
@@ -78,6 +80,19 @@ func (t *Tally) HasIssue(key string) bool {
 	defer t.mu.Unlock()
 	_, ok := t.keys[key]
 	return ok
+}
+
+// IssueKeys lists, sorted, the keys issues were recorded for (up to the
+// bound HasIssue keeps).
+func (t *Tally) IssueKeys() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.keys))
+	for k := range t.keys {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Counts returns a copy of label's counts.
@@ -122,9 +137,13 @@ func (t *Tally) Merge(o *Tally) {
 		return
 	}
 	o.mu.Lock()
-	ids := make([]string, 0, len(o.keys))
-	for id := range o.keys {
+	ids := make([]string, 0, len(o.ids))
+	for id := range o.ids {
 		ids = append(ids, id)
+	}
+	keys := make([]string, 0, len(o.keys))
+	for k := range o.keys {
+		keys = append(keys, k)
 	}
 	o.mu.Unlock()
 	// Issues o holds that t already has (the same key's same problem seen
@@ -133,13 +152,17 @@ func (t *Tally) Merge(o *Tally) {
 	dups := map[string]int64{}
 	seen := map[string]bool{}
 	for _, id := range ids {
-		if _, ok := t.keys[id]; ok {
-			if label, _, issue := strings.Cut(id, "\x00"); issue {
-				dups[label]++
-				seen[id] = true
-			}
-		} else if len(t.keys) < maxIssueKeys {
-			t.keys[id] = struct{}{}
+		if _, ok := t.ids[id]; ok {
+			label, _, _ := strings.Cut(id, "\x00")
+			dups[label]++
+			seen[id] = true
+		} else if len(t.ids) < maxIssueKeys {
+			t.ids[id] = struct{}{}
+		}
+	}
+	for _, k := range keys {
+		if len(t.keys) < maxIssueKeys {
+			t.keys[k] = struct{}{}
 		}
 	}
 	t.mu.Unlock()

@@ -420,6 +420,74 @@ func TestCatchUpTrustsOnlyWhatItWrote(t *testing.T) {
 	require.Equal(t, "new-server", c.HGet(ctx, "tenant:{a}:tenant", "note").Val())
 }
 
+// TestRerunLooksAgainAtReported: a record the catch-up reported (changed
+// by the old server after its copy while the new server wrote its twin)
+// keeps a rerun from recording the migrations applied as long as the two
+// still differ: a rerun's pass counts a record whose twin exists as done,
+// so it must remember. Once reconciled (here: the twin deleted), the rerun
+// copies it, applies, and forgets it.
+func TestRerunLooksAgainAtReported(t *testing.T) {
+	ctx := context.Background()
+	c := servertest.Redis(t).Client(t)
+	for _, id := range []string{"a", "b"} {
+		require.NoError(t, c.HSet(ctx, "tenant:"+id, "id", id, "created_at", "2024-05-06T07:08:09Z").Err())
+	}
+	var once sync.Once
+	restore := redismigrations.SetBeforeWrite(func(ctx context.Context, keys []string) {
+		for _, k := range keys {
+			if k == "tenant:{a}:tenant" {
+				once.Do(func() {
+					require.NoError(t, c.HSet(ctx, "tenant:a", "note", "old-server").Err())
+					require.NoError(t, c.HSet(ctx, "tenant:{a}:tenant", "id", "a", "note", "new-server").Err())
+				})
+			}
+		}
+	})
+	named := func(lines []report.Migration) bool {
+		for _, i := range line(t, lines, all[0]).Issues {
+			if i.Key == "tenant:a" {
+				return true
+			}
+		}
+		return false
+	}
+	lines, err := phaseFor(c, "", redisphase.Options{}).Apply(ctx, runFor("apply"))
+	restore()
+	require.Equal(t, report.CodeMigrationFailed, report.CodeOf(err), "%v", err)
+	require.True(t, named(lines))
+	require.EqualValues(t, 1, line(t, lines, all[0]).Others.Reported)
+
+	for range 2 {
+		lines, err = phaseFor(c, "", redisphase.Options{}).Apply(ctx, runFor("apply"))
+		require.Equal(t, report.CodeMigrationFailed, report.CodeOf(err), "a rerun over the same data fails the same way: %v", err)
+		require.True(t, named(lines))
+		require.Equal(t, "new-server", c.HGet(ctx, "tenant:{a}:tenant", "note").Val(), "the twin is never overwritten")
+	}
+	require.Equal(t, []string{"tenant:a"}, c.SMembers(ctx, "{.outpost:migration_lock}:reported").Val())
+
+	// A rerun whose writers cannot be watched (an ACL user without
+	// +client) settles by the confirming pass, which checks that twins
+	// exist and are converted, not that they agree: it looks again too.
+	require.NoError(t, c.Do(ctx, "ACL", "SETUSER", "notrack", "on", ">pw", "~tenant:*", "~outpost:*", "~.outpost:*", "~{.outpost:*",
+		"-@all", "+@read", "+@write", "+@keyspace", "+@scripting", "+@transaction", "+info", "+ping").Err())
+	opt := *c.Options()
+	opt.Username, opt.Password = "notrack", "pw"
+	nc := goredis.NewClient(&opt)
+	defer nc.Close()
+	lines, err = phaseFor(nc, "", redisphase.Options{}).Apply(ctx, runFor("apply"))
+	require.Equal(t, report.CodeMigrationFailed, report.CodeOf(err), "%v", err)
+	require.True(t, line(t, lines, all[0]).Others.ConfirmingPass)
+	require.True(t, named(lines))
+	require.Equal(t, []string{"tenant:a"}, c.SMembers(ctx, "{.outpost:migration_lock}:reported").Val())
+
+	require.NoError(t, c.Del(ctx, "tenant:{a}:tenant").Err())
+	lines, err = phaseFor(c, "", redisphase.Options{}).Apply(ctx, runFor("apply"))
+	require.NoError(t, err)
+	require.Equal(t, report.StateApplied, line(t, lines, all[0]).State)
+	require.Equal(t, "old-server", c.HGet(ctx, "tenant:{a}:tenant", "note").Val())
+	require.Zero(t, c.Exists(ctx, "{.outpost:migration_lock}:reported").Val(), "nothing left to look at again")
+}
+
 // TestTrackingWithACLUser: the minimal ACL user plus the rules the README
 // names (+client +subscribe &__redis__:invalidate) is watched: no
 // confirming pass.
