@@ -156,7 +156,12 @@ func (s *Set) countCopy(t *scan.Tally, p pass, seen *written, tp twinPlan, res s
 	case res.val == 1:
 		t.Add(HashTags, func(c *report.Counts) { c.Changed++ })
 		tp.countFinal(t, p)
-		seen.add(tp.twin, tp.digest)
+		d := tp.digest
+		if d == 0 {
+			// Only for twins created: most of a rerun's exist.
+			d = seen.digest(tp.fields)
+		}
+		seen.add(tp.twin, d)
 	default:
 		t.Add(HashTags, func(c *report.Counts) { c.Unchanged++ })
 	}

@@ -131,7 +131,7 @@ type twinPlan struct {
 	k         Key
 	fields    map[string]string
 	outs      []outcome
-	digest    uint32 // of fields, for the set of twins created (written)
+	digest    uint32 // of what was written, when not fields (a big record streamed)
 }
 
 // planTwin counts a legacy record read for 001 as scanned and plans its
@@ -154,9 +154,7 @@ func (s *Set) planTwin(t *scan.Tally, p pass, k string, r record) (tp twinPlan, 
 		return tp, false
 	}
 	fields, outs, _ := compose(key, r.fields, p.twin)
-	// A big record is planned from its head only: streamTwin replaces
-	// this digest with the one of what it writes, piece by piece.
-	return twinPlan{key: k, twin: key.V1(s.prefix), k: key, fields: fields, outs: outs, digest: s.created.digest(fields)}, true
+	return twinPlan{key: k, twin: key.V1(s.prefix), k: key, fields: fields, outs: outs}, true
 }
 
 // countFinal counts the work of the pass's field transforms on a twin that
